@@ -1,0 +1,93 @@
+//! Naive scalar twins of the fast kernels: the executable specification the kernel tests compare
+//! against. Written for clarity, accumulating in f64 where that makes the spec sharper.
+
+use crate::Activation;
+
+/// `y (m, n) = x (m, k) W^T + b`, `W` (n, k) row-major.
+pub fn linear(x: &[f32], w: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+    let mut y = vec![0.0f32; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let mut acc = b[j] as f64;
+            for p in 0..k {
+                acc += x[i * k + p] as f64 * w[j * k + p] as f64;
+            }
+            y[i * n + j] = acc as f32;
+        }
+    }
+    y
+}
+
+/// The activations in f64.
+pub fn activation(act: Activation, x: f32) -> f32 {
+    let x = x as f64;
+    let y = match act {
+        Activation::Gelu => 0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2)),
+        Activation::GeluTanh => {
+            let c = (2.0 / std::f64::consts::PI).sqrt();
+            0.5 * x * (1.0 + (c * (x + 0.044715 * x * x * x)).tanh())
+        }
+        Activation::Relu => x.max(0.0),
+        Activation::Silu => x / (1.0 + (-x).exp()),
+    };
+    y as f32
+}
+
+/// Row-wise LayerNorm of `x` (rows of width `gamma.len()`).
+pub fn layer_norm(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32) -> Vec<f32> {
+    let h = gamma.len();
+    let mut out = vec![0.0f32; x.len()];
+    for (row, o) in x.chunks(h).zip(out.chunks_mut(h)) {
+        let mean = row.iter().map(|&v| v as f64).sum::<f64>() / h as f64;
+        let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / h as f64;
+        let rstd = 1.0 / (var + eps as f64).sqrt();
+        for i in 0..h {
+            o[i] = ((row[i] as f64 - mean) * rstd * gamma[i] as f64 + beta[i] as f64) as f32;
+        }
+    }
+    out
+}
+
+/// Softmax of one row.
+pub fn softmax(x: &[f32]) -> Vec<f32> {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let e: Vec<f64> = x.iter().map(|&v| (v as f64 - max).exp()).collect();
+    let s: f64 = e.iter().sum();
+    e.iter().map(|v| (v / s) as f32).collect()
+}
+
+/// Multi-head self-attention over one sequence of `t` tokens, as transformers' eager
+/// `BertSelfAttention` computes it for one unpadded sequence: `softmax(Q K^T / sqrt(D)) * head_mask`,
+/// then `P V`. `qkv` is (t, 3H) with Q, K, V side by side; returns (context (t, H), probs (NH, t, t)).
+pub fn attention(
+    qkv: &[f32],
+    t: usize,
+    num_heads: usize,
+    head_dim: usize,
+    head_mask: Option<&[f32]>,
+) -> (Vec<f32>, Vec<f32>) {
+    let h = num_heads * head_dim;
+    let scale = 1.0 / (head_dim as f64).sqrt();
+    let mut ctx = vec![0.0f32; t * h];
+    let mut probs = vec![0.0f32; num_heads * t * t];
+    for hd in 0..num_heads {
+        let q = |i: usize, d: usize| qkv[i * 3 * h + hd * head_dim + d] as f64;
+        let k = |i: usize, d: usize| qkv[i * 3 * h + h + hd * head_dim + d] as f64;
+        let v = |i: usize, d: usize| qkv[i * 3 * h + 2 * h + hd * head_dim + d] as f64;
+        for i in 0..t {
+            let scores: Vec<f32> = (0..t)
+                .map(|j| ((0..head_dim).map(|d| q(i, d) * k(j, d)).sum::<f64>() * scale) as f32)
+                .collect();
+            let mut p = softmax(&scores);
+            if let Some(m) = head_mask {
+                p.iter_mut().for_each(|x| *x *= m[hd]);
+            }
+            probs[(hd * t + i) * t..(hd * t + i + 1) * t].copy_from_slice(&p);
+            for d in 0..head_dim {
+                let acc: f64 = (0..t).map(|j| p[j] as f64 * v(j, d)).sum();
+                ctx[i * h + hd * head_dim + d] = acc as f32;
+            }
+        }
+    }
+    (ctx, probs)
+}

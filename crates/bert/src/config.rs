@@ -1,0 +1,269 @@
+//! `BertConfig`: the model hyper-parameters, deserialized from a checkpoint's `config.json` with the
+//! defaults of transformers' `BertConfig`
+//! (<https://github.com/huggingface/transformers/blob/v4.57.1/src/transformers/models/bert/configuration_bert.py>).
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// The activation of the intermediate (feed-forward) layer, `hidden_act` in `config.json`.
+///
+/// Names follow transformers' `ACT2FN`: `gelu` is the exact erf form, `gelu_new` and
+/// `gelu_pytorch_tanh` are the same tanh approximation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum HiddenAct {
+    /// `gelu`: `x * 0.5 * (1 + erf(x / sqrt(2)))`.
+    Gelu,
+    /// `gelu_new`: `0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 x^3)))`.
+    GeluNew,
+    /// `gelu_pytorch_tanh`: numerically the same formula as `gelu_new`.
+    GeluPytorchTanh,
+    /// `relu`.
+    Relu,
+    /// `silu` (alias `swish`): `x * sigmoid(x)`.
+    Silu,
+}
+
+impl HiddenAct {
+    /// The name transformers uses for this activation.
+    pub fn name(self) -> &'static str {
+        match self {
+            HiddenAct::Gelu => "gelu",
+            HiddenAct::GeluNew => "gelu_new",
+            HiddenAct::GeluPytorchTanh => "gelu_pytorch_tanh",
+            HiddenAct::Relu => "relu",
+            HiddenAct::Silu => "silu",
+        }
+    }
+
+    pub(crate) fn kernel(self) -> bert_kernels::Activation {
+        match self {
+            HiddenAct::Gelu => bert_kernels::Activation::Gelu,
+            HiddenAct::GeluNew | HiddenAct::GeluPytorchTanh => bert_kernels::Activation::GeluTanh,
+            HiddenAct::Relu => bert_kernels::Activation::Relu,
+            HiddenAct::Silu => bert_kernels::Activation::Silu,
+        }
+    }
+}
+
+impl TryFrom<String> for HiddenAct {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Ok(match s.as_str() {
+            "gelu" => HiddenAct::Gelu,
+            "gelu_new" => HiddenAct::GeluNew,
+            "gelu_pytorch_tanh" => HiddenAct::GeluPytorchTanh,
+            "relu" => HiddenAct::Relu,
+            "silu" | "swish" => HiddenAct::Silu,
+            other => {
+                return Err(format!(
+                    "unsupported hidden_act `{other}` (supported: gelu, gelu_new, gelu_pytorch_tanh, relu, silu, swish)"
+                ))
+            }
+        })
+    }
+}
+
+impl From<HiddenAct> for String {
+    fn from(a: HiddenAct) -> String {
+        a.name().to_string()
+    }
+}
+
+/// BERT hyper-parameters. Field names and defaults are transformers' `BertConfig`; fields this crate
+/// does not use (dropout, `initializer_range`, labels) are kept so the struct round-trips.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BertConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    pub hidden_act: HiddenAct,
+    pub hidden_dropout_prob: f64,
+    pub attention_probs_dropout_prob: f64,
+    pub max_position_embeddings: usize,
+    pub type_vocab_size: usize,
+    pub initializer_range: f64,
+    pub layer_norm_eps: f64,
+    pub pad_token_id: Option<i64>,
+    /// Only `absolute` is supported; `relative_key` and `relative_key_query` are rejected at load.
+    pub position_embedding_type: String,
+    pub classifier_dropout: Option<f64>,
+    /// `bert` for BERT checkpoints; other families (roberta, ...) are rejected because their
+    /// embeddings differ in ways that would silently give wrong numbers.
+    pub model_type: Option<String>,
+    pub architectures: Option<Vec<String>>,
+}
+
+impl Default for BertConfig {
+    fn default() -> Self {
+        BertConfig {
+            vocab_size: 30522,
+            hidden_size: 768,
+            num_hidden_layers: 12,
+            num_attention_heads: 12,
+            intermediate_size: 3072,
+            hidden_act: HiddenAct::Gelu,
+            hidden_dropout_prob: 0.1,
+            attention_probs_dropout_prob: 0.1,
+            max_position_embeddings: 512,
+            type_vocab_size: 2,
+            initializer_range: 0.02,
+            layer_norm_eps: 1e-12,
+            pad_token_id: Some(0),
+            position_embedding_type: "absolute".to_string(),
+            classifier_dropout: None,
+            model_type: Some("bert".to_string()),
+            architectures: None,
+        }
+    }
+}
+
+impl BertConfig {
+    /// Reads and validates `config.json`.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::from_json_str(&text).map_err(|e| match e {
+            Error::Json { source, .. } => Error::Json {
+                path: path.to_path_buf(),
+                source,
+            },
+            Error::Config(msg) => Error::Config(format!("{}: {msg}", path.display())),
+            other => other,
+        })
+    }
+
+    /// Parses and validates a `config.json` document.
+    pub fn from_json_str(text: &str) -> Result<Self> {
+        let config: BertConfig = serde_json::from_str(text).map_err(|source| Error::Json {
+            path: "config.json".into(),
+            source,
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks that the configuration describes a model this crate can run.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(mt) = &self.model_type {
+            if mt != "bert" {
+                return Err(Error::Config(format!(
+                    "model_type `{mt}` is not supported (only `bert`)"
+                )));
+            }
+        }
+        if self.position_embedding_type != "absolute" {
+            return Err(Error::Config(format!(
+                "position_embedding_type `{}` is not supported (only `absolute`)",
+                self.position_embedding_type
+            )));
+        }
+        for (field, v) in [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("num_attention_heads", self.num_attention_heads),
+            ("intermediate_size", self.intermediate_size),
+            ("max_position_embeddings", self.max_position_embeddings),
+            ("type_vocab_size", self.type_vocab_size),
+        ] {
+            if v == 0 {
+                return Err(Error::Config(format!("{field} must be positive")));
+            }
+        }
+        if self.hidden_size % self.num_attention_heads != 0 {
+            return Err(Error::Config(format!(
+                "hidden_size {} is not a multiple of num_attention_heads {}",
+                self.hidden_size, self.num_attention_heads
+            )));
+        }
+        if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps >= 0.0) {
+            return Err(Error::Config(format!(
+                "layer_norm_eps {} must be a non-negative number",
+                self.layer_norm_eps
+            )));
+        }
+        Ok(())
+    }
+
+    /// Size of one attention head, `D = H / NH`.
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_attention_heads
+    }
+
+    /// The shapes of `bert-base-uncased`, `bert-large-uncased` and `all-MiniLM-L6-v2`, for benchmarks
+    /// with random weights.
+    pub fn preset(name: &str) -> Option<Self> {
+        let base = BertConfig::default();
+        Some(match name {
+            "bert-base" => base,
+            "bert-large" => BertConfig {
+                hidden_size: 1024,
+                num_hidden_layers: 24,
+                num_attention_heads: 16,
+                intermediate_size: 4096,
+                ..base
+            },
+            "minilm-l6" => BertConfig {
+                hidden_size: 384,
+                num_hidden_layers: 6,
+                num_attention_heads: 12,
+                intermediate_size: 1536,
+                ..base
+            },
+            _ => return None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_bert_base() {
+        let c = BertConfig::from_json_str("{}").unwrap();
+        assert_eq!(c, BertConfig::default());
+        assert_eq!(c.head_dim(), 64);
+    }
+
+    #[test]
+    fn activations_parse() {
+        for (s, a) in [
+            ("gelu", HiddenAct::Gelu),
+            ("gelu_new", HiddenAct::GeluNew),
+            ("gelu_pytorch_tanh", HiddenAct::GeluPytorchTanh),
+            ("relu", HiddenAct::Relu),
+            ("silu", HiddenAct::Silu),
+            ("swish", HiddenAct::Silu),
+        ] {
+            let c = BertConfig::from_json_str(&format!(r#"{{"hidden_act": "{s}"}}"#)).unwrap();
+            assert_eq!(c.hidden_act, a);
+        }
+    }
+
+    #[test]
+    fn unsupported_settings_are_errors() {
+        let e = BertConfig::from_json_str(r#"{"hidden_act": "mish"}"#).unwrap_err();
+        assert!(
+            e.to_string().contains("unsupported hidden_act `mish`"),
+            "{e}"
+        );
+        let e = BertConfig::from_json_str(r#"{"position_embedding_type": "relative_key"}"#)
+            .unwrap_err();
+        assert!(e.to_string().contains("relative_key"), "{e}");
+        let e = BertConfig::from_json_str(r#"{"hidden_size": 100, "num_attention_heads": 3}"#)
+            .unwrap_err();
+        assert!(e.to_string().contains("not a multiple"), "{e}");
+        let e = BertConfig::from_json_str(r#"{"model_type": "roberta"}"#).unwrap_err();
+        assert!(e.to_string().contains("roberta"), "{e}");
+        let e = BertConfig::from_json_str(r#"{"num_hidden_layers": 0}"#).unwrap_err();
+        assert!(e.to_string().contains("num_hidden_layers"), "{e}");
+    }
+}

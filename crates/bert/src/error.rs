@@ -1,0 +1,98 @@
+//! The one error type of the `bert` crate.
+//!
+//! Every variant names what is at fault (a file, a tensor, a config field, an input) and, where it
+//! applies, what was expected, so a message read without the code still says what to fix.
+
+use std::path::PathBuf;
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong when loading or running a BERT model.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file could not be opened, read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A JSON file (config.json, tokenizer_config.json, a shard index) is not valid JSON or lacks a field.
+    #[error("{}: invalid JSON: {source}", path.display())]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// The model configuration asks for something this crate does not implement or is inconsistent.
+    #[error("config: {0}")]
+    Config(String),
+
+    /// A model directory lacks a file the loader needs.
+    #[error("{}: no {what} found (looked for {looked_for})", dir.display())]
+    MissingFile {
+        dir: PathBuf,
+        what: &'static str,
+        looked_for: String,
+    },
+
+    /// A checkpoint file is malformed or truncated.
+    #[error("{}: {msg}", path.display())]
+    Checkpoint { path: PathBuf, msg: String },
+
+    /// A tensor the model needs is absent from the checkpoint.
+    #[error("tensor `{name}` not found in {}", files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    MissingTensor { name: String, files: Vec<PathBuf> },
+
+    /// A tensor has the wrong shape or an unsupported dtype.
+    #[error("tensor `{name}` in {}: {msg}", path.display())]
+    Tensor {
+        name: String,
+        path: PathBuf,
+        msg: String,
+    },
+
+    /// The tokenizer files are unusable, or tokenization failed.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+
+    /// The inputs to a forward pass are inconsistent with each other or with the model.
+    #[error("invalid input: {0}")]
+    Input(String),
+
+    /// A model could not be found locally nor fetched.
+    #[error("cannot get model `{model}`: {msg}")]
+    Hub { model: String, msg: String },
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn checkpoint(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
+        Error::Checkpoint {
+            path: path.into(),
+            msg: msg.into(),
+        }
+    }
+
+    pub(crate) fn tensor(
+        name: impl Into<String>,
+        path: impl Into<PathBuf>,
+        msg: impl Into<String>,
+    ) -> Self {
+        Error::Tensor {
+            name: name.into(),
+            path: path.into(),
+            msg: msg.into(),
+        }
+    }
+}

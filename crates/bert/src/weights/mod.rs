@@ -1,0 +1,219 @@
+//! Checkpoint loading: every on-disk format is read into one name -> [`RawTensor`] map, whose names are
+//! then normalized to bare `BertModel` keys (see [`names`]).
+//!
+//! Formats: `model.safetensors` (memory-mapped), sharded safetensors with `model.safetensors.index.json`,
+//! and `pytorch_model.bin` (the zip + pickle format of `torch.save`, read without Python).
+
+pub(crate) mod names;
+pub(crate) mod pytorch;
+pub(crate) mod safetensors;
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use memmap2::Mmap;
+
+use crate::{Error, Result};
+
+/// Element type of a stored tensor. Everything is converted to f32 at load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DType {
+    F32,
+    F16,
+    BF16,
+}
+
+impl DType {
+    pub(crate) fn size(self) -> usize {
+        match self {
+            DType::F32 => 4,
+            DType::F16 | DType::BF16 => 2,
+        }
+    }
+}
+
+/// Where a tensor's little-endian bytes live.
+pub(crate) enum Bytes {
+    /// A byte range of a memory-mapped file.
+    Mapped { map: Arc<Mmap>, range: Range<usize> },
+    /// Bytes read into memory.
+    Owned(Vec<u8>),
+}
+
+impl Bytes {
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        match self {
+            Bytes::Mapped { map, range } => &map[range.clone()],
+            Bytes::Owned(v) => v,
+        }
+    }
+}
+
+/// One tensor as stored in a checkpoint: contiguous, row-major, little-endian.
+pub(crate) struct RawTensor {
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+    pub bytes: Bytes,
+}
+
+impl RawTensor {
+    pub(crate) fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Converts to an owned f32 vector (row-major).
+    pub(crate) fn to_f32(&self) -> Vec<f32> {
+        let b = self.bytes.as_slice();
+        match self.dtype {
+            DType::F32 => b
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            DType::F16 => b
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            DType::BF16 => b
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+        }
+    }
+}
+
+/// All tensors of a checkpoint (possibly several files), under normalized names.
+pub(crate) struct Checkpoint {
+    tensors: HashMap<String, (RawTensor, Arc<PathBuf>)>,
+    files: Vec<PathBuf>,
+}
+
+impl Checkpoint {
+    /// Loads the weights of a model directory: `model.safetensors`, else the shards listed in
+    /// `model.safetensors.index.json`, else `pytorch_model.bin` (or its shards).
+    pub(crate) fn from_dir(dir: &Path) -> Result<Self> {
+        let files = weight_files(dir)?;
+        Self::from_files(&files)
+    }
+
+    /// Loads the given checkpoint files; the format is chosen by extension.
+    pub(crate) fn from_files(files: &[PathBuf]) -> Result<Self> {
+        let mut tensors = HashMap::new();
+        for file in files {
+            let src = Arc::new(file.clone());
+            let raw = match file.extension().and_then(|e| e.to_str()) {
+                Some("safetensors") => safetensors::load(file)?,
+                _ => pytorch::load(file)?,
+            };
+            for (name, t) in raw {
+                if t.numel() * t.dtype.size() != t.bytes.as_slice().len() {
+                    return Err(Error::tensor(
+                        &name,
+                        file,
+                        format!(
+                            "shape {:?} needs {} bytes, file holds {}",
+                            t.shape,
+                            t.numel() * t.dtype.size(),
+                            t.bytes.as_slice().len()
+                        ),
+                    ));
+                }
+                if let Some(key) = names::normalize(&name) {
+                    tensors.insert(key, (t, src.clone()));
+                }
+            }
+        }
+        Ok(Checkpoint {
+            tensors,
+            files: files.to_vec(),
+        })
+    }
+
+    /// Whether a (normalized) tensor name is present.
+    pub(crate) fn contains(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+
+    /// The f32 values of tensor `name`, which must have exactly `shape`.
+    pub(crate) fn get(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let (t, path) = self.tensors.get(name).ok_or_else(|| Error::MissingTensor {
+            name: name.to_string(),
+            files: self.files.clone(),
+        })?;
+        if t.shape != shape {
+            return Err(Error::tensor(
+                name,
+                path.as_path(),
+                format!("expected shape {shape:?}, found {:?}", t.shape),
+            ));
+        }
+        Ok(t.to_f32())
+    }
+}
+
+/// The weight files of a model directory, in load order.
+pub(crate) fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let single = dir.join("model.safetensors");
+    if single.is_file() {
+        return Ok(vec![single]);
+    }
+    for index in [
+        "model.safetensors.index.json",
+        "pytorch_model.bin.index.json",
+    ] {
+        let index = dir.join(index);
+        if index.is_file() {
+            return shard_files(dir, &index);
+        }
+    }
+    let bin = dir.join("pytorch_model.bin");
+    if bin.is_file() {
+        return Ok(vec![bin]);
+    }
+    Err(Error::MissingFile {
+        dir: dir.to_path_buf(),
+        what: "weights",
+        looked_for: "model.safetensors, model.safetensors.index.json, pytorch_model.bin.index.json, pytorch_model.bin".into(),
+    })
+}
+
+/// The distinct shard files named by a `*.index.json` (`{"weight_map": {tensor: file}}`), sorted.
+fn shard_files(dir: &Path, index: &Path) -> Result<Vec<PathBuf>> {
+    #[derive(serde::Deserialize)]
+    struct Index {
+        weight_map: HashMap<String, String>,
+    }
+    let text = std::fs::read_to_string(index).map_err(|e| Error::io(index, e))?;
+    let parsed: Index = serde_json::from_str(&text).map_err(|source| Error::Json {
+        path: index.to_path_buf(),
+        source,
+    })?;
+    let mut files: Vec<String> = parsed.weight_map.into_values().collect();
+    files.sort();
+    files.dedup();
+    if files.is_empty() {
+        return Err(Error::checkpoint(index, "weight_map is empty"));
+    }
+    files
+        .into_iter()
+        .map(|f| {
+            // Shard names are plain file names; refuse anything that would leave the directory.
+            if f.contains('/') || f.contains('\\') || f == ".." {
+                return Err(Error::checkpoint(
+                    index,
+                    format!("invalid shard name `{f}`"),
+                ));
+            }
+            let p = dir.join(&f);
+            if p.is_file() {
+                Ok(p)
+            } else {
+                Err(Error::checkpoint(
+                    index,
+                    format!("shard `{f}` listed in the index is missing"),
+                ))
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,54 @@
+//! `BertEmbeddings`: word + token type + absolute position embeddings, then LayerNorm
+//! (<https://github.com/huggingface/transformers/blob/v4.57.1/src/transformers/models/bert/modeling_bert.py#L70>).
+
+use rayon::prelude::*;
+
+use super::layer_norm::LayerNorm;
+use super::WeightSource;
+use crate::{BertConfig, Result};
+
+pub(crate) struct BertEmbeddings {
+    /// (V, H)
+    word_embeddings: Vec<f32>,
+    /// (P, H)
+    position_embeddings: Vec<f32>,
+    /// (TV, H)
+    token_type_embeddings: Vec<f32>,
+    layer_norm: LayerNorm,
+    hidden: usize,
+}
+
+impl BertEmbeddings {
+    pub fn load(w: &dyn WeightSource, c: &BertConfig) -> Result<Self> {
+        let h = c.hidden_size;
+        Ok(BertEmbeddings {
+            word_embeddings: w.get("embeddings.word_embeddings.weight", &[c.vocab_size, h])?,
+            position_embeddings: w.get(
+                "embeddings.position_embeddings.weight",
+                &[c.max_position_embeddings, h],
+            )?,
+            token_type_embeddings: w.get(
+                "embeddings.token_type_embeddings.weight",
+                &[c.type_vocab_size, h],
+            )?,
+            layer_norm: LayerNorm::load(w, "embeddings.LayerNorm", h, c.layer_norm_eps)?,
+            hidden: h,
+        })
+    }
+
+    /// `out (N, H) = LayerNorm(word[ids] + token_type[types] + position[positions])` for packed
+    /// tokens. Ids must already be validated against the table sizes.
+    pub fn forward(&self, ids: &[i64], types: &[i64], positions: &[i64], out: &mut [f32]) {
+        let h = self.hidden;
+        out.par_chunks_mut(h).enumerate().for_each(|(i, row)| {
+            let word = &self.word_embeddings[ids[i] as usize * h..][..h];
+            let ty = &self.token_type_embeddings[types[i] as usize * h..][..h];
+            let pos = &self.position_embeddings[positions[i] as usize * h..][..h];
+            // Same association order as transformers: (word + token_type) + position.
+            for k in 0..h {
+                row[k] = (word[k] + ty[k]) + pos[k];
+            }
+        });
+        self.layer_norm.forward(out);
+    }
+}

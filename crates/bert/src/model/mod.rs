@@ -1,0 +1,377 @@
+//! `BertModel`: embeddings, encoder and pooler over packed tokens, with transformers' four outputs.
+//!
+//! One file per transformers module, named as in `modeling_bert.py`: [`embeddings`],
+//! [`self_attention`], [`self_output`], [`attention`], [`intermediate`], [`output`], [`layer`],
+//! [`encoder`], [`pooler`].
+
+mod attention;
+mod embeddings;
+mod encoder;
+mod intermediate;
+mod layer;
+mod layer_norm;
+mod output;
+mod pooler;
+mod self_attention;
+mod self_output;
+
+use std::path::Path;
+
+use ndarray::{Array2, Array3, Array4};
+
+use crate::packing::Packing;
+use crate::weights::Checkpoint;
+use crate::{BertConfig, BertInputs, Error, Result};
+use bert_kernels::Linear;
+
+use embeddings::BertEmbeddings;
+use encoder::{BertEncoder, EncoderTrace};
+use pooler::BertPooler;
+
+/// Where module loaders get their f32 tensors, by bare `BertModel` key.
+pub(crate) trait WeightSource {
+    /// The values of tensor `name`, which must have exactly `shape`.
+    fn get(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>>;
+    /// Whether tensor `name` exists (optional parts such as the pooler).
+    fn contains(&self, name: &str) -> bool;
+}
+
+impl WeightSource for Checkpoint {
+    fn get(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        Checkpoint::get(self, name, shape)
+    }
+    fn contains(&self, name: &str) -> bool {
+        Checkpoint::contains(self, name)
+    }
+}
+
+/// Seeded random weights of the right shapes, for benchmarks: LayerNorm weights 1, biases 0,
+/// everything else uniform in [-0.05, 0.05).
+struct RandomWeights {
+    seed: u64,
+}
+
+impl WeightSource for RandomWeights {
+    fn get(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let n: usize = shape.iter().product();
+        if name.ends_with("LayerNorm.weight") {
+            return Ok(vec![1.0; n]);
+        }
+        if name.ends_with(".bias") {
+            return Ok(vec![0.0; n]);
+        }
+        // splitmix64 seeded by the tensor name, so each tensor is independent of load order.
+        let mut state = name
+            .bytes()
+            .fold(self.seed ^ 0x9e37_79b9_7f4a_7c15, |h, b| {
+                (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+            });
+        Ok((0..n)
+            .map(|_| {
+                state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                let mut z = state;
+                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                z ^= z >> 31;
+                ((z >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.1
+            })
+            .collect())
+    }
+    fn contains(&self, _name: &str) -> bool {
+        true
+    }
+}
+
+/// Loads `{prefix}.weight` (out, in) and `{prefix}.bias` (out) into a [`Linear`].
+pub(crate) fn linear(
+    w: &dyn WeightSource,
+    prefix: &str,
+    out_features: usize,
+    in_features: usize,
+) -> Result<Linear> {
+    let weight = w.get(&format!("{prefix}.weight"), &[out_features, in_features])?;
+    let bias = w.get(&format!("{prefix}.bias"), &[out_features])?;
+    Ok(Linear::new(weight, bias, out_features, in_features))
+}
+
+/// Scratch activations of one forward pass, sized for its N packed tokens.
+#[derive(Default)]
+pub(crate) struct Workspace {
+    /// (N, 3H)
+    qkv: Vec<f32>,
+    /// (N, H) attention context
+    ctx: Vec<f32>,
+    /// (N, H) attention block output
+    attn_out: Vec<f32>,
+    /// (N, I)
+    inter: Vec<f32>,
+}
+
+impl Workspace {
+    fn resize(&mut self, n: usize, c: &BertConfig) {
+        let h = c.hidden_size;
+        self.qkv.resize(n * 3 * h, 0.0);
+        self.ctx.resize(n * h, 0.0);
+        self.attn_out.resize(n * h, 0.0);
+        self.inter.resize(n * c.intermediate_size, 0.0);
+    }
+}
+
+/// What a forward pass returns besides `last_hidden_state` and `pooler_output`, and optional inputs.
+/// `Default` turns everything off.
+#[derive(Clone, Debug, Default)]
+pub struct ForwardOptions {
+    /// Return the embeddings output and every layer's output (`hidden_states`).
+    pub output_hidden_states: bool,
+    /// Return every layer's attention probabilities (`attentions`).
+    pub output_attentions: bool,
+    /// (L, NH): multiplies each layer's attention probabilities per head after softmax, as
+    /// transformers 4.x `head_mask` does (1 keeps a head, 0 silences it).
+    pub head_mask: Option<Array2<f32>>,
+    /// (B, T) position of each token in the position-embedding table; default `0..T` in every row.
+    pub position_ids: Option<Array2<i64>>,
+}
+
+/// The outputs of [`BertModel::forward`], shaped as transformers returns them.
+///
+/// Positions where `attention_mask` is 0 hold zeros in every output (transformers computes values
+/// there that nothing should use); attention columns of padded keys are 0 in both.
+#[derive(Clone, Debug)]
+pub struct BertModelOutput {
+    /// (B, T, H): the last layer's state of every token.
+    pub last_hidden_state: Array3<f32>,
+    /// (B, H): the first real token's last state through Linear + Tanh; `None` when the checkpoint
+    /// has no pooler. A sequence without any real token gets zeros.
+    pub pooler_output: Option<Array2<f32>>,
+    /// L + 1 tensors (B, T, H): the embeddings output, then each layer's output.
+    pub hidden_states: Option<Vec<Array3<f32>>>,
+    /// L tensors (B, NH, T, T): each layer's attention probabilities after softmax and `head_mask`.
+    pub attentions: Option<Vec<Array4<f32>>>,
+}
+
+/// transformers' `BertModel`: embeddings, encoder, optional pooler.
+pub struct BertModel {
+    config: BertConfig,
+    embeddings: BertEmbeddings,
+    encoder: BertEncoder,
+    pooler: Option<BertPooler>,
+}
+
+impl BertModel {
+    /// Loads a model from a directory or a Hugging Face hub id (see [`crate::hub`]).
+    pub fn from_pretrained(model: &str) -> Result<Self> {
+        let dir = crate::hub::resolve(model, crate::hub::Need::Model)?;
+        Self::from_dir(&dir)
+    }
+
+    /// Loads `config.json` and the weights of a model directory.
+    pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref();
+        if !dir.is_dir() {
+            return Err(Error::io(
+                dir,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "not a directory"),
+            ));
+        }
+        let config = BertConfig::from_file(dir.join("config.json"))?;
+        let checkpoint = Checkpoint::from_dir(dir)?;
+        Self::load(config, &checkpoint)
+    }
+
+    /// A model of the given shape with seeded random weights (for benchmarks).
+    pub fn random(config: BertConfig, seed: u64) -> Result<Self> {
+        config.validate()?;
+        Self::load(config, &RandomWeights { seed })
+    }
+
+    fn load(config: BertConfig, w: &dyn WeightSource) -> Result<Self> {
+        let embeddings = BertEmbeddings::load(w, &config)?;
+        let encoder = BertEncoder::load(w, &config)?;
+        let pooler = if w.contains("pooler.dense.weight") || w.contains("pooler.dense.bias") {
+            Some(BertPooler::load(w, &config)?)
+        } else {
+            None
+        };
+        Ok(BertModel {
+            config,
+            embeddings,
+            encoder,
+            pooler,
+        })
+    }
+
+    /// The model's configuration.
+    pub fn config(&self) -> &BertConfig {
+        &self.config
+    }
+
+    /// Whether the checkpoint has a pooler (`pooler_output` is `Some`).
+    pub fn has_pooler(&self) -> bool {
+        self.pooler.is_some()
+    }
+
+    /// Runs the model. See [`BertModelOutput`] for what comes back.
+    pub fn forward(&self, inputs: &BertInputs, opts: &ForwardOptions) -> Result<BertModelOutput> {
+        self.validate(inputs, opts)?;
+        let packing = Packing::from_mask(&inputs.attention_mask);
+        let c = &self.config;
+        let (h, nh, n) = (c.hidden_size, c.num_attention_heads, packing.len());
+
+        let ids = packing.gather(&inputs.input_ids);
+        let types = packing.gather(&inputs.token_type_ids);
+        let positions = match &opts.position_ids {
+            Some(p) => packing.gather(p),
+            None => packing.cols.iter().map(|&t| t as i64).collect(),
+        };
+        let head_mask = opts
+            .head_mask
+            .as_ref()
+            .map(|m| m.iter().copied().collect::<Vec<f32>>());
+
+        // (N, H)
+        let mut hidden = vec![0.0f32; n * h];
+        self.embeddings
+            .forward(&ids, &types, &positions, &mut hidden);
+        let mut ws = Workspace::default();
+        ws.resize(n, c);
+        let mut trace = EncoderTrace {
+            hidden_states: opts.output_hidden_states.then(Vec::new),
+            attentions: opts.output_attentions.then(Vec::new),
+        };
+        self.encoder.forward(
+            &mut hidden,
+            &packing.cu_seqlens,
+            head_mask.as_deref(),
+            &mut ws,
+            &mut trace,
+        );
+
+        let pooler_output = self
+            .pooler
+            .as_ref()
+            .map(|p| self.pool(p, &packing, &hidden));
+        Ok(BertModelOutput {
+            last_hidden_state: packing.unpack_rows(&hidden, h),
+            pooler_output,
+            hidden_states: trace
+                .hidden_states
+                .map(|hs| hs.iter().map(|x| packing.unpack_rows(x, h)).collect()),
+            attentions: trace
+                .attentions
+                .map(|all| all.iter().map(|p| packing.unpack_probs(p, nh)).collect()),
+        })
+    }
+
+    /// Pooler over each sequence's first real token; rows without tokens stay zero.
+    fn pool(&self, pooler: &BertPooler, packing: &Packing, hidden: &[f32]) -> Array2<f32> {
+        let h = self.config.hidden_size;
+        let b = packing.batch;
+        let nonempty: Vec<usize> = (0..b)
+            .filter(|&s| packing.cu_seqlens[s + 1] > packing.cu_seqlens[s])
+            .collect();
+        let mut first = Vec::with_capacity(nonempty.len() * h);
+        for &s in &nonempty {
+            let i = packing.cu_seqlens[s];
+            first.extend_from_slice(&hidden[i * h..(i + 1) * h]);
+        }
+        let mut pooled = vec![0.0f32; nonempty.len() * h];
+        pooler.forward(&first, &mut pooled);
+        let mut out = Array2::zeros((b, h));
+        for (k, &s) in nonempty.iter().enumerate() {
+            out.row_mut(s)
+                .as_slice_mut()
+                .expect("rows of a standard-layout array are contiguous")
+                .copy_from_slice(&pooled[k * h..(k + 1) * h]);
+        }
+        out
+    }
+
+    /// Checks shapes and value ranges of everything a forward pass reads.
+    fn validate(&self, inputs: &BertInputs, opts: &ForwardOptions) -> Result<()> {
+        let c = &self.config;
+        let dim = inputs.input_ids.dim();
+        let (b, t) = dim;
+        if b == 0 || t == 0 {
+            return Err(Error::Input(format!(
+                "empty batch: input_ids has shape ({b}, {t})"
+            )));
+        }
+        for (name, a) in [
+            ("attention_mask", &inputs.attention_mask),
+            ("token_type_ids", &inputs.token_type_ids),
+        ] {
+            if a.dim() != dim {
+                return Err(Error::Input(format!(
+                    "{name} has shape {:?}, input_ids has shape {dim:?}",
+                    a.dim()
+                )));
+            }
+        }
+        check_range("input_ids", &inputs.input_ids, c.vocab_size, "vocab_size")?;
+        check_range(
+            "token_type_ids",
+            &inputs.token_type_ids,
+            c.type_vocab_size,
+            "type_vocab_size",
+        )?;
+        if let Some(((i, j), &v)) = inputs
+            .attention_mask
+            .indexed_iter()
+            .find(|(_, &v)| v != 0 && v != 1)
+        {
+            return Err(Error::Input(format!(
+                "attention_mask[{i}, {j}] = {v}; only 0 (padding) and 1 (token) are allowed"
+            )));
+        }
+        match &opts.position_ids {
+            Some(p) => {
+                if p.dim() != dim {
+                    return Err(Error::Input(format!(
+                        "position_ids has shape {:?}, input_ids has shape {dim:?}",
+                        p.dim()
+                    )));
+                }
+                check_range(
+                    "position_ids",
+                    p,
+                    c.max_position_embeddings,
+                    "max_position_embeddings",
+                )?;
+            }
+            None if t > c.max_position_embeddings => {
+                return Err(Error::Input(format!(
+                    "sequence length {t} exceeds max_position_embeddings {} of this model; \
+                     truncate the input (e.g. BertTokenizer::with_max_length)",
+                    c.max_position_embeddings
+                )));
+            }
+            None => {}
+        }
+        if let Some(m) = &opts.head_mask {
+            let want = (self.encoder.num_layers(), c.num_attention_heads);
+            if m.dim() != want {
+                return Err(Error::Input(format!(
+                    "head_mask has shape {:?}, expected (num_hidden_layers, num_attention_heads) = {want:?}",
+                    m.dim()
+                )));
+            }
+            if let Some(v) = m.iter().find(|v| !v.is_finite()) {
+                return Err(Error::Input(format!("head_mask holds {v}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every value of `a` must be in `0..limit`.
+fn check_range(name: &str, a: &Array2<i64>, limit: usize, limit_name: &str) -> Result<()> {
+    match a
+        .indexed_iter()
+        .find(|(_, &v)| v < 0 || v as u64 >= limit as u64)
+    {
+        Some(((i, j), &v)) => Err(Error::Input(format!(
+            "{name}[{i}, {j}] = {v} is out of range: the model's {limit_name} is {limit}"
+        ))),
+        None => Ok(()),
+    }
+}

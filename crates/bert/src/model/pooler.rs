@@ -1,0 +1,26 @@
+//! `BertPooler`: the first token's final state through Linear + Tanh
+//! (<https://github.com/huggingface/transformers/blob/v4.57.1/src/transformers/models/bert/modeling_bert.py#L512>).
+
+use bert_kernels::{Epilogue, Linear};
+
+use super::{linear, WeightSource};
+use crate::{BertConfig, Result};
+
+pub(crate) struct BertPooler {
+    dense: Linear,
+}
+
+impl BertPooler {
+    pub fn load(w: &dyn WeightSource, c: &BertConfig) -> Result<Self> {
+        let h = c.hidden_size;
+        Ok(BertPooler {
+            dense: linear(w, "pooler.dense", h, h)?,
+        })
+    }
+
+    /// `out (S, H) = tanh(first (S, H) W^T + b)`, `first` holding each sequence's first token state.
+    pub fn forward(&self, first: &[f32], out: &mut [f32]) {
+        self.dense.forward(first, out, Epilogue::Bias);
+        out.iter_mut().for_each(|v| *v = v.tanh());
+    }
+}

@@ -1,0 +1,454 @@
+//! `BertTokenizer`: text to [`BertInputs`] with the ids of transformers' `BertTokenizerFast` (and
+//! `BertTokenizer`), built on the `tokenizers` crate, the Rust core of `BertTokenizerFast`.
+//!
+//! A directory with `tokenizer.json` is read as is (with transformers 4.x's override of the
+//! `BertNormalizer` flags by `tokenizer_config.json`); otherwise the BERT pipeline is assembled from
+//! `vocab.txt` and `tokenizer_config.json` exactly as transformers' `BertConverter` does.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
+use tokenizers::models::wordpiece::WordPiece;
+use tokenizers::normalizers::bert::BertNormalizer;
+use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
+use tokenizers::processors::bert::BertProcessing;
+use tokenizers::{
+    AddedToken, EncodeInput, NormalizerWrapper, PostProcessor, Tokenizer, TruncationParams,
+    TruncationStrategy,
+};
+
+use crate::{BertInputs, Error, Result};
+
+/// `model_max_length` when `tokenizer_config.json` does not set a usable one.
+pub const DEFAULT_MAX_LENGTH: usize = 512;
+
+/// One tokenized text (or pair), before padding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Encoding {
+    /// Vocabulary ids, `[CLS]` and `[SEP]` included.
+    pub ids: Vec<i64>,
+    /// Segment ids: 0 for the first text and its special tokens, 1 for the second of a pair.
+    pub type_ids: Vec<i64>,
+    /// The token strings (`##` marks word continuations).
+    pub tokens: Vec<String>,
+    /// Byte offsets `(start, end)` of each token in its source text; `(0, 0)` for special tokens.
+    pub offsets: Vec<(usize, usize)>,
+    /// 1 for special tokens (`[CLS]`, `[SEP]`), 0 for text tokens.
+    pub special_tokens_mask: Vec<u8>,
+}
+
+/// The special tokens and flags of `tokenizer_config.json` (and `special_tokens_map.json`), with
+/// transformers' `BertTokenizer` defaults.
+#[derive(Clone, Debug)]
+struct TokenizerConfig {
+    do_lower_case: bool,
+    strip_accents: Option<bool>,
+    tokenize_chinese_chars: bool,
+    model_max_length: Option<usize>,
+    unk_token: String,
+    sep_token: String,
+    pad_token: String,
+    cls_token: String,
+    mask_token: String,
+}
+
+impl TokenizerConfig {
+    fn read(dir: &Path) -> Result<Self> {
+        let mut map = serde_json::Map::new();
+        // special_tokens_map.json first so tokenizer_config.json wins, as transformers merges them.
+        for name in ["special_tokens_map.json", "tokenizer_config.json"] {
+            let path = dir.join(name);
+            if !path.is_file() {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+            match serde_json::from_str::<Value>(&text).map_err(|source| Error::Json {
+                path: path.clone(),
+                source,
+            })? {
+                Value::Object(o) => map.extend(o),
+                _ => {
+                    return Err(Error::Tokenizer(format!(
+                        "{}: not a JSON object",
+                        path.display()
+                    )))
+                }
+            }
+        }
+        let token = |key: &str, default: &str| -> String {
+            match map.get(key) {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Object(o)) => o
+                    .get("content")
+                    .and_then(Value::as_str)
+                    .unwrap_or(default)
+                    .to_string(),
+                _ => default.to_string(),
+            }
+        };
+        let flag =
+            |key: &str, default: bool| map.get(key).and_then(Value::as_bool).unwrap_or(default);
+        // transformers writes `int(1e30)` (VERY_LARGE_INTEGER) when a tokenizer has no limit.
+        let model_max_length = map
+            .get("model_max_length")
+            .and_then(Value::as_f64)
+            .filter(|&v| v >= 1.0 && v <= 1e7)
+            .map(|v| v as usize);
+        Ok(TokenizerConfig {
+            do_lower_case: flag("do_lower_case", true),
+            strip_accents: map.get("strip_accents").and_then(Value::as_bool),
+            tokenize_chinese_chars: flag("tokenize_chinese_chars", true),
+            model_max_length,
+            unk_token: token("unk_token", "[UNK]"),
+            sep_token: token("sep_token", "[SEP]"),
+            pad_token: token("pad_token", "[PAD]"),
+            cls_token: token("cls_token", "[CLS]"),
+            mask_token: token("mask_token", "[MASK]"),
+        })
+    }
+
+    fn normalizer(&self) -> BertNormalizer {
+        BertNormalizer::new(
+            true,
+            self.tokenize_chinese_chars,
+            self.strip_accents,
+            self.do_lower_case,
+        )
+    }
+}
+
+/// transformers' `BertTokenizerFast`: normalization, WordPiece, `[CLS] A [SEP] (B [SEP])`,
+/// truncation (longest first) and padding to the longest sequence of a batch.
+#[derive(Clone)]
+pub struct BertTokenizer {
+    inner: Tokenizer,
+    max_length: usize,
+    pad_id: i64,
+}
+
+impl std::fmt::Debug for BertTokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BertTokenizer")
+            .field("vocab_size", &self.vocab_size())
+            .field("max_length", &self.max_length)
+            .field("pad_id", &self.pad_id)
+            .finish()
+    }
+}
+
+impl BertTokenizer {
+    /// Loads the tokenizer of a model directory or Hugging Face hub id (see [`crate::hub`]).
+    pub fn from_pretrained(model: &str) -> Result<Self> {
+        let dir = crate::hub::resolve(model, crate::hub::Need::Tokenizer)?;
+        Self::from_dir(&dir)
+    }
+
+    /// Loads `tokenizer.json` when present, otherwise builds the tokenizer from `vocab.txt`;
+    /// `tokenizer_config.json` and `special_tokens_map.json` are read when present.
+    pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref();
+        let config = TokenizerConfig::read(dir)?;
+        let json = dir.join("tokenizer.json");
+        let vocab = dir.join("vocab.txt");
+        let mut inner = if json.is_file() {
+            from_tokenizer_json(&json, &config)?
+        } else if vocab.is_file() {
+            from_vocab(&vocab, &config)?
+        } else {
+            return Err(Error::MissingFile {
+                dir: dir.to_path_buf(),
+                what: "tokenizer",
+                looked_for: "tokenizer.json, vocab.txt".into(),
+            });
+        };
+        // Padding and truncation are set per call below, as transformers does; tokenizer.json of
+        // sentence-transformers models carries a fixed 128 that must not leak through.
+        inner.with_padding(None);
+        let pad_id = inner
+            .token_to_id(&config.pad_token)
+            .map_or(0, |id| id as i64);
+        let mut tok = BertTokenizer {
+            inner,
+            max_length: 0,
+            pad_id,
+        };
+        tok = tok.with_max_length(config.model_max_length.unwrap_or(DEFAULT_MAX_LENGTH));
+        Ok(tok)
+    }
+
+    /// Truncates every text (or pair, longest first) to at most `max_length` tokens, special tokens
+    /// included. The default is `model_max_length` of `tokenizer_config.json`, else 512. A length too
+    /// small to hold the special tokens makes encoding fail.
+    pub fn with_max_length(mut self, max_length: usize) -> Self {
+        self.max_length = max_length;
+        // Below the special-token count the `tokenizers` check would underflow; such lengths are
+        // refused at encode time instead.
+        let params = (max_length >= self.special_tokens(false)).then(|| TruncationParams {
+            max_length,
+            strategy: TruncationStrategy::LongestFirst,
+            stride: 0,
+            ..Default::default()
+        });
+        self.inner
+            .with_truncation(params)
+            .expect("stride 0 fits any max_length that holds the special tokens");
+        self
+    }
+
+    /// How many special tokens the post-processor adds to a single text or a pair.
+    fn special_tokens(&self, pair: bool) -> usize {
+        self.inner
+            .get_post_processor()
+            .map_or(0, |p| p.added_tokens(pair))
+    }
+
+    /// The truncation length in tokens.
+    pub fn max_length(&self) -> usize {
+        self.max_length
+    }
+
+    /// The id used for padding.
+    pub fn pad_id(&self) -> i64 {
+        self.pad_id
+    }
+
+    /// Vocabulary size, added tokens included.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// The id of `token`, if it is in the vocabulary.
+    pub fn token_to_id(&self, token: &str) -> Option<i64> {
+        self.inner.token_to_id(token).map(i64::from)
+    }
+
+    /// The token string of `id`.
+    pub fn id_to_token(&self, id: i64) -> Option<String> {
+        u32::try_from(id)
+            .ok()
+            .and_then(|id| self.inner.id_to_token(id))
+    }
+
+    /// The underlying `tokenizers` pipeline (padding and truncation disabled).
+    pub fn inner(&self) -> &Tokenizer {
+        &self.inner
+    }
+
+    /// Tokenizes one text.
+    pub fn tokenize(&self, text: &str) -> Result<Encoding> {
+        Ok(self.tokenize_inputs(vec![text.into()])?.remove(0))
+    }
+
+    /// Tokenizes one pair (`token_type_ids` 0 for `a`, 1 for `b`).
+    pub fn tokenize_pair(&self, a: &str, b: &str) -> Result<Encoding> {
+        Ok(self.tokenize_inputs(vec![(a, b).into()])?.remove(0))
+    }
+
+    /// Tokenizes texts in parallel.
+    pub fn tokenize_batch(&self, texts: &[&str]) -> Result<Vec<Encoding>> {
+        self.tokenize_inputs(texts.iter().map(|&t| t.into()).collect())
+    }
+
+    /// Tokenizes pairs in parallel.
+    pub fn tokenize_pairs(&self, pairs: &[(&str, &str)]) -> Result<Vec<Encoding>> {
+        self.tokenize_inputs(pairs.iter().map(|&(a, b)| (a, b).into()).collect())
+    }
+
+    /// Tokenizes a batch mixing single texts (`None` second part) and pairs, in parallel.
+    pub fn tokenize_mixed(&self, inputs: &[(&str, Option<&str>)]) -> Result<Vec<Encoding>> {
+        self.tokenize_inputs(
+            inputs
+                .iter()
+                .map(|&(a, b)| match b {
+                    Some(b) => (a, b).into(),
+                    None => a.into(),
+                })
+                .collect(),
+        )
+    }
+
+    /// A batch of one text.
+    pub fn encode(&self, text: &str) -> Result<BertInputs> {
+        self.encode_batch(&[text])
+    }
+
+    /// Texts padded to the longest.
+    pub fn encode_batch(&self, texts: &[&str]) -> Result<BertInputs> {
+        self.pad(&self.tokenize_batch(texts)?)
+    }
+
+    /// Pairs padded to the longest, `token_type_ids` 0 then 1.
+    pub fn encode_pairs(&self, pairs: &[(&str, &str)]) -> Result<BertInputs> {
+        self.pad(&self.tokenize_pairs(pairs)?)
+    }
+
+    /// Pads encodings to the longest with this tokenizer's pad id.
+    pub fn pad(&self, encodings: &[Encoding]) -> Result<BertInputs> {
+        if encodings.is_empty() {
+            return Err(Error::Input("no texts to encode".into()));
+        }
+        let rows: Vec<(Vec<i64>, Vec<i64>)> = encodings
+            .iter()
+            .map(|e| (e.ids.clone(), e.type_ids.clone()))
+            .collect();
+        BertInputs::from_rows(&rows, self.pad_id)
+    }
+
+    /// Turns ids back into text; `skip_special_tokens` drops `[CLS]`, `[SEP]`, `[PAD]` and the like.
+    pub fn decode(&self, ids: &[i64], skip_special_tokens: bool) -> Result<String> {
+        let ids: Vec<u32> = ids
+            .iter()
+            .map(|&id| {
+                u32::try_from(id)
+                    .ok()
+                    .filter(|&i| (i as usize) < self.vocab_size())
+                    .ok_or_else(|| {
+                        Error::Input(format!(
+                            "id {id} is out of range for a vocabulary of {}",
+                            self.vocab_size()
+                        ))
+                    })
+            })
+            .collect::<Result<_>>()?;
+        self.inner
+            .decode(&ids, skip_special_tokens)
+            .map_err(|e| Error::Tokenizer(format!("decode failed: {e}")))
+    }
+
+    fn tokenize_inputs(&self, inputs: Vec<EncodeInput<'_>>) -> Result<Vec<Encoding>> {
+        let pair = inputs.iter().any(|i| matches!(i, EncodeInput::Dual(..)));
+        let specials = self.special_tokens(pair);
+        if self.max_length < specials.max(1) {
+            return Err(Error::Tokenizer(format!(
+                "max_length {} cannot hold the {specials} special tokens ([CLS], [SEP]) of {}",
+                self.max_length,
+                if pair { "a pair" } else { "a text" }
+            )));
+        }
+        let encodings = if inputs.len() == 1 {
+            let input = inputs.into_iter().next().expect("one input");
+            self.inner.encode(input, true).map(|e| vec![e])
+        } else {
+            self.inner.encode_batch(inputs, true)
+        }
+        .map_err(|e| {
+            Error::Tokenizer(format!(
+                "cannot encode with max_length {}: {e}",
+                self.max_length
+            ))
+        })?;
+        Ok(encodings
+            .into_iter()
+            .map(|e| Encoding {
+                ids: e.get_ids().iter().map(|&i| i64::from(i)).collect(),
+                type_ids: e.get_type_ids().iter().map(|&i| i64::from(i)).collect(),
+                tokens: e.get_tokens().to_vec(),
+                offsets: e.get_offsets().to_vec(),
+                special_tokens_mask: e
+                    .get_special_tokens_mask()
+                    .iter()
+                    .map(|&m| m as u8)
+                    .collect(),
+            })
+            .collect())
+    }
+}
+
+/// Reads `tokenizer.json`; a `BertNormalizer` gets the flags of `tokenizer_config.json` (or their
+/// defaults), as transformers 4.x `BertTokenizerFast.__init__` does.
+fn from_tokenizer_json(path: &PathBuf, config: &TokenizerConfig) -> Result<Tokenizer> {
+    let mut tok = Tokenizer::from_file(path)
+        .map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))?;
+    if let Some(NormalizerWrapper::BertNormalizer(n)) = tok.get_normalizer() {
+        let wanted = BertNormalizer::new(
+            n.clean_text,
+            config.tokenize_chinese_chars,
+            config.strip_accents,
+            config.do_lower_case,
+        );
+        if n.handle_chinese_chars != wanted.handle_chinese_chars
+            || n.strip_accents != wanted.strip_accents
+            || n.lowercase != wanted.lowercase
+        {
+            tok.with_normalizer(Some(wanted))
+                .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        }
+    }
+    Ok(tok)
+}
+
+/// Builds the pipeline of transformers' `BertConverter` from `vocab.txt`.
+fn from_vocab(path: &Path, config: &TokenizerConfig) -> Result<Tokenizer> {
+    let vocab = read_vocab(path)?;
+    let id = |token: &str| -> Result<u32> {
+        vocab.get(token).copied().ok_or_else(|| {
+            Error::Tokenizer(format!(
+                "{}: special token `{token}` is not in the vocabulary",
+                path.display()
+            ))
+        })
+    };
+    let (cls, sep) = (id(&config.cls_token)?, id(&config.sep_token)?);
+    id(&config.unk_token)?;
+    let model = WordPiece::builder()
+        .vocab(vocab.into_iter().collect::<ahash::AHashMap<String, u32>>())
+        .unk_token(config.unk_token.clone())
+        .continuing_subword_prefix("##".into())
+        .max_input_chars_per_word(100)
+        .build()
+        .map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))?;
+    let mut tok = Tokenizer::new(model);
+    tok.with_normalizer(Some(config.normalizer()))
+        .map_err(|e| Error::Tokenizer(e.to_string()))?;
+    tok.with_pre_tokenizer(Some(BertPreTokenizer));
+    tok.with_post_processor(Some(BertProcessing::new(
+        (config.sep_token.clone(), sep),
+        (config.cls_token.clone(), cls),
+    )));
+    tok.with_decoder(Some(WordPieceDecoder::new("##".into(), true)));
+    let specials = [
+        &config.pad_token,
+        &config.unk_token,
+        &config.cls_token,
+        &config.sep_token,
+        &config.mask_token,
+    ];
+    let specials: Vec<AddedToken> = specials
+        .into_iter()
+        .filter(|t| tok.token_to_id(t).is_some())
+        .map(|t| AddedToken::from(t.clone(), true))
+        .collect();
+    tok.add_special_tokens(specials)
+        .map_err(|e| Error::Tokenizer(e.to_string()))?;
+    Ok(tok)
+}
+
+/// `vocab.txt`: one token per line, id = line number, as transformers' `load_vocab` reads it
+/// (universal newlines, nothing else stripped; a later duplicate wins).
+fn read_vocab(path: &Path) -> Result<std::collections::HashMap<String, u32>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        Error::Tokenizer(format!(
+            "{}: not valid UTF-8 (byte {})",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        ))
+    })?;
+    let text = text.replace("\r\n", "\n").replace('\r', "\n");
+    let mut lines: Vec<&str> = text.split('\n').collect();
+    if lines.last() == Some(&"") {
+        lines.pop();
+    }
+    if lines.is_empty() {
+        return Err(Error::Tokenizer(format!(
+            "{}: empty vocabulary",
+            path.display()
+        )));
+    }
+    Ok(lines
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| (t.to_string(), i as u32))
+        .collect())
+}

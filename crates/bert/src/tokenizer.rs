@@ -46,6 +46,8 @@ struct TokenizerConfig {
     strip_accents: Option<bool>,
     tokenize_chinese_chars: bool,
     model_max_length: Option<usize>,
+    /// transformers' whole-string `clean_up_tokenization` after decoding (4.57 default: false).
+    clean_up_tokenization_spaces: bool,
     unk_token: String,
     sep_token: String,
     pad_token: String,
@@ -100,6 +102,7 @@ impl TokenizerConfig {
             strip_accents: map.get("strip_accents").and_then(Value::as_bool),
             tokenize_chinese_chars: flag("tokenize_chinese_chars", true),
             model_max_length,
+            clean_up_tokenization_spaces: flag("clean_up_tokenization_spaces", false),
             unk_token: token("unk_token", "[UNK]"),
             sep_token: token("sep_token", "[SEP]"),
             pad_token: token("pad_token", "[PAD]"),
@@ -125,6 +128,7 @@ pub struct BertTokenizer {
     inner: Tokenizer,
     max_length: usize,
     pad_id: i64,
+    clean_up_tokenization_spaces: bool,
 }
 
 impl std::fmt::Debug for BertTokenizer {
@@ -172,6 +176,7 @@ impl BertTokenizer {
             inner,
             max_length: 0,
             pad_id,
+            clean_up_tokenization_spaces: config.clean_up_tokenization_spaces,
         };
         tok = tok.with_max_length(config.model_max_length.unwrap_or(DEFAULT_MAX_LENGTH));
         Ok(tok)
@@ -240,9 +245,9 @@ impl BertTokenizer {
         Ok(self.tokenize_inputs(vec![text.into()])?.remove(0))
     }
 
-    /// Tokenizes one pair (`token_type_ids` 0 for `a`, 1 for `b`).
+    /// Tokenizes one pair (`token_type_ids` 0 for `a`, 1 for `b`; an empty `b` is dropped).
     pub fn tokenize_pair(&self, a: &str, b: &str) -> Result<Encoding> {
-        Ok(self.tokenize_inputs(vec![(a, b).into()])?.remove(0))
+        Ok(self.tokenize_inputs(vec![input(a, Some(b))])?.remove(0))
     }
 
     /// Tokenizes texts in parallel.
@@ -250,22 +255,15 @@ impl BertTokenizer {
         self.tokenize_inputs(texts.iter().map(|&t| t.into()).collect())
     }
 
-    /// Tokenizes pairs in parallel.
+    /// Tokenizes pairs in parallel. An empty second text is dropped, as transformers'
+    /// `BertTokenizerFast` does (`[CLS] a [SEP]`, not `[CLS] a [SEP] [SEP]`).
     pub fn tokenize_pairs(&self, pairs: &[(&str, &str)]) -> Result<Vec<Encoding>> {
-        self.tokenize_inputs(pairs.iter().map(|&(a, b)| (a, b).into()).collect())
+        self.tokenize_inputs(pairs.iter().map(|&(a, b)| input(a, Some(b))).collect())
     }
 
     /// Tokenizes a batch mixing single texts (`None` second part) and pairs, in parallel.
     pub fn tokenize_mixed(&self, inputs: &[(&str, Option<&str>)]) -> Result<Vec<Encoding>> {
-        self.tokenize_inputs(
-            inputs
-                .iter()
-                .map(|&(a, b)| match b {
-                    Some(b) => (a, b).into(),
-                    None => a.into(),
-                })
-                .collect(),
-        )
+        self.tokenize_inputs(inputs.iter().map(|&(a, b)| input(a, b)).collect())
     }
 
     /// A batch of one text.
@@ -311,9 +309,15 @@ impl BertTokenizer {
                     })
             })
             .collect::<Result<_>>()?;
-        self.inner
+        let text = self
+            .inner
             .decode(&ids, skip_special_tokens)
-            .map_err(|e| Error::Tokenizer(format!("decode failed: {e}")))
+            .map_err(|e| Error::Tokenizer(format!("decode failed: {e}")))?;
+        Ok(if self.clean_up_tokenization_spaces {
+            clean_up_tokenization(&text)
+        } else {
+            text
+        })
     }
 
     fn tokenize_inputs(&self, inputs: Vec<EncodeInput<'_>>) -> Result<Vec<Encoding>> {
@@ -355,6 +359,28 @@ impl BertTokenizer {
     }
 }
 
+/// A text or a pair; transformers treats an empty `text_pair` as no pair at all.
+fn input<'s>(a: &'s str, b: Option<&'s str>) -> EncodeInput<'s> {
+    match b {
+        Some(b) if !b.is_empty() => (a, b).into(),
+        _ => a.into(),
+    }
+}
+
+/// transformers' `clean_up_tokenization`: removes spaces before punctuation and contractions.
+fn clean_up_tokenization(text: &str) -> String {
+    text.replace(" .", ".")
+        .replace(" ?", "?")
+        .replace(" !", "!")
+        .replace(" ,", ",")
+        .replace(" ' ", "'")
+        .replace(" n't", "n't")
+        .replace(" 'm", "'m")
+        .replace(" 's", "'s")
+        .replace(" 've", "'ve")
+        .replace(" 're", "'re")
+}
+
 /// Reads `tokenizer.json`; a `BertNormalizer` gets the flags of `tokenizer_config.json` (or their
 /// defaults), as transformers 4.x `BertTokenizerFast.__init__` does.
 fn from_tokenizer_json(path: &PathBuf, config: &TokenizerConfig) -> Result<Tokenizer> {
@@ -371,8 +397,7 @@ fn from_tokenizer_json(path: &PathBuf, config: &TokenizerConfig) -> Result<Token
             || n.strip_accents != wanted.strip_accents
             || n.lowercase != wanted.lowercase
         {
-            tok.with_normalizer(Some(wanted))
-                .map_err(|e| Error::Tokenizer(e.to_string()))?;
+            tok.with_normalizer(Some(wanted));
         }
     }
     Ok(tok)
@@ -399,8 +424,7 @@ fn from_vocab(path: &Path, config: &TokenizerConfig) -> Result<Tokenizer> {
         .build()
         .map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))?;
     let mut tok = Tokenizer::new(model);
-    tok.with_normalizer(Some(config.normalizer()))
-        .map_err(|e| Error::Tokenizer(e.to_string()))?;
+    tok.with_normalizer(Some(config.normalizer()));
     tok.with_pre_tokenizer(Some(BertPreTokenizer));
     tok.with_post_processor(Some(BertProcessing::new(
         (config.sep_token.clone(), sep),
@@ -419,8 +443,7 @@ fn from_vocab(path: &Path, config: &TokenizerConfig) -> Result<Tokenizer> {
         .filter(|t| tok.token_to_id(t).is_some())
         .map(|t| AddedToken::from(t.clone(), true))
         .collect();
-    tok.add_special_tokens(specials)
-        .map_err(|e| Error::Tokenizer(e.to_string()))?;
+    tok.add_special_tokens(&specials);
     Ok(tok)
 }
 

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Peer benchmark with bert-rs as one more peer: runs scripts/peers/run_peers.sh with
+#   EXTRA_PEERS="bert-rs=$REPO/target/release/bert bench --peer-protocol"
+# so each measurement is a fresh process
+#   bert bench --peer-protocol --peer bert-rs --model DIR --workload W1|W2|W2F|W3|W3S|W3U \
+#              --corpus FILE --iters N --warmup N
+# printing one JSON line (protocol: scripts/peers/README.md).
+#
+# Setup of /tmp/ref and /tmp/peerbench: scripts/peers/README.md. Build first, not during the run:
+#   cargo build --release -p bert-cli
+# Every run_peers.sh knob passes through (MODELS, WORKLOADS, PEERS, ROUNDS, THREADS, ITERS_W*, SKIP,
+# OUT, ...). BERT_BIN overrides the binary; EXTRA_PEERS given here are appended to bert-rs.
+# Examples:
+#   scripts/bench_peers.sh
+#   ROUNDS=1 WORKLOADS="W1 W2F" ITERS_W1=5 ITERS_W2=1 MODELS=/tmp/peerbench/models/minilm-l6 scripts/bench_peers.sh
+#   PEERS="ort-opt candle-native" WORKLOADS="W2 W2F" scripts/bench_peers.sh
+set -euo pipefail
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BERT_BIN=${BERT_BIN:-$REPO/target/release/bert}
+
+if [[ ! -x "$BERT_BIN" ]]; then
+  echo "bench_peers.sh: $BERT_BIN not found; run: cargo build --release -p bert-cli" >&2
+  exit 1
+fi
+if [[ "$BERT_BIN" == *[[:space:]]* ]]; then
+  echo "bench_peers.sh: run_peers.sh splits peer commands on whitespace; $BERT_BIN contains some" >&2
+  exit 1
+fi
+if ! "$BERT_BIN" bench --help >/dev/null 2>&1; then
+  echo "bench_peers.sh: warning: '$BERT_BIN bench --help' failed; bert-rs measurements will fail" >&2
+fi
+
+export EXTRA_PEERS="bert-rs=$BERT_BIN bench --peer-protocol${EXTRA_PEERS:+;$EXTRA_PEERS}"
+exec "$REPO/scripts/peers/run_peers.sh"

@@ -35,10 +35,8 @@ pub fn run(args: EncodeArgs) -> CliResult {
     };
     let out = model.forward(&inputs, &opts)?;
 
-    let mut tensors: Vec<(String, ArrayD<f32>)> = vec![(
-        "last_hidden_state".into(),
-        out.last_hidden_state.into_dyn(),
-    )];
+    let mut tensors: Vec<(String, ArrayD<f32>)> =
+        vec![("last_hidden_state".into(), out.last_hidden_state.into_dyn())];
     if let Some(p) = out.pooler_output {
         tensors.push(("pooler_output".into(), p.into_dyn()));
     }
@@ -81,7 +79,7 @@ fn print_summary(ints: &[(&str, ArrayD<i64>)], tensors: &[(String, ArrayD<f32>)]
 }
 
 fn save(
-    path: &PathBuf,
+    path: &std::path::Path,
     ints: &[(&str, ArrayD<i64>)],
     tensors: &[(String, ArrayD<f32>)],
 ) -> CliResult {
@@ -103,4 +101,3 @@ fn save(
     eprintln!("wrote {}", path.display());
     Ok(())
 }
-

@@ -72,7 +72,8 @@ fn read_file(path: &Path) -> CliResult<Vec<Item>> {
 }
 
 fn parse_jsonl(line: &str) -> Result<Item, String> {
-    let v: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}"))?;
+    let v: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}"))?;
     let obj = v.as_object().ok_or("expected a JSON object")?;
     let text = match obj.get("text") {
         Some(serde_json::Value::String(s)) => s.clone(),
@@ -118,7 +119,9 @@ mod tests {
                 text_pair: Some("b".into())
             }
         );
-        assert!(parse_jsonl(r#"{"text_pair": "b"}"#).unwrap_err().contains("missing"));
+        assert!(parse_jsonl(r#"{"text_pair": "b"}"#)
+            .unwrap_err()
+            .contains("missing"));
         assert!(parse_jsonl(r#"["a"]"#).is_err());
         assert!(parse_jsonl(r#"{"text": 3}"#).is_err());
     }

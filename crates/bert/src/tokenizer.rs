@@ -95,7 +95,7 @@ impl TokenizerConfig {
         let model_max_length = map
             .get("model_max_length")
             .and_then(Value::as_f64)
-            .filter(|&v| v >= 1.0 && v <= 1e7)
+            .filter(|v| (1.0..=1e7).contains(v))
             .map(|v| v as usize);
         Ok(TokenizerConfig {
             do_lower_case: flag("do_lower_case", true),

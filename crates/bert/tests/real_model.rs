@@ -18,7 +18,9 @@ fn model() -> &'static BertModel {
 fn all_outputs_match_transformers() {
     let g = Golden::load("all-MiniLM-L6-v2");
     for case in g.cases() {
-        let out = model().forward(&g.inputs(&case), &g.options(&case)).unwrap();
+        let out = model()
+            .forward(&g.inputs(&case), &g.options(&case))
+            .unwrap();
         check_case("all-MiniLM-L6-v2", &g, &case, &out);
     }
 }

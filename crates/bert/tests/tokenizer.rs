@@ -19,9 +19,7 @@ fn texts() -> Vec<(String, Option<String>)> {
             let v: Value = serde_json::from_str(l).unwrap();
             (
                 v["text"].as_str().unwrap().to_string(),
-                v.get("text_pair")
-                    .and_then(Value::as_str)
-                    .map(String::from),
+                v.get("text_pair").and_then(Value::as_str).map(String::from),
             )
         })
         .collect()
@@ -97,11 +95,20 @@ fn batches_pad_to_the_longest() {
     let tok = tokenizer("minilm-json", None);
     let inputs = tok.encode_batch(&["a b c d", "", "hello"]).unwrap();
     assert_eq!(inputs.input_ids.dim(), (3, 6));
-    assert_eq!(inputs.attention_mask.row(1).to_vec(), vec![1, 1, 0, 0, 0, 0]);
+    assert_eq!(
+        inputs.attention_mask.row(1).to_vec(),
+        vec![1, 1, 0, 0, 0, 0]
+    );
     assert_eq!(inputs.input_ids.row(1).to_vec(), vec![101, 102, 0, 0, 0, 0]);
     let pairs = tok.encode_pairs(&[("a b", "c"), ("d", "e f g")]).unwrap();
-    assert_eq!(pairs.token_type_ids.row(0).to_vec(), vec![0, 0, 0, 0, 1, 1, 0]);
-    assert_eq!(pairs.token_type_ids.row(1).to_vec(), vec![0, 0, 0, 1, 1, 1, 1]);
+    assert_eq!(
+        pairs.token_type_ids.row(0).to_vec(),
+        vec![0, 0, 0, 0, 1, 1, 0]
+    );
+    assert_eq!(
+        pairs.token_type_ids.row(1).to_vec(),
+        vec![0, 0, 0, 1, 1, 1, 1]
+    );
 }
 
 #[test]
@@ -112,7 +119,12 @@ fn decode_matches_transformers() {
         let setup = d["setup"].as_str().unwrap();
         let tok = tokenizer(setup, None);
         let got = tok.decode(&ids(&d["input_ids"]), true).unwrap();
-        assert_eq!(got, d["decoded"].as_str().unwrap(), "{setup} #{}", d["index"]);
+        assert_eq!(
+            got,
+            d["decoded"].as_str().unwrap(),
+            "{setup} #{}",
+            d["index"]
+        );
     }
 }
 
@@ -131,9 +143,17 @@ fn default_max_length_is_model_max_length_and_truncates() {
 #[test]
 fn bad_inputs_are_errors() {
     let tok = tokenizer("minilm-json", None);
-    let err = tok.clone().with_max_length(1).tokenize("hello").unwrap_err();
+    let err = tok
+        .clone()
+        .with_max_length(1)
+        .tokenize("hello")
+        .unwrap_err();
     assert!(err.to_string().contains("max_length 1"), "{err}");
-    let err = tok.clone().with_max_length(2).tokenize_pair("a", "b").unwrap_err();
+    let err = tok
+        .clone()
+        .with_max_length(2)
+        .tokenize_pair("a", "b")
+        .unwrap_err();
     assert!(err.to_string().contains("max_length 2"), "{err}");
     assert!(tok.encode_batch(&[]).is_err());
     assert!(tok.decode(&[-1], false).is_err());
@@ -141,7 +161,10 @@ fn bad_inputs_are_errors() {
     let dir = std::env::temp_dir().join(format!("bert-tok-empty-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let err = BertTokenizer::from_dir(&dir).unwrap_err();
-    assert!(err.to_string().contains("tokenizer.json, vocab.txt"), "{err}");
+    assert!(
+        err.to_string().contains("tokenizer.json, vocab.txt"),
+        "{err}"
+    );
     std::fs::write(dir.join("vocab.txt"), b"[PAD]\n\xff\xfe\n").unwrap();
     let err = BertTokenizer::from_dir(&dir).unwrap_err();
     assert!(err.to_string().contains("UTF-8"), "{err}");

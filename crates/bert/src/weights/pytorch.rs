@@ -1,15 +1,1425 @@
 //! `pytorch_model.bin`: the zip + pickle format written by `torch.save` (PyTorch >= 1.6), read without
 //! Python.
+//!
+//! The archive holds `<prefix>/data.pkl` (a pickle of the state dict), `<prefix>/data/<key>` (one raw
+//! storage per key) and `<prefix>/byteorder`. The pickle is run by a small VM that understands the
+//! opcodes `torch.save` emits and only the callables that build dicts and tensors; any other object is
+//! kept as an opaque value and never executed. Tensors of stored (uncompressed) entries stay in a
+//! memory map when they are contiguous; everything else is copied.
+//!
+//! Untrusted input: every size and offset is checked against the file before it is used, so a
+//! malformed file gives an [`Error`] naming the file, never a panic or a huge allocation.
 
+use std::collections::HashMap;
+use std::io::{Cursor, Read};
+use std::ops::Range;
 use std::path::Path;
+use std::sync::Arc;
 
-use super::RawTensor;
+use memmap2::Mmap;
+use zip::result::ZipError;
+use zip::{CompressionMethod, ZipArchive};
+
+use super::{Bytes, DType, RawTensor};
 use crate::{Error, Result};
 
 /// Reads every floating-point tensor of a `torch.save` state dict.
+///
+/// Nested dicts are flattened with `.`-joined names; non-tensor values are ignored. Non-float tensors
+/// (int64 buffers, bool masks, ...) are skipped unless their name is a `BertModel` weight. `float64`
+/// tensors are converted to `float32`.
 pub(crate) fn load(path: &Path) -> Result<Vec<(String, RawTensor)>> {
-    Err(Error::checkpoint(
-        path,
-        "pytorch_model.bin is not supported yet",
-    ))
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    if len == 0 {
+        return Err(Error::checkpoint(path, "the file is empty"));
+    }
+    // SAFETY: memmap2 marks `map` unsafe because another process could modify the file while it is
+    // mapped; checkpoints are read-only inputs, and every range taken from the map is bounds-checked.
+    let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+    let map = Arc::new(map);
+    check_magic(path, &map)?;
+
+    let mut zip = ZipArchive::new(Cursor::new(&map[..])).map_err(|e| {
+        Error::checkpoint(
+            path,
+            format!("not a valid zip archive ({e}); the file may be truncated or corrupt"),
+        )
+    })?;
+    let prefix = find_prefix(&zip).ok_or_else(|| {
+        Error::checkpoint(
+            path,
+            "zip archive without `data.pkl`: not a torch.save file",
+        )
+    })?;
+
+    let pickle = read_entry(&mut zip, &format!("{prefix}data.pkl"), MAX_PICKLE_BYTES)
+        .map_err(|e| Error::checkpoint(path, format!("cannot read `{prefix}data.pkl`: {e}")))?
+        .ok_or_else(|| {
+            Error::checkpoint(
+                path,
+                format!("`{prefix}data.pkl` is larger than {MAX_PICKLE_BYTES} bytes"),
+            )
+        })?;
+    let big_endian = match read_entry(&mut zip, &format!("{prefix}byteorder"), 16) {
+        Err(ZipError::FileNotFound) => false,
+        Ok(Some(b)) if b == b"little" => false,
+        Ok(Some(b)) if b == b"big" => true,
+        Ok(b) => {
+            let shown = b
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
+            return Err(Error::checkpoint(
+                path,
+                format!("unknown byteorder record `{shown}`"),
+            ));
+        }
+        Err(e) => {
+            return Err(Error::checkpoint(
+                path,
+                format!("cannot read `{prefix}byteorder`: {e}"),
+            ));
+        }
+    };
+
+    let vm = Vm::run(&pickle)
+        .map_err(|msg| Error::checkpoint(path, format!("`{prefix}data.pkl`: {msg}")))?;
+    let entries = vm
+        .state_dict()
+        .map_err(|msg| Error::checkpoint(path, format!("`{prefix}data.pkl`: {msg}")))?;
+
+    let mut reader = Storages {
+        map: &map,
+        zip: &mut zip,
+        prefix: &prefix,
+        cache: HashMap::new(),
+    };
+    let mut out = Vec::with_capacity(entries.len());
+    for (name, value) in entries {
+        let spec = match value {
+            Leaf::Tensor(spec) => spec,
+            Leaf::Unsupported(what) => {
+                if super::names::normalize(&name).is_none() {
+                    continue;
+                }
+                return Err(Error::tensor(
+                    &name,
+                    path,
+                    format!("unsupported tensor ({what})"),
+                ));
+            }
+        };
+        let dtype = match spec.elem {
+            Elem::F32 => DType::F32,
+            Elem::F16 => DType::F16,
+            Elem::BF16 => DType::BF16,
+            Elem::F64 => DType::F32,
+            Elem::Other => {
+                // Integer buffers (e.g. `embeddings.position_ids`) are not weights; skip them unless
+                // the model needs them.
+                if super::names::normalize(&name).is_none() {
+                    continue;
+                }
+                return Err(Error::tensor(
+                    &name,
+                    path,
+                    format!(
+                        "unsupported dtype {} (expected float32, float16 or bfloat16)",
+                        spec.elem_name
+                    ),
+                ));
+            }
+        };
+        let bytes = reader
+            .tensor_bytes(&spec, big_endian)
+            .map_err(|msg| Error::tensor(&name, path, msg))?;
+        let shape = spec.size.clone();
+        out.push((
+            name,
+            RawTensor {
+                dtype,
+                shape,
+                bytes,
+            },
+        ));
+    }
+    Ok(out)
+}
+
+/// Largest `data.pkl` accepted (a BERT-large state dict pickles to ~40 KB).
+const MAX_PICKLE_BYTES: u64 = 256 << 20;
+/// Copies made for strided views may exceed the file size by broadcasting (stride 0); cap them.
+const MIN_GATHER_CAP: usize = 1 << 20;
+
+/// Recognizes files that are not zip archives and says what they are.
+fn check_magic(path: &Path, data: &[u8]) -> Result<()> {
+    // torch.save before 1.6 (or with `_use_new_zipfile_serialization=False`) starts with a pickled
+    // magic number: PROTO 2, LONG1 10 bytes 0x1950a86a20f9469cfc6c.
+    const LEGACY: &[u8] = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19";
+    if data.starts_with(b"PK") {
+        return Ok(());
+    }
+    let msg = if data.starts_with(LEGACY) {
+        "legacy torch.save format (PyTorch < 1.6, not a zip archive) is not supported; re-save it with \
+         torch >= 1.6 or convert it to safetensors"
+    } else if data.starts_with(b"version https://git-lfs") {
+        "this is a Git LFS pointer, not the weights; fetch the real file (git lfs pull)"
+    } else if data.first() == Some(&0x80) {
+        "a bare pickle, not a torch.save zip archive; re-save it with torch >= 1.6 or convert it to \
+         safetensors"
+    } else {
+        "not a zip archive, so not a torch.save (PyTorch >= 1.6) file"
+    };
+    Err(Error::checkpoint(path, msg))
+}
+
+/// The directory prefix (`archive/`, or the file stem) of the archive's `data.pkl`.
+fn find_prefix<R: Read + std::io::Seek>(zip: &ZipArchive<R>) -> Option<String> {
+    zip.file_names().flatten().find_map(|n| {
+        let n: &str = &n;
+        if n == "data.pkl" {
+            Some(String::new())
+        } else {
+            n.strip_suffix("data.pkl")
+                .filter(|p| p.ends_with('/') && !p[..p.len() - 1].contains('/'))
+                .map(str::to_string)
+        }
+    })
+}
+
+/// Reads a whole zip entry, or `Ok(None)` when it is larger than `limit` bytes. The buffer grows with
+/// the data actually read, never with the size the archive claims.
+fn read_entry(
+    zip: &mut ZipArchive<Cursor<&[u8]>>,
+    name: &str,
+    limit: u64,
+) -> std::result::Result<Option<Vec<u8>>, ZipError> {
+    let entry = zip.by_name(name)?;
+    let mut buf = Vec::new();
+    entry.take(limit.saturating_add(1)).read_to_end(&mut buf)?;
+    Ok((buf.len() as u64 <= limit).then_some(buf))
+}
+
+/// Where a storage's bytes are: a range of the mapped file, or a decompressed copy.
+enum Storage {
+    Mapped(Range<usize>),
+    Owned(Arc<Vec<u8>>),
+}
+
+/// Resolves `data/<key>` entries, each read at most once.
+struct Storages<'a, 'z> {
+    map: &'a Arc<Mmap>,
+    zip: &'a mut ZipArchive<Cursor<&'z [u8]>>,
+    prefix: &'a str,
+    cache: HashMap<String, Storage>,
+}
+
+impl Storages<'_, '_> {
+    fn storage(&mut self, key: &str) -> std::result::Result<&Storage, String> {
+        if !self.cache.contains_key(key) {
+            let storage = self.open(key)?;
+            self.cache.insert(key.to_string(), storage);
+        }
+        self.cache
+            .get(key)
+            .ok_or_else(|| format!("storage `{key}` vanished"))
+    }
+
+    fn open(&mut self, key: &str) -> std::result::Result<Storage, String> {
+        let name = format!("{}data/{key}", self.prefix);
+        let file_len = self.map.len();
+        let mut entry = self.zip.by_name(&name).map_err(|e| match e {
+            ZipError::FileNotFound => format!("storage `{name}` is missing from the archive"),
+            e => format!("cannot read storage `{name}`: {e}"),
+        })?;
+        if entry.compression() == CompressionMethod::Stored && !entry.encrypted() {
+            let start = entry.data_start().and_then(|s| usize::try_from(s).ok());
+            let size = usize::try_from(entry.size()).ok();
+            let range = start
+                .zip(size)
+                .filter(|_| entry.compressed_size() == entry.size())
+                .and_then(|(s, n)| Some(s..s.checked_add(n)?))
+                .filter(|r| r.end <= file_len);
+            return range.map(Storage::Mapped).ok_or_else(|| {
+                format!(
+                    "storage `{name}` has an invalid extent or lies outside the file (truncated?)"
+                )
+            });
+        }
+        // Compressed: inflate. The buffer grows with the data actually produced, so a lying header
+        // cannot make it allocate more than the decompressor really yields.
+        let mut buf = Vec::new();
+        entry
+            .read_to_end(&mut buf)
+            .map_err(|e| format!("cannot decompress storage `{name}`: {e}"))?;
+        Ok(Storage::Owned(Arc::new(buf)))
+    }
+
+    /// The tensor's contiguous little-endian bytes (f64 converted to f32).
+    fn tensor_bytes(
+        &mut self,
+        t: &TensorSpec,
+        big_endian: bool,
+    ) -> std::result::Result<Bytes, String> {
+        let es = t.elem.size();
+        let numel = t
+            .size
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+            .ok_or("element count overflows")?;
+        let map = self.map.clone();
+        let file_len = map.len();
+        let storage = self.storage(&t.key)?;
+        let (base, data): (usize, &[u8]) = match storage {
+            Storage::Mapped(r) => (
+                r.start,
+                map.get(r.clone()).ok_or("storage out of file bounds")?,
+            ),
+            Storage::Owned(v) => (0, v.as_slice()),
+        };
+        let out_len = numel.checked_mul(es).ok_or("byte count overflows")?;
+        if numel == 0 {
+            return Ok(Bytes::Owned(Vec::new()));
+        }
+        // Highest element index the view touches.
+        let last = t
+            .size
+            .iter()
+            .zip(&t.stride)
+            .try_fold(t.offset, |acc, (&d, &s)| {
+                acc.checked_add(d.checked_sub(1)?.checked_mul(s)?)
+            })
+            .and_then(|i| i.checked_add(1)?.checked_mul(es))
+            .ok_or("storage offset or strides overflow")?;
+        if last > data.len() {
+            return Err(format!(
+                "storage `{}` holds {} bytes but the tensor (size {:?}, stride {:?}, offset {}) needs {last}",
+                t.key,
+                data.len(),
+                t.size,
+                t.stride,
+                t.offset
+            ));
+        }
+        let start = t.offset * es; // cannot overflow: offset * es <= last
+        let contiguous = is_contiguous(&t.size, &t.stride);
+        let mut bytes = if contiguous {
+            if !big_endian && t.elem != Elem::F64 {
+                if let Storage::Mapped(_) = storage {
+                    return Ok(Bytes::Mapped {
+                        map,
+                        range: base + start..base + start + out_len,
+                    });
+                }
+            }
+            data.get(start..start + out_len)
+                .ok_or("storage range out of bounds")?
+                .to_vec()
+        } else {
+            if out_len > file_len.max(MIN_GATHER_CAP) {
+                return Err(format!(
+                    "strided view of {out_len} bytes is larger than the file; refusing to expand it"
+                ));
+            }
+            gather(data, es, t.offset, &t.size, &t.stride, out_len)?
+        };
+        if big_endian {
+            bytes.chunks_exact_mut(es).for_each(|c| c.reverse());
+        }
+        if t.elem == Elem::F64 {
+            bytes = bytes
+                .chunks_exact(8)
+                .flat_map(|c| {
+                    let mut a = [0u8; 8];
+                    a.copy_from_slice(c);
+                    (f64::from_le_bytes(a) as f32).to_le_bytes()
+                })
+                .collect();
+        }
+        Ok(Bytes::Owned(bytes))
+    }
+}
+
+/// Whether a view with these sizes and strides is row-major contiguous (dims of size 1 may have any
+/// stride).
+fn is_contiguous(size: &[usize], stride: &[usize]) -> bool {
+    let mut expected = 1usize;
+    for (&d, &s) in size.iter().zip(stride).rev() {
+        if d != 1 && s != expected {
+            return false;
+        }
+        expected = expected.saturating_mul(d);
+    }
+    true
+}
+
+/// Copies a strided view into a contiguous buffer. Bounds were checked by the caller; reads still go
+/// through checked arithmetic and `get`, so a mistake there is an error, not a panic.
+fn gather(
+    src: &[u8],
+    es: usize,
+    offset: usize,
+    size: &[usize],
+    stride: &[usize],
+    out_len: usize,
+) -> std::result::Result<Vec<u8>, String> {
+    // `n` elements starting at element index `at`.
+    let read = |at: usize, n: usize| {
+        let from = at.checked_mul(es)?;
+        let to = n.checked_mul(es)?.checked_add(from)?;
+        src.get(from..to)
+    };
+    let oob = || "strided read out of bounds".to_string();
+    let mut out = Vec::with_capacity(out_len);
+    let (Some((&inner, outer)), Some((&inner_stride, outer_stride))) =
+        (size.split_last(), stride.split_last())
+    else {
+        out.extend_from_slice(read(offset, 1).ok_or_else(oob)?);
+        return Ok(out);
+    };
+    if outer.len() != outer_stride.len() {
+        return Err("size and stride differ in rank".into());
+    }
+    let mut idx = vec![0usize; outer.len()];
+    let mut pos = offset; // element index of the current row's first element
+    loop {
+        if inner_stride == 1 {
+            out.extend_from_slice(read(pos, inner).ok_or_else(oob)?);
+        } else {
+            for i in 0..inner {
+                let at = i.checked_mul(inner_stride).and_then(|o| o.checked_add(pos));
+                out.extend_from_slice(at.and_then(|at| read(at, 1)).ok_or_else(oob)?);
+            }
+        }
+        // Odometer over the outer dims; wrapping arithmetic is exact modulo 2^64, so `pos` is the
+        // right index again whenever a row starts.
+        let mut d = outer.len();
+        loop {
+            if d == 0 {
+                return Ok(out);
+            }
+            d -= 1;
+            idx[d] += 1;
+            pos = pos.wrapping_add(outer_stride[d]);
+            if idx[d] < outer[d] {
+                break;
+            }
+            pos = pos.wrapping_sub(outer_stride[d].wrapping_mul(outer[d]));
+            idx[d] = 0;
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Pickle VM
+// ------------------------------------------------------------------------------------------------
+
+/// Element type of a storage or tensor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Elem {
+    F32,
+    F16,
+    BF16,
+    F64,
+    /// Any non-float type: never read.
+    Other,
+}
+
+impl Elem {
+    fn size(self) -> usize {
+        match self {
+            Elem::F32 => 4,
+            Elem::F16 | Elem::BF16 => 2,
+            Elem::F64 => 8,
+            Elem::Other => 1,
+        }
+    }
+
+    /// From a storage class name (`FloatStorage`, ...).
+    fn from_storage(name: &str) -> Self {
+        match name {
+            "FloatStorage" => Elem::F32,
+            "HalfStorage" => Elem::F16,
+            "BFloat16Storage" => Elem::BF16,
+            "DoubleStorage" => Elem::F64,
+            _ => Elem::Other,
+        }
+    }
+
+    /// From a `torch.<dtype>` global name.
+    fn from_dtype(name: &str) -> Self {
+        match name {
+            "float32" | "float" => Elem::F32,
+            "float16" | "half" => Elem::F16,
+            "bfloat16" => Elem::BF16,
+            "float64" | "double" => Elem::F64,
+            _ => Elem::Other,
+        }
+    }
+}
+
+/// A storage reference from a persistent id `('storage', type, key, location, numel)`.
+#[derive(Clone, Debug)]
+struct StorageRef {
+    elem: Option<Elem>,
+    type_name: String,
+    key: String,
+}
+
+/// A tensor as `_rebuild_tensor_v2/v3` describes it. Offset and strides are in elements.
+#[derive(Clone, Debug)]
+struct TensorSpec {
+    key: String,
+    elem: Elem,
+    elem_name: String,
+    offset: usize,
+    size: Vec<usize>,
+    stride: Vec<usize>,
+}
+
+/// Index of an object in the VM's arena.
+type Id = usize;
+
+/// A pickle object. Containers refer to their items by arena index, which gives Python's reference
+/// semantics (a memoized dict filled later is seen filled), allows cycles, and drops without
+/// recursion.
+#[derive(Debug)]
+enum Obj {
+    None,
+    Bool(bool),
+    Int(i64),
+    Float,
+    Str(String),
+    Bytes,
+    Tuple(Vec<Id>),
+    List(Vec<Id>),
+    Dict(Vec<(Id, Id)>),
+    Global(String, String),
+    Storage(StorageRef),
+    Tensor(TensorSpec),
+    /// The result of a callable the VM does not model (its qualified name); never executed.
+    Opaque(String),
+}
+
+/// A flattened state-dict value.
+enum Leaf {
+    Tensor(TensorSpec),
+    /// A `torch.*` object that is not a plain tensor (quantized, sparse, ...).
+    Unsupported(String),
+}
+
+type VmResult<T> = std::result::Result<T, String>;
+
+struct Vm {
+    objs: Vec<Obj>,
+    root: Id,
+    /// Length of the pickle: bounds the number of dict entries a walk may visit.
+    len: usize,
+}
+
+/// Execution state of one pickle.
+struct Exec<'p> {
+    data: &'p [u8],
+    pos: usize,
+    objs: Vec<Obj>,
+    stack: Vec<Id>,
+    marks: Vec<usize>,
+    memo: HashMap<u64, Id>,
+}
+
+impl Exec<'_> {
+    fn take(&mut self, n: usize) -> VmResult<&[u8]> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.data.len());
+        let end = end
+            .ok_or_else(|| format!("truncated pickle (needs {n} bytes at offset {})", self.pos))?;
+        let s = &self.data[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+
+    fn arr<const N: usize>(&mut self) -> VmResult<[u8; N]> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+
+    fn u8(&mut self) -> VmResult<u8> {
+        Ok(self.arr::<1>()?[0])
+    }
+
+    fn u32(&mut self) -> VmResult<u32> {
+        Ok(u32::from_le_bytes(self.arr()?))
+    }
+
+    fn u64(&mut self) -> VmResult<u64> {
+        Ok(u64::from_le_bytes(self.arr()?))
+    }
+
+    fn len_u64(&mut self) -> VmResult<usize> {
+        let n = self.u64()?;
+        usize::try_from(n).map_err(|_| format!("length {n} too large"))
+    }
+
+    fn line(&mut self) -> VmResult<String> {
+        let rest = self.data.get(self.pos..).unwrap_or_default();
+        let n = rest
+            .iter()
+            .position(|&b| b == b'\n')
+            .ok_or("truncated pickle (unterminated line)")?;
+        let s = String::from_utf8_lossy(self.take(n)?).into_owned();
+        self.pos += 1; // the newline, known to exist
+        Ok(s)
+    }
+
+    fn push(&mut self, o: Obj) {
+        self.objs.push(o);
+        self.stack.push(self.objs.len() - 1);
+    }
+
+    fn pop(&mut self) -> VmResult<Id> {
+        let floor = self.marks.last().copied().unwrap_or(0);
+        if self.stack.len() <= floor {
+            return Err("stack underflow".into());
+        }
+        self.stack.pop().ok_or_else(|| "stack underflow".into())
+    }
+
+    fn top(&self) -> VmResult<Id> {
+        self.stack
+            .last()
+            .copied()
+            .ok_or_else(|| "stack underflow".into())
+    }
+
+    /// Pops everything above the last MARK, and the mark.
+    fn pop_mark(&mut self) -> VmResult<Vec<Id>> {
+        let m = self.marks.pop().ok_or("MARK missing")?;
+        if m > self.stack.len() {
+            return Err("MARK below the stack".into());
+        }
+        Ok(self.stack.split_off(m))
+    }
+
+    fn memo_get(&mut self, key: u64) -> VmResult<()> {
+        let id = *self
+            .memo
+            .get(&key)
+            .ok_or_else(|| format!("memo key {key} not found"))?;
+        self.stack.push(id);
+        Ok(())
+    }
+
+    fn memo_put(&mut self, key: u64) -> VmResult<()> {
+        let id = self.top()?;
+        self.memo.insert(key, id);
+        Ok(())
+    }
+
+    fn int(&self, id: Id) -> Option<i64> {
+        match self.objs.get(id)? {
+            Obj::Int(i) => Some(*i),
+            Obj::Bool(b) => Some(i64::from(*b)),
+            _ => None,
+        }
+    }
+
+    fn usize_of(&self, id: Id, what: &str) -> VmResult<usize> {
+        self.int(id)
+            .and_then(|i| usize::try_from(i).ok())
+            .ok_or_else(|| format!("{what} is not a non-negative integer"))
+    }
+
+    fn usizes(&self, id: Id, what: &str) -> VmResult<Vec<usize>> {
+        match self.objs.get(id) {
+            Some(Obj::Tuple(items) | Obj::List(items)) => {
+                items.iter().map(|&i| self.usize_of(i, what)).collect()
+            }
+            _ => Err(format!("{what} is not a tuple")),
+        }
+    }
+
+    fn str_of(&self, id: Id) -> Option<&str> {
+        match self.objs.get(id)? {
+            Obj::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn items(&self, id: Id) -> Option<&[Id]> {
+        match self.objs.get(id)? {
+            Obj::Tuple(v) | Obj::List(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// BINPERSID: torch's `('storage', storage_type, key, location, numel)`.
+    fn persistent_load(&self, pid: Id) -> VmResult<Obj> {
+        let bad = || {
+            "unsupported persistent id (expected ('storage', type, key, location, numel))"
+                .to_string()
+        };
+        let items = self.items(pid).ok_or_else(bad)?;
+        let [tag, ty, key, ..] = items else {
+            return Err(bad());
+        };
+        if self.str_of(*tag) != Some("storage") {
+            return Err(bad());
+        }
+        let Some(Obj::Global(_, type_name)) = self.objs.get(*ty) else {
+            return Err(bad());
+        };
+        let elem = match type_name.as_str() {
+            "UntypedStorage" => None,
+            name => Some(Elem::from_storage(name)),
+        };
+        let key = match self.objs.get(*key) {
+            Some(Obj::Str(s)) => s.clone(),
+            Some(Obj::Int(i)) => i.to_string(),
+            _ => return Err(bad()),
+        };
+        Ok(Obj::Storage(StorageRef {
+            elem,
+            type_name: type_name.clone(),
+            key,
+        }))
+    }
+
+    /// REDUCE / NEWOBJ: builds dicts and tensors, returns an opaque object for anything else.
+    fn call(&self, func: Id, args: Id, depth: usize) -> VmResult<Obj> {
+        let Some(Obj::Global(module, name)) = self.objs.get(func) else {
+            return Ok(Obj::Opaque("<call of a non-global>".into()));
+        };
+        let args: &[Id] = self.items(args).unwrap_or_default();
+        let arg = |i: usize| {
+            args.get(i)
+                .copied()
+                .ok_or_else(|| format!("{module}.{name}: missing argument {i}"))
+        };
+        match (module.as_str(), name.as_str()) {
+            ("collections", "OrderedDict") | ("builtins" | "__builtin__", "dict") => {
+                let mut pairs = Vec::new();
+                if let Some(list) = args.first().and_then(|&a| self.items(a)) {
+                    for &p in list {
+                        if let Some(&[k, v]) = self.items(p) {
+                            pairs.push((k, v));
+                        }
+                    }
+                }
+                Ok(Obj::Dict(pairs))
+            }
+            ("torch._utils", "_rebuild_tensor" | "_rebuild_tensor_v2" | "_rebuild_tensor_v3") => {
+                let ctx = format!("{module}.{name}");
+                let Some(Obj::Storage(storage)) = self.objs.get(arg(0)?) else {
+                    return Err(format!("{ctx}: the first argument is not a storage"));
+                };
+                let offset = self.usize_of(arg(1)?, "storage offset")?;
+                let size = self.usizes(arg(2)?, "size")?;
+                let stride = self.usizes(arg(3)?, "stride")?;
+                if size.len() != stride.len() {
+                    return Err(format!(
+                        "{ctx}: size {size:?} and stride {stride:?} differ in rank"
+                    ));
+                }
+                let (elem, elem_name) = if name == "_rebuild_tensor_v3" {
+                    match self.objs.get(arg(6)?) {
+                        Some(Obj::Global(_, d)) => (Elem::from_dtype(d), d.clone()),
+                        _ => return Err(format!("{ctx}: the dtype argument is not a torch dtype")),
+                    }
+                } else {
+                    match storage.elem {
+                        Some(e) => (e, storage.type_name.clone()),
+                        None => (Elem::Other, storage.type_name.clone()),
+                    }
+                };
+                Ok(Obj::Tensor(TensorSpec {
+                    key: storage.key.clone(),
+                    elem,
+                    elem_name,
+                    offset,
+                    size,
+                    stride,
+                }))
+            }
+            // nn.Parameter wraps a tensor; devices are irrelevant here.
+            (
+                "torch._utils",
+                "_rebuild_parameter"
+                | "_rebuild_parameter_with_state"
+                | "_rebuild_device_tensor_from_cpu_tensor",
+            ) => match self.objs.get(arg(0)?) {
+                Some(Obj::Tensor(t)) => Ok(Obj::Tensor(t.clone())),
+                _ => Ok(Obj::Opaque(format!("{module}.{name}"))),
+            },
+            // Tensor subclasses: `_rebuild_from_type_v2(func, new_type, args, state)`.
+            ("torch._tensor", "_rebuild_from_type_v2" | "_rebuild_from_type") if depth < 8 => {
+                self.call(arg(0)?, arg(2)?, depth + 1)
+            }
+            _ => Ok(Obj::Opaque(format!("{module}.{name}"))),
+        }
+    }
+
+    fn step(&mut self) -> VmResult<bool> {
+        let at = self.pos;
+        let op = self.u8()?;
+        match op {
+            0x80 => {
+                let v = self.u8()?; // PROTO
+                if v > 5 {
+                    return Err(format!("unsupported pickle protocol {v}"));
+                }
+            }
+            0x95 => {
+                self.u64()?; // FRAME: the length is only a read-ahead hint
+            }
+            b'.' => return Ok(false), // STOP
+            b'(' => self.marks.push(self.stack.len()),
+            b'0' => {
+                self.pop()?;
+            }
+            b'1' => {
+                self.pop_mark()?;
+            }
+            b'2' => {
+                let t = self.top()?;
+                self.stack.push(t);
+            }
+            b'N' => self.push(Obj::None),
+            0x88 => self.push(Obj::Bool(true)),
+            0x89 => self.push(Obj::Bool(false)),
+            b'J' => {
+                let v = i32::from_le_bytes(self.arr()?);
+                self.push(Obj::Int(v.into()))
+            }
+            b'K' => {
+                let v = self.u8()?;
+                self.push(Obj::Int(v.into()))
+            }
+            b'M' => {
+                let v = u16::from_le_bytes(self.arr()?);
+                self.push(Obj::Int(v.into()))
+            }
+            0x8a | 0x8b => {
+                // LONG1 / LONG4: little-endian two's complement of n bytes.
+                let n = if op == 0x8a {
+                    usize::from(self.u8()?)
+                } else {
+                    let n = i32::from_le_bytes(self.arr()?);
+                    usize::try_from(n).map_err(|_| "negative LONG4 length".to_string())?
+                };
+                let bytes = self.take(n)?;
+                let ext = if n >= 8 && bytes[7] & 0x80 != 0 {
+                    0xff
+                } else {
+                    0
+                };
+                if n > 8 && !bytes[8..].iter().all(|&b| b == ext) {
+                    return Err(format!(
+                        "integer of {n} bytes at offset {at} does not fit in 64 bits"
+                    ));
+                }
+                let mut a = [0u8; 8];
+                let k = n.min(8);
+                a[..k].copy_from_slice(&bytes[..k]);
+                if k > 0 && k < 8 && bytes[k - 1] & 0x80 != 0 {
+                    a[k..].fill(0xff);
+                }
+                self.push(Obj::Int(i64::from_le_bytes(a)))
+            }
+            b'G' => {
+                self.take(8)?; // BINFLOAT: the value is never needed
+                self.push(Obj::Float)
+            }
+            b'X' | 0x8c | 0x8d | b'U' | b'T' => {
+                let n = match op {
+                    b'X' => self.u32()? as usize,
+                    0x8d => self.len_u64()?,
+                    b'T' => {
+                        let n = i32::from_le_bytes(self.arr()?);
+                        usize::try_from(n).map_err(|_| "negative string length".to_string())?
+                    }
+                    _ => usize::from(self.u8()?),
+                };
+                let s = String::from_utf8_lossy(self.take(n)?).into_owned();
+                self.push(Obj::Str(s))
+            }
+            b'C' | b'B' | 0x8e => {
+                let n = match op {
+                    b'C' => usize::from(self.u8()?),
+                    b'B' => self.u32()? as usize,
+                    _ => self.len_u64()?,
+                };
+                self.take(n)?;
+                self.push(Obj::Bytes)
+            }
+            b'}' => self.push(Obj::Dict(Vec::new())),
+            b']' => self.push(Obj::List(Vec::new())),
+            b')' => self.push(Obj::Tuple(Vec::new())),
+            b'd' => {
+                let items = self.pop_mark()?;
+                let pairs = items.chunks_exact(2).map(|p| (p[0], p[1])).collect();
+                self.push(Obj::Dict(pairs))
+            }
+            b'l' => {
+                let items = self.pop_mark()?;
+                self.push(Obj::List(items))
+            }
+            b't' => {
+                let items = self.pop_mark()?;
+                self.push(Obj::Tuple(items))
+            }
+            0x85..=0x87 => {
+                let n = usize::from(op - 0x84);
+                let mut items = Vec::with_capacity(n);
+                for _ in 0..n {
+                    items.push(self.pop()?);
+                }
+                items.reverse();
+                self.push(Obj::Tuple(items))
+            }
+            b'c' => {
+                let module = self.line()?;
+                let name = self.line()?;
+                self.push(Obj::Global(module, name))
+            }
+            0x93 => {
+                let name = self.pop()?;
+                let module = self.pop()?;
+                match (self.str_of(module), self.str_of(name)) {
+                    (Some(m), Some(n)) => {
+                        let g = Obj::Global(m.to_string(), n.to_string());
+                        self.push(g)
+                    }
+                    _ => {
+                        return Err(format!(
+                            "STACK_GLOBAL at offset {at} with non-string operands"
+                        ))
+                    }
+                }
+            }
+            b'R' | 0x81 => {
+                // REDUCE (callable, args) / NEWOBJ (cls, args)
+                let args = self.pop()?;
+                let func = self.pop()?;
+                let obj = self.call(func, args, 0)?;
+                self.push(obj)
+            }
+            0x92 => {
+                // NEWOBJ_EX (cls, args, kwargs)
+                self.pop()?;
+                let args = self.pop()?;
+                let func = self.pop()?;
+                let obj = self.call(func, args, 0)?;
+                self.push(obj)
+            }
+            b'b' => {
+                // BUILD: object state (e.g. a state dict's `_metadata`) is not needed.
+                self.pop()?;
+                self.top()?;
+            }
+            b'Q' => {
+                let pid = self.pop()?;
+                let obj = self.persistent_load(pid)?;
+                self.push(obj)
+            }
+            b'q' => {
+                let k = self.u8()?;
+                self.memo_put(k.into())?
+            }
+            b'r' => {
+                let k = self.u32()?;
+                self.memo_put(k.into())?
+            }
+            0x94 => {
+                let k = self.memo.len() as u64;
+                self.memo_put(k)?
+            }
+            b'h' => {
+                let k = self.u8()?;
+                self.memo_get(k.into())?
+            }
+            b'j' => {
+                let k = self.u32()?;
+                self.memo_get(k.into())?
+            }
+            b'p' | b'g' => {
+                let line = self.line()?;
+                let k: u64 = line
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("bad memo key `{line}`"))?;
+                if op == b'p' {
+                    self.memo_put(k)?
+                } else {
+                    self.memo_get(k)?
+                }
+            }
+            b's' | b'u' => {
+                let items = if op == b's' {
+                    let v = self.pop()?;
+                    let k = self.pop()?;
+                    vec![k, v]
+                } else {
+                    self.pop_mark()?
+                };
+                let target = self.top()?;
+                match self.objs.get_mut(target) {
+                    Some(Obj::Dict(d)) => d.extend(items.chunks_exact(2).map(|p| (p[0], p[1]))),
+                    Some(Obj::Opaque(_)) => {} // an object we do not model: drop its items
+                    _ => return Err(format!("SETITEM on a non-dict at offset {at}")),
+                }
+            }
+            b'a' | b'e' => {
+                let items = if op == b'a' {
+                    vec![self.pop()?]
+                } else {
+                    self.pop_mark()?
+                };
+                let target = self.top()?;
+                match self.objs.get_mut(target) {
+                    Some(Obj::List(l)) => l.extend(items),
+                    Some(Obj::Opaque(_)) => {}
+                    _ => return Err(format!("APPEND on a non-list at offset {at}")),
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "unknown or unsupported pickle opcode 0x{op:02x} at offset {at}"
+                ))
+            }
+        }
+        Ok(true)
+    }
+}
+
+impl Vm {
+    /// Runs a pickle to its STOP opcode.
+    fn run(data: &[u8]) -> VmResult<Vm> {
+        let mut ex = Exec {
+            data,
+            pos: 0,
+            objs: Vec::new(),
+            stack: Vec::new(),
+            marks: Vec::new(),
+            memo: HashMap::new(),
+        };
+        while ex.step()? {}
+        let root = ex.stack.pop().ok_or("empty pickle")?;
+        Ok(Vm {
+            objs: ex.objs,
+            root,
+            len: data.len(),
+        })
+    }
+
+    /// Flattens the root dict into `(name, leaf)` pairs, nested dicts joined with `.`.
+    fn state_dict(&self) -> VmResult<Vec<(String, Leaf)>> {
+        match self.objs.get(self.root) {
+            Some(Obj::Dict(_)) => {}
+            Some(other) => {
+                let what = match other {
+                    Obj::Opaque(name) => {
+                        format!("a `{name}` object (save `model.state_dict()`, not the model)")
+                    }
+                    Obj::List(_) => "a list".into(),
+                    Obj::Tuple(_) => "a tuple".into(),
+                    Obj::Tensor(_) => "a single tensor".into(),
+                    _ => "a scalar".into(),
+                };
+                return Err(format!("expected a dict of tensors, found {what}"));
+            }
+            None => return Err("empty pickle".into()),
+        }
+        let mut out = Vec::new();
+        let mut budget = self.len.saturating_add(16);
+        let mut tensors = 0usize;
+        self.flatten(self.root, "", 0, &mut budget, &mut tensors, &mut out)?;
+        if tensors == 0 {
+            return Err("the dict holds no tensors".into());
+        }
+        Ok(out)
+    }
+
+    fn flatten(
+        &self,
+        dict: Id,
+        prefix: &str,
+        depth: usize,
+        budget: &mut usize,
+        tensors: &mut usize,
+        out: &mut Vec<(String, Leaf)>,
+    ) -> VmResult<()> {
+        if depth > 32 {
+            return Err("dicts nested more than 32 deep".into());
+        }
+        let Some(Obj::Dict(pairs)) = self.objs.get(dict) else {
+            return Ok(());
+        };
+        for &(k, v) in pairs {
+            *budget = budget
+                .checked_sub(1)
+                .ok_or("dicts shared too often (cyclic?)")?;
+            let key = match self.objs.get(k) {
+                Some(Obj::Str(s)) => s.clone(),
+                Some(Obj::Int(i)) => i.to_string(),
+                _ => continue,
+            };
+            let name = format!("{prefix}{key}");
+            match self.objs.get(v) {
+                Some(Obj::Tensor(t)) => {
+                    *tensors += 1;
+                    out.push((name, Leaf::Tensor(t.clone())));
+                }
+                Some(Obj::Dict(_)) => {
+                    self.flatten(v, &format!("{name}."), depth + 1, budget, tensors, out)?
+                }
+                Some(Obj::Opaque(what)) if what.starts_with("torch.") => {
+                    *tensors += 1;
+                    out.push((name, Leaf::Unsupported(what.clone())));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn data(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/pytorch")
+            .join(name)
+    }
+
+    /// A scratch file under the system temp dir, removed on drop.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(name: &str, bytes: &[u8]) -> Scratch {
+            let dir =
+                std::env::temp_dir().join(format!("bert-pytorch-test-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let p = dir.join(name);
+            std::fs::write(&p, bytes).unwrap();
+            Scratch(p)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    fn err_of(path: &Path) -> String {
+        match load(path) {
+            Ok(_) => panic!("{} loaded without error", path.display()),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// Loads `bin` and checks it holds exactly the tensors of `expected` (a safetensors file written
+    /// by make.py), with the same dtype, shape and bytes. Returns the loaded tensors.
+    fn check_against(bin: &str, expected: &str) -> HashMap<String, RawTensor> {
+        let got: HashMap<String, RawTensor> = load(&data(bin)).unwrap().into_iter().collect();
+        let want = crate::weights::safetensors::load(&data(expected)).unwrap();
+        let mut want_names: Vec<&str> = want.iter().map(|(n, _)| n.as_str()).collect();
+        let mut got_names: Vec<&str> = got.keys().map(String::as_str).collect();
+        want_names.sort();
+        got_names.sort();
+        assert_eq!(got_names, want_names);
+        for (name, w) in &want {
+            let g = &got[name];
+            assert_eq!(g.dtype, w.dtype, "{name}");
+            assert_eq!(g.shape, w.shape, "{name}");
+            assert_eq!(g.bytes.as_slice(), w.bytes.as_slice(), "{name}");
+            assert_eq!(
+                g.numel() * g.dtype.size(),
+                g.bytes.as_slice().len(),
+                "{name}"
+            );
+        }
+        got
+    }
+
+    #[test]
+    fn state_dict_matches_expected_values() {
+        let got = check_against("state_dict.bin", "state_dict.safetensors");
+        // Contiguous tensors of stored entries stay in the map; views are copied.
+        let mapped = |n: &str| matches!(got[n].bytes, Bytes::Mapped { .. });
+        assert!(mapped("embeddings.word_embeddings.weight"));
+        assert!(mapped("half"));
+        assert!(mapped("param"));
+        assert!(mapped("nested.deeper.leaf"));
+        assert!(!mapped("encoder.layer.0.attention.self.query.weight"));
+        assert!(!mapped("encoder.layer.0.attention.self.key.weight"));
+        assert!(!mapped("double"));
+        assert_eq!(got["scalar"].shape, Vec::<usize>::new());
+        assert_eq!(got["scalar"].to_f32(), vec![2.5]);
+        assert_eq!(got["empty"].shape, vec![0, 3]);
+        assert_eq!(got["double"].dtype, DType::F32);
+        // Non-float buffers are skipped.
+        for skipped in ["embeddings.position_ids", "mask", "u16", "step"] {
+            assert!(!got.contains_key(skipped), "{skipped}");
+        }
+    }
+
+    #[test]
+    fn deflated_entries_are_decompressed() {
+        let got = check_against("deflated.bin", "state_dict.safetensors");
+        assert!(got.values().all(|t| matches!(t.bytes, Bytes::Owned(_))));
+    }
+
+    #[test]
+    fn big_endian_storages_are_swapped() {
+        check_against("big_endian.bin", "big_endian.safetensors");
+    }
+
+    #[test]
+    fn integer_weight_is_an_error() {
+        let e = err_of(&data("int_weight.bin"));
+        assert!(
+            e.contains("encoder.layer.0.attention.self.query.weight"),
+            "{e}"
+        );
+        assert!(e.contains("LongStorage"), "{e}");
+    }
+
+    #[test]
+    fn storage_out_of_bounds_is_an_error() {
+        let e = err_of(&data("oob.bin"));
+        assert!(e.contains("embeddings.word_embeddings.weight"), "{e}");
+        assert!(e.contains("holds 20 bytes"), "{e}");
+    }
+
+    #[test]
+    fn legacy_format_is_an_error() {
+        let e = err_of(&data("legacy.bin"));
+        assert!(
+            e.contains("legacy.bin") && e.contains("legacy torch.save format"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn list_root_is_an_error() {
+        let e = err_of(&data("list_root.bin"));
+        assert!(
+            e.contains("list_root.bin") && e.contains("expected a dict of tensors"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn truncated_file_is_an_error() {
+        let bytes = std::fs::read(data("state_dict.bin")).unwrap();
+        for cut in [bytes.len() / 2, bytes.len() - 1, 10, 1] {
+            let f = Scratch::new(&format!("truncated-{cut}.bin"), &bytes[..cut]);
+            let e = err_of(&f.0);
+            assert!(e.contains(&f.0.display().to_string()), "{e}");
+            assert!(e.contains("truncated") || e.contains("not a zip"), "{e}");
+        }
+    }
+
+    #[test]
+    fn every_prefix_and_corruption_fails_cleanly() {
+        // No panic whatever the damage: cut at every length, and flip bytes of the pickle and data.
+        let bytes = std::fs::read(data("state_dict.bin")).unwrap();
+        for cut in (0..bytes.len()).step_by(7) {
+            let f = Scratch::new("cut.bin", &bytes[..cut]);
+            assert!(load(&f.0).is_err());
+        }
+        for at in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[at] ^= 0x5a;
+            let f = Scratch::new("flip.bin", &b);
+            let _ = load(&f.0);
+        }
+    }
+
+    #[test]
+    fn garbage_empty_and_lfs_files_are_errors() {
+        let f = Scratch::new(
+            "garbage.bin",
+            b"\x13\x37 this is not a checkpoint at all \xff\xfe",
+        );
+        let e = err_of(&f.0);
+        assert!(
+            e.contains("garbage.bin") && e.contains("not a zip archive"),
+            "{e}"
+        );
+
+        let f = Scratch::new("empty.bin", b"");
+        let e = err_of(&f.0);
+        assert!(e.contains("empty.bin") && e.contains("empty"), "{e}");
+
+        let f = Scratch::new(
+            "lfs.bin",
+            b"version https://git-lfs.github.com/spec/v1\noid sha256:00\nsize 440473133\n",
+        );
+        assert!(err_of(&f.0).contains("Git LFS pointer"));
+
+        // A valid but empty zip archive (end-of-central-directory record only).
+        let mut eocd = b"PK\x05\x06".to_vec();
+        eocd.extend([0u8; 18]);
+        let f = Scratch::new("emptyzip.bin", &eocd);
+        let e = err_of(&f.0);
+        assert!(e.contains("without `data.pkl`"), "{e}");
+
+        let e = err_of(&data("does-not-exist.bin"));
+        assert!(e.contains("does-not-exist.bin"), "{e}");
+    }
+
+    /// The entries of a zip archive, in order.
+    fn entries(path: &Path) -> Vec<(String, Vec<u8>)> {
+        let bytes = std::fs::read(path).unwrap();
+        let mut zip = ZipArchive::new(Cursor::new(&bytes[..])).unwrap();
+        (0..zip.len())
+            .map(|i| {
+                let mut f = zip.by_index(i).unwrap();
+                let mut buf = Vec::new();
+                f.read_to_end(&mut buf).unwrap();
+                (f.name().unwrap().into_owned(), buf)
+            })
+            .collect()
+    }
+
+    fn write_zip(entries: &[(String, Vec<u8>)]) -> Vec<u8> {
+        use std::io::Write;
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let opts =
+            zip::write::SimpleFileOptions::default().compression_method(CompressionMethod::Stored);
+        for (name, data) in entries {
+            w.start_file(name.as_str(), opts).unwrap();
+            w.write_all(data).unwrap();
+        }
+        w.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn mutated_pickles_fail_cleanly() {
+        // The zip CRC guards data.pkl against the byte flips above, so mutate the pickle itself and
+        // re-zip it with valid CRCs: the VM and the tensor checks must reject or accept, never panic.
+        let original = entries(&data("state_dict.bin"));
+        let pkl = original
+            .iter()
+            .position(|(n, _)| n.ends_with("/data.pkl"))
+            .unwrap();
+        let pickle = original[pkl].1.clone();
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut rand = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for round in 0..600 {
+            let mut p = pickle.clone();
+            if round % 4 == 0 {
+                p.truncate(rand() as usize % p.len());
+            } else {
+                for _ in 0..1 + round % 3 {
+                    let at = rand() as usize % p.len();
+                    p[at] = if round % 2 == 0 {
+                        rand() as u8
+                    } else {
+                        p[at].wrapping_add(1)
+                    };
+                }
+            }
+            let mut e = original.clone();
+            e[pkl].1 = p;
+            let f = Scratch::new(&format!("mutated-{round}.bin"), &write_zip(&e));
+            if let Ok(tensors) = load(&f.0) {
+                for (_, t) in tensors {
+                    assert_eq!(t.numel() * t.dtype.size(), t.bytes.as_slice().len());
+                }
+            }
+        }
+        // The unmutated re-zip loads like the original.
+        let f = Scratch::new("rezipped.bin", &write_zip(&original));
+        assert_eq!(
+            load(&f.0).unwrap().len(),
+            load(&data("state_dict.bin")).unwrap().len()
+        );
+    }
+
+    fn vm_err(pickle: &[u8]) -> String {
+        match Vm::run(pickle).and_then(|vm| vm.state_dict().map(|_| ())) {
+            Ok(()) => panic!("pickle accepted"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn pickle_errors() {
+        assert!(vm_err(b"\x80\x02\xff.").contains("opcode 0xff"));
+        assert!(vm_err(b"\x80\x02}").contains("truncated"));
+        assert!(vm_err(b"\x80\x02}q\x00").contains("truncated"));
+        assert!(vm_err(b"\x80\x02X\xff\xff\xff\xffab.").contains("truncated"));
+        assert!(vm_err(b"\x80\x02h\x05.").contains("memo key 5"));
+        assert!(vm_err(b"\x80\x02s.").contains("underflow"));
+        assert!(vm_err(b"\x80\x02].").contains("a list"));
+        assert!(vm_err(b"\x80\x02}.").contains("no tensors"));
+        assert!(vm_err(b"\x80\x02K\x01K\x02s.").contains("underflow"));
+        assert!(vm_err(b"\x80\x02K\x01}K\x01K\x02s0.").contains("scalar"));
+        assert!(
+            vm_err(b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\n)R.").contains("missing argument")
+        );
+        assert!(vm_err(b"\x80\x02ctransformers\nBertModel\n)\x81}b.").contains("state_dict"));
+        // Deep nesting and self-reference do not overflow the stack.
+        let mut deep = b"\x80\x02}q\x00".to_vec();
+        for _ in 0..100 {
+            deep.extend(b"X\x01\x00\x00\x00a}");
+        }
+        deep.extend(std::iter::repeat_n(b's', 100));
+        deep.push(b'.');
+        assert!(vm_err(&deep).contains("nested"));
+        let cyclic = b"\x80\x02}q\x00X\x01\x00\x00\x00ah\x00s.";
+        assert!(vm_err(cyclic).contains("nested") || vm_err(cyclic).contains("cyclic"));
+        let mut tuples = b"\x80\x02)".to_vec();
+        tuples.extend(std::iter::repeat_n(0x85, 1_000_000));
+        tuples.push(b'.');
+        assert!(vm_err(&tuples).contains("tuple"));
+    }
+
+    #[test]
+    fn long_integers() {
+        let vm = Vm::run(b"\x80\x02\x8a\x02\xff\x7f.").unwrap();
+        assert!(matches!(vm.objs[vm.root], Obj::Int(0x7fff)));
+        let vm = Vm::run(b"\x80\x02\x8a\x01\xff.").unwrap();
+        assert!(matches!(vm.objs[vm.root], Obj::Int(-1)));
+        let vm = Vm::run(b"\x80\x02\x8a\x00.").unwrap();
+        assert!(matches!(vm.objs[vm.root], Obj::Int(0)));
+        let vm = Vm::run(b"\x80\x02\x8a\x09\x00\x00\x00\x00\x00\x00\x00\x01\x00.").unwrap();
+        assert!(matches!(vm.objs[vm.root], Obj::Int(0x0100_0000_0000_0000)));
+        assert!(Vm::run(b"\x80\x02\x8a\x09\x00\x00\x00\x00\x00\x00\x00\x00\x01.").is_err());
+    }
+
+    #[test]
+    fn gather_and_contiguity() {
+        assert!(is_contiguous(&[2, 3], &[3, 1]));
+        assert!(is_contiguous(&[1, 3], &[0, 1]));
+        assert!(is_contiguous(&[], &[]));
+        assert!(!is_contiguous(&[2, 3], &[1, 2]));
+        assert!(!is_contiguous(&[2, 3], &[0, 1]));
+        let src: Vec<u8> = (0u8..12).collect();
+        // 3x2 transposed view of a 2x3 matrix of u8 "elements".
+        assert_eq!(
+            gather(&src, 1, 0, &[3, 2], &[1, 3], 6).unwrap(),
+            vec![0, 3, 1, 4, 2, 5]
+        );
+        // Broadcast row (stride 0) with an offset.
+        assert_eq!(
+            gather(&src, 2, 1, &[2, 2], &[0, 1], 8).unwrap(),
+            vec![2, 3, 4, 5, 2, 3, 4, 5]
+        );
+        // 0-dim.
+        assert_eq!(gather(&src, 4, 2, &[], &[], 4).unwrap(), vec![8, 9, 10, 11]);
+        // Out of bounds is an error, not a panic.
+        assert!(gather(&src, 4, 2, &[2], &[5], 8).is_err());
+    }
 }

@@ -32,7 +32,9 @@ pub struct Golden {
 
 impl Golden {
     pub fn load(name: &str) -> Golden {
-        let path = fixtures().join("golden").join(format!("{name}.safetensors"));
+        let path = fixtures()
+            .join("golden")
+            .join(format!("{name}.safetensors"));
         let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let (_, header) = SafeTensors::read_metadata(&bytes).expect("golden header");
         let meta = header.metadata().clone().unwrap_or_default();
@@ -137,8 +139,16 @@ pub fn check_case(label: &str, g: &Golden, case: &str, out: &BertModelOutput) {
         TOL_HIDDEN,
         &hidden_keep,
     );
-    assert_zero_at_padding(label, case, &out.last_hidden_state.clone().into_dyn(), &mask);
-    match (&out.pooler_output, g.f32s.contains_key(&format!("{case}.pooler_output"))) {
+    assert_zero_at_padding(
+        label,
+        case,
+        &out.last_hidden_state.clone().into_dyn(),
+        &mask,
+    );
+    match (
+        &out.pooler_output,
+        g.f32s.contains_key(&format!("{case}.pooler_output")),
+    ) {
         (Some(p), true) => check(
             "pooler_output",
             p.clone().into_dyn(),
@@ -157,7 +167,11 @@ pub fn check_case(label: &str, g: &Golden, case: &str, out: &BertModelOutput) {
         .keys()
         .filter(|k| k.starts_with(&format!("{case}.attentions.")))
         .count();
-    assert_eq!(hs.len(), n_layers + 1, "{label} {case}: hidden_states count");
+    assert_eq!(
+        hs.len(),
+        n_layers + 1,
+        "{label} {case}: hidden_states count"
+    );
     for (i, h) in hs.iter().enumerate() {
         check(
             &format!("hidden_states.{i}"),
@@ -179,7 +193,10 @@ pub fn check_case(label: &str, g: &Golden, case: &str, out: &BertModelOutput) {
         );
         for ((b, h, q, k), &v) in a.indexed_iter() {
             if !real(b, q) || !real(b, k) {
-                assert_eq!(v, 0.0, "{label} {case}: attentions.{i}[{b},{h},{q},{k}] not zero");
+                assert_eq!(
+                    v, 0.0,
+                    "{label} {case}: attentions.{i}[{b},{h},{q},{k}] not zero"
+                );
             }
         }
     }

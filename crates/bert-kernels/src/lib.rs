@@ -1,6 +1,6 @@
 //! CPU math for BERT. Knows nothing about checkpoints or tokenizers.
 //!
-//! Every fast kernel here has a naive scalar twin in [`reference`], the executable spec its tests
+//! Every fast kernel here has a naive scalar twin in [`mod@reference`], the executable spec its tests
 //! compare against. Shapes use one vocabulary throughout:
 //! `B` batch, `T` sequence, `N` packed (real) tokens, `H` hidden, `NH` heads, `D` head dim,
 //! `I` intermediate, `V` vocab, `L` layers.

@@ -1,5 +1,6 @@
 //! `bert`: encode and tokenize text with a BERT checkpoint, and benchmark the forward pass.
 
+mod bench;
 mod encode;
 mod input;
 mod tokenize;
@@ -24,6 +25,8 @@ enum Command {
     Encode(encode::EncodeArgs),
     /// Print the token ids of each input as one JSON object per line.
     Tokenize(tokenize::TokenizeArgs),
+    /// Time the peer benchmark's workloads (W1 latency, W2/W2F batches, W3* corpus).
+    Bench(bench::BenchArgs),
 }
 
 /// Where texts come from and which model reads them; shared by every subcommand.
@@ -62,6 +65,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Encode(a) => encode::run(a),
         Command::Tokenize(a) => tokenize::run(a),
+        Command::Bench(a) => bench::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

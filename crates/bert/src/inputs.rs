@@ -29,8 +29,17 @@ impl BertInputs {
 
     /// Pads ragged rows of `(ids, type_ids)` to the longest with `pad_id`, mask 0 and segment 0.
     pub fn from_rows(rows: &[(Vec<i64>, Vec<i64>)], pad_id: i64) -> Result<Self> {
+        Self::from_rows_padded(rows, pad_id, 0)
+    }
+
+    /// Like [`BertInputs::from_rows`], padded to at least `min_len` positions (fixed-shape batches).
+    pub fn from_rows_padded(
+        rows: &[(Vec<i64>, Vec<i64>)],
+        pad_id: i64,
+        min_len: usize,
+    ) -> Result<Self> {
         let b = rows.len();
-        let t = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+        let t = rows.iter().map(|r| r.0.len()).max().unwrap_or(0).max(min_len);
         let mut input_ids = Array2::from_elem((b, t), pad_id);
         let mut attention_mask = Array2::zeros((b, t));
         let mut token_type_ids = Array2::zeros((b, t));

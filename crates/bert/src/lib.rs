@@ -23,6 +23,7 @@ pub mod hub;
 mod inputs;
 mod model;
 mod packing;
+pub mod profile;
 mod tokenizer;
 mod weights;
 

@@ -283,6 +283,11 @@ impl BertTokenizer {
 
     /// Pads encodings to the longest with this tokenizer's pad id.
     pub fn pad(&self, encodings: &[Encoding]) -> Result<BertInputs> {
+        self.pad_to(encodings, 0)
+    }
+
+    /// Pads encodings to `length` positions, or to the longest if that is longer.
+    pub fn pad_to(&self, encodings: &[Encoding], length: usize) -> Result<BertInputs> {
         if encodings.is_empty() {
             return Err(Error::Input("no texts to encode".into()));
         }
@@ -290,7 +295,7 @@ impl BertTokenizer {
             .iter()
             .map(|e| (e.ids.clone(), e.type_ids.clone()))
             .collect();
-        BertInputs::from_rows(&rows, self.pad_id)
+        BertInputs::from_rows_padded(&rows, self.pad_id, length)
     }
 
     /// Turns ids back into text; `skip_special_tokens` drops `[CLS]`, `[SEP]`, `[PAD]` and the like.

@@ -5,6 +5,7 @@ use rayon::prelude::*;
 
 use super::layer_norm::LayerNorm;
 use super::WeightSource;
+use crate::profile::{self, Phase};
 use crate::{BertConfig, Result};
 
 pub(crate) struct BertEmbeddings {
@@ -39,6 +40,14 @@ impl BertEmbeddings {
     /// `out (N, H) = LayerNorm(word[ids] + token_type[types] + position[positions])` for packed
     /// tokens. Ids must already be validated against the table sizes.
     pub fn forward(&self, ids: &[i64], types: &[i64], positions: &[i64], out: &mut [f32]) {
+        profile::timed(Phase::Elementwise, || {
+            self.gather(ids, types, positions, out)
+        });
+        self.layer_norm.forward(out);
+    }
+
+    /// `out (N, H) = word[ids] + token_type[types] + position[positions]`.
+    fn gather(&self, ids: &[i64], types: &[i64], positions: &[i64], out: &mut [f32]) {
         let h = self.hidden;
         out.par_chunks_mut(h).enumerate().for_each(|(i, row)| {
             let word = &self.word_embeddings[ids[i] as usize * h..][..h];
@@ -49,6 +58,5 @@ impl BertEmbeddings {
                 row[k] = (word[k] + ty[k]) + pos[k];
             }
         });
-        self.layer_norm.forward(out);
     }
 }

@@ -4,6 +4,7 @@
 use bert_kernels::{Activation, Epilogue, Linear};
 
 use super::{linear, WeightSource};
+use crate::profile::{self, Phase};
 use crate::{BertConfig, Result};
 
 pub(crate) struct BertIntermediate {
@@ -26,7 +27,9 @@ impl BertIntermediate {
 
     /// `out (N, I) = act(x W^T + b)`.
     pub fn forward(&self, x: &[f32], out: &mut [f32]) {
-        self.dense
-            .forward(x, out, Epilogue::BiasActivation(self.act));
+        profile::timed(Phase::Gemm, || {
+            self.dense
+                .forward(x, out, Epilogue::BiasActivation(self.act))
+        });
     }
 }

@@ -1,6 +1,7 @@
 //! `torch.nn.LayerNorm` over the hidden dimension.
 
 use super::WeightSource;
+use crate::profile::{self, Phase};
 use crate::Result;
 
 /// LayerNorm weights (`weight` = gamma, `bias` = beta) and epsilon.
@@ -21,6 +22,8 @@ impl LayerNorm {
 
     /// Normalizes every row of `x` (rows of width H) in place.
     pub fn forward(&self, x: &mut [f32]) {
-        bert_kernels::layer_norm(x, &self.weight, &self.bias, self.eps);
+        profile::timed(Phase::Elementwise, || {
+            bert_kernels::layer_norm(x, &self.weight, &self.bias, self.eps)
+        });
     }
 }

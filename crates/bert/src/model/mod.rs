@@ -20,6 +20,7 @@ use std::path::Path;
 use ndarray::{Array2, Array3, Array4};
 
 use crate::packing::Packing;
+use crate::profile::{self, Phase};
 use crate::weights::Checkpoint;
 use crate::{BertConfig, BertInputs, Error, Result};
 use bert_kernels::Linear;
@@ -213,27 +214,29 @@ impl BertModel {
     /// Runs the model. See [`BertModelOutput`] for what comes back.
     pub fn forward(&self, inputs: &BertInputs, opts: &ForwardOptions) -> Result<BertModelOutput> {
         self.validate(inputs, opts)?;
-        let packing = Packing::from_mask(&inputs.attention_mask);
         let c = &self.config;
-        let (h, nh, n) = (c.hidden_size, c.num_attention_heads, packing.len());
-
-        let ids = packing.gather(&inputs.input_ids);
-        let types = packing.gather(&inputs.token_type_ids);
-        let positions = match &opts.position_ids {
-            Some(p) => packing.gather(p),
-            None => packing.cols.iter().map(|&t| t as i64).collect(),
-        };
+        let (h, nh) = (c.hidden_size, c.num_attention_heads);
+        let (packing, ids, types, positions) = profile::timed(Phase::Elementwise, || {
+            let packing = Packing::from_mask(&inputs.attention_mask);
+            let ids = packing.gather(&inputs.input_ids);
+            let types = packing.gather(&inputs.token_type_ids);
+            let positions = match &opts.position_ids {
+                Some(p) => packing.gather(p),
+                None => packing.cols.iter().map(|&t| t as i64).collect(),
+            };
+            (packing, ids, types, positions)
+        });
         let head_mask = opts
             .head_mask
             .as_ref()
             .map(|m| m.iter().copied().collect::<Vec<f32>>());
 
         // (N, H)
-        let mut hidden = vec![0.0f32; n * h];
+        let mut hidden = vec![0.0f32; packing.len() * h];
         self.embeddings
             .forward(&ids, &types, &positions, &mut hidden);
         let mut ws = Workspace::default();
-        ws.resize(n, c);
+        ws.resize(packing.len(), c);
         let mut trace = EncoderTrace {
             hidden_states: opts.output_hidden_states.then(Vec::new),
             attentions: opts.output_attentions.then(Vec::new),
@@ -250,7 +253,7 @@ impl BertModel {
             .pooler
             .as_ref()
             .map(|p| self.pool(p, &packing, &hidden));
-        Ok(BertModelOutput {
+        Ok(profile::timed(Phase::Elementwise, || BertModelOutput {
             last_hidden_state: packing.unpack_rows(&hidden, h),
             pooler_output,
             hidden_states: trace
@@ -259,7 +262,7 @@ impl BertModel {
             attentions: trace
                 .attentions
                 .map(|all| all.iter().map(|p| packing.unpack_probs(p, nh)).collect()),
-        })
+        }))
     }
 
     /// Pooler over each sequence's first real token; rows without tokens stay zero.

@@ -5,6 +5,7 @@ use bert_kernels::{Epilogue, Linear};
 
 use super::layer_norm::LayerNorm;
 use super::{linear, WeightSource};
+use crate::profile::{self, Phase};
 use crate::{BertConfig, Result};
 
 pub(crate) struct BertOutput {
@@ -32,8 +33,10 @@ impl BertOutput {
 
     /// `out (N, H) = LayerNorm(inter W^T + b + input)`.
     pub fn forward(&self, inter: &[f32], input: &[f32], out: &mut [f32]) {
-        self.dense
-            .forward(inter, out, Epilogue::BiasResidual(input));
+        profile::timed(Phase::Gemm, || {
+            self.dense
+                .forward(inter, out, Epilogue::BiasResidual(input))
+        });
         self.layer_norm.forward(out);
     }
 }

@@ -5,6 +5,7 @@
 use bert_kernels::{attention, AttentionArgs, Epilogue, Linear};
 
 use super::WeightSource;
+use crate::profile::{self, Phase};
 use crate::{BertConfig, Result};
 
 pub(crate) struct BertSelfAttention {
@@ -43,7 +44,7 @@ impl BertSelfAttention {
     ) {
         let n = *cu_seqlens.last().unwrap_or(&0);
         qkv.resize(n * self.qkv.out_features(), 0.0);
-        self.qkv.forward(hidden, qkv, Epilogue::Bias);
+        profile::timed(Phase::Gemm, || self.qkv.forward(hidden, qkv, Epilogue::Bias));
         let args = AttentionArgs {
             qkv,
             cu_seqlens,
@@ -51,6 +52,6 @@ impl BertSelfAttention {
             head_dim: self.head_dim,
             head_mask,
         };
-        attention(args, ctx, probs);
+        profile::timed(Phase::Attention, || attention(args, ctx, probs));
     }
 }

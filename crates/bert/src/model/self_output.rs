@@ -5,6 +5,7 @@ use bert_kernels::{Epilogue, Linear};
 
 use super::layer_norm::LayerNorm;
 use super::{linear, WeightSource};
+use crate::profile::{self, Phase};
 use crate::{BertConfig, Result};
 
 pub(crate) struct BertSelfOutput {
@@ -23,7 +24,9 @@ impl BertSelfOutput {
 
     /// `out (N, H) = LayerNorm(ctx W^T + b + input)`.
     pub fn forward(&self, ctx: &[f32], input: &[f32], out: &mut [f32]) {
-        self.dense.forward(ctx, out, Epilogue::BiasResidual(input));
+        profile::timed(Phase::Gemm, || {
+            self.dense.forward(ctx, out, Epilogue::BiasResidual(input))
+        });
         self.layer_norm.forward(out);
     }
 }

@@ -1,0 +1,379 @@
+//! `bert bench`: the peer benchmark's workloads (scripts/peers/common.py), timed with a per-phase
+//! breakdown, or, with `--peer-protocol`, one JSON line in the protocol of scripts/peers/README.md
+//! so `scripts/bench_peers.sh` runs this project interleaved with PyTorch, ONNX Runtime and candle.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use bert::profile::{self, Phase};
+use bert::{BertConfig, BertInputs, BertModel, BertTokenizer, Encoding, ForwardOptions};
+
+use crate::CliResult;
+
+const W1_TEXT: &str = "Hello, my dog is cute";
+const W2_BATCH: usize = 16;
+const W2_LEN: usize = 128;
+const W3_N: usize = 1024;
+const W3_BATCH: usize = 32;
+const W3_MAXLEN: usize = 256;
+const WORKLOADS: [&str; 6] = ["W1", "W2", "W2F", "W3", "W3S", "W3U"];
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Checkpoint directory or hub id (default: sentence-transformers/all-MiniLM-L6-v2).
+    #[arg(long, short = 'm', conflicts_with = "config")]
+    pub model: Option<String>,
+    /// Seeded random weights instead of a checkpoint: bert-base, bert-large, minilm-l6, or a
+    /// config.json path. The tokenizer is then --tokenizer's.
+    #[arg(long)]
+    pub config: Option<String>,
+    /// Tokenizer for --config (directory or hub id; default: the default model's).
+    #[arg(long)]
+    pub tokenizer: Option<String>,
+    /// Comma-separated workloads: W1 (latency, 1 x 8 tokens), W2 (16 lines padded to 128), W2F
+    /// (16 x 128 real tokens), W3 (1024 lines, batches of 32 in file order, tokenization
+    /// included), W3S (the same sorted by length), W3U (one line at a time), or `all`.
+    #[arg(long, short = 'w', default_value = "W1,W2,W2F,W3")]
+    pub workload: String,
+    /// Corpus for W2/W2F/W3*: one text per line (default: scripts/peers/data/fortunes-en.txt).
+    #[arg(long)]
+    pub corpus: Option<PathBuf>,
+    /// Timed iterations (default: W1 50, W2/W2F 10, W3* 1 pass).
+    #[arg(long)]
+    pub iters: Option<usize>,
+    /// Untimed warm-up forwards (W3*: batches) (default: W1 10, W2/W2F 2, W3* 2).
+    #[arg(long)]
+    pub warmup: Option<usize>,
+    /// Seed of the --config random weights.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Peer name reported in --peer-protocol mode.
+    #[arg(long, default_value = "bert-rs")]
+    pub peer: String,
+    /// Print only one JSON line per workload, as the peer driver (scripts/peers) expects.
+    #[arg(long)]
+    pub peer_protocol: bool,
+}
+
+/// What one workload run measured.
+struct Measured {
+    times_ms: Vec<f64>,
+    n_seqs: usize,
+    real_tokens: usize,
+    padded_tokens: usize,
+    /// FLOPs of a perfectly unpadded computation per timed unit (forward or pass).
+    useful_flops: f64,
+    /// Seconds per phase over all timed units.
+    phases: [(Phase, f64); 4],
+}
+
+pub fn run(args: BenchArgs) -> CliResult {
+    let (model, model_name) = load_model(&args)?;
+    let tok_source = match (&args.model, &args.tokenizer) {
+        (_, Some(t)) => t.clone(),
+        (Some(m), None) => m.clone(),
+        (None, None) => bert::hub::DEFAULT_MODEL.to_string(),
+    };
+    let tok = BertTokenizer::from_pretrained(&tok_source)?;
+    let workloads: Vec<String> = if args.workload.eq_ignore_ascii_case("all") {
+        WORKLOADS.iter().map(|w| w.to_string()).collect()
+    } else {
+        args.workload
+            .split(',')
+            .map(|w| w.trim().to_ascii_uppercase())
+            .collect()
+    };
+    for w in &workloads {
+        if !WORKLOADS.contains(&w.as_str()) {
+            return Err(format!("unknown workload `{w}` (expected one of {WORKLOADS:?} or all)").into());
+        }
+    }
+    let corpus_path = args.corpus.clone().unwrap_or_else(default_corpus);
+    let needs_corpus = workloads.iter().any(|w| w != "W1");
+    let corpus = if needs_corpus {
+        load_corpus(&corpus_path)?
+    } else {
+        Vec::new()
+    };
+    profile::enable(!args.peer_protocol);
+    if !args.peer_protocol {
+        print_header(&model, &model_name);
+    }
+    for w in &workloads {
+        let m = run_workload(&model, &tok, w, &corpus, &args)?;
+        if args.peer_protocol {
+            let line = serde_json::json!({
+                "peer": args.peer,
+                "model": model_name,
+                "workload": w,
+                "times_ms": m.times_ms,
+                "n_seqs": m.n_seqs,
+                "real_tokens": m.real_tokens,
+                "padded_tokens": m.padded_tokens,
+                "threads": rayon::current_num_threads(),
+                "impl": format!("bert-rs {} (packed tokens, fp32)", env!("CARGO_PKG_VERSION")),
+            });
+            println!("{line}");
+        } else {
+            print_row(w, &m);
+        }
+    }
+    Ok(())
+}
+
+fn load_model(args: &BenchArgs) -> CliResult<(BertModel, String)> {
+    if let Some(c) = &args.config {
+        let config = match BertConfig::preset(c) {
+            Some(config) => config,
+            None if Path::new(c).is_file() => BertConfig::from_file(c)?,
+            None => {
+                return Err(format!(
+                    "--config `{c}` is neither bert-base, bert-large, minilm-l6 nor a config.json file"
+                )
+                .into())
+            }
+        };
+        let name = format!("{}-random", Path::new(c).file_stem().unwrap_or_default().to_string_lossy());
+        return Ok((BertModel::random(config, args.seed)?, name));
+    }
+    let m = args
+        .model
+        .clone()
+        .unwrap_or_else(|| bert::hub::DEFAULT_MODEL.to_string());
+    let t = Instant::now();
+    let model = BertModel::from_pretrained(&m)?;
+    let load_ms = t.elapsed().as_secs_f64() * 1e3;
+    if !args.peer_protocol {
+        eprintln!("loaded {m} in {load_ms:.0} ms");
+    }
+    let name = Path::new(&m)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or(m);
+    Ok((model, name))
+}
+
+/// The benchmark corpus of the repository this binary was built from.
+fn default_corpus() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/peers/data/fortunes-en.txt")
+}
+
+/// Lines of the corpus, as `common.load_corpus` reads them: newline-split, whitespace-only lines
+/// dropped.
+fn load_corpus(path: &Path) -> CliResult<Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("corpus {}: {e} (pass --corpus FILE)", path.display()))?;
+    Ok(text
+        .split('\n')
+        .filter(|l| !l.trim().is_empty())
+        .map(String::from)
+        .collect())
+}
+
+fn first(corpus: &[String], n: usize) -> CliResult<Vec<&str>> {
+    if corpus.len() < n {
+        return Err(format!("the corpus has {} lines, the workload needs {n}", corpus.len()).into());
+    }
+    Ok(corpus[..n].iter().map(String::as_str).collect())
+}
+
+/// FLOPs of one token through the encoder attending over `len` positions (common.py's model).
+fn flops_per_token(c: &BertConfig, len: usize) -> f64 {
+    let (h, i) = (c.hidden_size as f64, c.intermediate_size as f64);
+    c.num_hidden_layers as f64 * (2.0 * (4.0 * h * h + 2.0 * h * i) + 4.0 * h * len as f64)
+}
+
+fn useful_flops(c: &BertConfig, lens: impl Iterator<Item = usize>) -> f64 {
+    lens.map(|n| n as f64 * flops_per_token(c, n)).sum()
+}
+
+fn forward(model: &BertModel, inputs: &BertInputs) -> CliResult {
+    model.forward(inputs, &ForwardOptions::default())?;
+    Ok(())
+}
+
+fn tokenize(tok: &BertTokenizer, texts: &[&str]) -> CliResult<Vec<Encoding>> {
+    Ok(profile::timed(Phase::Tokenization, || tok.tokenize_batch(texts))?)
+}
+
+fn ms_since(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+fn run_workload(
+    model: &BertModel,
+    tok: &BertTokenizer,
+    w: &str,
+    corpus: &[String],
+    args: &BenchArgs,
+) -> CliResult<Measured> {
+    let c = model.config();
+    let (warmup, iters) = match w {
+        "W1" => (args.warmup.unwrap_or(10), args.iters.unwrap_or(50)),
+        "W2" | "W2F" => (args.warmup.unwrap_or(2), args.iters.unwrap_or(10)),
+        _ => (args.warmup.unwrap_or(2), args.iters.unwrap_or(1)),
+    };
+    let iters = iters.max(1);
+    match w {
+        "W1" | "W2" | "W2F" => {
+            let inputs = match w {
+                "W1" => tok.pad(&tok.tokenize_batch(&[W1_TEXT])?)?,
+                "W2" => {
+                    let t = tok.clone().with_max_length(W2_LEN);
+                    t.pad_to(&t.tokenize_batch(&first(corpus, W2_BATCH)?)?, W2_LEN)?
+                }
+                _ => {
+                    let t = tok.clone().with_max_length(W2_LEN);
+                    t.pad(&t.tokenize_batch(&w2f_lines(tok, corpus)?)?)?
+                }
+            };
+            let lens: Vec<usize> = inputs
+                .attention_mask
+                .rows()
+                .into_iter()
+                .map(|r| r.iter().filter(|&&m| m != 0).count())
+                .collect();
+            for _ in 0..warmup {
+                forward(model, &inputs)?;
+            }
+            profile::reset();
+            let mut times_ms = Vec::with_capacity(iters);
+            for _ in 0..iters {
+                let t = Instant::now();
+                forward(model, &inputs)?;
+                times_ms.push(ms_since(t));
+            }
+            Ok(Measured {
+                times_ms,
+                n_seqs: inputs.batch_size(),
+                real_tokens: inputs.real_tokens(),
+                padded_tokens: inputs.batch_size() * inputs.seq_len(),
+                useful_flops: useful_flops(c, lens.into_iter()),
+                phases: profile::totals(),
+            })
+        }
+        _ => {
+            let tok = tok.clone().with_max_length(W3_MAXLEN);
+            let lines = first(corpus, W3_N)?;
+            let bs = if w == "W3U" { 1 } else { W3_BATCH };
+            for chunk in lines.chunks(bs).take(warmup) {
+                forward(model, &tok.pad(&tokenize(&tok, chunk)?)?)?;
+            }
+            profile::reset();
+            let mut times_ms = Vec::with_capacity(iters);
+            let (mut real, mut padded, mut flops) = (0, 0, 0.0);
+            for _ in 0..iters {
+                (real, padded, flops) = (0, 0, 0.0);
+                let t = Instant::now();
+                let batches: Vec<BertInputs> = if w == "W3S" {
+                    let mut encs = tokenize(&tok, &lines)?;
+                    encs.sort_by_key(|e| e.ids.len()); // stable, as the peers sort
+                    encs.chunks(bs).map(|b| tok.pad(b)).collect::<Result<_, _>>()?
+                } else {
+                    Vec::new()
+                };
+                let mut run_one = |inputs: &BertInputs| -> CliResult {
+                    forward(model, inputs)?;
+                    real += inputs.real_tokens();
+                    padded += inputs.batch_size() * inputs.seq_len();
+                    flops += useful_flops(
+                        c,
+                        inputs
+                            .attention_mask
+                            .rows()
+                            .into_iter()
+                            .map(|r| r.iter().filter(|&&m| m != 0).count()),
+                    );
+                    Ok(())
+                };
+                if w == "W3S" {
+                    for b in &batches {
+                        run_one(b)?;
+                    }
+                } else {
+                    for chunk in lines.chunks(bs) {
+                        let inputs = tok.pad(&tokenize(&tok, chunk)?)?;
+                        run_one(&inputs)?;
+                    }
+                }
+                times_ms.push(ms_since(t));
+            }
+            Ok(Measured {
+                times_ms,
+                n_seqs: lines.len(),
+                real_tokens: real,
+                padded_tokens: padded,
+                useful_flops: flops,
+                phases: profile::totals(),
+            })
+        }
+    }
+}
+
+/// W2F's lines: the first 16 corpus lines whose untruncated tokenization has at least 128 tokens.
+fn w2f_lines<'c>(tok: &BertTokenizer, corpus: &'c [String]) -> CliResult<Vec<&'c str>> {
+    let full = tok.clone().with_max_length(usize::MAX);
+    let all: Vec<&str> = corpus.iter().map(String::as_str).collect();
+    let picked: Vec<&str> = all
+        .iter()
+        .zip(full.tokenize_batch(&all)?)
+        .filter(|(_, e)| e.ids.len() >= W2_LEN)
+        .map(|(l, _)| *l)
+        .take(W2_BATCH)
+        .collect();
+    if picked.len() < W2_BATCH {
+        return Err(format!(
+            "the corpus has only {} lines of at least {W2_LEN} tokens, W2F needs {W2_BATCH}",
+            picked.len()
+        )
+        .into());
+    }
+    Ok(picked)
+}
+
+fn median(xs: &[f64]) -> f64 {
+    let mut v = xs.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn print_header(model: &BertModel, name: &str) {
+    let c = model.config();
+    println!(
+        "model {name}: {} layers, hidden {}, heads {}, intermediate {}; {} threads",
+        c.num_hidden_layers,
+        c.hidden_size,
+        c.num_attention_heads,
+        c.intermediate_size,
+        rayon::current_num_threads()
+    );
+    println!(
+        "| workload | seqs | real tokens | padded tokens | median ms | real tokens/s | useful GFLOP/s | {} |",
+        Phase::ALL.map(|p| p.name()).join(" | ")
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|{}", "---:|".repeat(Phase::ALL.len()));
+}
+
+fn print_row(w: &str, m: &Measured) {
+    let med = median(&m.times_ms);
+    let total: f64 = m.times_ms.iter().sum::<f64>() / 1e3;
+    let phases: Vec<String> = m
+        .phases
+        .iter()
+        .map(|(_, s)| format!("{:.0}%", 100.0 * s / total.max(1e-12)))
+        .collect();
+    println!(
+        "| {w} | {} | {} | {} | {med:.2} | {:.0} | {:.1} | {} |",
+        m.n_seqs,
+        m.real_tokens,
+        m.padded_tokens,
+        m.real_tokens as f64 / (med / 1e3),
+        m.useful_flops / (med / 1e3) / 1e9,
+        phases.join(" | ")
+    );
+}

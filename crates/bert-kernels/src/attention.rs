@@ -257,7 +257,7 @@ fn matmul(
     n: usize,
     k: usize,
 ) {
-    debug_assert!(m % 4 == 0 && n % 16 == 0);
+    debug_assert!(m.is_multiple_of(4) && n.is_multiple_of(16));
     assert!(
         m == 0 || (m - 1) * lda + k <= a.len(),
         "matmul: a too short"
@@ -457,7 +457,7 @@ mod avx2 {
         y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.333_452e-3));
         y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.166_579_6e-2));
         y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.666_666_5e-1));
-        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.000_000_1e-1));
+        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(0.5));
         let r2 = _mm256_mul_ps(r, r);
         y = _mm256_fmadd_ps(y, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0)));
         // y * 2^n through the exponent bits

@@ -5,16 +5,18 @@ use rayon::prelude::*;
 
 use super::layer_norm::LayerNorm;
 use super::WeightSource;
+use crate::weights::F32Tensor;
 use crate::profile::{self, Phase};
 use crate::{BertConfig, Result};
 
 pub(crate) struct BertEmbeddings {
-    /// (V, H)
-    word_embeddings: Vec<f32>,
+    /// (V, H), used in place in the checkpoint's memory map when possible: a forward pass reads
+    /// only the rows of its tokens.
+    word_embeddings: F32Tensor,
     /// (P, H)
-    position_embeddings: Vec<f32>,
+    position_embeddings: F32Tensor,
     /// (TV, H)
-    token_type_embeddings: Vec<f32>,
+    token_type_embeddings: F32Tensor,
     layer_norm: LayerNorm,
     hidden: usize,
 }
@@ -23,12 +25,13 @@ impl BertEmbeddings {
     pub fn load(w: &dyn WeightSource, c: &BertConfig) -> Result<Self> {
         let h = c.hidden_size;
         Ok(BertEmbeddings {
-            word_embeddings: w.get("embeddings.word_embeddings.weight", &[c.vocab_size, h])?,
-            position_embeddings: w.get(
+            word_embeddings: w
+                .get_mapped("embeddings.word_embeddings.weight", &[c.vocab_size, h])?,
+            position_embeddings: w.get_mapped(
                 "embeddings.position_embeddings.weight",
                 &[c.max_position_embeddings, h],
             )?,
-            token_type_embeddings: w.get(
+            token_type_embeddings: w.get_mapped(
                 "embeddings.token_type_embeddings.weight",
                 &[c.type_vocab_size, h],
             )?,

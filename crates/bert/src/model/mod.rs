@@ -21,7 +21,7 @@ use ndarray::{Array2, Array3, Array4};
 
 use crate::packing::Packing;
 use crate::profile::{self, Phase};
-use crate::weights::Checkpoint;
+use crate::weights::{Checkpoint, F32Tensor};
 use crate::{BertConfig, BertInputs, Error, Result};
 use bert_kernels::Linear;
 
@@ -33,6 +33,10 @@ use pooler::BertPooler;
 pub(crate) trait WeightSource {
     /// The values of tensor `name`, which must have exactly `shape`.
     fn get(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>>;
+    /// Like `get`, but may borrow the values from a memory map (for large gather tables).
+    fn get_mapped(&self, name: &str, shape: &[usize]) -> Result<F32Tensor> {
+        self.get(name, shape).map(F32Tensor::Owned)
+    }
     /// Whether tensor `name` exists (optional parts such as the pooler).
     fn contains(&self, name: &str) -> bool;
 }
@@ -40,6 +44,9 @@ pub(crate) trait WeightSource {
 impl WeightSource for Checkpoint {
     fn get(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
         Checkpoint::get(self, name, shape)
+    }
+    fn get_mapped(&self, name: &str, shape: &[usize]) -> Result<F32Tensor> {
+        Checkpoint::get_mapped(self, name, shape)
     }
     fn contains(&self, name: &str) -> bool {
         Checkpoint::contains(self, name)

@@ -13,7 +13,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use memmap2::Mmap;
+use memmap2::{Mmap, UncheckedAdvice};
 
 use crate::{Error, Result};
 
@@ -83,6 +83,23 @@ impl RawTensor {
     }
 }
 
+/// f32 values of a tensor: borrowed from the memory map when stored as aligned f32, else owned.
+pub(crate) enum F32Tensor {
+    Mapped { map: Arc<Mmap>, range: Range<usize> },
+    Owned(Vec<f32>),
+}
+
+impl std::ops::Deref for F32Tensor {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        match self {
+            // Alignment and length were checked when the variant was built.
+            F32Tensor::Mapped { map, range } => bytemuck::cast_slice(&map[range.clone()]),
+            F32Tensor::Owned(v) => v,
+        }
+    }
+}
+
 /// All tensors of a checkpoint (possibly several files), under normalized names.
 pub(crate) struct Checkpoint {
     tensors: HashMap<String, (RawTensor, Arc<PathBuf>)>,
@@ -135,8 +152,39 @@ impl Checkpoint {
         self.tensors.contains_key(name)
     }
 
-    /// The f32 values of tensor `name`, which must have exactly `shape`.
+    /// The f32 values of tensor `name`, which must have exactly `shape`, copied out. The pages of
+    /// the memory map it was read from are handed back to the OS, so loading a model does not hold
+    /// the checkpoint and its converted copy in memory at once.
     pub(crate) fn get(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let t = self.raw(name, shape)?;
+        let values = t.to_f32();
+        if let Bytes::Mapped { map, range } = &t.bytes {
+            // SAFETY: the map is a private read-only mapping of a file that nothing writes through;
+            // MADV_DONTNEED only drops resident pages, which the kernel re-reads from the file if
+            // they are touched again (e.g. by a tensor that shares a page).
+            let _ = unsafe {
+                map.unchecked_advise_range(UncheckedAdvice::DontNeed, range.start, range.len())
+            };
+        }
+        Ok(values)
+    }
+
+    /// Tensor `name` (of exactly `shape`) in place in the memory map when it is stored as aligned
+    /// f32, so only the pages actually read become resident (embedding tables); otherwise a copy.
+    pub(crate) fn get_mapped(&self, name: &str, shape: &[usize]) -> Result<F32Tensor> {
+        let t = self.raw(name, shape)?;
+        if let (DType::F32, Bytes::Mapped { map, range }) = (t.dtype, &t.bytes) {
+            if bytemuck::try_cast_slice::<u8, f32>(&map[range.clone()]).is_ok() {
+                return Ok(F32Tensor::Mapped {
+                    map: map.clone(),
+                    range: range.clone(),
+                });
+            }
+        }
+        Ok(F32Tensor::Owned(t.to_f32()))
+    }
+
+    fn raw(&self, name: &str, shape: &[usize]) -> Result<&RawTensor> {
         let (t, path) = self.tensors.get(name).ok_or_else(|| Error::MissingTensor {
             name: name.to_string(),
             files: self.files.clone(),
@@ -148,7 +196,7 @@ impl Checkpoint {
                 format!("expected shape {shape:?}, found {:?}", t.shape),
             ));
         }
-        Ok(t.to_f32())
+        Ok(t)
     }
 }
 

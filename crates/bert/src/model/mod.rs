@@ -16,6 +16,7 @@ mod self_attention;
 mod self_output;
 
 use std::path::Path;
+use std::sync::Mutex;
 
 use ndarray::{Array2, Array3, Array4};
 
@@ -102,7 +103,8 @@ pub(crate) fn linear(
     Ok(Linear::new(weight, bias, out_features, in_features))
 }
 
-/// Scratch activations of one forward pass, sized for its N packed tokens.
+/// Scratch activations of one forward pass, sized for its N packed tokens. The model keeps one
+/// between calls so repeated forwards do not fault in fresh pages every time.
 #[derive(Default)]
 pub(crate) struct Workspace {
     /// (N, 3H)
@@ -118,10 +120,18 @@ pub(crate) struct Workspace {
 impl Workspace {
     fn resize(&mut self, n: usize, c: &BertConfig) {
         let h = c.hidden_size;
-        self.qkv.resize(n * 3 * h, 0.0);
-        self.ctx.resize(n * h, 0.0);
-        self.attn_out.resize(n * h, 0.0);
-        self.inter.resize(n * c.intermediate_size, 0.0);
+        for (buf, len) in [
+            (&mut self.qkv, n * 3 * h),
+            (&mut self.ctx, n * h),
+            (&mut self.attn_out, n * h),
+            (&mut self.inter, n * c.intermediate_size),
+        ] {
+            // Give back memory after an outsized batch rather than holding it forever.
+            if buf.capacity() > 4 * len.max(1 << 20) {
+                *buf = Vec::new();
+            }
+            buf.resize(len, 0.0);
+        }
     }
 }
 
@@ -163,6 +173,8 @@ pub struct BertModel {
     embeddings: BertEmbeddings,
     encoder: BertEncoder,
     pooler: Option<BertPooler>,
+    /// Reused by `forward`; a concurrent call that finds it busy uses a fresh one.
+    workspace: Mutex<Workspace>,
 }
 
 impl BertModel {
@@ -205,6 +217,7 @@ impl BertModel {
             embeddings,
             encoder,
             pooler,
+            workspace: Mutex::new(Workspace::default()),
         })
     }
 
@@ -242,7 +255,12 @@ impl BertModel {
         let mut hidden = vec![0.0f32; packing.len() * h];
         self.embeddings
             .forward(&ids, &types, &positions, &mut hidden);
-        let mut ws = Workspace::default();
+        let mut guard = self.workspace.try_lock();
+        let mut fresh = Workspace::default();
+        let ws = match guard.as_deref_mut() {
+            Ok(ws) => ws,
+            Err(_) => &mut fresh,
+        };
         ws.resize(packing.len(), c);
         let mut trace = EncoderTrace {
             hidden_states: opts.output_hidden_states.then(Vec::new),
@@ -252,7 +270,7 @@ impl BertModel {
             &mut hidden,
             &packing.cu_seqlens,
             head_mask.as_deref(),
-            &mut ws,
+            ws,
             &mut trace,
         );
 

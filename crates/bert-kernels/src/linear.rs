@@ -1,8 +1,23 @@
 //! `torch.nn.Linear`: `y = x W^T + b`, with the element-wise work that follows it fused in.
+//!
+//! The weights are packed once, at [`Linear::new`], into the panel layout of a register-blocked
+//! microkernel (AVX-512, AVX2 + FMA, or portable Rust, chosen at start-up: see [`Isa`]); `forward`
+//! splits the product over rayon's current pool and applies the bias, activation or residual in the
+//! store of each tile. docs/gemm.md has the measurements behind the design.
 
-use rayon::prelude::*;
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+mod driver;
+mod isa;
+mod pack;
+mod portable;
+
+pub use isa::{Isa, ISA_ENV};
 
 use crate::Activation;
+use pack::PackedB;
 
 /// What happens to `x W^T + b` before it is stored.
 #[derive(Clone, Copy, Debug)]
@@ -15,27 +30,132 @@ pub enum Epilogue<'a> {
     BiasResidual(&'a [f32]),
 }
 
-/// A Linear layer's weights, prepared once at load for fast products.
+/// The microkernel shape and cache blocking of a [`Linear`]: the tuning knobs docs/gemm.md measured.
+/// [`GemmOptions::new`] gives the chosen defaults for an ISA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GemmOptions {
+    pub isa: Isa,
+    /// Rows of the register tile.
+    pub mr: usize,
+    /// Vector registers per row of the register tile: NR = `nv` x lanes (8 AVX2, 16 AVX-512).
+    pub nv: usize,
+    /// K block: the microkernel's loop length. Larger blocks mean fewer kernel calls and passes over
+    /// C; smaller ones keep the (kc, NR) B micro-panel in L1 while the kernel walks a row block.
+    pub kc: usize,
+    /// M block: at most this many rows of packed A (kept in L2) per task.
+    pub mc: usize,
+    /// N block: a task walks its columns in chunks of at most this many, so the (mc, nc) block of C
+    /// that each K block updates stays in L2.
+    pub nc: usize,
+    /// Rayon tasks to aim for per thread (load balance against per-task overhead).
+    pub tasks_per_thread: usize,
+    /// No task is cut smaller than this many flops (2 M N K / tasks).
+    pub min_task_flops: usize,
+    /// A row block's last tile prefetches the next B micro-panel (keeps DRAM busy for small M).
+    pub prefetch: bool,
+}
+
+impl GemmOptions {
+    /// The measured defaults for `isa` (docs/gemm.md).
+    pub fn new(isa: Isa) -> Self {
+        let (mr, nv, kc, mc, nc) = match isa {
+            Isa::Scalar => (4, 1, 512, 64, 512),
+            Isa::Avx2 => (6, 2, 768, 72, 768),
+            Isa::Avx512 => (12, 2, 768, 48, 768),
+        };
+        GemmOptions {
+            isa,
+            mr,
+            nv,
+            kc,
+            mc,
+            nc,
+            tasks_per_thread: 2,
+            min_task_flops: 1 << 20,
+            prefetch: true,
+        }
+    }
+
+    /// Columns of the register tile.
+    pub fn nr(&self) -> usize {
+        self.nv * driver::lanes(self.isa)
+    }
+}
+
+/// A Linear layer's weights, packed once at load for fast products.
 pub struct Linear {
-    /// (out, in) row-major, as stored in PyTorch checkpoints.
-    weight: Vec<f32>,
+    /// W^T in the microkernel's panel layout.
+    packed: PackedB,
+    /// (out) zero-padded to whole panels.
     bias: Vec<f32>,
+    opts: GemmOptions,
     in_features: usize,
     out_features: usize,
 }
 
 impl Linear {
-    /// `weight` is (out, in) row-major (PyTorch layout); `bias` has `out` entries.
+    /// `weight` is (out, in) row-major (PyTorch layout); `bias` has `out` entries. Packs the weight
+    /// for [`Isa::selected`].
+    ///
+    /// # Panics
+    /// If the sizes disagree or `in_features` is 0 (an empty product has no rows to infer M from).
     pub fn new(weight: Vec<f32>, bias: Vec<f32>, out_features: usize, in_features: usize) -> Self {
+        Self::with_options(
+            weight,
+            bias,
+            out_features,
+            in_features,
+            GemmOptions::new(Isa::selected()),
+        )
+    }
+
+    /// As [`Linear::new`], with an explicit ISA and blocking: for tests and benchmarks.
+    ///
+    /// # Panics
+    /// As `new`, and if `opts.isa` is not supported by this CPU or (`mr`, `nv`) is not a compiled
+    /// kernel shape.
+    pub fn with_options(
+        weight: Vec<f32>,
+        bias: Vec<f32>,
+        out_features: usize,
+        in_features: usize,
+        opts: GemmOptions,
+    ) -> Self {
+        assert!(in_features > 0, "Linear: in_features must be > 0");
         assert_eq!(
             weight.len(),
             out_features * in_features,
             "Linear: weight size"
         );
         assert_eq!(bias.len(), out_features, "Linear: bias size");
+        assert!(
+            opts.isa.is_supported(),
+            "Linear: {:?} is not supported by this CPU",
+            opts.isa
+        );
+        assert!(
+            driver::kernels(opts.isa, opts.mr, opts.nv).is_some(),
+            "Linear: no {:?} kernel of {}x{} vectors",
+            opts.isa,
+            opts.mr,
+            opts.nv
+        );
+        assert!(
+            opts.kc > 0
+                && opts.mc > 0
+                && opts.nc > 0
+                && opts.tasks_per_thread > 0
+                && opts.min_task_flops > 0
+        );
+        let nr = opts.nr();
+        let packed = PackedB::new(&weight, out_features, in_features, nr, opts.kc);
+        drop(weight);
+        let mut bias = bias;
+        bias.resize(packed.panels() * nr, 0.0);
         Linear {
-            weight,
+            packed,
             bias,
+            opts,
             in_features,
             out_features,
         }
@@ -49,13 +169,9 @@ impl Linear {
         self.out_features
     }
 
-    /// The weight in PyTorch layout, (out, in) row-major.
-    pub fn weight(&self) -> &[f32] {
-        &self.weight
-    }
-
-    pub fn bias(&self) -> &[f32] {
-        &self.bias
+    /// The ISA and blocking this layer was packed for.
+    pub fn options(&self) -> GemmOptions {
+        self.opts
     }
 
     /// `y (M, out) = epilogue(x (M, in) W^T + b)`.
@@ -64,74 +180,44 @@ impl Linear {
         assert_eq!(x.len() % k, 0, "Linear: x is not whole rows");
         let m = x.len() / k;
         assert_eq!(y.len(), m * n, "Linear: y size");
-        if m == 0 {
+        if let Epilogue::BiasResidual(res) = epilogue {
+            assert_eq!(res.len(), y.len(), "Linear: residual size");
+        }
+        if m == 0 || n == 0 {
             return;
         }
-        let threads = rayon::current_num_threads();
-        let par = if threads > 1 {
-            gemm::Parallelism::Rayon(threads)
-        } else {
-            gemm::Parallelism::None
-        };
-        // SAFETY: the strides describe x (m, k) row-major, W^T (k, n) read from W (n, k) row-major and
-        // y (m, n) row-major; the asserts above ensure every index is in bounds.
-        unsafe {
-            gemm::gemm(
-                m,
-                n,
-                k,
-                y.as_mut_ptr(),
-                1,
-                n as isize,
-                false,
-                x.as_ptr(),
-                1,
-                k as isize,
-                self.weight.as_ptr(),
-                k as isize,
-                1,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                par,
-            );
-        }
-        let rows = crate::rows_per_task(m, n);
-        match epilogue {
-            Epilogue::Bias => y.par_chunks_mut(n * rows).for_each(|c| {
-                for row in c.chunks_exact_mut(n) {
-                    add(row, &self.bias);
-                }
-            }),
-            Epilogue::BiasActivation(act) => y.par_chunks_mut(n * rows).for_each(|c| {
-                for row in c.chunks_exact_mut(n) {
-                    for (v, b) in row.iter_mut().zip(&self.bias) {
-                        *v = act.apply(*v + b);
-                    }
-                }
-            }),
-            Epilogue::BiasResidual(res) => {
-                assert_eq!(res.len(), y.len(), "Linear: residual size");
-                y.par_chunks_mut(n * rows)
-                    .zip(res.par_chunks(n * rows))
-                    .for_each(|(c, r)| {
-                        for (row, rrow) in c.chunks_exact_mut(n).zip(r.chunks_exact(n)) {
-                            for ((v, b), r) in row.iter_mut().zip(&self.bias).zip(rrow) {
-                                *v += b + r;
-                            }
-                        }
-                    })
-            }
-        }
+        driver::forward(
+            self.opts,
+            &self.packed,
+            &self.bias,
+            x,
+            y,
+            epilogue,
+            (m, k, n),
+        );
     }
 }
 
-#[inline]
-fn add(row: &mut [f32], b: &[f32]) {
-    for (v, b) in row.iter_mut().zip(b) {
-        *v += b;
+/// Applies `act` in place with `isa`'s vector code (the epilogue's), scalar [`Activation::apply`] for
+/// the tail and on the portable path.
+///
+/// # Panics
+/// If `isa` is not supported by this CPU.
+pub fn activate(isa: Isa, act: Activation, xs: &mut [f32]) {
+    assert!(
+        isa.is_supported(),
+        "activate: {isa:?} is not supported by this CPU"
+    );
+    match isa {
+        Isa::Scalar => xs.iter_mut().for_each(|x| *x = act.apply(*x)),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU supports AVX2 + FMA (asserted above).
+        Isa::Avx2 => unsafe { avx2::activate_slice(xs, act) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU supports AVX-512F (asserted above).
+        Isa::Avx512 => unsafe { avx512::activate_slice(xs, act) },
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => unreachable!("only the scalar path is supported off x86-64"),
     }
 }
 
@@ -178,6 +264,170 @@ mod tests {
                 }
                 for (a, w) in y.iter().zip(&want) {
                     assert!((a - w).abs() < 1e-4, "{m}x{k}x{n} {epi:?}: {a} vs {w}");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod isa_tests {
+    use super::*;
+    use crate::reference;
+
+    /// Values in [-0.5, 0.5), a different sequence per seed.
+    fn data(len: usize, seed: usize) -> Vec<f32> {
+        (0..len)
+            .map(|i| ((i * 7919 + seed * 104_729) % 1000) as f32 / 1000.0 - 0.5)
+            .collect()
+    }
+
+    /// Every compiled kernel shape of every ISA this CPU runs, with default blocking and with blocking
+    /// small enough that the edge shapes cross K blocks, row blocks and many column tasks.
+    fn configs() -> Vec<GemmOptions> {
+        let shapes = [(Isa::Scalar, 4, 1), (Isa::Avx2, 6, 2), (Isa::Avx2, 4, 3)]
+            .into_iter()
+            .chain([
+                (Isa::Avx512, 6, 3),
+                (Isa::Avx512, 8, 3),
+                (Isa::Avx512, 12, 2),
+                (Isa::Avx512, 14, 2),
+            ]);
+        let mut out = Vec::new();
+        for (isa, mr, nv) in shapes.filter(|s| s.0.is_supported()) {
+            let base = GemmOptions {
+                mr,
+                nv,
+                ..GemmOptions::new(isa)
+            };
+            out.push(base);
+            out.push(GemmOptions {
+                kc: 16,
+                mc: 2 * mr,
+                tasks_per_thread: 64,
+                min_task_flops: 1,
+                ..base
+            });
+        }
+        out
+    }
+
+    fn want(
+        epi: Epilogue<'_>,
+        x: &[f32],
+        w: &[f32],
+        b: &[f32],
+        (m, k, n): (usize, usize, usize),
+    ) -> Vec<f32> {
+        let mut want = reference::linear(x, w, b, m, k, n);
+        match epi {
+            Epilogue::Bias => {}
+            Epilogue::BiasActivation(a) => want
+                .iter_mut()
+                .for_each(|v| *v = reference::activation(a, *v)),
+            Epilogue::BiasResidual(r) => want.iter_mut().zip(r).for_each(|(v, r)| *v += r),
+        }
+        want
+    }
+
+    #[test]
+    fn every_isa_matches_reference_on_edge_shapes() {
+        let configs = configs();
+        assert!(configs.iter().any(|c| c.isa == Isa::Scalar));
+        for m in [1, 2, 7, 13, 64, 100] {
+            for k in [1, 3, 17, 37, 385] {
+                for n in [1, 3, 17, 37, 385] {
+                    let (x, w, b, res) =
+                        (data(m * k, 1), data(n * k, 2), data(n, 3), data(m * n, 4));
+                    let epis = [
+                        Epilogue::Bias,
+                        Epilogue::BiasActivation(Activation::Gelu),
+                        Epilogue::BiasActivation(Activation::GeluTanh),
+                        Epilogue::BiasActivation(Activation::Relu),
+                        Epilogue::BiasActivation(Activation::Silu),
+                        Epilogue::BiasResidual(&res),
+                    ];
+                    let wants: Vec<_> = epis
+                        .iter()
+                        .map(|&e| want(e, &x, &w, &b, (m, k, n)))
+                        .collect();
+                    for opts in &configs {
+                        let lin = Linear::with_options(w.clone(), b.clone(), n, k, *opts);
+                        for (&epi, want) in epis.iter().zip(&wants) {
+                            let mut y = vec![f32::NAN; m * n];
+                            lin.forward(&x, &mut y, epi);
+                            let err = y
+                                .iter()
+                                .zip(want)
+                                .map(|(a, b)| (a - b).abs())
+                                .fold(0.0, f32::max);
+                            assert!(
+                                err < 1e-4,
+                                "{m}x{k}x{n} {epi:?} {opts:?}: max abs error {err}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn one_and_two_threads_agree() {
+        let (m, k, n) = (37, 300, 200);
+        let (x, w, b) = (data(m * k, 5), data(n * k, 6), data(n, 7));
+        for opts in configs() {
+            let lin = Linear::with_options(w.clone(), b.clone(), n, k, opts);
+            let run = |threads| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let mut y = vec![0.0; m * n];
+                pool.install(|| lin.forward(&x, &mut y, Epilogue::Bias));
+                y
+            };
+            assert_eq!(run(1), run(2), "{opts:?}");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "in_features must be > 0")]
+    fn zero_in_features_is_rejected() {
+        Linear::new(Vec::new(), vec![0.0; 3], 3, 0);
+    }
+
+    #[test]
+    fn zero_out_features_and_zero_rows_are_empty_products() {
+        let lin = Linear::new(Vec::new(), Vec::new(), 0, 4);
+        lin.forward(&[1.0; 8], &mut [], Epilogue::Bias);
+        let lin = Linear::new(vec![1.0; 12], vec![0.0; 3], 3, 4);
+        lin.forward(&[], &mut [], Epilogue::Bias);
+    }
+
+    #[test]
+    fn vector_activations_match_f64_reference() {
+        // Every activation on [-10, 10] and a few extremes; erf-GELU to 1e-6 like the scalar form.
+        let mut xs: Vec<f32> = (-20_000..=20_000).map(|i| i as f32 * 5e-4).collect();
+        xs.extend([
+            -100.0, -90.0, -30.0, 30.0, 90.0, 100.0, 1e-30, -1e-30, 0.0, -0.0,
+        ]);
+        for isa in Isa::supported() {
+            for act in [
+                Activation::Gelu,
+                Activation::GeluTanh,
+                Activation::Relu,
+                Activation::Silu,
+            ] {
+                let mut ys = xs.clone();
+                activate(isa, act, &mut ys);
+                for (&x, &y) in xs.iter().zip(&ys) {
+                    let want = reference::activation(act, x);
+                    let tol = 1e-6 * want.abs().max(1.0);
+                    assert!(
+                        (y - want).abs() <= tol,
+                        "{isa:?} {act:?}({x}) = {y}, want {want}"
+                    );
                 }
             }
         }

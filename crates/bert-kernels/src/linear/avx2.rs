@@ -1,0 +1,214 @@
+//! AVX2 + FMA microkernels (256-bit, 16 registers) and the vectorized activations of their epilogue.
+//!
+//! A kernel holds an `MR x NV*8` block of C in `MR * NV` registers and, for each of `kc` steps, loads
+//! `NV` vectors of the packed B row and broadcasts `MR` values of the packed A column: the BLIS
+//! register-blocked outer product. 6x16 uses 12 accumulators + 2 B vectors + 1 broadcast = 15 of the 16
+//! registers, enough independent FMAs (12) to cover the 4-cycle FMA latency on two FMA pipes.
+
+use std::arch::x86_64::*;
+
+use super::driver::{Tile, TileEpi};
+use crate::Activation;
+
+/// f32 lanes per register.
+pub(super) const LANES: usize = 8;
+
+/// `C[mr, NV*8] (+)= A[mr, kc] B[kc, NV*8]`, then the epilogue.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA; `t` describes in-bounds buffers: `a` holds `kc * MR` floats, `b`
+/// and `pf` hold `kc * NV * 8`, `c` (and `res`) `MR` rows of `NV * 8` floats `ldc` (`ldr`) apart, `bias`
+/// `NV * 8` floats.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn kernel<const MR: usize, const NV: usize>(t: &Tile) {
+    // C is written (and, for later K blocks, read) at the end: start fetching it now.
+    for i in 0..MR {
+        let c = t.c.add(i * t.ldc);
+        for v in 0..NV {
+            _mm_prefetch::<_MM_HINT_T0>(c.add(v * LANES) as *const i8);
+        }
+        _mm_prefetch::<_MM_HINT_T0>(c.add(NV * LANES - 1) as *const i8);
+    }
+    let mut acc = [[_mm256_setzero_ps(); NV]; MR];
+    let (mut a, mut b, mut pf) = (t.a, t.b, t.pf);
+    for _ in 0..t.kc {
+        for line in (0..NV * LANES).step_by(16) {
+            _mm_prefetch::<_MM_HINT_T0>(pf.add(line) as *const i8);
+        }
+        pf = pf.add(NV * LANES);
+        let mut bv = [_mm256_setzero_ps(); NV];
+        for (v, bv) in bv.iter_mut().enumerate() {
+            *bv = _mm256_loadu_ps(b.add(v * LANES));
+        }
+        for (i, acc) in acc.iter_mut().enumerate() {
+            let av = _mm256_broadcast_ss(&*a.add(i));
+            for (acc, bv) in acc.iter_mut().zip(&bv) {
+                *acc = _mm256_fmadd_ps(av, *bv, *acc);
+            }
+        }
+        a = a.add(MR);
+        b = b.add(NV * LANES);
+    }
+    for (i, acc) in acc.iter().enumerate() {
+        let c = t.c.add(i * t.ldc);
+        for (v, &acc) in acc.iter().enumerate() {
+            let cp = c.add(v * LANES);
+            let mut r = acc;
+            if t.accumulate {
+                r = _mm256_add_ps(r, _mm256_loadu_ps(cp));
+            }
+            match t.epi {
+                TileEpi::None => {}
+                TileEpi::Bias { bias, .. } => {
+                    r = _mm256_add_ps(r, _mm256_loadu_ps(bias.add(v * LANES)))
+                }
+                TileEpi::BiasResidual { bias, res, ldr } => {
+                    let rp = res.add(i * ldr + v * LANES);
+                    r = _mm256_add_ps(r, _mm256_loadu_ps(bias.add(v * LANES)));
+                    r = _mm256_add_ps(r, _mm256_loadu_ps(rp));
+                }
+            }
+            _mm256_storeu_ps(cp, r);
+        }
+    }
+    if let TileEpi::Bias { act: Some(act), .. } = t.epi {
+        activate_block(t.c, t.ldc, MR, NV, act);
+    }
+}
+
+/// Applies `act` in place to `rows` rows of `nv` vectors, `ld` floats apart.
+///
+/// # Safety
+/// AVX2 + FMA; the block is in bounds.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn activate_block(c: *mut f32, ld: usize, rows: usize, nv: usize, act: Activation) {
+    for i in 0..rows {
+        for v in 0..nv {
+            let p = c.add(i * ld + v * LANES);
+            _mm256_storeu_ps(p, activation(act, _mm256_loadu_ps(p)));
+        }
+    }
+}
+
+/// Applies `act` to each of `xs` in place: vectorized body, scalar [`Activation::apply`] tail.
+///
+/// # Safety
+/// AVX2 + FMA.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn activate_slice(xs: &mut [f32], act: Activation) {
+    let mut chunks = xs.chunks_exact_mut(LANES);
+    for c in &mut chunks {
+        let p = c.as_mut_ptr();
+        _mm256_storeu_ps(p, activation(act, _mm256_loadu_ps(p)));
+    }
+    for x in chunks.into_remainder() {
+        *x = act.apply(*x);
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn activation(act: Activation, x: __m256) -> __m256 {
+    match act {
+        Activation::Gelu => gelu(x),
+        Activation::GeluTanh => gelu_tanh(x),
+        Activation::Relu => _mm256_max_ps(x, _mm256_setzero_ps()),
+        Activation::Silu => {
+            let e = exp(_mm256_sub_ps(_mm256_setzero_ps(), x));
+            _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0), e))
+        }
+    }
+}
+
+/// `0.5 x (1 + erf(x / sqrt 2))` with the Abramowitz & Stegun 7.1.26 erf of [`crate::activation::erf`].
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn gelu(x: __m256) -> __m256 {
+    const P: f32 = 0.327_591_1;
+    const A: [f32; 5] = [
+        0.254_829_6,
+        -0.284_496_74,
+        1.421_413_7,
+        -1.453_152,
+        1.061_405_4,
+    ];
+    let z = _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::FRAC_1_SQRT_2));
+    let sign = _mm256_and_ps(z, _mm256_set1_ps(-0.0));
+    let a = _mm256_andnot_ps(_mm256_set1_ps(-0.0), z);
+    let one = _mm256_set1_ps(1.0);
+    let t = _mm256_div_ps(one, _mm256_fmadd_ps(_mm256_set1_ps(P), a, one));
+    let mut poly = _mm256_set1_ps(A[4]);
+    for &c in A[..4].iter().rev() {
+        poly = _mm256_fmadd_ps(poly, t, _mm256_set1_ps(c));
+    }
+    poly = _mm256_mul_ps(poly, t);
+    let e = exp(_mm256_mul_ps(_mm256_sub_ps(_mm256_setzero_ps(), a), a));
+    let erf = _mm256_or_ps(_mm256_fnmadd_ps(poly, e, one), sign);
+    _mm256_mul_ps(
+        _mm256_mul_ps(_mm256_set1_ps(0.5), x),
+        _mm256_add_ps(one, erf),
+    )
+}
+
+/// `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`, tanh(u) = sign(u) (1 - e) / (1 + e), e = exp(-2|u|).
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn gelu_tanh(x: __m256) -> __m256 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    let x3 = _mm256_mul_ps(_mm256_mul_ps(x, x), x);
+    let u = _mm256_mul_ps(
+        _mm256_set1_ps(SQRT_2_OVER_PI),
+        _mm256_fmadd_ps(_mm256_set1_ps(0.044_715), x3, x),
+    );
+    let sign = _mm256_and_ps(u, _mm256_set1_ps(-0.0));
+    let a = _mm256_andnot_ps(_mm256_set1_ps(-0.0), u);
+    let one = _mm256_set1_ps(1.0);
+    let e = exp(_mm256_mul_ps(_mm256_set1_ps(-2.0), a));
+    let th = _mm256_or_ps(
+        _mm256_div_ps(_mm256_sub_ps(one, e), _mm256_add_ps(one, e)),
+        sign,
+    );
+    _mm256_mul_ps(
+        _mm256_mul_ps(_mm256_set1_ps(0.5), x),
+        _mm256_add_ps(one, th),
+    )
+}
+
+/// e^x, Cephes `expf`: x = n ln2 + r, |r| <= ln2/2, degree-6 polynomial, about 1 ulp. Inputs are clamped
+/// to [-87.3, 88], so the result is never infinite and never below 2^-126.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn exp(x: __m256) -> __m256 {
+    const P: [f32; 6] = [
+        1.987_569_1e-4,
+        1.398_199_9e-3,
+        8.333_452e-3,
+        4.166_579_6e-2,
+        0.166_666_65,
+        0.5,
+    ];
+    let x = _mm256_min_ps(
+        _mm256_max_ps(x, _mm256_set1_ps(-87.33)),
+        _mm256_set1_ps(88.0),
+    );
+    let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(
+        x,
+        _mm256_set1_ps(std::f32::consts::LOG2_E),
+    ));
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_359_4), x);
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.121_944_4e-4), r);
+    let mut p = _mm256_set1_ps(P[0]);
+    for &c in &P[1..] {
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+    }
+    let y = _mm256_fmadd_ps(
+        p,
+        _mm256_mul_ps(r, r),
+        _mm256_add_ps(r, _mm256_set1_ps(1.0)),
+    );
+    let pow2n = _mm256_slli_epi32::<23>(_mm256_add_epi32(
+        _mm256_cvtps_epi32(n),
+        _mm256_set1_epi32(127),
+    ));
+    _mm256_mul_ps(y, _mm256_castsi256_ps(pow2n))
+}

@@ -1,0 +1,350 @@
+//! The GEMM driver: cuts `y (M, N) = x (M, K) W^T` into rayon tasks and cache blocks, packs A, and
+//! calls the ISA's microkernel on each register tile, the epilogue fused into the last K block's store.
+//!
+//! Loop nest of one task (rows `r0..r1`, panels `p0..p1`), GotoBLAS/BLIS order:
+//! for each column chunk (`nc`) -> for each K block (`kc`): pack the task's A rows into row tiles
+//! (kept in L2) -> for each panel: its (kc, NR) B micro-panel is read from memory once and from cache
+//! by the other row tiles -> for each row tile: microkernel. Tasks split the (M, N) grid: M into blocks
+//! of at most `mc` rows, N into column blocks so that every thread gets work even for M = 8, where
+//! the packed weights are streamed once with the threads splitting N. docs/gemm.md has the numbers
+//! behind each choice.
+
+use std::cell::RefCell;
+
+use rayon::prelude::*;
+
+use super::pack::{pack_a, PackedB};
+use super::{Epilogue, GemmOptions, Isa};
+use crate::Activation;
+
+/// One microkernel call: `C[mr, NR] (+)= A[mr, kc] B[kc, NR]`, then the epilogue.
+#[derive(Clone, Copy)]
+pub(super) struct Tile {
+    /// Packed A row tile, (kc, mr).
+    pub a: *const f32,
+    /// Packed B micro-panel, (kc, NR).
+    pub b: *const f32,
+    /// The (kc, NR) micro-panel to prefetch, one row per k step: the next panel on a row block's last
+    /// tile (which otherwise re-reads `b` from cache while DRAM idles), else `b` itself.
+    pub pf: *const f32,
+    pub kc: usize,
+    /// Top-left of the (mr, NR) block of C, rows `ldc` apart.
+    pub c: *mut f32,
+    pub ldc: usize,
+    /// Add the partial sum already in C (an earlier K block's).
+    pub accumulate: bool,
+    pub epi: TileEpi,
+}
+
+/// What the last K block adds before its store.
+#[derive(Clone, Copy)]
+pub(super) enum TileEpi {
+    /// Not the last K block: store the partial sum.
+    None,
+    /// Add `bias` (NR floats), then apply `act`.
+    Bias {
+        bias: *const f32,
+        act: Option<Activation>,
+    },
+    /// Add `bias` and the (mr, NR) block of `res`, rows `ldr` apart.
+    BiasResidual {
+        bias: *const f32,
+        res: *const f32,
+        ldr: usize,
+    },
+}
+
+/// A microkernel for one row count.
+pub(super) type KernelFn = unsafe fn(&Tile);
+
+/// The microkernels for tiles of 1..=mr rows, or `None` if that shape is not compiled.
+pub(super) fn kernels(isa: Isa, mr: usize, nv: usize) -> Option<&'static [KernelFn]> {
+    macro_rules! table {
+        ($m:ident; $($mr:literal)*) => { Some(&[$(super::$m::kernel::<$mr> as KernelFn),*]) };
+        ($m:ident, $nv:literal; $($mr:literal)*) => {
+            Some(&[$(super::$m::kernel::<$mr, $nv> as KernelFn),*])
+        };
+    }
+    match (isa, mr, nv) {
+        (Isa::Scalar, 4, 1) => table!(portable; 1 2 3 4),
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx2, 6, 2) => table!(avx2, 2; 1 2 3 4 5 6),
+        // 4x3 needs all 16 registers and LLVM spills in its loop: kept only for the benchmark.
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx2, 4, 3) => table!(avx2, 3; 1 2 3 4),
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx512, 6, 3) => table!(avx512, 3; 1 2 3 4 5 6),
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx512, 8, 3) => table!(avx512, 3; 1 2 3 4 5 6 7 8),
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx512, 12, 2) => table!(avx512, 2; 1 2 3 4 5 6 7 8 9 10 11 12),
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx512, 14, 2) => table!(avx512, 2; 1 2 3 4 5 6 7 8 9 10 11 12 13 14),
+        _ => None,
+    }
+}
+
+/// f32 lanes of one vector register of `isa`.
+pub(super) fn lanes(isa: Isa) -> usize {
+    match isa {
+        Isa::Scalar => super::portable::NR,
+        Isa::Avx2 => 8,
+        Isa::Avx512 => 16,
+    }
+}
+
+/// The largest register tile any kernel has, in floats: sizes the edge-tile scratch.
+const MAX_TILE: usize = 16 * 64;
+
+/// Everything a task needs, shared by all tasks of one product.
+struct Gemm<'a> {
+    opts: GemmOptions,
+    kernels: &'static [KernelFn],
+    b: &'a PackedB,
+    /// (panels * NR): the bias zero-padded to whole panels.
+    bias: &'a [f32],
+    /// (M, K).
+    x: &'a [f32],
+    /// (M, N).
+    y: SyncPtr,
+    epi: Epilogue<'a>,
+    k: usize,
+    n: usize,
+}
+
+/// `y`'s base pointer, shared by tasks that write disjoint blocks of it.
+#[derive(Clone, Copy)]
+struct SyncPtr(*mut f32);
+// SAFETY: every task writes a disjoint (rows, columns) block of `y` (see `forward`), and `y` outlives
+// the parallel loop.
+unsafe impl Send for SyncPtr {}
+// SAFETY: as for Send.
+unsafe impl Sync for SyncPtr {}
+
+thread_local! {
+    /// Each worker's packed-A scratch, reused across calls.
+    static A_PACK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `y (M, N) = epilogue(x (M, K) W^T + bias)` with W packed in `b`.
+pub(super) fn forward(
+    opts: GemmOptions,
+    b: &PackedB,
+    bias: &[f32],
+    x: &[f32],
+    y: &mut [f32],
+    epi: Epilogue<'_>,
+    (m, k, n): (usize, usize, usize),
+) {
+    let kernels =
+        kernels(opts.isa, opts.mr, opts.nv).expect("GemmOptions validated at Linear::new");
+    let panels = b.panels();
+    let rows = row_blocks(m, opts.mr, opts.mc);
+    let work = 2 * m * n * k;
+    let threads = rayon::current_num_threads();
+    let want = if threads <= 1 {
+        1
+    } else {
+        (threads * opts.tasks_per_thread).min((work / opts.min_task_flops).max(1))
+    };
+    let cols = col_blocks(panels, want.div_ceil(rows.len()));
+    let g = Gemm {
+        opts,
+        kernels,
+        b,
+        bias,
+        x,
+        y: SyncPtr(y.as_mut_ptr()),
+        epi,
+        k,
+        n,
+    };
+    let tasks = rows.len() * cols.len();
+    let run = |t: usize| g.task(rows[t / cols.len()], cols[t % cols.len()]);
+    if tasks == 1 {
+        run(0);
+    } else {
+        (0..tasks).into_par_iter().for_each(run);
+    }
+}
+
+/// Splits `m` rows into blocks of at most `mc` (rounded to `mr`), as even as `mr` allows.
+fn row_blocks(m: usize, mr: usize, mc: usize) -> Vec<(usize, usize)> {
+    let count = m.div_ceil(mc.max(mr));
+    let per = m.div_ceil(count).next_multiple_of(mr);
+    (0..m)
+        .step_by(per)
+        .map(|r0| (r0, (r0 + per).min(m)))
+        .collect()
+}
+
+/// Splits `panels` into `count` (at most `panels`) nearly equal ranges.
+fn col_blocks(panels: usize, count: usize) -> Vec<(usize, usize)> {
+    let count = count.clamp(1, panels.max(1));
+    (0..count)
+        .map(|i| (i * panels / count, (i + 1) * panels / count))
+        .collect()
+}
+
+/// Splits rows `r0..r1` into tiles of at most `mr` rows, as even as possible: 8 rows with mr = 6
+/// become 4 + 4, which keeps both kernels' FMA chains long enough, rather than 6 + 2.
+fn row_tiles((r0, r1): (usize, usize), mr: usize) -> Vec<(usize, usize)> {
+    let rows = r1 - r0;
+    let count = rows.div_ceil(mr);
+    let (base, extra) = (rows / count, rows % count);
+    let mut start = r0;
+    (0..count)
+        .map(|i| {
+            let len = base + usize::from(i < extra);
+            let tile = (start, len);
+            start += len;
+            tile
+        })
+        .collect()
+}
+
+/// The operands of one register tile.
+struct Job<'s> {
+    /// (kc, mr) packed A.
+    a: &'s [f32],
+    /// (kc, NR) packed B.
+    b: &'s [f32],
+    /// (kc, NR), prefetched as the kernel runs (see [`Tile::pf`]).
+    pf: &'s [f32],
+    /// (first row, rows).
+    rows: (usize, usize),
+    /// First column.
+    j0: usize,
+    /// Not the first K block.
+    accumulate: bool,
+    /// The last K block: apply the epilogue.
+    last: bool,
+}
+
+impl Gemm<'_> {
+    /// Rows `rows` x panels `cols` of `y`, all of K: column chunks of at most `nc` columns, so the
+    /// (rows, nc) block of C that each K block updates stays in L2.
+    fn task(&self, rows: (usize, usize), cols: (usize, usize)) {
+        let tiles = row_tiles(rows, self.opts.mr);
+        let nr = self.opts.nr();
+        let chunk = (self.opts.nc / nr).max(1);
+        A_PACK.with_borrow_mut(|apack| {
+            for p0 in (cols.0..cols.1).step_by(chunk) {
+                let p1 = (p0 + chunk).min(cols.1);
+                let blocks = self.b.k_blocks().count();
+                for (q, (k0, kc)) in self.b.k_blocks().enumerate() {
+                    if p0 == cols.0 || blocks > 1 {
+                        pack_a(self.x, self.k, &tiles, k0, kc, apack);
+                    }
+                    let last = q + 1 == blocks;
+                    for p in p0..p1 {
+                        let b = self.b.panel((k0, kc), p);
+                        let next = if p + 1 < p1 {
+                            self.b.panel((k0, kc), p + 1)
+                        } else {
+                            b
+                        };
+                        let mut a_off = 0;
+                        for (t, &rows) in tiles.iter().enumerate() {
+                            self.tile(Job {
+                                a: &apack[a_off..a_off + kc * rows.1],
+                                b,
+                                pf: if self.opts.prefetch && t + 1 == tiles.len() {
+                                    next
+                                } else {
+                                    b
+                                },
+                                rows,
+                                j0: p * nr,
+                                accumulate: q > 0,
+                                last,
+                            });
+                            a_off += kc * rows.1;
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    /// One register tile: rows `r0..r0 + mr`, columns `j0..j0 + NR` (clipped to N).
+    fn tile(&self, job: Job<'_>) {
+        let Job {
+            a,
+            b,
+            pf,
+            rows: (r0, mr),
+            j0,
+            accumulate,
+            last,
+        } = job;
+        let kc = b.len() / self.opts.nr();
+        let nr = self.opts.nr();
+        let n = self.n;
+        let ncols = nr.min(n - j0);
+        let bias = self.bias[j0..].as_ptr();
+        let res = match self.epi {
+            Epilogue::BiasResidual(r) if last => Some(&r[r0 * n + j0..]),
+            _ => None,
+        };
+        let epi = |res: *const f32, ldr: usize| match (last, self.epi) {
+            (false, _) => TileEpi::None,
+            (true, Epilogue::Bias) => TileEpi::Bias { bias, act: None },
+            (true, Epilogue::BiasActivation(act)) => TileEpi::Bias {
+                bias,
+                act: Some(act),
+            },
+            (true, Epilogue::BiasResidual(_)) => TileEpi::BiasResidual { bias, res, ldr },
+        };
+        // SAFETY: `y` is (M, N) and this task owns rows r0..r0 + mr, columns j0..j0 + ncols of it.
+        let c = unsafe { self.y.0.add(r0 * n + j0) };
+        let kernel = self.kernels[mr - 1];
+        if ncols == nr {
+            let t = Tile {
+                a: a.as_ptr(),
+                b: b.as_ptr(),
+                pf: pf.as_ptr(),
+                kc,
+                c,
+                ldc: n,
+                accumulate,
+                epi: epi(res.map_or(std::ptr::null(), <[f32]>::as_ptr), n),
+            };
+            // SAFETY: `kernels` matches the options' ISA, which Linear::new checked the CPU supports;
+            // a is (kc, mr), b and pf are (kc, NR); c and res hold mr rows of NR = ncols floats, n apart.
+            unsafe { kernel(&t) };
+            return;
+        }
+        // The last panel of an N that is not a multiple of NR: run the kernel on a full-width scratch
+        // tile and copy the real columns in and out.
+        let mut cbuf = [0.0f32; MAX_TILE];
+        let mut rbuf = [0.0f32; MAX_TILE];
+        for i in 0..mr {
+            // SAFETY: as above, row r0 + i, columns j0..j0 + ncols belong to this task.
+            let row = unsafe { std::slice::from_raw_parts(c.add(i * n), ncols) };
+            if accumulate {
+                cbuf[i * nr..i * nr + ncols].copy_from_slice(row);
+            }
+            if let Some(res) = res {
+                rbuf[i * nr..i * nr + ncols].copy_from_slice(&res[i * n..i * n + ncols]);
+            }
+        }
+        let t = Tile {
+            a: a.as_ptr(),
+            b: b.as_ptr(),
+            pf: pf.as_ptr(),
+            kc,
+            c: cbuf.as_mut_ptr(),
+            ldc: nr,
+            accumulate,
+            epi: epi(rbuf.as_ptr(), nr),
+        };
+        // SAFETY: as above, with c and res the (mr, NR) scratch tiles (mr * NR <= MAX_TILE).
+        unsafe { kernel(&t) };
+        for i in 0..mr {
+            // SAFETY: as above.
+            let row = unsafe { std::slice::from_raw_parts_mut(c.add(i * n), ncols) };
+            row.copy_from_slice(&cbuf[i * nr..i * nr + ncols]);
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Which instruction set the GEMM microkernels use: detected once at start-up, overridable by
+//! `BERT_KERNELS_ISA` so the AVX2 path can be measured on an AVX-512 machine.
+
+use std::sync::OnceLock;
+
+/// An instruction-set path of the GEMM. Each has its own microkernel and packed-weight layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Isa {
+    /// Portable Rust, no `target_feature` (SSE2 on x86-64 through auto-vectorization).
+    Scalar,
+    /// x86-64 AVX2 + FMA, 256-bit vectors: the CI and reference-benchmark target (Zen 3).
+    Avx2,
+    /// x86-64 AVX-512F, 512-bit vectors.
+    Avx512,
+}
+
+/// The environment variable that overrides detection: `scalar`, `avx2` or `avx512`.
+pub const ISA_ENV: &str = "BERT_KERNELS_ISA";
+
+impl Isa {
+    /// Every path, fastest last.
+    pub const ALL: [Isa; 3] = [Isa::Scalar, Isa::Avx2, Isa::Avx512];
+
+    /// Whether this CPU can run the path.
+    pub fn is_supported(self) -> bool {
+        match self {
+            Isa::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => is_x86_feature_detected!("avx512f"),
+            #[cfg(not(target_arch = "x86_64"))]
+            Isa::Avx2 | Isa::Avx512 => false,
+        }
+    }
+
+    /// The paths this CPU can run.
+    pub fn supported() -> Vec<Isa> {
+        Isa::ALL.into_iter().filter(|i| i.is_supported()).collect()
+    }
+
+    /// The fastest path this CPU supports, ignoring the environment.
+    pub fn detect() -> Isa {
+        *Isa::supported().last().expect("scalar is always supported")
+    }
+
+    /// The path [`crate::Linear::new`] uses: `BERT_KERNELS_ISA` when it names a path this CPU
+    /// supports, else [`Isa::detect`]. Read once per process.
+    pub fn selected() -> Isa {
+        static SELECTED: OnceLock<Isa> = OnceLock::new();
+        *SELECTED.get_or_init(|| {
+            std::env::var(ISA_ENV)
+                .ok()
+                .and_then(|v| Isa::parse(&v))
+                .filter(|i| i.is_supported())
+                .unwrap_or_else(Isa::detect)
+        })
+    }
+
+    /// Parses `scalar`, `avx2` or `avx512` (case-insensitive).
+    pub fn parse(name: &str) -> Option<Isa> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "scalar" => Some(Isa::Scalar),
+            "avx2" => Some(Isa::Avx2),
+            "avx512" => Some(Isa::Avx512),
+            _ => None,
+        }
+    }
+
+    /// The lower-case name `parse` accepts.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+        }
+    }
+}

@@ -13,6 +13,7 @@
 use rayon::prelude::*;
 
 use crate::softmax::softmax_row;
+use crate::Isa;
 
 /// Inputs of [`attention`].
 #[derive(Clone, Copy, Debug)]
@@ -55,36 +56,6 @@ impl SendPtr {
     }
 }
 
-/// Which code path the attention kernels take.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AttentionPath {
-    /// Plain Rust loops.
-    Portable,
-    /// x86-64 AVX2 + FMA intrinsics.
-    Avx2,
-}
-
-impl AttentionPath {
-    /// The fastest path this CPU supports (AVX2 + FMA when present, unless `BERT_KERNELS_ISA=scalar`).
-    pub fn detect() -> AttentionPath {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let forced_scalar = std::env::var("BERT_KERNELS_ISA")
-                .is_ok_and(|v| v.trim().eq_ignore_ascii_case("scalar"));
-            if !forced_scalar && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
-            {
-                return AttentionPath::Avx2;
-            }
-        }
-        AttentionPath::Portable
-    }
-
-    fn selected() -> AttentionPath {
-        static PATH: std::sync::OnceLock<AttentionPath> = std::sync::OnceLock::new();
-        *PATH.get_or_init(AttentionPath::detect)
-    }
-}
-
 /// Per-task scratch tiles, reused across tasks of one rayon worker.
 #[derive(Default)]
 struct Scratch {
@@ -103,12 +74,20 @@ struct Scratch {
 /// Computes the attention context `ctx` (N, H) and, when `probs` is given, stores every sequence's
 /// probabilities (NH, T_s, T_s) at the offsets of [`probs_offsets`].
 pub fn attention(args: AttentionArgs<'_>, ctx: &mut [f32], probs: Option<&mut [f32]>) {
-    attention_with(AttentionPath::selected(), args, ctx, probs)
+    attention_with(Isa::selected(), args, ctx, probs)
 }
 
-/// [`attention`] on a given code path (which must be supported by this CPU).
+/// The two code paths of the attention kernels: AVX2 + FMA intrinsics (used for AVX-512 CPUs too,
+/// attention being a small share of the time) or portable Rust.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Path {
+    Portable,
+    Avx2,
+}
+
+/// [`attention`] on a given instruction set (which must be supported by this CPU).
 pub fn attention_with(
-    path: AttentionPath,
+    isa: Isa,
     args: AttentionArgs<'_>,
     ctx: &mut [f32],
     probs: Option<&mut [f32]>,
@@ -131,13 +110,14 @@ pub fn attention_with(
     if let Some(m) = head_mask {
         assert_eq!(m.len(), nh, "attention: head_mask size");
     }
-    #[cfg(target_arch = "x86_64")]
-    if path == AttentionPath::Avx2 {
-        assert!(
-            is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
-            "attention: AVX2 path on a CPU without AVX2/FMA"
-        );
-    }
+    assert!(
+        isa.is_supported(),
+        "attention: {isa:?} is not supported by this CPU"
+    );
+    let path = match isa {
+        Isa::Avx2 | Isa::Avx512 if Isa::Avx2.is_supported() => Path::Avx2,
+        _ => Path::Portable,
+    };
     let poff = probs_offsets(cu_seqlens, nh);
     let probs_ptr = probs.map(|p| {
         assert_eq!(p.len(), *poff.last().unwrap(), "attention: probs size");
@@ -190,7 +170,7 @@ pub fn attention_with(
 /// columns < D: context). `rows` is the sequence's (T, 3H) slice of qkv.
 #[allow(clippy::too_many_arguments)]
 fn head(
-    path: AttentionPath,
+    path: Path,
     sc: &mut Scratch,
     rows: &[f32],
     t: usize,
@@ -227,8 +207,8 @@ fn head(
         let row = &mut sc.s[i * t16..i * t16 + t];
         match path {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `attention_with` asserted AVX2 and FMA are available.
-            AttentionPath::Avx2 => unsafe { avx2::scaled_softmax(row, scale) },
+            // SAFETY: `attention_with` takes this path only when the CPU supports AVX2 + FMA.
+            Path::Avx2 => unsafe { avx2::scaled_softmax(row, scale) },
             _ => {
                 row.iter_mut().for_each(|x| *x *= scale);
                 softmax_row(row);
@@ -246,7 +226,7 @@ fn head(
 /// `m` a multiple of 4 and `n` of 16.
 #[allow(clippy::too_many_arguments)]
 fn matmul(
-    path: AttentionPath,
+    path: Path,
     a: &[f32],
     lda: usize,
     b: &[f32],
@@ -274,9 +254,9 @@ fn matmul(
         for j in (0..n).step_by(16) {
             match path {
                 #[cfg(target_arch = "x86_64")]
-                // SAFETY: AVX2/FMA asserted by `attention_with`; the asserts above keep every
+                // SAFETY: AVX2/FMA checked by `attention_with`; the asserts above keep every
                 // 4x16 tile of c, its 4 rows of a (k wide) and its k rows of b (16 wide) in bounds.
-                AttentionPath::Avx2 => unsafe {
+                Path::Avx2 => unsafe {
                     avx2::tile_4x16(
                         a.as_ptr().add(i * lda),
                         lda,
@@ -474,12 +454,8 @@ mod tests {
     use super::*;
     use crate::reference;
 
-    fn paths() -> Vec<AttentionPath> {
-        let mut p = vec![AttentionPath::Portable];
-        if AttentionPath::detect() == AttentionPath::Avx2 {
-            p.push(AttentionPath::Avx2);
-        }
-        p
+    fn paths() -> Vec<Isa> {
+        Isa::supported()
     }
 
     #[test]
@@ -544,7 +520,7 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn vector_exp_is_accurate() {
-        if AttentionPath::detect() != AttentionPath::Avx2 {
+        if !Isa::Avx2.is_supported() {
             return;
         }
         let mut worst = 0.0f64;

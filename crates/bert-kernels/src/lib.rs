@@ -7,6 +7,7 @@
 
 pub mod activation;
 pub mod attention;
+pub mod isa;
 pub mod layernorm;
 pub mod linear;
 pub mod reference;
@@ -14,6 +15,7 @@ pub mod softmax;
 
 pub use activation::Activation;
 pub use attention::{attention, AttentionArgs};
+pub use isa::{Isa, ISA_ENV};
 pub use layernorm::layer_norm;
 pub use linear::{Epilogue, Linear};
 

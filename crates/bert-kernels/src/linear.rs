@@ -10,11 +10,10 @@ mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 mod driver;
-mod isa;
 mod pack;
 mod portable;
 
-pub use isa::{Isa, ISA_ENV};
+pub use crate::isa::{Isa, ISA_ENV};
 
 use crate::Activation;
 use pack::PackedB;

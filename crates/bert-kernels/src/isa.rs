@@ -1,4 +1,4 @@
-//! Which instruction set the GEMM microkernels use: detected once at start-up, overridable by
+//! Which instruction set the kernels (GEMM microkernels, attention) use: detected once at start-up, overridable by
 //! `BERT_KERNELS_ISA` so the AVX2 path can be measured on an AVX-512 machine.
 
 use std::sync::OnceLock;

@@ -77,13 +77,26 @@ pub fn attention(args: AttentionArgs<'_>, ctx: &mut [f32], probs: Option<&mut [f
     attention_with(Isa::selected(), args, ctx, probs)
 }
 
-/// The two code paths of the attention kernels: AVX2 + FMA intrinsics (used for AVX-512 CPUs too,
-/// attention being a small share of the time) or portable Rust.
+/// The code paths of the attention kernels: AVX-512F or AVX2 + FMA intrinsics, or portable Rust.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Path {
     Portable,
     Avx2,
+    Avx512,
 }
+
+impl Path {
+    /// Rows of the microkernel's register tile; `Q` and `P` are padded to a multiple of it.
+    fn mr(self) -> usize {
+        match self {
+            Path::Avx512 => 8,
+            _ => 4,
+        }
+    }
+}
+
+/// Columns of every microkernel's register tile; `K^T` and `V` are padded to a multiple of it.
+const NR: usize = 16;
 
 /// [`attention`] on a given instruction set (which must be supported by this CPU).
 pub fn attention_with(
@@ -115,6 +128,7 @@ pub fn attention_with(
         "attention: {isa:?} is not supported by this CPU"
     );
     let path = match isa {
+        Isa::Avx512 if Isa::Avx512.is_supported() && Isa::Avx2.is_supported() => Path::Avx512,
         Isa::Avx2 | Isa::Avx512 if Isa::Avx2.is_supported() => Path::Avx2,
         _ => Path::Portable,
     };
@@ -137,7 +151,7 @@ pub fn attention_with(
             let rows = &qkv[start * 3 * h..(start + t) * 3 * h];
             head(path, sc, rows, t, h, hd, d, hm);
             if let Some(pp) = probs_ptr {
-                let t16 = t.next_multiple_of(16);
+                let t16 = t.next_multiple_of(NR);
                 for i in 0..t {
                     let off = poff[s] + (hd * t + i) * t;
                     // SAFETY: rows of head hd of sequence s are written by this task only, inside the
@@ -151,7 +165,7 @@ pub fn attention_with(
                     };
                 }
             }
-            let d16 = d.next_multiple_of(16);
+            let d16 = d.next_multiple_of(NR);
             for i in 0..t {
                 // SAFETY: columns hd*D..(hd+1)*D of token row start+i belong to this task alone;
                 // the row is inside ctx (asserted n * h above).
@@ -179,10 +193,11 @@ fn head(
     d: usize,
     head_mask: f32,
 ) {
+    // t4: rows padded to the tile height (4 or 8), t16 / d16: columns padded to NR.
     let (t4, t16, d16) = (
-        t.next_multiple_of(4),
-        t.next_multiple_of(16),
-        d.next_multiple_of(16),
+        t.next_multiple_of(path.mr()),
+        t.next_multiple_of(NR),
+        d.next_multiple_of(NR),
     );
     let scale = 1.0 / (d as f32).sqrt();
     let (q, kt, v) = (&mut sc.q, &mut sc.kt, &mut sc.v);
@@ -209,6 +224,9 @@ fn head(
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `attention_with` takes this path only when the CPU supports AVX2 + FMA.
             Path::Avx2 => unsafe { avx2::scaled_softmax(row, scale) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `attention_with` takes this path only when the CPU supports AVX-512F.
+            Path::Avx512 => unsafe { avx512::scaled_softmax(row, scale) },
             _ => {
                 row.iter_mut().for_each(|x| *x *= scale);
                 softmax_row(row);
@@ -223,7 +241,7 @@ fn head(
 }
 
 /// `c (m, n) = a (m, k) b (k, n)`, all row-major with leading dimensions `lda`, `ldb`, `ldc`;
-/// `m` a multiple of 4 and `n` of 16.
+/// `m` a multiple of `path.mr()` and `n` of `NR`.
 #[allow(clippy::too_many_arguments)]
 fn matmul(
     path: Path,
@@ -237,7 +255,8 @@ fn matmul(
     n: usize,
     k: usize,
 ) {
-    debug_assert!(m.is_multiple_of(4) && n.is_multiple_of(16));
+    let mr = path.mr();
+    debug_assert!(m.is_multiple_of(mr) && n.is_multiple_of(NR));
     assert!(
         m == 0 || (m - 1) * lda + k <= a.len(),
         "matmul: a too short"
@@ -250,9 +269,23 @@ fn matmul(
         m == 0 || (m - 1) * ldc + n <= c.len(),
         "matmul: c too short"
     );
-    for i in (0..m).step_by(4) {
-        for j in (0..n).step_by(16) {
+    for i in (0..m).step_by(mr) {
+        for j in (0..n).step_by(NR) {
             match path {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: AVX-512F checked by `attention_with`; the asserts above keep every
+                // 8x16 tile of c, its 8 rows of a (k wide) and its k rows of b (16 wide) in bounds.
+                Path::Avx512 => unsafe {
+                    avx512::tile_8x16(
+                        a.as_ptr().add(i * lda),
+                        lda,
+                        b.as_ptr().add(j),
+                        ldb,
+                        c.as_mut_ptr().add(i * ldc + j),
+                        ldc,
+                        k,
+                    )
+                },
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: AVX2/FMA checked by `attention_with`; the asserts above keep every
                 // 4x16 tile of c, its 4 rows of a (k wide) and its k rows of b (16 wide) in bounds.
@@ -449,6 +482,111 @@ mod avx2 {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    /// AVX-512 8x16 tile of `c = a b` (see `super::tile_4x16`): 8 independent accumulators.
+    ///
+    /// # Safety
+    /// AVX-512F must be available; `a` must be readable at `r * lda + p`, `b` at
+    /// `p * ldb + 0..16` and `c` writable at `r * ldc + 0..16` for r < 8, p < k.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn tile_8x16(
+        a: *const f32,
+        lda: usize,
+        b: *const f32,
+        ldb: usize,
+        c: *mut f32,
+        ldc: usize,
+        k: usize,
+    ) {
+        let mut acc = [_mm512_setzero_ps(); 8];
+        for p in 0..k {
+            let bv = _mm512_loadu_ps(b.add(p * ldb));
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                let av = _mm512_set1_ps(*a.add(r * lda + p));
+                *acc_r = _mm512_fmadd_ps(av, bv, *acc_r);
+            }
+        }
+        for (r, acc_r) in acc.iter().enumerate() {
+            _mm512_storeu_ps(c.add(r * ldc), *acc_r);
+        }
+    }
+
+    /// `row = softmax(row * scale)`, 16 lanes at a time with a vectorized exp.
+    ///
+    /// # Safety
+    /// AVX-512F must be available.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn scaled_softmax(row: &mut [f32], scale: f32) {
+        let n = row.len();
+        let p = row.as_mut_ptr();
+        let full = n - n % 16;
+        let vs = _mm512_set1_ps(scale);
+        let mut vmax = _mm512_set1_ps(f32::NEG_INFINITY);
+        for i in (0..full).step_by(16) {
+            let x = _mm512_mul_ps(_mm512_loadu_ps(p.add(i)), vs);
+            _mm512_storeu_ps(p.add(i), x);
+            vmax = _mm512_max_ps(vmax, x);
+        }
+        let mut max = _mm512_reduce_max_ps(vmax);
+        for j in full..n {
+            let x = *p.add(j) * scale;
+            *p.add(j) = x;
+            max = max.max(x);
+        }
+        let vm = _mm512_set1_ps(max);
+        let mut vsum = _mm512_setzero_ps();
+        for i in (0..full).step_by(16) {
+            let e = exp(_mm512_sub_ps(_mm512_loadu_ps(p.add(i)), vm));
+            _mm512_storeu_ps(p.add(i), e);
+            vsum = _mm512_add_ps(vsum, e);
+        }
+        let mut sum = _mm512_reduce_add_ps(vsum);
+        for j in full..n {
+            let e = (*p.add(j) - max).exp();
+            *p.add(j) = e;
+            sum += e;
+        }
+        let inv = 1.0 / sum;
+        let vinv = _mm512_set1_ps(inv);
+        for i in (0..full).step_by(16) {
+            _mm512_storeu_ps(p.add(i), _mm512_mul_ps(_mm512_loadu_ps(p.add(i)), vinv));
+        }
+        for j in full..n {
+            *p.add(j) *= inv;
+        }
+    }
+
+    /// exp(x) for 16 lanes: the same Cephes polynomial as `super::avx2::exp`.
+    #[target_feature(enable = "avx512f")]
+    pub fn exp(x: __m512) -> __m512 {
+        let x = _mm512_min_ps(
+            _mm512_max_ps(x, _mm512_set1_ps(-87.0)),
+            _mm512_set1_ps(88.0),
+        );
+        let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+            _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)),
+        );
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_359_4), x);
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.121_944_4e-4), r);
+        let mut y = _mm512_set1_ps(1.987_569_1e-4);
+        y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.398_199_9e-3));
+        y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(8.333_452e-3));
+        y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(4.166_579_6e-2));
+        y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.666_666_5e-1));
+        y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(0.5));
+        let r2 = _mm512_mul_ps(r, r);
+        y = _mm512_fmadd_ps(y, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0)));
+        let e = _mm512_slli_epi32::<23>(_mm512_add_epi32(
+            _mm512_cvtps_epi32(n),
+            _mm512_set1_epi32(127),
+        ));
+        _mm512_mul_ps(y, _mm512_castsi512_ps(e))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -517,44 +655,55 @@ mod tests {
         }
     }
 
+    /// exp of 16 values through the AVX2 (two halves) or AVX-512 kernel.
+    #[cfg(target_arch = "x86_64")]
+    fn vector_exp(isa: Isa, xs: &[f32; 16]) -> [f32; 16] {
+        use std::arch::x86_64::*;
+        let mut out = [0.0f32; 16];
+        // SAFETY: callers check the ISA is supported; both arrays hold 16 lanes.
+        unsafe {
+            match isa {
+                Isa::Avx2 => {
+                    _mm256_storeu_ps(out.as_mut_ptr(), avx2_exp(_mm256_loadu_ps(xs.as_ptr())));
+                    let hi = avx2_exp(_mm256_loadu_ps(xs.as_ptr().add(8)));
+                    _mm256_storeu_ps(out.as_mut_ptr().add(8), hi);
+                }
+                _ => _mm512_storeu_ps(out.as_mut_ptr(), avx512_exp(_mm512_loadu_ps(xs.as_ptr()))),
+            }
+        }
+        out
+    }
+
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn vector_exp_is_accurate() {
-        if !Isa::Avx2.is_supported() {
-            return;
-        }
-        let mut worst = 0.0f64;
-        let mut x = -87.0f32;
-        while x <= 0.0 {
-            let xs = [
-                x,
-                x + 0.001,
-                x + 0.002,
-                x + 0.003,
-                x + 0.004,
-                x + 0.005,
-                x + 0.006,
-                x + 0.007,
-            ];
-            let mut out = [0.0f32; 8];
-            // SAFETY: AVX2 and FMA detected above; both arrays hold 8 lanes.
-            unsafe {
-                use std::arch::x86_64::*;
-                let v = avx2_exp(_mm256_loadu_ps(xs.as_ptr()));
-                _mm256_storeu_ps(out.as_mut_ptr(), v);
+        for isa in [Isa::Avx2, Isa::Avx512] {
+            if !isa.is_supported() {
+                continue;
             }
-            for (&xi, &o) in xs.iter().zip(&out) {
-                let want = (xi as f64).exp();
-                worst = worst.max((o as f64 - want).abs() / want);
+            let mut worst = 0.0f64;
+            let mut x = -87.0f32;
+            while x <= 0.0 {
+                let xs: [f32; 16] = std::array::from_fn(|k| x + 0.001 * k as f32);
+                for (&xi, &o) in xs.iter().zip(&vector_exp(isa, &xs)) {
+                    let want = (xi as f64).exp();
+                    worst = worst.max((o as f64 - want).abs() / want);
+                }
+                x += 0.0137;
             }
-            x += 0.0137;
+            assert!(worst < 3e-7, "{isa:?}: max relative error {worst:e}");
         }
-        assert!(worst < 3e-7, "max relative error {worst:e}");
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     fn avx2_exp(v: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
         avx2::exp(v)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    fn avx512_exp(v: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
+        avx512::exp(v)
     }
 }

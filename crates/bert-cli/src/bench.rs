@@ -85,7 +85,9 @@ pub fn run(args: BenchArgs) -> CliResult {
     };
     for w in &workloads {
         if !WORKLOADS.contains(&w.as_str()) {
-            return Err(format!("unknown workload `{w}` (expected one of {WORKLOADS:?} or all)").into());
+            return Err(
+                format!("unknown workload `{w}` (expected one of {WORKLOADS:?} or all)").into(),
+            );
         }
     }
     let corpus_path = args.corpus.clone().unwrap_or_else(default_corpus);
@@ -126,14 +128,18 @@ fn load_model(args: &BenchArgs) -> CliResult<(BertModel, String)> {
         let config = match BertConfig::preset(c) {
             Some(config) => config,
             None if Path::new(c).is_file() => BertConfig::from_file(c)?,
-            None => {
-                return Err(format!(
-                    "--config `{c}` is neither bert-base, bert-large, minilm-l6 nor a config.json file"
-                )
-                .into())
-            }
+            None => return Err(format!(
+                "--config `{c}` is neither bert-base, bert-large, minilm-l6 nor a config.json file"
+            )
+            .into()),
         };
-        let name = format!("{}-random", Path::new(c).file_stem().unwrap_or_default().to_string_lossy());
+        let name = format!(
+            "{}-random",
+            Path::new(c)
+                .file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+        );
         return Ok((BertModel::random(config, args.seed)?, name));
     }
     let m = args
@@ -172,7 +178,11 @@ fn load_corpus(path: &Path) -> CliResult<Vec<String>> {
 
 fn first(corpus: &[String], n: usize) -> CliResult<Vec<&str>> {
     if corpus.len() < n {
-        return Err(format!("the corpus has {} lines, the workload needs {n}", corpus.len()).into());
+        return Err(format!(
+            "the corpus has {} lines, the workload needs {n}",
+            corpus.len()
+        )
+        .into());
     }
     Ok(corpus[..n].iter().map(String::as_str).collect())
 }
@@ -193,7 +203,9 @@ fn forward(model: &BertModel, inputs: &BertInputs) -> CliResult {
 }
 
 fn tokenize(tok: &BertTokenizer, texts: &[&str]) -> CliResult<Vec<Encoding>> {
-    Ok(profile::timed(Phase::Tokenization, || tok.tokenize_batch(texts))?)
+    Ok(profile::timed(Phase::Tokenization, || {
+        tok.tokenize_batch(texts)
+    })?)
 }
 
 fn ms_since(t: Instant) -> f64 {
@@ -268,7 +280,9 @@ fn run_workload(
                 let batches: Vec<BertInputs> = if w == "W3S" {
                     let mut encs = tokenize(&tok, &lines)?;
                     encs.sort_by_key(|e| e.ids.len()); // stable, as the peers sort
-                    encs.chunks(bs).map(|b| tok.pad(b)).collect::<Result<_, _>>()?
+                    encs.chunks(bs)
+                        .map(|b| tok.pad(b))
+                        .collect::<Result<_, _>>()?
                 } else {
                     Vec::new()
                 };
@@ -291,10 +305,7 @@ fn run_workload(
                         run_one(b)?;
                     }
                 } else {
-                    for chunk in lines.chunks(bs) {
-                        let inputs = tok.pad(&tokenize(&tok, chunk)?)?;
-                        run_one(&inputs)?;
-                    }
+                    pipelined(&tok, &lines, bs, &mut run_one)?;
                 }
                 times_ms.push(ms_since(t));
             }
@@ -308,6 +319,38 @@ fn run_workload(
             })
         }
     }
+}
+
+/// Runs `run` on the padded batches of `lines` in order, tokenizing batch k + 1 on a second
+/// thread while batch k goes through the model (the producer tokenizes sequentially, so it takes
+/// one core's slack instead of queueing behind the model's parallel work).
+fn pipelined(
+    tok: &BertTokenizer,
+    lines: &[&str],
+    bs: usize,
+    run: &mut dyn FnMut(&BertInputs) -> CliResult,
+) -> CliResult {
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<bert::Result<BertInputs>>(1);
+        s.spawn(move || {
+            for chunk in lines.chunks(bs) {
+                let batch = profile::timed(Phase::Tokenization, || {
+                    let encs = chunk
+                        .iter()
+                        .map(|t| tok.tokenize(t))
+                        .collect::<bert::Result<Vec<Encoding>>>()?;
+                    tok.pad(&encs)
+                });
+                if tx.send(batch).is_err() {
+                    break; // the consumer stopped on an error
+                }
+            }
+        });
+        for batch in rx {
+            run(&batch?)?;
+        }
+        Ok(())
+    })
 }
 
 /// W2F's lines: the first 16 corpus lines whose untruncated tokenization has at least 128 tokens.
@@ -356,7 +399,10 @@ fn print_header(model: &BertModel, name: &str) {
         "| workload | seqs | real tokens | padded tokens | median ms | real tokens/s | useful GFLOP/s | {} |",
         Phase::ALL.map(|p| p.name()).join(" | ")
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|{}", "---:|".repeat(Phase::ALL.len()));
+    println!(
+        "|---|---:|---:|---:|---:|---:|---:|{}",
+        "---:|".repeat(Phase::ALL.len())
+    );
 }
 
 fn print_row(w: &str, m: &Measured) {

@@ -97,7 +97,10 @@ fn encode_writes_every_output_to_safetensors() {
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let shape = |n: &str| st.tensor(n).unwrap().shape().to_vec();
     assert_eq!(shape("input_ids"), vec![2, 8]);
-    assert_eq!(st.tensor("input_ids").unwrap().dtype(), safetensors::Dtype::I64);
+    assert_eq!(
+        st.tensor("input_ids").unwrap().dtype(),
+        safetensors::Dtype::I64
+    );
     assert_eq!(shape("attention_mask"), vec![2, 8]);
     assert_eq!(shape("token_type_ids"), vec![2, 8]);
     assert_eq!(shape("last_hidden_state"), vec![2, 8, 384]);
@@ -137,24 +140,45 @@ fn bad_inputs_fail_cleanly() {
     );
     let bad = scratch("bad.txt", b"fine line\nbad \xff\xfe line\n");
     fails_with(
-        bert(&["tokenize", "--model", &tok, "--input", bad.to_str().unwrap()]),
+        bert(&[
+            "tokenize",
+            "--model",
+            &tok,
+            "--input",
+            bad.to_str().unwrap(),
+        ]),
         &["bad.txt:2", "UTF-8"],
     );
     let jsonl = scratch("bad.jsonl", b"{\"text\": \"ok\"}\n{\"text_pair\": \"x\"}\n");
     fails_with(
-        bert(&["tokenize", "--model", &tok, "--input", jsonl.to_str().unwrap()]),
+        bert(&[
+            "tokenize",
+            "--model",
+            &tok,
+            "--input",
+            jsonl.to_str().unwrap(),
+        ]),
         &["bad.jsonl:2", "missing \"text\""],
     );
     let notjson = scratch("bad2.jsonl", b"not json\n");
     fails_with(
-        bert(&["tokenize", "--model", &tok, "--input", notjson.to_str().unwrap()]),
+        bert(&[
+            "tokenize",
+            "--model",
+            &tok,
+            "--input",
+            notjson.to_str().unwrap(),
+        ]),
         &["bad2.jsonl:1", "invalid JSON"],
     );
     fails_with(
         bert(&["tokenize", "--model", &tok, "--max-length", "1", "hi"]),
         &["max_length 1"],
     );
-    fails_with(bert(&["tokenize", "--model", "/no/such/model", "hi"]), &["/no/such/model"]);
+    fails_with(
+        bert(&["tokenize", "--model", "/no/such/model", "hi"]),
+        &["/no/such/model"],
+    );
     let tiny = root().join("fixtures/models/tiny-gelu");
     fails_with(
         bert(&["encode", "--model", tiny.to_str().unwrap(), "hi"]),
@@ -169,7 +193,14 @@ fn bad_inputs_fail_cleanly() {
 #[test]
 fn empty_lines_and_empty_strings_are_valid_texts() {
     let f = scratch("empty.txt", b"\n\nword\n");
-    let o = bert(&["tokenize", "--model", &tok_dir(), "", "--input", f.to_str().unwrap()]);
+    let o = bert(&[
+        "tokenize",
+        "--model",
+        &tok_dir(),
+        "",
+        "--input",
+        f.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8(o.stdout).unwrap();
     let lines: Vec<&str> = out.lines().collect();

@@ -39,7 +39,12 @@ impl BertInputs {
         min_len: usize,
     ) -> Result<Self> {
         let b = rows.len();
-        let t = rows.iter().map(|r| r.0.len()).max().unwrap_or(0).max(min_len);
+        let t = rows
+            .iter()
+            .map(|r| r.0.len())
+            .max()
+            .unwrap_or(0)
+            .max(min_len);
         let mut input_ids = Array2::from_elem((b, t), pad_id);
         let mut attention_mask = Array2::zeros((b, t));
         let mut token_type_ids = Array2::zeros((b, t));

@@ -5,8 +5,8 @@ use rayon::prelude::*;
 
 use super::layer_norm::LayerNorm;
 use super::WeightSource;
-use crate::weights::F32Tensor;
 use crate::profile::{self, Phase};
+use crate::weights::F32Tensor;
 use crate::{BertConfig, Result};
 
 pub(crate) struct BertEmbeddings {

@@ -21,7 +21,9 @@ impl BertPooler {
 
     /// `out (S, H) = tanh(first (S, H) W^T + b)`, `first` holding each sequence's first token state.
     pub fn forward(&self, first: &[f32], out: &mut [f32]) {
-        profile::timed(Phase::Gemm, || self.dense.forward(first, out, Epilogue::Bias));
+        profile::timed(Phase::Gemm, || {
+            self.dense.forward(first, out, Epilogue::Bias)
+        });
         out.iter_mut().for_each(|v| *v = v.tanh());
     }
 }

@@ -44,7 +44,9 @@ impl BertSelfAttention {
     ) {
         let n = *cu_seqlens.last().unwrap_or(&0);
         qkv.resize(n * self.qkv.out_features(), 0.0);
-        profile::timed(Phase::Gemm, || self.qkv.forward(hidden, qkv, Epilogue::Bias));
+        profile::timed(Phase::Gemm, || {
+            self.qkv.forward(hidden, qkv, Epilogue::Bias)
+        });
         let args = AttentionArgs {
             qkv,
             cu_seqlens,

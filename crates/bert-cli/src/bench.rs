@@ -68,13 +68,6 @@ struct Measured {
 }
 
 pub fn run(args: BenchArgs) -> CliResult {
-    let (model, model_name) = load_model(&args)?;
-    let tok_source = match (&args.model, &args.tokenizer) {
-        (_, Some(t)) => t.clone(),
-        (Some(m), None) => m.clone(),
-        (None, None) => bert::hub::DEFAULT_MODEL.to_string(),
-    };
-    let tok = BertTokenizer::from_pretrained(&tok_source)?;
     let workloads: Vec<String> = if args.workload.eq_ignore_ascii_case("all") {
         WORKLOADS.iter().map(|w| w.to_string()).collect()
     } else {
@@ -90,6 +83,13 @@ pub fn run(args: BenchArgs) -> CliResult {
             );
         }
     }
+    let (model, model_name) = load_model(&args)?;
+    let tok_source = match (&args.model, &args.tokenizer) {
+        (_, Some(t)) => t.clone(),
+        (Some(m), None) => m.clone(),
+        (None, None) => bert::hub::DEFAULT_MODEL.to_string(),
+    };
+    let tok = BertTokenizer::from_pretrained(&tok_source)?;
     let corpus_path = args.corpus.clone().unwrap_or_else(default_corpus);
     let needs_corpus = workloads.iter().any(|w| w != "W1");
     let corpus = if needs_corpus {
@@ -128,10 +128,12 @@ fn load_model(args: &BenchArgs) -> CliResult<(BertModel, String)> {
         let config = match BertConfig::preset(c) {
             Some(config) => config,
             None if Path::new(c).is_file() => BertConfig::from_file(c)?,
-            None => return Err(format!(
+            None => {
+                return Err(format!(
                 "--config `{c}` is neither bert-base, bert-large, minilm-l6 nor a config.json file"
             )
-            .into()),
+                .into())
+            }
         };
         let name = format!(
             "{}-random",

@@ -208,3 +208,43 @@ fn empty_lines_and_empty_strings_are_valid_texts() {
     assert!(lines[0].contains("\"input_ids\":[101,102]"), "{}", lines[0]);
     std::fs::remove_file(f).unwrap();
 }
+
+#[test]
+fn bench_speaks_the_peer_protocol() {
+    let o = bert(&[
+        "bench",
+        "--config",
+        "minilm-l6",
+        "--workload",
+        "W1,W2F",
+        "--iters",
+        "1",
+        "--warmup",
+        "0",
+        "--peer-protocol",
+        "--peer",
+        "test-peer",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<serde_json::Value> = String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["peer"], "test-peer");
+    assert_eq!(lines[0]["workload"], "W1");
+    assert_eq!(lines[0]["real_tokens"], 8);
+    assert_eq!(lines[1]["workload"], "W2F");
+    assert_eq!(lines[1]["real_tokens"], 2048);
+    assert_eq!(lines[1]["padded_tokens"], 2048);
+    assert_eq!(lines[1]["times_ms"].as_array().unwrap().len(), 1);
+    fails_with(
+        bert(&["bench", "--workload", "W9"]),
+        &["unknown workload `W9`"],
+    );
+    fails_with(
+        bert(&["bench", "--config", "bert-huge"]),
+        &["--config `bert-huge`"],
+    );
+}

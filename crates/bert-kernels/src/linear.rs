@@ -253,14 +253,7 @@ mod tests {
             ] {
                 let mut y = vec![f32::NAN; m * n];
                 lin.forward(&x, &mut y, epi);
-                let mut want = reference::linear(&x, &w, &b, m, k, n);
-                match epi {
-                    Epilogue::Bias => {}
-                    Epilogue::BiasActivation(a) => want
-                        .iter_mut()
-                        .for_each(|v| *v = reference::activation(a, *v)),
-                    Epilogue::BiasResidual(r) => want.iter_mut().zip(r).for_each(|(v, r)| *v += r),
-                }
+                let want = reference::linear_epilogue(&x, &w, &b, (m, k, n), epi);
                 for (a, w) in y.iter().zip(&want) {
                     assert!((a - w).abs() < 1e-4, "{m}x{k}x{n} {epi:?}: {a} vs {w}");
                 }
@@ -311,24 +304,6 @@ mod isa_tests {
         out
     }
 
-    fn want(
-        epi: Epilogue<'_>,
-        x: &[f32],
-        w: &[f32],
-        b: &[f32],
-        (m, k, n): (usize, usize, usize),
-    ) -> Vec<f32> {
-        let mut want = reference::linear(x, w, b, m, k, n);
-        match epi {
-            Epilogue::Bias => {}
-            Epilogue::BiasActivation(a) => want
-                .iter_mut()
-                .for_each(|v| *v = reference::activation(a, *v)),
-            Epilogue::BiasResidual(r) => want.iter_mut().zip(r).for_each(|(v, r)| *v += r),
-        }
-        want
-    }
-
     #[test]
     fn every_isa_matches_reference_on_edge_shapes() {
         let configs = configs();
@@ -348,7 +323,7 @@ mod isa_tests {
                     ];
                     let wants: Vec<_> = epis
                         .iter()
-                        .map(|&e| want(e, &x, &w, &b, (m, k, n)))
+                        .map(|&e| reference::linear_epilogue(&x, &w, &b, (m, k, n), e))
                         .collect();
                     for opts in &configs {
                         let lin = Linear::with_options(w.clone(), b.clone(), n, k, *opts);

@@ -1,7 +1,7 @@
 //! Naive scalar twins of the fast kernels: the executable specification the kernel tests compare
 //! against. Written for clarity, accumulating in f64 where that makes the spec sharper.
 
-use crate::Activation;
+use crate::{Activation, Epilogue};
 
 /// `y (m, n) = x (m, k) W^T + b`, `W` (n, k) row-major.
 pub fn linear(x: &[f32], w: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
@@ -14,6 +14,23 @@ pub fn linear(x: &[f32], w: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> 
             }
             y[i * n + j] = acc as f32;
         }
+    }
+    y
+}
+
+/// [`linear`] followed by an [`Epilogue`]: the twin of `Linear::forward`.
+pub fn linear_epilogue(
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+    (m, k, n): (usize, usize, usize),
+    epi: Epilogue<'_>,
+) -> Vec<f32> {
+    let mut y = linear(x, w, b, m, k, n);
+    match epi {
+        Epilogue::Bias => {}
+        Epilogue::BiasActivation(a) => y.iter_mut().for_each(|v| *v = activation(a, *v)),
+        Epilogue::BiasResidual(r) => y.iter_mut().zip(r).for_each(|(v, r)| *v += r),
     }
     y
 }

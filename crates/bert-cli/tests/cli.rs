@@ -138,39 +138,37 @@ fn bad_inputs_fail_cleanly() {
         bert(&["tokenize", "--model", &tok, "--input", "/no/such/file.txt"]),
         &["/no/such/file.txt"],
     );
-    let bad = scratch("bad.txt", b"fine line\nbad \xff\xfe line\n");
-    fails_with(
-        bert(&[
-            "tokenize",
-            "--model",
-            &tok,
-            "--input",
-            bad.to_str().unwrap(),
-        ]),
-        &["bad.txt:2", "UTF-8"],
-    );
-    let jsonl = scratch("bad.jsonl", b"{\"text\": \"ok\"}\n{\"text_pair\": \"x\"}\n");
-    fails_with(
-        bert(&[
-            "tokenize",
-            "--model",
-            &tok,
-            "--input",
-            jsonl.to_str().unwrap(),
-        ]),
-        &["bad.jsonl:2", "missing \"text\""],
-    );
-    let notjson = scratch("bad2.jsonl", b"not json\n");
-    fails_with(
-        bert(&[
-            "tokenize",
-            "--model",
-            &tok,
-            "--input",
-            notjson.to_str().unwrap(),
-        ]),
-        &["bad2.jsonl:1", "invalid JSON"],
-    );
+    let bad_files: [(&str, &[u8], &[&str]); 3] = [
+        (
+            "bad.txt",
+            b"fine line\nbad \xff\xfe line\n",
+            &["bad.txt:2", "UTF-8"],
+        ),
+        (
+            "bad.jsonl",
+            b"{\"text\": \"ok\"}\n{\"text_pair\": \"x\"}\n",
+            &["bad.jsonl:2", "missing \"text\""],
+        ),
+        (
+            "bad2.jsonl",
+            b"not json\n",
+            &["bad2.jsonl:1", "invalid JSON"],
+        ),
+    ];
+    for (name, bytes, want) in bad_files {
+        let path = scratch(name, bytes);
+        fails_with(
+            bert(&[
+                "tokenize",
+                "--model",
+                &tok,
+                "--input",
+                path.to_str().unwrap(),
+            ]),
+            want,
+        );
+        std::fs::remove_file(path).unwrap();
+    }
     fails_with(
         bert(&["tokenize", "--model", &tok, "--max-length", "1", "hi"]),
         &["max_length 1"],
@@ -185,9 +183,6 @@ fn bad_inputs_fail_cleanly() {
         &["tokenizer"],
     );
     fails_with(bert(&["--threads", "0", "tokenize", "hi"]), &["--threads"]);
-    for p in [bad, jsonl, notjson] {
-        std::fs::remove_file(p).unwrap();
-    }
 }
 
 #[test]

@@ -992,6 +992,27 @@ def encode(tok, row, max_length):
     return {k: list(enc[k]) for k in ("input_ids", "token_type_ids", "attention_mask")}
 
 
+def encode_pair_batches(tok, setup, rows):
+    """Every pair of `rows` in one batch call, `tok(texts, text_pairs)`, untruncated and at max_length 8.
+
+    A batch call passes each (text, "") to `tokenizers` as a pair, so an empty text_pair gives
+    `[CLS] a [SEP] [SEP]` here, while a single call `tok(text, "")` drops it (`if text_pair:`).
+    """
+    idx = [i for i, r in enumerate(rows) if "text_pair" in r]
+    out = []
+    for ml in (None, 8):
+        kw = dict(add_special_tokens=True, padding=False, return_token_type_ids=True)
+        kw.update(truncation=False) if ml is None else kw.update(truncation="longest_first", max_length=ml)
+        enc = tok([rows[i]["text"] for i in idx], [rows[i]["text_pair"] for i in idx], **kw)
+        for j, i in enumerate(idx):
+            out.append({"setup": setup, "index": i, "max_length": ml,
+                        "input_ids": list(enc["input_ids"][j]),
+                        "token_type_ids": list(enc["token_type_ids"][j])})
+    assert any(rows[i]["text_pair"] == "" and r["max_length"] is None and r["input_ids"][-2:] == [102, 102]
+               for r in out for i in [r["index"]]), "no batch pair with an empty text_pair"
+    return out
+
+
 def check_truncation_rules(rows, expected):
     """Assert the longest_first pair rules written in tokenizer/README.md (fast and slow)."""
     full = {(e["setup"], e["index"]): e for e in expected if e["max_length"] is None}
@@ -1041,7 +1062,7 @@ def build_tokenizer(out, minilm):
     log(f"  {len(rows)} texts ({sum('text_pair' in r for r in rows)} pairs), "
         f"{len(subset)} with max_length 8/16")
 
-    expected, decoded, summary = [], [], {}
+    expected, decoded, summary, batch_pairs = [], [], {}, []
     json_info = {}
     for setup, over in TOKENIZER_SETUPS.items():
         sd = os.path.join(tdir, setup)
@@ -1080,6 +1101,8 @@ def build_tokenizer(out, minilm):
                     diffs.append((i, ml, rec["tokens"], slow.convert_ids_to_tokens(es["input_ids"])))
                 expected.append(rec)
         summary[setup] = diffs
+        if over is None:
+            batch_pairs.extend(encode_pair_batches(fast, setup, rows))
 
         if setup in ("minilm-json", "uncased-vocab"):
             dec_idx = [i for i in range(len(rows)) if i % 9 == 0][:30]
@@ -1093,6 +1116,7 @@ def build_tokenizer(out, minilm):
     check_truncation_rules(rows, expected)
     write_jsonl(os.path.join(tdir, "expected.jsonl"), expected)
     write_jsonl(os.path.join(tdir, "decode.jsonl"), decoded)
+    write_jsonl(os.path.join(tdir, "batch_pairs.jsonl"), batch_pairs)
 
     # ---- summary / README ---------------------------------------------------------------
     lines = []
@@ -1134,6 +1158,10 @@ Do not edit by hand.
   - `max_length: 8 / 16`: `truncation="longest_first", max_length=N` (for {len(subset)} texts).
   When the slow `BertTokenizer` (built from vocab.txt + tokenizer_config.json) gives different ids, the line
   also has `"slow_input_ids"` (and `"slow_token_type_ids"` if those differ). The fast result is the reference.
+- `batch_pairs.jsonl`: `{{"setup", "index", "max_length", "input_ids", "token_type_ids"}}` for every pair of
+  `texts.jsonl`, all in one batch call `fast(texts, text_pairs)` (`minilm-json`; `max_length` null or 8 as
+  above). A batch call keeps an empty `text_pair` as an empty second segment (`[CLS] a [SEP] [SEP]`), while
+  the single calls of `expected.jsonl` drop it.
 - `decode.jsonl`: `{{"setup", "index", "input_ids", "decoded", "skip_special_tokens": true,
   "clean_up_tokenization_spaces"}}` = `fast.decode(input_ids, skip_special_tokens=True)` (note: that also drops
   `[UNK]`, which is a special token). Two flavours of clean-up are involved:

@@ -245,7 +245,8 @@ impl BertTokenizer {
         Ok(self.tokenize_inputs(vec![text.into()])?.remove(0))
     }
 
-    /// Tokenizes one pair (`token_type_ids` 0 for `a`, 1 for `b`; an empty `b` is dropped).
+    /// Tokenizes one pair (`token_type_ids` 0 for `a`, 1 for `b`). As transformers' single call
+    /// `tokenizer(a, b)` does, an empty `b` is no pair at all: `[CLS] a [SEP]`.
     pub fn tokenize_pair(&self, a: &str, b: &str) -> Result<Encoding> {
         Ok(self.tokenize_inputs(vec![input(a, Some(b))])?.remove(0))
     }
@@ -255,13 +256,15 @@ impl BertTokenizer {
         self.tokenize_inputs(texts.iter().map(|&t| t.into()).collect())
     }
 
-    /// Tokenizes pairs in parallel. An empty second text is dropped, as transformers'
-    /// `BertTokenizerFast` does (`[CLS] a [SEP]`, not `[CLS] a [SEP] [SEP]`).
+    /// Tokenizes pairs in parallel, as transformers' batch call `tokenizer(texts, text_pairs)`
+    /// does: an empty second text stays a (empty) second segment, `[CLS] a [SEP] [SEP]`.
     pub fn tokenize_pairs(&self, pairs: &[(&str, &str)]) -> Result<Vec<Encoding>> {
-        self.tokenize_inputs(pairs.iter().map(|&(a, b)| input(a, Some(b))).collect())
+        self.tokenize_inputs(pairs.iter().map(|&(a, b)| (a, b).into()).collect())
     }
 
-    /// Tokenizes a batch mixing single texts (`None` second part) and pairs, in parallel.
+    /// Tokenizes a batch mixing single texts (`None` second part) and pairs, in parallel, each
+    /// as [`tokenize`](Self::tokenize) or [`tokenize_pair`](Self::tokenize_pair) would (an
+    /// empty second text is no pair).
     pub fn tokenize_mixed(&self, inputs: &[(&str, Option<&str>)]) -> Result<Vec<Encoding>> {
         self.tokenize_inputs(inputs.iter().map(|&(a, b)| input(a, b)).collect())
     }
@@ -276,7 +279,7 @@ impl BertTokenizer {
         self.pad(&self.tokenize_batch(texts)?)
     }
 
-    /// Pairs padded to the longest, `token_type_ids` 0 then 1.
+    /// Pairs padded to the longest, `token_type_ids` 0 then 1 (as [`tokenize_pairs`](Self::tokenize_pairs)).
     pub fn encode_pairs(&self, pairs: &[(&str, &str)]) -> Result<BertInputs> {
         self.pad(&self.tokenize_pairs(pairs)?)
     }
@@ -364,7 +367,7 @@ impl BertTokenizer {
     }
 }
 
-/// A text or a pair; transformers treats an empty `text_pair` as no pair at all.
+/// A text or a pair; transformers' single call treats an empty `text_pair` as no pair at all.
 fn input<'s>(a: &'s str, b: Option<&'s str>) -> EncodeInput<'s> {
     match b {
         Some(b) if !b.is_empty() => (a, b).into(),

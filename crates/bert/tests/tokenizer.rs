@@ -91,6 +91,47 @@ fn ids_match_transformers_on_every_text_and_setup() {
 }
 
 #[test]
+fn pair_batches_match_transformers_batch_call() {
+    // transformers' batch call `tok(texts, text_pairs)` keeps an empty text_pair as a segment
+    // (`[CLS] a [SEP] [SEP]`), unlike its single call; `tokenize_pairs` is the batch call.
+    let texts = texts();
+    let expected = jsonl("batch_pairs.jsonl");
+    for max_length in [None, Some(8)] {
+        let rows: Vec<&Value> = expected
+            .iter()
+            .filter(|e| e["max_length"].as_u64().map(|n| n as usize) == max_length)
+            .collect();
+        assert!(rows.len() > 50, "fixture too small");
+        let setup = rows[0]["setup"].as_str().unwrap();
+        let tok = tokenizer(setup, max_length);
+        let pairs: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|e| {
+                let (a, b) = &texts[e["index"].as_u64().unwrap() as usize];
+                (a.as_str(), b.as_deref().unwrap())
+            })
+            .collect();
+        assert!(pairs.iter().any(|(_, b)| b.is_empty()));
+        let encs = tok.tokenize_pairs(&pairs).unwrap();
+        let padded = tok.encode_pairs(&pairs).unwrap();
+        for (k, (e, enc)) in rows.iter().zip(&encs).enumerate() {
+            let label = format!("#{} max_length {max_length:?} {:?}", e["index"], pairs[k]);
+            assert_eq!(enc.ids, ids(&e["input_ids"]), "ids: {label}");
+            assert_eq!(enc.type_ids, ids(&e["token_type_ids"]), "type ids: {label}");
+            let n = enc.ids.len();
+            assert_eq!(
+                padded
+                    .input_ids
+                    .row(k)
+                    .slice(bert::ndarray::s![..n])
+                    .to_vec(),
+                enc.ids
+            );
+        }
+    }
+}
+
+#[test]
 fn batches_pad_to_the_longest() {
     let tok = tokenizer("minilm-json", None);
     let inputs = tok.encode_batch(&["a b c d", "", "hello"]).unwrap();

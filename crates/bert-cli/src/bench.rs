@@ -2,6 +2,7 @@
 //! breakdown, or, with `--peer-protocol`, one JSON line in the protocol of scripts/peers/README.md
 //! so `scripts/bench_peers.sh` runs this project interleaved with PyTorch, ONNX Runtime and candle.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -98,8 +99,9 @@ pub fn run(args: BenchArgs) -> CliResult {
         Vec::new()
     };
     profile::enable(!args.peer_protocol);
+    let mut out = std::io::stdout().lock();
     if !args.peer_protocol {
-        print_header(&model, &model_name);
+        print_header(&mut out, &model, &model_name)?;
     }
     for w in &workloads {
         let m = run_workload(&model, &tok, w, &corpus, &args)?;
@@ -115,10 +117,11 @@ pub fn run(args: BenchArgs) -> CliResult {
                 "threads": rayon::current_num_threads(),
                 "impl": format!("bert-rs {} (packed tokens, fp32)", env!("CARGO_PKG_VERSION")),
             });
-            println!("{line}");
+            writeln!(out, "{line}")?;
         } else {
-            print_row(w, &m);
+            print_row(&mut out, w, &m)?;
         }
+        out.flush()?;
     }
     Ok(())
 }
@@ -387,27 +390,30 @@ fn median(xs: &[f64]) -> f64 {
     }
 }
 
-fn print_header(model: &BertModel, name: &str) {
+fn print_header(out: &mut impl Write, model: &BertModel, name: &str) -> std::io::Result<()> {
     let c = model.config();
-    println!(
+    writeln!(
+        out,
         "model {name}: {} layers, hidden {}, heads {}, intermediate {}; {} threads",
         c.num_hidden_layers,
         c.hidden_size,
         c.num_attention_heads,
         c.intermediate_size,
         rayon::current_num_threads()
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "| workload | seqs | real tokens | padded tokens | median ms | real tokens/s | useful GFLOP/s | {} |",
         Phase::ALL.map(|p| p.name()).join(" | ")
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "|---|---:|---:|---:|---:|---:|---:|{}",
         "---:|".repeat(Phase::ALL.len())
-    );
+    )
 }
 
-fn print_row(w: &str, m: &Measured) {
+fn print_row(out: &mut impl Write, w: &str, m: &Measured) -> std::io::Result<()> {
     let med = median(&m.times_ms);
     let total: f64 = m.times_ms.iter().sum::<f64>() / 1e3;
     let phases: Vec<String> = m
@@ -415,7 +421,8 @@ fn print_row(w: &str, m: &Measured) {
         .iter()
         .map(|(_, s)| format!("{:.0}%", 100.0 * s / total.max(1e-12)))
         .collect();
-    println!(
+    writeln!(
+        out,
         "| {w} | {} | {} | {} | {med:.2} | {:.0} | {:.1} | {} |",
         m.n_seqs,
         m.real_tokens,
@@ -423,5 +430,5 @@ fn print_row(w: &str, m: &Measured) {
         m.real_tokens as f64 / (med / 1e3),
         m.useful_flops / (med / 1e3) / 1e9,
         phases.join(" | ")
-    );
+    )
 }

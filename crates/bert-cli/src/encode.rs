@@ -1,5 +1,6 @@
 //! `bert encode`: run the model on a batch and print a summary or save every output.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use bert::ndarray::ArrayD;
@@ -54,28 +55,35 @@ pub fn run(args: EncodeArgs) -> CliResult {
     match &args.output {
         Some(path) => save(path, &ints, &tensors),
         None => {
-            print_summary(&ints, &tensors);
-            Ok(())
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            print_summary(&mut out, &ints, &tensors)?;
+            Ok(out.flush()?)
         }
     }
 }
 
-fn print_summary(ints: &[(&str, ArrayD<i64>)], tensors: &[(String, ArrayD<f32>)]) {
+fn print_summary(
+    out: &mut impl Write,
+    ints: &[(&str, ArrayD<i64>)],
+    tensors: &[(String, ArrayD<f32>)],
+) -> std::io::Result<()> {
     for (name, a) in ints {
-        println!("{name}: shape {:?}", a.shape());
+        writeln!(out, "{name}: shape {:?}", a.shape())?;
         for row in a.outer_iter() {
-            println!("  {:?}", row.iter().collect::<Vec<_>>());
+            writeln!(out, "  {:?}", row.iter().collect::<Vec<_>>())?;
         }
     }
     for (name, a) in tensors {
         let first: Vec<String> = a.iter().take(6).map(|v| format!("{v:.6}")).collect();
         let index = vec!["0"; a.ndim() - 1].join(", ");
-        println!(
+        writeln!(
+            out,
             "{name}: shape {:?}\n  [{index}, :6] = [{}, ...]",
             a.shape(),
             first.join(", ")
-        );
+        )?;
     }
+    Ok(())
 }
 
 fn save(

@@ -243,3 +243,34 @@ fn bench_speaks_the_peer_protocol() {
         &["--config `bert-huge`"],
     );
 }
+
+#[test]
+fn a_closed_stdout_is_an_error_not_a_panic() {
+    use std::process::Stdio;
+    let cases: [&[&str]; 3] = [
+        &["encode", "Hello, my dog is cute"],
+        &["tokenize", "--model", &tok_dir(), "hello"],
+        &[
+            "bench",
+            "--config",
+            "minilm-l6",
+            "--workload",
+            "W1",
+            "--iters",
+            "1",
+            "--warmup",
+            "0",
+        ],
+    ];
+    for args in cases {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_bert"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run bert");
+        drop(child.stdout.take()); // the reader goes away before bert writes
+        let o = child.wait_with_output().unwrap();
+        fails_with(o, &["Broken pipe"]);
+    }
+}

@@ -91,10 +91,18 @@ pub(crate) fn load(path: &Path) -> Result<Vec<(String, RawTensor)>> {
         .state_dict()
         .map_err(|msg| Error::checkpoint(path, format!("`{prefix}data.pkl`: {msg}")))?;
 
+    let mut need: HashMap<String, usize> = HashMap::new();
+    for (_, leaf) in &entries {
+        if let Leaf::Tensor(t) = leaf {
+            let n = need.entry(t.key.clone()).or_default();
+            *n = (*n).max(extent(t).unwrap_or(0)); // an overflow is reported per tensor
+        }
+    }
     let mut reader = Storages {
         map: &map,
         zip: &mut zip,
         prefix: &prefix,
+        need,
         cache: HashMap::new(),
     };
     let mut out = Vec::with_capacity(entries.len());
@@ -214,13 +222,31 @@ struct Storages<'a, 'z> {
     map: &'a Arc<Mmap>,
     zip: &'a mut ZipArchive<Cursor<&'z [u8]>>,
     prefix: &'a str,
+    /// Bytes of each storage the state dict's tensors reach.
+    need: HashMap<String, usize>,
     cache: HashMap<String, Storage>,
+}
+
+/// Bytes from the start of the storage to the end of the last element `t` touches; `None` on
+/// overflow. An empty tensor touches nothing.
+fn extent(t: &TensorSpec) -> Option<usize> {
+    if t.size.contains(&0) {
+        return Some(0);
+    }
+    t.size
+        .iter()
+        .zip(&t.stride)
+        .try_fold(t.offset, |acc, (&d, &s)| {
+            acc.checked_add(d.checked_sub(1)?.checked_mul(s)?)
+        })
+        .and_then(|i| i.checked_add(1)?.checked_mul(t.elem.size()))
 }
 
 impl Storages<'_, '_> {
     fn storage(&mut self, key: &str) -> std::result::Result<&Storage, String> {
         if !self.cache.contains_key(key) {
-            let storage = self.open(key)?;
+            let need = self.need.get(key).copied().unwrap_or(0);
+            let storage = self.open(key, need)?;
             self.cache.insert(key.to_string(), storage);
         }
         self.cache
@@ -228,10 +254,11 @@ impl Storages<'_, '_> {
             .ok_or_else(|| format!("storage `{key}` vanished"))
     }
 
-    fn open(&mut self, key: &str) -> std::result::Result<Storage, String> {
+    /// The storage `data/<key>`; of a compressed one, only the first `need` bytes are inflated.
+    fn open(&mut self, key: &str, need: usize) -> std::result::Result<Storage, String> {
         let name = format!("{}data/{key}", self.prefix);
         let file_len = self.map.len();
-        let mut entry = self.zip.by_name(&name).map_err(|e| match e {
+        let entry = self.zip.by_name(&name).map_err(|e| match e {
             ZipError::FileNotFound => format!("storage `{name}` is missing from the archive"),
             e => format!("cannot read storage `{name}`: {e}"),
         })?;
@@ -249,10 +276,12 @@ impl Storages<'_, '_> {
                 )
             });
         }
-        // Compressed: inflate. The buffer grows with the data actually produced, so a lying header
-        // cannot make it allocate more than the decompressor really yields.
+        // Compressed: inflate up to the bytes the tensors reach. The buffer grows with the data
+        // actually produced, so neither a lying header nor a zip bomb makes it allocate more than
+        // the pickle's tensors need.
         let mut buf = Vec::new();
         entry
+            .take(need as u64)
             .read_to_end(&mut buf)
             .map_err(|e| format!("cannot decompress storage `{name}`: {e}"))?;
         Ok(Storage::Owned(Arc::new(buf)))
@@ -284,16 +313,7 @@ impl Storages<'_, '_> {
         if numel == 0 {
             return Ok(Bytes::Owned(Vec::new()));
         }
-        // Highest element index the view touches.
-        let last = t
-            .size
-            .iter()
-            .zip(&t.stride)
-            .try_fold(t.offset, |acc, (&d, &s)| {
-                acc.checked_add(d.checked_sub(1)?.checked_mul(s)?)
-            })
-            .and_then(|i| i.checked_add(1)?.checked_mul(es))
-            .ok_or("storage offset or strides overflow")?;
+        let last = extent(t).ok_or("storage offset or strides overflow")?;
         if last > data.len() {
             return Err(format!(
                 "storage `{}` holds {} bytes but the tensor (size {:?}, stride {:?}, offset {}) needs {last}",
@@ -504,6 +524,32 @@ mod tests {
     }
 
     #[test]
+    fn a_compressed_storage_is_inflated_only_as_far_as_the_tensors_reach() {
+        // 64 MiB of zeros deflate to ~64 KB: a zip bomb if inflated whole.
+        let zipped = write_zip_with(
+            &[("archive/data/0".to_string(), vec![0u8; 64 << 20])],
+            CompressionMethod::Deflated,
+        );
+        assert!(zipped.len() < 1 << 20);
+        let f = Scratch::new("bomb.zip", &zipped);
+        let file = std::fs::File::open(&f.0).unwrap();
+        // SAFETY: a scratch file nothing else writes.
+        let map = Arc::new(unsafe { Mmap::map(&file) }.unwrap());
+        let mut zip = ZipArchive::new(Cursor::new(&map[..])).unwrap();
+        let mut storages = Storages {
+            map: &map,
+            zip: &mut zip,
+            prefix: "archive/",
+            need: HashMap::from([("0".to_string(), 400)]),
+            cache: HashMap::new(),
+        };
+        match storages.storage("0").unwrap() {
+            Storage::Owned(buf) => assert_eq!(buf.len(), 400),
+            Storage::Mapped(_) => panic!("a deflated entry cannot be mapped"),
+        }
+    }
+
+    #[test]
     fn big_endian_storages_are_swapped() {
         check_against("big_endian.bin", "big_endian.safetensors");
     }
@@ -618,10 +664,13 @@ mod tests {
     }
 
     fn write_zip(entries: &[(String, Vec<u8>)]) -> Vec<u8> {
+        write_zip_with(entries, CompressionMethod::Stored)
+    }
+
+    fn write_zip_with(entries: &[(String, Vec<u8>)], method: CompressionMethod) -> Vec<u8> {
         use std::io::Write;
         let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
-        let opts =
-            zip::write::SimpleFileOptions::default().compression_method(CompressionMethod::Stored);
+        let opts = zip::write::SimpleFileOptions::default().compression_method(method);
         for (name, data) in entries {
             w.start_file(name.as_str(), opts).unwrap();
             w.write_all(data).unwrap();

@@ -6,9 +6,10 @@
 //! `P = softmax(Q K^T / sqrt(D)) * head_mask`, `context = P V`.
 //!
 //! Each task gathers its head into contiguous, zero-padded tiles and runs two small GEMMs
-//! (`S = Q K^T`, then `O = P V`) through one 4x16 register-tiled microkernel, with a vectorized
-//! softmax in between. The AVX2 + FMA path is chosen at run time; the portable path computes the
-//! same thing, and [`crate::reference::attention`] is the spec both are tested against.
+//! (`S = Q K^T`, then `O = P V`) through a register-tiled microkernel (8x16 on AVX-512F, 4x16 on
+//! AVX2 + FMA and in portable Rust), with a vectorized softmax in between. The path follows
+//! [`Isa`]; every path computes the same thing, and [`crate::reference::attention`] is the spec
+//! they are tested against.
 
 use rayon::prelude::*;
 
@@ -112,6 +113,7 @@ pub fn attention_with(
         head_dim: d,
         head_mask,
     } = args;
+    assert!(d > 0, "attention: head_dim must be positive");
     let h = nh * d;
     let n = *cu_seqlens.last().expect("cu_seqlens is never empty");
     assert_eq!(qkv.len(), n * 3 * h, "attention: qkv size");
@@ -256,7 +258,10 @@ fn matmul(
     k: usize,
 ) {
     let mr = path.mr();
-    debug_assert!(m.is_multiple_of(mr) && n.is_multiple_of(NR));
+    assert!(
+        m.is_multiple_of(mr) && n.is_multiple_of(NR),
+        "matmul: {m} x {n} is not a whole number of {mr} x {NR} tiles"
+    );
     assert!(
         m == 0 || (m - 1) * lda + k <= a.len(),
         "matmul: a too short"

@@ -22,7 +22,7 @@ pub fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
 
 /// One row of [`layer_norm`]; the statistics are two passes (mean, then centred squares) for accuracy.
 #[inline]
-pub fn layer_norm_row(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+fn layer_norm_row(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
     let h = row.len() as f32;
     let mean = sum8(row) / h;
     let mut var = [0.0f32; 8];

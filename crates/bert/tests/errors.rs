@@ -291,3 +291,23 @@ fn hub_resolution_errors() {
         .to_string();
     assert!(err.contains("is a file"), "{err}");
 }
+
+#[test]
+fn a_weight_stored_twice_is_an_error() {
+    // `bert.pooler.dense.bias` and `pooler.dense.bias` are the same weight once the `bert.` prefix
+    // is dropped: loading must not pick one silently.
+    let d = Scratch::copy_of("tiny-gelu", "twice");
+    let path = d.path("model.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut views: Vec<(String, safetensors::tensor::TensorView)> = st.tensors();
+    let bias = st.tensor("pooler.dense.bias").unwrap();
+    views.push(("bert.pooler.dense.bias".into(), bias));
+    safetensors::serialize_to_file(views, None, &path).unwrap();
+    let err = load_err(&d.0);
+    assert!(
+        err.contains("bert.pooler.dense.bias") && err.contains("`pooler.dense.bias`"),
+        "{err}"
+    );
+    assert!(err.contains("model.safetensors"), "{err}");
+}

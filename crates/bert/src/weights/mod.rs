@@ -117,6 +117,8 @@ impl Checkpoint {
     /// Loads the given checkpoint files; the format is chosen by extension.
     pub(crate) fn from_files(files: &[PathBuf]) -> Result<Self> {
         let mut tensors = HashMap::new();
+        // Normalized name -> the name it had in the file, to report a tensor stored twice.
+        let mut original: HashMap<String, String> = HashMap::new();
         for file in files {
             let src = Arc::new(file.clone());
             let raw = match file.extension().and_then(|e| e.to_str()) {
@@ -137,6 +139,16 @@ impl Checkpoint {
                     ));
                 }
                 if let Some(key) = names::normalize(&name) {
+                    if let Some(prev) = original.insert(key.clone(), name.clone()) {
+                        return Err(Error::tensor(
+                            &name,
+                            file,
+                            format!(
+                                "the checkpoint also holds `{prev}`, the same weight `{key}`; \
+                                 which one to use is ambiguous"
+                            ),
+                        ));
+                    }
                     tensors.insert(key, (t, src.clone()));
                 }
             }
@@ -159,9 +171,9 @@ impl Checkpoint {
         let t = self.raw(name, shape)?;
         let values = t.to_f32();
         if let Bytes::Mapped { map, range } = &t.bytes {
-            // SAFETY: the map is a private read-only mapping of a file that nothing writes through;
-            // MADV_DONTNEED only drops resident pages, which the kernel re-reads from the file if
-            // they are touched again (e.g. by a tensor that shares a page).
+            // SAFETY: the map is a shared, read-only mapping of a file this process never writes,
+            // so its pages are clean: MADV_DONTNEED only drops resident pages, which the kernel
+            // re-reads from the file if they are touched again (e.g. by a tensor sharing a page).
             let _ = unsafe {
                 map.unchecked_advise_range(UncheckedAdvice::DontNeed, range.start, range.len())
             };

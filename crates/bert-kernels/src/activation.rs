@@ -24,7 +24,7 @@ impl Activation {
             Activation::Gelu => 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2)),
             Activation::GeluTanh => {
                 const SQRT_2_OVER_PI: f32 = 0.797_884_6;
-                0.5 * x * (1.0 + tanh(SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x)))
+                0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x)).tanh())
             }
             Activation::Relu => x.max(0.0),
             Activation::Silu => x / (1.0 + (-x).exp()),
@@ -56,10 +56,4 @@ pub fn erf(x: f32) -> f32 {
     let poly = ((((A5 * t + A4) * t + A3) * t + A2) * t + A1) * t;
     let r = 1.0 - poly * (-a * a).exp();
     r.copysign(x)
-}
-
-/// tanh for f32.
-#[inline(always)]
-pub fn tanh(x: f32) -> f32 {
-    x.tanh()
 }

@@ -31,19 +31,17 @@ impl BertSelfAttention {
         })
     }
 
-    /// `ctx (N, H)` = attention of the packed `hidden (N, H)`; `qkv` is scratch resized to (N, 3H).
+    /// `ctx (N, H)` = attention of the packed `hidden (N, H)`; `qkv` is (N, 3H) scratch.
     /// When `probs` is given it receives each sequence's (NH, T_s, T_s) probabilities.
     pub fn forward(
         &self,
         hidden: &[f32],
         cu_seqlens: &[usize],
         head_mask: Option<&[f32]>,
-        qkv: &mut Vec<f32>,
+        qkv: &mut [f32],
         ctx: &mut [f32],
         probs: Option<&mut [f32]>,
     ) {
-        let n = *cu_seqlens.last().unwrap_or(&0);
-        qkv.resize(n * self.qkv.out_features(), 0.0);
         profile::timed(Phase::Gemm, || {
             self.qkv.forward(hidden, qkv, Epilogue::Bias)
         });

@@ -41,19 +41,25 @@ impl Activation {
     }
 }
 
+/// Abramowitz & Stegun 7.1.26: erf(a) = 1 - t (a1 + a2 t + ... + a5 t^4) e^(-a^2), t = 1 / (1 + p a),
+/// for a >= 0; the SIMD GELU epilogues use the same constants.
+pub(crate) const ERF_P: f32 = 0.327_591_1;
+pub(crate) const ERF_A: [f32; 5] = [
+    0.254_829_6,
+    -0.284_496_74,
+    1.421_413_7,
+    -1.453_152,
+    1.061_405_4,
+];
+
 /// erf(x) for f32 by Abramowitz & Stegun 7.1.26, max abs error 1.5e-7 (about 2 f32 ulps near 1):
 /// the form ATen's vectorized CPU `erf` uses, so GELU stays within 1e-6 of PyTorch's.
 #[inline(always)]
 pub fn erf(x: f32) -> f32 {
-    const P: f32 = 0.327_591_1;
-    const A1: f32 = 0.254_829_6;
-    const A2: f32 = -0.284_496_74;
-    const A3: f32 = 1.421_413_7;
-    const A4: f32 = -1.453_152;
-    const A5: f32 = 1.061_405_4;
+    let [a1, a2, a3, a4, a5] = ERF_A;
     let a = x.abs();
-    let t = 1.0 / (1.0 + P * a);
-    let poly = ((((A5 * t + A4) * t + A3) * t + A2) * t + A1) * t;
+    let t = 1.0 / (1.0 + ERF_P * a);
+    let poly = ((((a5 * t + a4) * t + a3) * t + a2) * t + a1) * t;
     let r = 1.0 - poly * (-a * a).exp();
     r.copysign(x)
 }

@@ -340,6 +340,8 @@ fn tile_4x16(a: &[f32], lda: usize, b: &[f32], ldb: usize, c: &mut [f32], ldc: u
 mod avx2 {
     use std::arch::x86_64::*;
 
+    use crate::vexp::avx2::exp;
+
     /// AVX2 4x16 tile of `c = a b` (see `super::tile_4x16`).
     ///
     /// # Safety
@@ -454,42 +456,13 @@ mod avx2 {
         let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
         _mm_cvtss_f32(s)
     }
-
-    /// exp(x) for 8 lanes, Cephes `expf` (relative error about 1e-7 for x in [-87, 88]); inputs
-    /// below -87 give about 1e-38 instead of 0, harmless in a softmax whose sum is at least 1.
-    #[target_feature(enable = "avx2,fma")]
-    pub fn exp(x: __m256) -> __m256 {
-        let x = _mm256_min_ps(
-            _mm256_max_ps(x, _mm256_set1_ps(-87.0)),
-            _mm256_set1_ps(88.0),
-        );
-        // n = round(x / ln 2), r = x - n ln 2 (ln 2 split in two for precision)
-        let n = _mm256_round_ps(
-            _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E)),
-            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC,
-        );
-        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_359_4), x);
-        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.121_944_4e-4), r);
-        let mut y = _mm256_set1_ps(1.987_569_1e-4);
-        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.398_199_9e-3));
-        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.333_452e-3));
-        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.166_579_6e-2));
-        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.666_666_5e-1));
-        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(0.5));
-        let r2 = _mm256_mul_ps(r, r);
-        y = _mm256_fmadd_ps(y, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0)));
-        // y * 2^n through the exponent bits
-        let e = _mm256_slli_epi32(
-            _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)),
-            23,
-        );
-        _mm256_mul_ps(y, _mm256_castsi256_ps(e))
-    }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::*;
+
+    use crate::vexp::avx512::exp;
 
     /// AVX-512 8x16 tile of `c = a b` (see `super::tile_4x16`): 8 independent accumulators.
     ///
@@ -563,33 +536,6 @@ mod avx512 {
             *p.add(j) *= inv;
         }
     }
-
-    /// exp(x) for 16 lanes: the same Cephes polynomial as `super::avx2::exp`.
-    #[target_feature(enable = "avx512f")]
-    pub fn exp(x: __m512) -> __m512 {
-        let x = _mm512_min_ps(
-            _mm512_max_ps(x, _mm512_set1_ps(-87.0)),
-            _mm512_set1_ps(88.0),
-        );
-        let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-            _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)),
-        );
-        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_359_4), x);
-        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.121_944_4e-4), r);
-        let mut y = _mm512_set1_ps(1.987_569_1e-4);
-        y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.398_199_9e-3));
-        y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(8.333_452e-3));
-        y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(4.166_579_6e-2));
-        y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.666_666_5e-1));
-        y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(0.5));
-        let r2 = _mm512_mul_ps(r, r);
-        y = _mm512_fmadd_ps(y, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0)));
-        let e = _mm512_slli_epi32::<23>(_mm512_add_epi32(
-            _mm512_cvtps_epi32(n),
-            _mm512_set1_epi32(127),
-        ));
-        _mm512_mul_ps(y, _mm512_castsi512_ps(e))
-    }
 }
 
 #[cfg(test)]
@@ -658,57 +604,5 @@ mod tests {
                 }
             }
         }
-    }
-
-    /// exp of 16 values through the AVX2 (two halves) or AVX-512 kernel.
-    #[cfg(target_arch = "x86_64")]
-    fn vector_exp(isa: Isa, xs: &[f32; 16]) -> [f32; 16] {
-        use std::arch::x86_64::*;
-        let mut out = [0.0f32; 16];
-        // SAFETY: callers check the ISA is supported; both arrays hold 16 lanes.
-        unsafe {
-            match isa {
-                Isa::Avx2 => {
-                    _mm256_storeu_ps(out.as_mut_ptr(), avx2_exp(_mm256_loadu_ps(xs.as_ptr())));
-                    let hi = avx2_exp(_mm256_loadu_ps(xs.as_ptr().add(8)));
-                    _mm256_storeu_ps(out.as_mut_ptr().add(8), hi);
-                }
-                _ => _mm512_storeu_ps(out.as_mut_ptr(), avx512_exp(_mm512_loadu_ps(xs.as_ptr()))),
-            }
-        }
-        out
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[test]
-    fn vector_exp_is_accurate() {
-        for isa in [Isa::Avx2, Isa::Avx512] {
-            if !isa.is_supported() {
-                continue;
-            }
-            let mut worst = 0.0f64;
-            let mut x = -87.0f32;
-            while x <= 0.0 {
-                let xs: [f32; 16] = std::array::from_fn(|k| x + 0.001 * k as f32);
-                for (&xi, &o) in xs.iter().zip(&vector_exp(isa, &xs)) {
-                    let want = (xi as f64).exp();
-                    worst = worst.max((o as f64 - want).abs() / want);
-                }
-                x += 0.0137;
-            }
-            assert!(worst < 3e-7, "{isa:?}: max relative error {worst:e}");
-        }
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    fn avx2_exp(v: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
-        avx2::exp(v)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    fn avx512_exp(v: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
-        avx512::exp(v)
     }
 }

@@ -12,6 +12,7 @@ pub mod layernorm;
 pub mod linear;
 pub mod reference;
 pub mod softmax;
+mod vexp;
 
 pub use activation::Activation;
 pub use attention::{attention, AttentionArgs};

@@ -8,6 +8,7 @@
 use std::arch::x86_64::*;
 
 use super::driver::{Tile, TileEpi};
+use crate::vexp::avx2::exp;
 use crate::Activation;
 
 /// f32 lanes per register.
@@ -124,14 +125,7 @@ fn activation(act: Activation, x: __m256) -> __m256 {
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 fn gelu(x: __m256) -> __m256 {
-    const P: f32 = 0.327_591_1;
-    const A: [f32; 5] = [
-        0.254_829_6,
-        -0.284_496_74,
-        1.421_413_7,
-        -1.453_152,
-        1.061_405_4,
-    ];
+    use crate::activation::{ERF_A as A, ERF_P as P};
     let z = _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::FRAC_1_SQRT_2));
     let sign = _mm256_and_ps(z, _mm256_set1_ps(-0.0));
     let a = _mm256_andnot_ps(_mm256_set1_ps(-0.0), z);
@@ -172,43 +166,4 @@ fn gelu_tanh(x: __m256) -> __m256 {
         _mm256_mul_ps(_mm256_set1_ps(0.5), x),
         _mm256_add_ps(one, th),
     )
-}
-
-/// e^x, Cephes `expf`: x = n ln2 + r, |r| <= ln2/2, degree-6 polynomial, about 1 ulp. Inputs are clamped
-/// to [-87.3, 88], so the result is never infinite and never below 2^-126.
-#[target_feature(enable = "avx2,fma")]
-#[inline]
-fn exp(x: __m256) -> __m256 {
-    const P: [f32; 6] = [
-        1.987_569_1e-4,
-        1.398_199_9e-3,
-        8.333_452e-3,
-        4.166_579_6e-2,
-        0.166_666_65,
-        0.5,
-    ];
-    let x = _mm256_min_ps(
-        _mm256_max_ps(x, _mm256_set1_ps(-87.33)),
-        _mm256_set1_ps(88.0),
-    );
-    let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(
-        x,
-        _mm256_set1_ps(std::f32::consts::LOG2_E),
-    ));
-    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_359_4), x);
-    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.121_944_4e-4), r);
-    let mut p = _mm256_set1_ps(P[0]);
-    for &c in &P[1..] {
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
-    }
-    let y = _mm256_fmadd_ps(
-        p,
-        _mm256_mul_ps(r, r),
-        _mm256_add_ps(r, _mm256_set1_ps(1.0)),
-    );
-    let pow2n = _mm256_slli_epi32::<23>(_mm256_add_epi32(
-        _mm256_cvtps_epi32(n),
-        _mm256_set1_epi32(127),
-    ));
-    _mm256_mul_ps(y, _mm256_castsi256_ps(pow2n))
 }

@@ -5,6 +5,7 @@
 use std::arch::x86_64::*;
 
 use super::driver::{Tile, TileEpi};
+use crate::vexp::avx512::exp;
 use crate::Activation;
 
 /// f32 lanes per register.
@@ -121,14 +122,7 @@ fn activation(act: Activation, x: __m512) -> __m512 {
 #[target_feature(enable = "avx512f")]
 #[inline]
 fn gelu(x: __m512) -> __m512 {
-    const P: f32 = 0.327_591_1;
-    const A: [f32; 5] = [
-        0.254_829_6,
-        -0.284_496_74,
-        1.421_413_7,
-        -1.453_152,
-        1.061_405_4,
-    ];
+    use crate::activation::{ERF_A as A, ERF_P as P};
     let z = _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::FRAC_1_SQRT_2));
     let sign = and(z, _mm512_set1_ps(-0.0));
     let a = _mm512_abs_ps(z);
@@ -169,44 +163,6 @@ fn gelu_tanh(x: __m512) -> __m512 {
         _mm512_mul_ps(_mm512_set1_ps(0.5), x),
         _mm512_add_ps(one, th),
     )
-}
-
-/// e^x, Cephes `expf`: x = n ln2 + r, |r| <= ln2/2, degree-6 polynomial, about 1 ulp. Inputs are clamped
-/// to [-87.3, 88], so the result is never infinite and never below 2^-126.
-#[target_feature(enable = "avx512f")]
-#[inline]
-fn exp(x: __m512) -> __m512 {
-    const P: [f32; 6] = [
-        1.987_569_1e-4,
-        1.398_199_9e-3,
-        8.333_452e-3,
-        4.166_579_6e-2,
-        0.166_666_65,
-        0.5,
-    ];
-    let x = _mm512_min_ps(
-        _mm512_max_ps(x, _mm512_set1_ps(-87.33)),
-        _mm512_set1_ps(88.0),
-    );
-    let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-        _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)),
-    );
-    let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_359_4), x);
-    let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.121_944_4e-4), r);
-    let mut p = _mm512_set1_ps(P[0]);
-    for &c in &P[1..] {
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
-    }
-    let y = _mm512_fmadd_ps(
-        p,
-        _mm512_mul_ps(r, r),
-        _mm512_add_ps(r, _mm512_set1_ps(1.0)),
-    );
-    let pow2n = _mm512_slli_epi32::<23>(_mm512_add_epi32(
-        _mm512_cvtps_epi32(n),
-        _mm512_set1_epi32(127),
-    ));
-    _mm512_mul_ps(y, _mm512_castsi512_ps(pow2n))
 }
 
 /// Bitwise and of f32 vectors (`_mm512_and_ps` needs AVX-512DQ).

@@ -198,8 +198,15 @@ fn flops_per_token(c: &BertConfig, len: usize) -> f64 {
     c.num_hidden_layers as f64 * (2.0 * (4.0 * h * h + 2.0 * h * i) + 4.0 * h * len as f64)
 }
 
-fn useful_flops(c: &BertConfig, lens: impl Iterator<Item = usize>) -> f64 {
-    lens.map(|n| n as f64 * flops_per_token(c, n)).sum()
+/// FLOPs of a perfectly unpadded forward of `inputs`: each row attends over its real tokens only.
+fn useful_flops(c: &BertConfig, inputs: &BertInputs) -> f64 {
+    inputs
+        .attention_mask
+        .rows()
+        .into_iter()
+        .map(|r| r.iter().filter(|&&m| m != 0).count())
+        .map(|n| n as f64 * flops_per_token(c, n))
+        .sum()
 }
 
 fn forward(model: &BertModel, inputs: &BertInputs) -> CliResult {
@@ -244,12 +251,6 @@ fn run_workload(
                     t.pad(&t.tokenize_batch(&w2f_lines(tok, corpus)?)?)?
                 }
             };
-            let lens: Vec<usize> = inputs
-                .attention_mask
-                .rows()
-                .into_iter()
-                .map(|r| r.iter().filter(|&&m| m != 0).count())
-                .collect();
             for _ in 0..warmup {
                 forward(model, &inputs)?;
             }
@@ -265,7 +266,7 @@ fn run_workload(
                 n_seqs: inputs.batch_size(),
                 real_tokens: inputs.real_tokens(),
                 padded_tokens: inputs.batch_size() * inputs.seq_len(),
-                useful_flops: useful_flops(c, lens.into_iter()),
+                useful_flops: useful_flops(c, &inputs),
                 phases: profile::totals(),
             })
         }
@@ -295,14 +296,7 @@ fn run_workload(
                     forward(model, inputs)?;
                     real += inputs.real_tokens();
                     padded += inputs.batch_size() * inputs.seq_len();
-                    flops += useful_flops(
-                        c,
-                        inputs
-                            .attention_mask
-                            .rows()
-                            .into_iter()
-                            .map(|r| r.iter().filter(|&&m| m != 0).count()),
-                    );
+                    flops += useful_flops(c, inputs);
                     Ok(())
                 };
                 if w == "W3S" {

@@ -26,6 +26,16 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Asserts success and parses stdout as one JSON value per line.
+fn json_lines(o: Output) -> Vec<serde_json::Value> {
+    assert!(o.status.success(), "{}", stderr(&o));
+    String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 /// Asserts failure with a message containing every `needle`, and no panic.
 fn fails_with(o: Output, needles: &[&str]) {
     let err = stderr(&o);
@@ -58,12 +68,7 @@ fn tokenize_prints_one_json_object_per_input() {
         "--input",
         jsonl.to_str().unwrap(),
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let lines: Vec<serde_json::Value> = String::from_utf8(o.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = json_lines(o);
     assert_eq!(lines.len(), 3);
     assert_eq!(
         lines[0]["input_ids"],
@@ -220,12 +225,7 @@ fn bench_speaks_the_peer_protocol() {
         "--peer",
         "test-peer",
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let lines: Vec<serde_json::Value> = String::from_utf8(o.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = json_lines(o);
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["peer"], "test-peer");
     assert_eq!(lines[0]["workload"], "W1");

@@ -20,8 +20,9 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    /// A JSON file (config.json, tokenizer_config.json, a shard index) is not valid JSON or lacks a field.
-    #[error("{}: invalid JSON: {source}", path.display())]
+    /// A JSON file (config.json, tokenizer_config.json, a shard index) is not valid JSON, or a field
+    /// is missing or has a value this crate cannot use (the message then says which).
+    #[error("{}: {}{source}", path.display(), json_kind(source))]
     Json {
         path: PathBuf,
         #[source]
@@ -67,6 +68,15 @@ pub enum Error {
     /// A model could not be found locally nor fetched.
     #[error("cannot get model `{model}`: {msg}")]
     Hub { model: String, msg: String },
+}
+
+/// "invalid JSON: " for text that is not JSON at all; nothing for a well-formed document whose
+/// values are wrong, where serde's message already names the field (`unsupported hidden_act ...`).
+fn json_kind(e: &serde_json::Error) -> &'static str {
+    match e.classify() {
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => "invalid JSON: ",
+        serde_json::error::Category::Data | serde_json::error::Category::Io => "",
+    }
 }
 
 impl Error {

@@ -77,11 +77,15 @@ pub fn resolve(model: &str, need: Need) -> Result<PathBuf> {
     if let Some(dir) = cached_snapshot(&cache, model, need) {
         return Ok(dir);
     }
-    if offline() {
-        return Err(err(format!(
-            "not in the Hugging Face cache {} and HF_HUB_OFFLINE is set",
+    // A mistyped local directory looks like a hub id: say both places were tried.
+    let err = |msg: String| {
+        err(format!(
+            "no local directory of that name, not in the Hugging Face cache {}, and {msg}",
             cache.display()
-        )));
+        ))
+    };
+    if offline() {
+        return Err(err("HF_HUB_OFFLINE is set".into()));
     }
     let hub_error = match download(&cache, model) {
         Ok(dir) if need.satisfied_by(&dir) => return Ok(dir),
@@ -222,10 +226,10 @@ fn download(cache: &Path, model: &str) -> std::result::Result<PathBuf, String> {
         Ok(_) => {}
         Err(ureq::Error::Status(404 | 401, _)) => {
             return Err(format!(
-                "{endpoint} has no model `{model}` (or it is private)"
+                "the hub ({endpoint}) has no model `{model}` (or it is private)"
             ))
         }
-        Err(e) => return Err(format!("cannot reach {endpoint}: {e}")),
+        Err(e) => return Err(format!("the hub could not be reached ({endpoint}: {e})")),
     }
     let token = std::env::var("HF_TOKEN").ok().filter(|t| !t.is_empty());
     let api = hf_hub::api::sync::ApiBuilder::from_cache(hf_hub::Cache::new(cache.to_path_buf()))

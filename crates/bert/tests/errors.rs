@@ -98,7 +98,11 @@ fn bad_config() {
     );
     std::fs::write(d.path("config.json"), r#"{"hidden_act": "mish"}"#).unwrap();
     let err = load_err(&d.0);
-    assert!(err.contains("mish"), "{err}");
+    assert!(err.contains("unsupported hidden_act `mish`"), "{err}");
+    assert!(
+        !err.contains("invalid JSON"),
+        "valid JSON, unsupported value: {err}"
+    );
     std::fs::write(
         d.path("config.json"),
         r#"{"position_embedding_type": "relative_key_query"}"#,

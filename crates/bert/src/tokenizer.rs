@@ -36,6 +36,8 @@ pub struct Encoding {
     pub offsets: Vec<(usize, usize)>,
     /// 1 for special tokens (`[CLS]`, `[SEP]`), 0 for text tokens.
     pub special_tokens_mask: Vec<u8>,
+    /// Whether tokens were cut off to fit the tokenizer's `max_length`.
+    pub truncated: bool,
 }
 
 /// The special tokens and flags of `tokenizer_config.json` (and `special_tokens_map.json`), with
@@ -362,6 +364,9 @@ impl BertTokenizer {
                     .iter()
                     .map(|&m| m as u8)
                     .collect(),
+                // With stride 0, `tokenizers` keeps whatever truncation cut off (of either text
+                // of a pair) as overflowing pieces; nothing else produces them here.
+                truncated: !e.get_overflowing().is_empty(),
             })
             .collect())
     }

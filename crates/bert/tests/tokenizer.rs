@@ -182,6 +182,29 @@ fn default_max_length_is_model_max_length_and_truncates() {
 }
 
 #[test]
+fn encodings_say_whether_they_were_truncated() {
+    let tok = tokenizer("minilm-json", None).with_max_length(6);
+    let cases: [(&str, Option<&str>, bool); 6] = [
+        ("one two three four", None, false), // exactly 6 with [CLS] and [SEP]
+        ("one two three four five", None, true),
+        ("one two", Some("three"), false),
+        ("one two three four", Some("five"), true), // the first text is cut
+        ("one", Some("two three four five"), true), // the second text is cut
+        ("", None, false),
+    ];
+    for (a, b, truncated) in cases {
+        let e = match b {
+            Some(b) => tok.tokenize_pair(a, b).unwrap(),
+            None => tok.tokenize(a).unwrap(),
+        };
+        assert_eq!(e.truncated, truncated, "{a:?} {b:?}: {:?}", e.tokens);
+        assert!(e.ids.len() <= 6);
+    }
+    let batch = tok.tokenize_batch(&["a b c d e f g", "a"]).unwrap();
+    assert_eq!((batch[0].truncated, batch[1].truncated), (true, false));
+}
+
+#[test]
 fn bad_inputs_are_errors() {
     let tok = tokenizer("minilm-json", None);
     let err = tok

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use bert::profile::{self, Phase};
 use bert::{BertConfig, BertInputs, BertModel, BertTokenizer, Encoding, ForwardOptions};
+use indicatif::ProgressBar;
 
 use crate::CliResult;
 
@@ -103,8 +104,11 @@ pub fn run(args: BenchArgs) -> CliResult {
     if !args.peer_protocol {
         print_header(&mut out, &model, &model_name)?;
     }
+    // One bar for the whole run (a bert-base `--workload all` takes minutes), counting forwards.
+    let pb = crate::progress::bar(Some(0), "forwards", false);
     for w in &workloads {
-        let m = run_workload(&model, &tok, w, &corpus, &args)?;
+        pb.set_prefix(w.clone());
+        let m = run_workload(&model, &tok, w, &corpus, &args, &pb)?;
         if args.peer_protocol {
             let line = serde_json::json!({
                 "peer": args.peer,
@@ -123,6 +127,7 @@ pub fn run(args: BenchArgs) -> CliResult {
         }
         out.flush()?;
     }
+    pb.finish_and_clear();
     Ok(())
 }
 
@@ -209,8 +214,9 @@ fn useful_flops(c: &BertConfig, inputs: &BertInputs) -> f64 {
         .sum()
 }
 
-fn forward(model: &BertModel, inputs: &BertInputs) -> CliResult {
+fn forward(model: &BertModel, inputs: &BertInputs, pb: &ProgressBar) -> CliResult {
     model.forward(inputs, &ForwardOptions::default())?;
+    pb.inc(1);
     Ok(())
 }
 
@@ -230,6 +236,7 @@ fn run_workload(
     w: &str,
     corpus: &[String],
     args: &BenchArgs,
+    pb: &ProgressBar,
 ) -> CliResult<Measured> {
     let c = model.config();
     let (warmup, iters) = match w {
@@ -238,6 +245,13 @@ fn run_workload(
         _ => (args.warmup.unwrap_or(2), args.iters.unwrap_or(1)),
     };
     let iters = iters.max(1);
+    let forwards = match w {
+        "W1" | "W2" | "W2F" => warmup + iters,
+        "W3U" => warmup.min(W3_N) + iters * W3_N,
+        _ => warmup.min(W3_N.div_ceil(W3_BATCH)) + iters * W3_N.div_ceil(W3_BATCH),
+    };
+    pb.set_position(0);
+    pb.set_length(forwards as u64);
     match w {
         "W1" | "W2" | "W2F" => {
             let inputs = match w {
@@ -252,13 +266,13 @@ fn run_workload(
                 }
             };
             for _ in 0..warmup {
-                forward(model, &inputs)?;
+                forward(model, &inputs, pb)?;
             }
             profile::reset();
             let mut times_ms = Vec::with_capacity(iters);
             for _ in 0..iters {
                 let t = Instant::now();
-                forward(model, &inputs)?;
+                forward(model, &inputs, pb)?;
                 times_ms.push(ms_since(t));
             }
             Ok(Measured {
@@ -275,7 +289,7 @@ fn run_workload(
             let lines = first(corpus, W3_N)?;
             let bs = if w == "W3U" { 1 } else { W3_BATCH };
             for chunk in lines.chunks(bs).take(warmup) {
-                forward(model, &tok.pad(&tokenize(&tok, chunk)?)?)?;
+                forward(model, &tok.pad(&tokenize(&tok, chunk)?)?, pb)?;
             }
             profile::reset();
             let mut times_ms = Vec::with_capacity(iters);
@@ -293,7 +307,7 @@ fn run_workload(
                     Vec::new()
                 };
                 let mut run_one = |inputs: &BertInputs| -> CliResult {
-                    forward(model, inputs)?;
+                    forward(model, inputs, pb)?;
                     real += inputs.real_tokens();
                     padded += inputs.batch_size() * inputs.seq_len();
                     flops += useful_flops(c, inputs);

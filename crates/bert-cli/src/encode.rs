@@ -1,13 +1,19 @@
-//! `bert encode`: run the model on a batch and print a summary or save every output.
+//! `bert encode`: run the model on the inputs in batches, and print a summary of the outputs or
+//! stream them into a safetensors file. Peak memory is set by the batch, not by the input count.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use bert::ndarray::ArrayD;
-use bert::{BertModel, ForwardOptions};
-use safetensors::tensor::{Dtype, TensorView};
+use bert::ndarray::{ArrayD, ArrayViewD, Axis, IxDyn, Slice};
+use bert::{BertInputs, BertModel, BertModelOutput, BertTokenizer, ForwardOptions};
+use safetensors::Dtype;
 
-use crate::{input, CliResult, InputArgs};
+use crate::input::{Items, Source};
+use crate::memory::{self, human};
+use crate::output::{self, SafetensorsWriter, TempFile, TensorSpec};
+use crate::stream::{self, Batch, BatchOptions, Tally};
+use crate::summary::{Rows, Summary};
+use crate::{progress, CliResult, InputArgs};
 
 #[derive(clap::Args)]
 pub struct EncodeArgs {
@@ -19,93 +25,365 @@ pub struct EncodeArgs {
     /// Also return every layer's attention probabilities.
     #[arg(long)]
     pub attentions: bool,
-    /// Write inputs and outputs to this safetensors file instead of printing a summary.
+    /// Write inputs and outputs to this safetensors file (`-`: standard output) instead of printing
+    /// a summary. Every tensor is (inputs, ...) padded to the longest input of the whole job; the
+    /// file is written as batches complete, under a temporary name renamed when done.
     #[arg(long, short = 'o', value_name = "OUT.safetensors")]
     pub output: Option<PathBuf>,
+    /// Inputs per forward pass (sentence-transformers' and the W3 benchmark's 32). Memory grows
+    /// with it, not with the number of inputs.
+    #[arg(long, value_name = "N", default_value_t = 32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_size: u32,
+}
+
+/// The model, its tokenizer and what to compute, for every batch of a job.
+struct Job {
+    model: BertModel,
+    tok: BertTokenizer,
+    opts: ForwardOptions,
+    batch: BatchOptions,
+    quiet: bool,
 }
 
 pub fn run(args: EncodeArgs) -> CliResult {
-    let items = input::read_items(&args.input)?;
-    let tok = input::tokenizer(&args.input)?;
+    let mut source = Source::new(&args.input);
+    if args.output.is_some() {
+        source.make_rereadable()?; // the file is sized by a first pass over the inputs
+    }
+    let items = source.items()?; // no input: say so before loading anything
     let model = BertModel::from_pretrained(&args.input.model)?;
-    let inputs = tok.pad(&input::tokenize(&tok, &items)?)?;
-    let opts = ForwardOptions {
-        output_hidden_states: args.hidden_states,
-        output_attentions: args.attentions,
-        ..Default::default()
+    let tok = crate::input::tokenizer(&args.input, Some(model.config().max_position_embeddings))?;
+    let job = Job {
+        model,
+        tok,
+        opts: ForwardOptions {
+            output_hidden_states: args.hidden_states,
+            output_attentions: args.attentions,
+            ..Default::default()
+        },
+        batch: BatchOptions {
+            batch_size: args.batch_size as usize,
+            no_truncation: args.input.no_truncation,
+            parallel: false,
+        },
+        quiet: args.input.quiet,
     };
-    let out = model.forward(&inputs, &opts)?;
+    let tally = match &args.output {
+        None => job.summarize(items)?,
+        Some(path) => job.save(items, &source, path)?,
+    };
+    if let Some(note) = tally.truncation_note(job.tok.max_length()) {
+        if !job.quiet {
+            eprintln!("{note}");
+        }
+    }
+    Ok(())
+}
 
-    let mut tensors: Vec<(String, ArrayD<f32>)> =
-        vec![("last_hidden_state".into(), out.last_hidden_state.into_dyn())];
+impl Job {
+    /// Runs every batch and prints the summary at the end.
+    fn summarize(&self, items: Items) -> CliResult<Tally> {
+        let mut summary = Summary::default();
+        let mut tally = Tally::default();
+        let pb = progress::bar(None, "inputs", self.quiet);
+        for batch in stream::batches(&self.tok, items, self.batch) {
+            let batch = batch?;
+            check_memory(&self.model, &self.opts, &batch)?;
+            let (inputs, out) = self.forward(&batch)?;
+            summary.add(batch.start, &tensors(inputs, out, self.tok.pad_id()));
+            tally.add(&batch);
+            pb.inc(batch.encodings.len() as u64);
+        }
+        pb.finish_and_clear();
+        let shapes: Vec<Vec<usize>> = specs(&self.model, &self.opts, tally.inputs, tally.max_len)
+            .into_iter()
+            .map(|s| s.shape)
+            .collect();
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        summary.print(&mut out, &shapes)?;
+        out.flush()?;
+        Ok(tally)
+    }
+
+    /// Sizes the output in a first pass over `items` (tokenization only), then reads `source`
+    /// again, runs every batch and writes its rows into the file.
+    fn save(&self, items: Items, source: &Source, path: &Path) -> CliResult<Tally> {
+        let plan = self.plan(items)?;
+        let specs = specs(&self.model, &self.opts, plan.inputs, plan.max_len);
+        let to_stdout = path.as_os_str() == "-";
+        let file = if to_stdout {
+            TempFile::create_in(&std::env::temp_dir(), "bert-encode.safetensors")?
+        } else {
+            TempFile::beside(path)?
+        };
+        check_disk(&self.opts, &specs, &file, path)?;
+        let mut writer = SafetensorsWriter::new(file, specs.clone())?;
+        let mut tally = Tally::default();
+        let pb = progress::bar(Some(plan.inputs as u64), "inputs", self.quiet);
+        let mut buf = Vec::new();
+        for batch in stream::batches(&self.tok, source.items()?, self.batch) {
+            let batch = batch?;
+            if batch.start + batch.encodings.len() > plan.inputs || batch.max_len() > plan.max_len {
+                return Err(changed(&batch));
+            }
+            let (inputs, out) = self.forward(&batch)?;
+            for (index, (name, rows)) in tensors(inputs, out, self.tok.pad_id()).iter().enumerate()
+            {
+                let spec = &specs[index];
+                debug_assert_eq!(&spec.name, name);
+                for r in 0..rows.batch() {
+                    padded_row_bytes(rows, r, &spec.shape[1..], &mut buf);
+                    writer.write_rows(index, batch.start + r, &buf)?;
+                }
+            }
+            tally.add(&batch);
+            pb.inc(batch.encodings.len() as u64);
+        }
+        pb.finish_and_clear();
+        if tally.inputs != plan.inputs {
+            return Err(format!(
+                "the inputs changed while they were read: {} at first, {} now",
+                plan.inputs, tally.inputs
+            )
+            .into());
+        }
+        let file = writer.finish();
+        if to_stdout {
+            file.copy_to_stdout()?;
+        } else {
+            file.persist(path)?;
+            if !self.quiet {
+                eprintln!("wrote {}", path.display());
+            }
+        }
+        Ok(tally)
+    }
+
+    /// The first pass of [`save`](Self::save): how many inputs, how long the longest, and whether
+    /// every batch's outputs fit in memory.
+    fn plan(&self, items: Items) -> CliResult<Tally> {
+        let mut tally = Tally::default();
+        let pb = progress::bar(None, "inputs tokenized", self.quiet);
+        let parallel = BatchOptions {
+            parallel: true,
+            ..self.batch
+        };
+        for batch in stream::batches(&self.tok, items, parallel) {
+            let batch = batch?;
+            check_memory(&self.model, &self.opts, &batch)?;
+            tally.add(&batch);
+            pb.inc(batch.encodings.len() as u64);
+        }
+        pb.finish_and_clear();
+        Ok(tally)
+    }
+
+    fn forward(&self, batch: &Batch) -> CliResult<(BertInputs, BertModelOutput)> {
+        let inputs = self.tok.pad(&batch.encodings)?;
+        let out = self
+            .model
+            .forward(&inputs, &self.opts)
+            .map_err(|e| format!("{}: {e}", batch.span()))?;
+        Ok((inputs, out))
+    }
+}
+
+fn changed(batch: &Batch) -> Box<dyn std::error::Error> {
+    format!(
+        "{}: the inputs changed between the pass that sized the output and the pass that writes it",
+        batch.span()
+    )
+    .into()
+}
+
+/// A batch's inputs and outputs in file order: ids and masks, then the model's outputs.
+fn tensors(inputs: BertInputs, out: BertModelOutput, pad_id: i64) -> Vec<(String, Rows)> {
+    let mut t = vec![
+        (
+            "input_ids".into(),
+            Rows::Int(inputs.input_ids.into_dyn(), pad_id),
+        ),
+        (
+            "attention_mask".into(),
+            Rows::Int(inputs.attention_mask.into_dyn(), 0),
+        ),
+        (
+            "token_type_ids".into(),
+            Rows::Int(inputs.token_type_ids.into_dyn(), 0),
+        ),
+        (
+            "last_hidden_state".into(),
+            Rows::Float(out.last_hidden_state.into_dyn()),
+        ),
+    ];
     if let Some(p) = out.pooler_output {
-        tensors.push(("pooler_output".into(), p.into_dyn()));
+        t.push(("pooler_output".into(), Rows::Float(p.into_dyn())));
     }
     for (i, h) in out.hidden_states.into_iter().flatten().enumerate() {
-        tensors.push((format!("hidden_states.{i}"), h.into_dyn()));
+        t.push((format!("hidden_states.{i}"), Rows::Float(h.into_dyn())));
     }
     for (i, a) in out.attentions.into_iter().flatten().enumerate() {
-        tensors.push((format!("attentions.{i}"), a.into_dyn()));
+        t.push((format!("attentions.{i}"), Rows::Float(a.into_dyn())));
     }
-    let ints = [
-        ("input_ids", inputs.input_ids.into_dyn()),
-        ("attention_mask", inputs.attention_mask.into_dyn()),
-        ("token_type_ids", inputs.token_type_ids.into_dyn()),
+    t
+}
+
+/// The tensors of [`tensors`] for `b` inputs padded to `t` tokens.
+fn specs(model: &BertModel, opts: &ForwardOptions, b: usize, t: usize) -> Vec<TensorSpec> {
+    let c = model.config();
+    let (h, nh, l) = (c.hidden_size, c.num_attention_heads, c.num_hidden_layers);
+    let spec = |name: String, dtype, shape: Vec<usize>| TensorSpec { name, dtype, shape };
+    let mut s = vec![
+        spec("input_ids".into(), Dtype::I64, vec![b, t]),
+        spec("attention_mask".into(), Dtype::I64, vec![b, t]),
+        spec("token_type_ids".into(), Dtype::I64, vec![b, t]),
+        spec("last_hidden_state".into(), Dtype::F32, vec![b, t, h]),
     ];
-    match &args.output {
-        Some(path) => save(path, &ints, &tensors),
-        None => {
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            print_summary(&mut out, &ints, &tensors)?;
-            Ok(out.flush()?)
+    if model.has_pooler() {
+        s.push(spec("pooler_output".into(), Dtype::F32, vec![b, h]));
+    }
+    if opts.output_hidden_states {
+        s.extend((0..=l).map(|i| spec(format!("hidden_states.{i}"), Dtype::F32, vec![b, t, h])));
+    }
+    if opts.output_attentions {
+        s.extend((0..l).map(|i| spec(format!("attentions.{i}"), Dtype::F32, vec![b, nh, t, t])));
+    }
+    s
+}
+
+/// Row `r` of `rows`, padded to `shape` with the tensor's padding value, as little-endian bytes.
+fn padded_row_bytes(rows: &Rows, r: usize, shape: &[usize], buf: &mut Vec<u8>) {
+    buf.clear();
+    match rows {
+        Rows::Int(a, pad) => {
+            let row = pad_to(a.index_axis(Axis(0), r), shape, *pad);
+            buf.extend(row.iter().flat_map(|v| v.to_le_bytes()));
+        }
+        Rows::Float(a) => {
+            let row = pad_to(a.index_axis(Axis(0), r), shape, 0.0);
+            buf.extend(row.iter().flat_map(|v| v.to_le_bytes()));
         }
     }
 }
 
-fn print_summary(
-    out: &mut impl Write,
-    ints: &[(&str, ArrayD<i64>)],
-    tensors: &[(String, ArrayD<f32>)],
-) -> std::io::Result<()> {
-    for (name, a) in ints {
-        writeln!(out, "{name}: shape {:?}", a.shape())?;
-        for row in a.outer_iter() {
-            writeln!(out, "  {:?}", row.iter().collect::<Vec<_>>())?;
-        }
+fn pad_to<T: Copy>(row: ArrayViewD<'_, T>, shape: &[usize], pad: T) -> ArrayD<T> {
+    if row.shape() == shape {
+        return row.to_owned();
     }
-    for (name, a) in tensors {
-        let first: Vec<String> = a.iter().take(6).map(|v| format!("{v:.6}")).collect();
-        let index = vec!["0"; a.ndim() - 1].join(", ");
-        writeln!(
-            out,
-            "{name}: shape {:?}\n  [{index}, :6] = [{}, ...]",
-            a.shape(),
-            first.join(", ")
-        )?;
-    }
-    Ok(())
+    let mut out = ArrayD::from_elem(IxDyn(shape), pad);
+    out.slice_each_axis_mut(|ax| Slice::from(0..row.len_of(ax.axis)))
+        .assign(&row);
+    out
 }
 
-fn save(
-    path: &std::path::Path,
-    ints: &[(&str, ArrayD<i64>)],
-    tensors: &[(String, ArrayD<f32>)],
+/// Sizes of the parts a user can leave out, for messages: `attentions 4.5 GB, hidden_states 1.2 GB`.
+fn parts(specs: &[TensorSpec]) -> String {
+    let sum = |prefix: &str| -> u64 {
+        specs
+            .iter()
+            .filter(|s| s.name.starts_with(prefix))
+            .map(TensorSpec::bytes)
+            .sum()
+    };
+    let mut v = Vec::new();
+    for (prefix, name) in [
+        ("attentions.", "attentions"),
+        ("hidden_states.", "hidden_states"),
+    ] {
+        let bytes = sum(prefix);
+        if bytes > 0 {
+            v.push(format!("{name} {}", human(bytes)));
+        }
+    }
+    if v.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", v.join(", "))
+    }
+}
+
+/// What to leave out or lower when an output is too big.
+fn advice(opts: &ForwardOptions, batch_size: bool) -> String {
+    let mut v = Vec::new();
+    if batch_size {
+        v.push("a smaller --batch-size");
+    } else {
+        v.push("fewer inputs");
+    }
+    if opts.output_attentions {
+        v.push("no --attentions");
+    }
+    if opts.output_hidden_states {
+        v.push("no --hidden-states");
+    }
+    v.push("a smaller --max-length");
+    let last = v.pop().expect("at least one");
+    format!("{}, or {last}", v.join(", "))
+}
+
+/// Refuses a batch whose outputs and working buffers would not fit in the memory this process may
+/// still allocate (an allocation failure would abort the process).
+fn check_memory(model: &BertModel, opts: &ForwardOptions, batch: &Batch) -> CliResult {
+    let c = model.config();
+    let (b, t, n) = (batch.encodings.len(), batch.max_len(), batch.tokens());
+    let specs = specs(model, opts, b, t);
+    let outputs: u64 = specs.iter().map(TensorSpec::bytes).sum();
+    // The encoder keeps what it returns packed (real tokens only) before padding it, and works in
+    // buffers of a few rows of H and I per token.
+    let (h, i, nh, l) = (
+        c.hidden_size as u64,
+        c.intermediate_size as u64,
+        c.num_attention_heads as u64,
+        c.num_hidden_layers as u64,
+    );
+    let n = n as u64;
+    let packed = if opts.output_hidden_states {
+        (l + 1) * n * h * 4
+    } else {
+        0
+    } + if opts.output_attentions {
+        l * nh * n * t as u64 * 4
+    } else {
+        0
+    };
+    let work = n * (8 * h + 2 * i + nh * t as u64) * 4;
+    let need = outputs + packed + work;
+    match memory::available() {
+        Some(avail) if need > avail => Err(format!(
+            "{}: a batch of {b} inputs of up to {t} tokens needs about {} of memory{}, more than \
+             the {} this process can still allocate; use {}",
+            batch.span(),
+            human(need),
+            parts(&specs),
+            human(avail),
+            advice(opts, true)
+        )
+        .into()),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses an output file that would not fit on its file system, before any work.
+fn check_disk(
+    opts: &ForwardOptions,
+    specs: &[TensorSpec],
+    file: &TempFile,
+    dest: &Path,
 ) -> CliResult {
-    let mut bytes: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
-    for (name, a) in ints {
-        let data = a.iter().flat_map(|v| v.to_le_bytes()).collect();
-        bytes.push((name.to_string(), Dtype::I64, a.shape().to_vec(), data));
+    let size = output::file_size(specs)?;
+    let dir = file.path().parent().unwrap_or(Path::new("."));
+    match output::available_space(dir) {
+        Some(free) if size > free => Err(format!(
+            "{}: the output would take {}{} but {} has {} free; use {}",
+            dest.display(),
+            human(size),
+            parts(specs),
+            dir.display(),
+            human(free),
+            advice(opts, false)
+        )
+        .into()),
+        _ => Ok(()),
     }
-    for (name, a) in tensors {
-        let data = a.iter().flat_map(|v| v.to_le_bytes()).collect();
-        bytes.push((name.clone(), Dtype::F32, a.shape().to_vec(), data));
-    }
-    let views = bytes
-        .iter()
-        .map(|(n, dt, shape, data)| Ok((n.clone(), TensorView::new(*dt, shape.clone(), data)?)))
-        .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()?;
-    safetensors::serialize_to_file(views, None, path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    eprintln!("wrote {}", path.display());
-    Ok(())
 }

@@ -1,77 +1,214 @@
-//! Reading the texts to process from arguments, a text file, a JSONL file or standard input.
+//! Reading the inputs, one at a time: the TEXT arguments, then the lines of `--input` (a text file,
+//! a JSONL file or standard input). Nothing holds the whole file: a job's memory does not grow with
+//! its input.
 
-use std::io::Read;
-use std::path::Path;
+use std::fmt;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 
 use crate::{CliResult, InputArgs};
 
-/// One input: a text, or a pair of texts.
+/// One input: a text, or a pair of texts, and where it came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Item {
     pub text: String,
     pub text_pair: Option<String>,
+    pub origin: Origin,
 }
 
-/// All inputs: positional texts first, then the lines of `--input`.
-pub fn read_items(args: &InputArgs) -> CliResult<Vec<Item>> {
-    let mut items: Vec<Item> = args
-        .texts
-        .iter()
-        .map(|t| Item {
-            text: t.clone(),
-            text_pair: None,
-        })
-        .collect();
-    if let Some(path) = &args.input {
-        items.extend(read_file(path)?);
-    }
-    if items.is_empty() {
-        return Err("no input: give TEXT arguments or --input FILE".into());
-    }
-    Ok(items)
+/// Where an input came from, for messages: `argument 2`, `corpus.txt:17`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    Argument(usize),
+    Line { file: String, line: usize },
 }
 
-fn read_file(path: &Path) -> CliResult<Vec<Item>> {
-    let name = path.display().to_string();
-    let mut bytes = Vec::new();
-    if name == "-" {
-        std::io::stdin()
-            .read_to_end(&mut bytes)
-            .map_err(|e| format!("standard input: {e}"))?;
-    } else {
-        bytes = std::fs::read(path).map_err(|e| format!("{name}: {e}"))?;
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Argument(i) => write!(f, "argument {i}"),
+            Origin::Line { file, line } => write!(f, "{file}:{line}"),
+        }
     }
-    let jsonl = path.extension().is_some_and(|e| e == "jsonl");
-    let mut lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
-    if lines.last().is_some_and(|l| l.is_empty()) {
-        lines.pop(); // the newline that ends the last line
+}
+
+/// The inputs of a job, readable more than once (a job that must size its output first reads
+/// them twice; standard input is then first copied to a temporary file).
+pub struct Source {
+    texts: Vec<String>,
+    file: Option<FileSource>,
+}
+
+enum FileSource {
+    Path(PathBuf),
+    Stdin,
+    /// Standard input copied to a temporary file, removed with the `Source`.
+    Spooled(crate::output::TempFile),
+}
+
+impl Source {
+    pub fn new(args: &InputArgs) -> Self {
+        let file = args.input.as_ref().map(|p| {
+            if p.as_os_str() == "-" {
+                FileSource::Stdin
+            } else {
+                FileSource::Path(p.clone())
+            }
+        });
+        Source {
+            texts: args.texts.clone(),
+            file,
+        }
     }
-    let mut items = Vec::with_capacity(lines.len());
-    for (i, raw) in lines.into_iter().enumerate() {
-        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        let line = std::str::from_utf8(raw).map_err(|e| {
-            format!(
-                "{name}:{}: not valid UTF-8 (at byte {} of the line)",
-                i + 1,
-                e.valid_up_to()
-            )
-        })?;
-        if jsonl {
+
+    /// Makes the source readable a second time: standard input is copied to a temporary file.
+    pub fn make_rereadable(&mut self) -> CliResult {
+        if let Some(FileSource::Stdin) = self.file {
+            let mut spool = crate::output::TempFile::create_in(&std::env::temp_dir(), "stdin")?;
+            std::io::copy(&mut std::io::stdin().lock(), spool.writer()).map_err(|e| {
+                format!("copying standard input to {}: {e}", spool.path().display())
+            })?;
+            spool.flush()?;
+            self.file = Some(FileSource::Spooled(spool));
+        }
+        Ok(())
+    }
+
+    /// The inputs in order; an error if there are none.
+    pub fn items(&self) -> CliResult<Items> {
+        let (name, lines): (String, Option<Box<dyn BufRead + Send>>) = match &self.file {
+            None => (String::new(), None),
+            Some(FileSource::Stdin) => (
+                "standard input".into(),
+                Some(Box::new(BufReader::new(std::io::stdin()))),
+            ),
+            Some(FileSource::Path(p)) => (p.display().to_string(), Some(open(p)?)),
+            Some(FileSource::Spooled(t)) => ("standard input".into(), Some(open(t.path())?)),
+        };
+        let jsonl = match &self.file {
+            Some(FileSource::Path(p)) => p.extension().is_some_and(|e| e == "jsonl"),
+            _ => false,
+        };
+        let mut items = Items {
+            texts: self.texts.clone().into_iter().enumerate(),
+            lines,
+            name,
+            jsonl,
+            line_no: 0,
+            buf: Vec::new(),
+            peeked: None,
+        };
+        // Fail before any work when there is nothing to do, saying why.
+        items.peeked = items.next();
+        if items.peeked.is_none() {
+            return Err(match &self.file {
+                None => "no input: give TEXT arguments or --input FILE".into(),
+                Some(_) if items.jsonl => {
+                    format!("{}: no input (the file has no JSON lines)", items.name).into()
+                }
+                Some(_) => format!("{}: no input (the file is empty)", items.name).into(),
+            });
+        }
+        Ok(items)
+    }
+}
+
+fn open(path: &Path) -> CliResult<Box<dyn BufRead + Send>> {
+    let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if f.metadata().is_ok_and(|m| m.is_dir()) {
+        return Err(format!(
+            "{}: is a directory, expected a file of inputs",
+            path.display()
+        )
+        .into());
+    }
+    Ok(Box::new(BufReader::with_capacity(1 << 16, f)))
+}
+
+/// The inputs of a [`Source`], one at a time.
+pub struct Items {
+    texts: std::iter::Enumerate<std::vec::IntoIter<String>>,
+    lines: Option<Box<dyn BufRead + Send>>,
+    name: String,
+    jsonl: bool,
+    line_no: usize,
+    buf: Vec<u8>,
+    peeked: Option<Result<Item, String>>,
+}
+
+/// Errors are plain strings so that a reader thread can hand them over (`Box<dyn Error>` is not
+/// `Send`).
+impl Iterator for Items {
+    type Item = Result<Item, String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(p) = self.peeked.take() {
+            return Some(p);
+        }
+        if let Some((i, text)) = self.texts.next() {
+            return Some(Ok(Item {
+                text,
+                text_pair: None,
+                origin: Origin::Argument(i + 1),
+            }));
+        }
+        loop {
+            let reader = self.lines.as_mut()?;
+            self.buf.clear();
+            match reader.read_until(b'\n', &mut self.buf) {
+                Ok(0) => {
+                    self.lines = None;
+                    return None;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.lines = None;
+                    return Some(Err(format!("{}: {e}", self.name)));
+                }
+            }
+            self.line_no += 1;
+            let origin = Origin::Line {
+                file: self.name.clone(),
+                line: self.line_no,
+            };
+            let raw = self.buf.strip_suffix(b"\n").unwrap_or(&self.buf);
+            let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+            let line = match std::str::from_utf8(raw) {
+                Ok(l) => l,
+                Err(e) => {
+                    self.lines = None;
+                    return Some(Err(format!(
+                        "{origin}: not valid UTF-8 (at byte {} of the line)",
+                        e.valid_up_to()
+                    )));
+                }
+            };
+            if !self.jsonl {
+                return Some(Ok(Item {
+                    text: line.to_string(),
+                    text_pair: None,
+                    origin,
+                }));
+            }
             if line.trim().is_empty() {
                 continue;
             }
-            items.push(parse_jsonl(line).map_err(|e| format!("{name}:{}: {e}", i + 1))?);
-        } else {
-            items.push(Item {
-                text: line.to_string(),
-                text_pair: None,
+            return Some(match parse_jsonl(line) {
+                Ok((text, text_pair)) => Ok(Item {
+                    text,
+                    text_pair,
+                    origin,
+                }),
+                Err(e) => {
+                    self.lines = None;
+                    Err(format!("{origin}: {e}"))
+                }
             });
         }
     }
-    Ok(items)
 }
 
-fn parse_jsonl(line: &str) -> Result<Item, String> {
+fn parse_jsonl(line: &str) -> Result<(String, Option<String>), String> {
     let v: serde_json::Value =
         serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}"))?;
     let obj = v.as_object().ok_or("expected a JSON object")?;
@@ -85,25 +222,48 @@ fn parse_jsonl(line: &str) -> Result<Item, String> {
         Some(serde_json::Value::String(s)) => Some(s.clone()),
         Some(_) => return Err("\"text_pair\" must be a string".into()),
     };
-    Ok(Item { text, text_pair })
+    Ok((text, text_pair))
 }
 
-/// Loads the tokenizer named by `args`, truncating at `--max-length` when given.
-pub fn tokenizer(args: &InputArgs) -> CliResult<bert::BertTokenizer> {
-    let mut tok = bert::BertTokenizer::from_pretrained(&args.model)?;
-    if let Some(n) = args.max_length {
-        tok = tok.with_max_length(n);
+/// Loads the tokenizer named by `args`. `positions` is the model's `max_position_embeddings` when
+/// a model will read the tokens: `--max-length` may not exceed it, and the tokenizer's own
+/// default is capped by it.
+pub fn tokenizer(args: &InputArgs, positions: Option<usize>) -> CliResult<bert::BertTokenizer> {
+    let tok = bert::BertTokenizer::from_pretrained(&args.model)?;
+    let max_length = match (args.max_length, positions) {
+        (Some(n), Some(p)) if n > p => {
+            return Err(format!(
+                "--max-length {n} is more than the {p} positions of this model \
+                 (max_position_embeddings); use --max-length {p} or less"
+            )
+            .into())
+        }
+        (Some(n), _) => n,
+        (None, Some(p)) => tok.max_length().min(p),
+        (None, None) => tok.max_length(),
+    };
+    Ok(tok.with_max_length(max_length))
+}
+
+/// Tokenizes one input as transformers' single call `tokenizer(text, text_pair)` does (an empty
+/// `text_pair` is no pair).
+pub fn tokenize(tok: &bert::BertTokenizer, item: &Item) -> bert::Result<bert::Encoding> {
+    match &item.text_pair {
+        Some(b) => tok.tokenize_pair(&item.text, b),
+        None => tok.tokenize(&item.text),
     }
-    Ok(tok)
 }
 
-/// Tokenizes every item (texts and pairs alike) in parallel.
-pub fn tokenize(tok: &bert::BertTokenizer, items: &[Item]) -> CliResult<Vec<bert::Encoding>> {
+/// Tokenizes inputs in parallel, each as [`tokenize`] does.
+pub fn tokenize_all(
+    tok: &bert::BertTokenizer,
+    items: &[Item],
+) -> bert::Result<Vec<bert::Encoding>> {
     let refs: Vec<(&str, Option<&str>)> = items
         .iter()
         .map(|i| (i.text.as_str(), i.text_pair.as_deref()))
         .collect();
-    Ok(tok.tokenize_mixed(&refs)?)
+    tok.tokenize_mixed(&refs)
 }
 
 #[cfg(test)]
@@ -114,10 +274,7 @@ mod tests {
     fn jsonl_lines() {
         assert_eq!(
             parse_jsonl(r#"{"text": "a", "text_pair": "b"}"#).unwrap(),
-            Item {
-                text: "a".into(),
-                text_pair: Some("b".into())
-            }
+            ("a".into(), Some("b".into()))
         );
         assert!(parse_jsonl(r#"{"text_pair": "b"}"#)
             .unwrap_err()

@@ -3,6 +3,11 @@
 mod bench;
 mod encode;
 mod input;
+mod memory;
+mod output;
+mod progress;
+mod stream;
+mod summary;
 mod tokenize;
 
 use std::process::ExitCode;
@@ -10,7 +15,14 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "bert", version, about = "BERT (Hugging Face BertModel) in Rust", long_about = None)]
+#[command(
+    name = "bert",
+    version,
+    about = "BERT (Hugging Face BertModel) in Rust",
+    long_about = None,
+    after_help = "A closed standard output (`bert tokenize ... | head`) ends any subcommand quietly \
+                  with exit status 0; errors go to stderr with status 1 (2 for usage errors)."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -21,7 +33,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the model and print (or save) last_hidden_state, pooler_output, hidden_states, attentions.
+    /// Run the model and print a summary of (or save) last_hidden_state, pooler_output,
+    /// hidden_states, attentions.
     Encode(encode::EncodeArgs),
     /// Print the token ids of each input as one JSON object per line.
     Tokenize(tokenize::TokenizeArgs),
@@ -29,22 +42,33 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
-/// Where texts come from and which model reads them; shared by every subcommand.
+/// Where texts come from, which model reads them and how they are cut; shared by `encode` and
+/// `tokenize`.
 #[derive(Args, Clone, Debug)]
 pub struct InputArgs {
-    /// Texts to process (each one sequence of the batch).
+    /// Texts to process, each one input.
     pub texts: Vec<String>,
-    /// File with one text per line, or, for `*.jsonl`, one `{"text": ..., "text_pair": ...}` per
-    /// line (`text_pair` optional); `-` reads standard input.
-    #[arg(long, short = 'i', value_name = "FILE")]
+    /// File of inputs, read after the TEXT arguments; `-` reads standard input. A text file holds
+    /// one text per line, and an empty line is an empty text (`[CLS] [SEP]`). A `*.jsonl` file
+    /// holds one `{"text": ..., "text_pair": ...}` object per line (`text_pair` optional), and
+    /// blank lines are skipped, as JSON Lines readers do.
+    #[arg(long, short = 'i', value_name = "FILE", verbatim_doc_comment)]
     pub input: Option<std::path::PathBuf>,
     /// Model directory or Hugging Face hub id.
     #[arg(long, short = 'm', default_value = bert::hub::DEFAULT_MODEL)]
     pub model: String,
     /// Truncate each input to this many tokens, special tokens included (default: the tokenizer's
-    /// model_max_length, else 512).
+    /// model_max_length, else 512; for `encode`, at most the model's max_position_embeddings).
+    /// How many inputs were truncated is reported on stderr.
     #[arg(long, value_name = "N")]
     pub max_length: Option<usize>,
+    /// Fail on an input longer than the maximum length instead of truncating it (transformers'
+    /// `truncation=False`).
+    #[arg(long)]
+    pub no_truncation: bool,
+    /// No progress bar and no notes on stderr (errors are still reported).
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
 }
 
 fn main() -> ExitCode {
@@ -62,6 +86,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    output::remove_partial_files_on_signal();
     let result = match cli.command {
         Command::Encode(a) => encode::run(a),
         Command::Tokenize(a) => tokenize::run(a),
@@ -69,16 +94,43 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of our output went away (`| head`): like `cat`, stop without complaint.
+        Err(e) if is_broken_pipe(&*e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
-            let mut source = std::error::Error::source(&*e);
-            while let Some(s) = source {
-                eprintln!("  caused by: {s}");
-                source = s.source();
-            }
+            report(&*e);
             ExitCode::FAILURE
         }
     }
+}
+
+/// Prints an error and the causes its message does not already contain (the library's messages
+/// include their source's text, so printing the chain as is would repeat it).
+fn report(e: &(dyn std::error::Error + 'static)) {
+    let message = e.to_string();
+    eprintln!("error: {message}");
+    let mut said = message;
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !said.contains(&text) {
+            eprintln!("  caused by: {text}");
+            said.push_str(&text);
+        }
+        source = s.source();
+    }
+}
+
+fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(e) = cur {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
 }
 
 /// Errors of the CLI: the library's, I/O, and usage problems found after parsing.

@@ -1,8 +1,14 @@
-//! `bert tokenize`: one JSON object per input with ids, segment ids, mask and token strings.
+//! `bert tokenize`: one JSON object per input with ids, segment ids, mask and token strings,
+//! written as the inputs are read (memory does not grow with the input).
 
 use std::io::Write;
 
-use crate::{input, CliResult, InputArgs};
+use crate::input::Source;
+use crate::stream::{self, BatchOptions, Tally};
+use crate::{progress, CliResult, InputArgs};
+
+/// Inputs tokenized together (in parallel) before their lines are written.
+const CHUNK: usize = 1024;
 
 #[derive(clap::Args)]
 pub struct TokenizeArgs {
@@ -11,20 +17,37 @@ pub struct TokenizeArgs {
 }
 
 pub fn run(args: TokenizeArgs) -> CliResult {
-    let items = input::read_items(&args.input)?;
-    let tok = input::tokenizer(&args.input)?;
-    let encodings = input::tokenize(&tok, &items)?;
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    for e in encodings {
-        let line = serde_json::json!({
-            "input_ids": e.ids,
-            "token_type_ids": e.type_ids,
-            "attention_mask": vec![1; e.ids.len()],
-            "tokens": e.tokens,
-        });
-        writeln!(out, "{line}")?;
+    let source = Source::new(&args.input);
+    let items = source.items()?;
+    let tok = crate::input::tokenizer(&args.input, None)?;
+    let opts = BatchOptions {
+        batch_size: CHUNK,
+        no_truncation: args.input.no_truncation,
+        parallel: true,
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut tally = Tally::default();
+    let pb = progress::bar(None, "inputs", args.input.quiet);
+    for batch in stream::batches(&tok, items, opts) {
+        let batch = batch?;
+        for e in &batch.encodings {
+            let line = serde_json::json!({
+                "input_ids": e.ids,
+                "token_type_ids": e.type_ids,
+                "attention_mask": vec![1; e.ids.len()],
+                "tokens": e.tokens,
+            });
+            writeln!(out, "{line}")?;
+        }
+        tally.add(&batch);
+        pb.inc(batch.encodings.len() as u64);
     }
+    pb.finish_and_clear();
     out.flush()?;
+    if let Some(note) = tally.truncation_note(tok.max_length()) {
+        if !args.input.quiet {
+            eprintln!("{note}");
+        }
+    }
     Ok(())
 }

@@ -19,6 +19,7 @@ pub use ndarray;
 
 mod config;
 mod error;
+pub mod heads;
 pub mod hub;
 mod inputs;
 mod model;
@@ -27,8 +28,13 @@ pub mod profile;
 mod tokenizer;
 mod weights;
 
-pub use config::{BertConfig, HiddenAct};
+pub use config::{BertConfig, HiddenAct, ProblemType};
 pub use error::{Error, Result};
+pub use heads::{
+    AutoModel, BertForMaskedLM, BertForMultipleChoice, BertForNextSentencePrediction,
+    BertForPreTraining, BertForQuestionAnswering, BertForSequenceClassification,
+    BertForTokenClassification,
+};
 pub use inputs::BertInputs;
 pub use model::{BertModel, BertModelOutput, ForwardOptions};
 pub use tokenizer::{BertTokenizer, Encoding, DEFAULT_MAX_LENGTH};

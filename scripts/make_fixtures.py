@@ -8,6 +8,7 @@ Pinned environment (see scripts/requirements-fixtures.txt):
     torch           == 2.15.0   (CPU, 1 thread)
     safetensors     == 0.8.0
     numpy           == 2.4.6
+    sentence-transformers == 5.7.0 (section 5 only)
 Seed: SEED = 20240917.  Every tiny model gets its own torch.Generator seeded with
 SEED + a fixed per-model offset, input ids use SEED-based generators too, so the
 output is byte-for-byte reproducible (run it twice and compare sha256sum).
@@ -1403,6 +1404,92 @@ def mlm_odd_names(d, ref, cases, golden):
 
 
 # ----------------------------------------------------------------------------------------
+# section 5: sentence embeddings (sentence-transformers)
+# ----------------------------------------------------------------------------------------
+
+ST_TEXTS = [
+    "Hello, my dog is cute",
+    "The quick brown fox jumps over the lazy dog.",
+    "我爱北京天安门。",
+    "a",
+    "Café naïve Zoë 🎉 déjà vu!",
+    # longer than MiniLM's max_seq_length 256: sentence-transformers truncates there, not at 512
+    " ".join(["the cat sat on the mat and looked at the quick brown fox"] * 30),
+]
+TINY_WORDS = ["the", "dog", "cat", "is", "cute", "quick", "brown", "fox", "jumps", "over", "lazy",
+              "hello", "my", "sat", "on", "mat", "and", "looked", "at", "you", "are", "how", "old",
+              "where"]
+
+
+def tiny_vocab():
+    """99 tokens (tiny-gelu's vocab_size): specials, words, punctuation, letters and ##letters."""
+    sp = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    vocab = sp + TINY_WORDS + [".", ",", "!", "?"] + letters + ["##" + c for c in letters]
+    vocab += ["##" + w for w in ("ing", "ed", "er", "ly", "en", "es", "al", "ion", "an", "est", "ness", "ful", "ity", "ous")]
+    vocab = vocab[:99]
+    assert len(vocab) == 99 and len(set(vocab)) == 99, len(vocab)
+    return vocab
+
+
+def build_sentence(out, minilm):
+    """sentence-transformers' encode() on the real MiniLM (mean + Normalize, max_seq_length 256) and
+    on tiny-gelu with a 99-token vocab and CLS / max / (mean, lasttoken) pooling."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.base.modules import Transformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling
+    import sentence_transformers
+    gdir = os.path.join(out, "golden")
+    mdir = os.path.join(out, "models")
+    meta_base = {"sentence_transformers": sentence_transformers.__version__,
+                 "texts": json.dumps(ST_TEXTS, ensure_ascii=False)}
+
+    log("sentence embeddings: all-MiniLM-L6-v2")
+    st = SentenceTransformer(minilm, device="cpu")
+    assert st.max_seq_length == 256, st.max_seq_length
+    emb = st.encode(ST_TEXTS, convert_to_numpy=True, batch_size=32)
+    assert emb.dtype == numpy.float32 and emb.shape == (len(ST_TEXTS), 384)
+    ids = st.tokenize([ST_TEXTS[-1]])["input_ids"]
+    assert ids.shape[1] == 256, ids.shape
+    save_file({"embeddings": torch.from_numpy(emb).contiguous()},
+              os.path.join(gdir, "st-all-MiniLM-L6-v2.safetensors"),
+              metadata={**meta_base, "model": "sentence-transformers/all-MiniLM-L6-v2", "cases": ""})
+    canonicalize_safetensors_header(os.path.join(gdir, "st-all-MiniLM-L6-v2.safetensors"))
+
+    # tiny-gelu + a vocab.txt: the Transformer module's source directory
+    src = os.path.join(out, "st-src.tmp")
+    fresh_dir(src)
+    for f in ("config.json", "model.safetensors"):
+        shutil.copy(os.path.join(mdir, "tiny-gelu", f), src)
+    with open(os.path.join(src, "vocab.txt"), "w", newline="\n") as f:
+        f.write("\n".join(tiny_vocab()) + "\n")
+    write_json(os.path.join(src, "tokenizer_config.json"),
+               {"do_lower_case": True, "model_max_length": 64, "tokenizer_class": "BertTokenizer"})
+    for name, modes, norm in (("st-tiny-cls", "cls", False), ("st-tiny-max", "max", True),
+                              ("st-tiny-mean-lasttoken", ("mean", "lasttoken"), False)):
+        log(f"sentence embeddings: {name}")
+        d = os.path.join(mdir, name)
+        fresh_dir(d)
+        mods = [Transformer(src, max_seq_length=16), Pooling(32, pooling_mode=modes)]
+        if norm:
+            mods.append(Normalize())
+        SentenceTransformer(modules=mods, device="cpu").save(d)
+        os.remove(os.path.join(d, "README.md"))  # a generated model card, not needed to load
+        re = SentenceTransformer(d, device="cpu")
+        e = re.encode(ST_TEXTS, convert_to_numpy=True, batch_size=32)
+        assert e.shape == (len(ST_TEXTS), 32 * (2 if isinstance(modes, tuple) else 1)), e.shape
+        files = []
+        for root, _, fs in os.walk(d):
+            files += [os.path.relpath(os.path.join(root, f), d) for f in fs]
+        log(f"  files {sorted(files)}")
+        save_file({"embeddings": torch.from_numpy(e).contiguous()},
+                  os.path.join(gdir, f"{name}.safetensors"),
+                  metadata={**meta_base, "model": f"models/{name}", "cases": ""})
+        canonicalize_safetensors_header(os.path.join(gdir, f"{name}.safetensors"))
+    shutil.rmtree(src)
+
+
+# ----------------------------------------------------------------------------------------
 
 
 def main():
@@ -1434,6 +1521,7 @@ def main():
     build_minilm(out, args.minilm)
     build_tokenizer(out, args.minilm)
     build_heads(out)
+    build_sentence(out, args.minilm)
     log("notes: " + json.dumps(notes, sort_keys=True))
     log("done")
 

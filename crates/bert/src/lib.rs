@@ -24,6 +24,7 @@ pub mod hub;
 mod inputs;
 mod model;
 mod packing;
+pub mod pipelines;
 pub mod profile;
 mod tokenizer;
 mod weights;
@@ -37,4 +38,5 @@ pub use heads::{
 };
 pub use inputs::BertInputs;
 pub use model::{BertModel, BertModelOutput, ForwardOptions};
+pub use pipelines::SentenceEmbeddings;
 pub use tokenizer::{BertTokenizer, Encoding, DEFAULT_MAX_LENGTH};

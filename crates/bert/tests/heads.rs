@@ -450,6 +450,7 @@ fn missing_head_tensors_are_named() {
         .err()
         .unwrap()
         .to_string();
+    println!("{e}");
     for want in [
         "BertForSequenceClassification",
         "classifier.weight",
@@ -510,6 +511,7 @@ fn num_labels_disagreeing_with_the_classifier() {
         .err()
         .unwrap()
         .to_string();
+    println!("{e}");
     for want in ["classifier.weight", "3 output rows", "num_labels is 5"] {
         assert!(e.contains(want), "missing {want:?} in: {e}");
     }

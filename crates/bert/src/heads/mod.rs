@@ -7,6 +7,37 @@
 //! initialize them randomly. `with_new_head` builds a fresh, seeded head for fine-tuning instead.
 //! [`AutoModel`] picks the class from `config.json`'s `architectures`.
 //!
+//! ```no_run
+//! use bert::heads::{AutoModel, NewHead};
+//! use bert::{BertForMaskedLM, BertForSequenceClassification, BertModel, BertTokenizer, ForwardOptions};
+//!
+//! // A fine-tuned classifier: logits (B, num_labels), labels from config.json.
+//! let tok = BertTokenizer::from_pretrained("path/to/finetuned-sst2")?;
+//! let clf = BertForSequenceClassification::from_pretrained("path/to/finetuned-sst2")?;
+//! let out = clf.forward(&tok.encode_batch(&["great movie", "awful"])?, &ForwardOptions::default())?;
+//! let best = out.logits.row(0).iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
+//! println!("{}", clf.config().id2label[&best]);
+//!
+//! // Fill-mask logits only at the [MASK] positions: (P, V), never (N, V).
+//! let mlm = BertForMaskedLM::from_pretrained("bert-base-uncased")?;
+//! let inputs = tok.encode("Paris is the [MASK] of France.")?;
+//! let mask_id = tok.token_to_id("[MASK]").unwrap();
+//! let at = BertForMaskedLM::positions_of(&inputs, mask_id);
+//! let logits = mlm.forward_at(&inputs, &at, &ForwardOptions::default())?.logits;
+//!
+//! // Whatever the checkpoint is, by its config.json `architectures`.
+//! let any = AutoModel::from_pretrained("bert-base-uncased")?;
+//! println!("{}", any.architecture()); // BertForMaskedLM
+//!
+//! // A fresh, seeded head for fine-tuning.
+//! let labels = Some(vec!["neg".to_string(), "pos".to_string()]);
+//! let fresh = BertForSequenceClassification::with_new_head(
+//!     BertModel::from_pretrained("bert-base-uncased")?,
+//!     &NewHead { seed: 42, labels },
+//! )?;
+//! # Ok::<(), bert::Error>(())
+//! ```
+//!
 //! Head parameters are plain arrays ([`Dense`], [`LayerNormParams`]) a backward pass can reach.
 //! Dropout (`classifier_dropout`, `hidden_dropout_prob`) is the identity at inference, as in `eval()`.
 

@@ -579,3 +579,17 @@ fn masked_lm_dir(path: &std::path::Path, golden: &str) {
         );
     }
 }
+
+#[test]
+fn heads_can_be_shared_across_threads() {
+    fn shared<T: Send + Sync>() {}
+    shared::<BertForSequenceClassification>();
+    shared::<BertForTokenClassification>();
+    shared::<BertForQuestionAnswering>();
+    shared::<BertForMultipleChoice>();
+    shared::<BertForMaskedLM>();
+    shared::<BertForNextSentencePrediction>();
+    shared::<BertForPreTraining>();
+    shared::<AutoModel>();
+    shared::<bert::SentenceEmbeddings>();
+}

@@ -1466,7 +1466,8 @@ def build_sentence(out, minilm):
     write_json(os.path.join(src, "tokenizer_config.json"),
                {"do_lower_case": True, "model_max_length": 64, "tokenizer_class": "BertTokenizer"})
     for name, modes, norm in (("st-tiny-cls", "cls", False), ("st-tiny-max", "max", True),
-                              ("st-tiny-mean-lasttoken", ("mean", "lasttoken"), False)):
+                              ("st-tiny-mean-lasttoken", ("mean", "lasttoken"), False),
+                              ("st-tiny-sqrt-weighted", ("mean_sqrt_len_tokens", "weightedmean"), True)):
         log(f"sentence embeddings: {name}")
         d = os.path.join(mdir, name)
         fresh_dir(d)

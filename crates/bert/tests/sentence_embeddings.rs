@@ -1,6 +1,7 @@
 //! Sentence embeddings against sentence-transformers' `encode(texts)`: the real all-MiniLM-L6-v2
-//! (mean pooling + Normalize, max_seq_length 256) and tiny models with CLS, max (+ Normalize) and
-//! mean + last-token pooling (`fixtures/models/st-tiny-*`).
+//! (mean pooling + Normalize, max_seq_length 256) and tiny models with CLS, max (+ Normalize),
+//! mean + last-token, and mean-sqrt-len + weighted-mean (+ Normalize) pooling
+//! (`fixtures/models/st-tiny-*`).
 
 mod common;
 
@@ -138,4 +139,21 @@ fn plain_bert_directory_gets_mean_pooling_and_says_so() {
         }
     }
     let _ = std::fs::remove_dir_all(&dst);
+}
+
+#[test]
+fn tiny_mean_sqrt_len_and_weighted_mean_normalized() {
+    let st = SentenceEmbeddings::from_dir(fixtures().join("models/st-tiny-sqrt-weighted")).unwrap();
+    assert_eq!(
+        st.pooling().modes,
+        vec![PoolingMode::MeanSqrtLen, PoolingMode::WeightedMean]
+    );
+    assert!(st.normalizes());
+    check(
+        "st-tiny-sqrt-weighted",
+        &st,
+        "st-tiny-sqrt-weighted",
+        TOL_NORMALIZED,
+        5,
+    );
 }

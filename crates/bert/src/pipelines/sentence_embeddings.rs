@@ -104,7 +104,7 @@ impl PoolingConfig {
                 .map(|&(_, m)| m)
                 .collect(),
         };
-        if let Some(true) = v.get("include_prompt").map(|b| b.as_bool() == Some(false)) {
+        if v.get("include_prompt").and_then(|b| b.as_bool()) == Some(false) {
             return Err(Error::Config(format!(
                 "{}: include_prompt false (prompt tokens excluded from pooling) is not supported",
                 path.display()

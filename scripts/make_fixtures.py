@@ -8,6 +8,7 @@ Pinned environment (see scripts/requirements-fixtures.txt):
     torch           == 2.15.0   (CPU, 1 thread)
     safetensors     == 0.8.0
     numpy           == 2.4.6
+    sentence-transformers == 5.7.0 (section 5 only)
 Seed: SEED = 20240917.  Every tiny model gets its own torch.Generator seeded with
 SEED + a fixed per-model offset, input ids use SEED-based generators too, so the
 output is byte-for-byte reproducible (run it twice and compare sha256sum).
@@ -44,6 +45,13 @@ from safetensors.torch import save_file  # noqa: E402
 from transformers import (  # noqa: E402
     AutoTokenizer,
     BertConfig,
+    BertForMaskedLM,
+    BertForMultipleChoice,
+    BertForNextSentencePrediction,
+    BertForPreTraining,
+    BertForQuestionAnswering,
+    BertForSequenceClassification,
+    BertForTokenClassification,
     BertModel,
     BertTokenizer,
     BertTokenizerFast,
@@ -1225,6 +1233,264 @@ Python's `str.lower()` on the whole word would give.
 
 
 # ----------------------------------------------------------------------------------------
+# section 4: task heads (BertFor*) on tiny-gelu's shape, and their logits
+# ----------------------------------------------------------------------------------------
+
+# name -> (class, config overrides, save kwargs / dtype, seed offset). Every head model gets
+# fresh seeded weights (reinit) from its own generator; offsets 200+ are unused above.
+HEADS = {
+    "heads-seqcls": (BertForSequenceClassification,
+                     dict(id2label={0: "NEG", 1: "NEU", 2: "POS"}, label2id={"NEG": 0, "NEU": 1, "POS": 2},
+                          problem_type="single_label_classification", classifier_dropout=0.3),
+                     {}, 201),
+    "heads-seqcls-multilabel-pytorch": (BertForSequenceClassification,
+                                        dict(num_labels=4, problem_type="multi_label_classification"),
+                                        dict(safe_serialization=False), 202),
+    "heads-seqcls-regression": (BertForSequenceClassification,
+                                dict(num_labels=1, problem_type="regression"), {}, 203),
+    "heads-tokcls": (BertForTokenClassification,
+                     dict(id2label={0: "O", 1: "B-PER", 2: "I-PER", 3: "B-LOC", 4: "I-LOC"},
+                          label2id={"O": 0, "B-PER": 1, "I-PER": 2, "B-LOC": 3, "I-LOC": 4}),
+                     {}, 204),
+    "heads-tokcls-fp16": (BertForTokenClassification,
+                          dict(id2label={0: "O", 1: "B-PER", 2: "I-PER", 3: "B-LOC", 4: "I-LOC"},
+                               label2id={"O": 0, "B-PER": 1, "I-PER": 2, "B-LOC": 3, "I-LOC": 4}),
+                          dict(dtype=torch.float16), 204),
+    "heads-qa": (BertForQuestionAnswering, {}, {}, 205),
+    "heads-multiple-choice": (BertForMultipleChoice, {}, {}, 206),
+    "heads-mlm": (BertForMaskedLM, {}, {}, 207),
+    "heads-mlm-pytorch": (BertForMaskedLM, {}, dict(safe_serialization=False), 207),
+    "heads-mlm-untied": (BertForMaskedLM, dict(tie_word_embeddings=False), {}, 208),
+    "heads-nsp": (BertForNextSentencePrediction, {}, {}, 209),
+    "heads-pretraining": (BertForPreTraining, {}, {}, 210),
+}
+NUM_CHOICES = 3
+
+
+def head_cases(cfg):
+    """batch (padded, lengths 7, 4, 1) and single, as tiny_cases; multiple choice gets (2, 3, 6)
+    flattened to (6, 6) rows, choice-major within each example."""
+    V = cfg.vocab_size
+    g = gen(300)
+    cases = {}
+    ids = torch.randint(1, V, (3, 7), generator=g, dtype=torch.int64)
+    mask = torch.zeros(3, 7, dtype=torch.int64)
+    tt = torch.zeros(3, 7, dtype=torch.int64)
+    for b, n in enumerate([7, 4, 1]):
+        mask[b, :n] = 1
+        ids[b, n:] = 0
+        if n > 1:
+            tt[b, n // 2:n] = 1
+    cases["batch"] = dict(input_ids=ids, attention_mask=mask, token_type_ids=tt)
+    cases["single"] = dict(input_ids=torch.randint(1, V, (1, 5), generator=g, dtype=torch.int64),
+                           attention_mask=torch.ones(1, 5, dtype=torch.int64),
+                           token_type_ids=torch.tensor([[0, 0, 0, 1, 1]], dtype=torch.int64))
+    return cases
+
+
+def choice_cases(cfg):
+    g = gen(301)
+    B, C, T = 2, NUM_CHOICES, 6
+    ids = torch.randint(1, cfg.vocab_size, (B, C, T), generator=g, dtype=torch.int64)
+    mask = torch.ones(B, C, T, dtype=torch.int64)
+    mask[0, 1, 4:] = 0  # padded choices
+    mask[1, 2, 3:] = 0
+    ids[mask == 0] = 0
+    tt = torch.zeros(B, C, T, dtype=torch.int64)
+    tt[..., 3:] = 1
+    tt[mask == 0] = 0
+    return {"choices": dict(input_ids=ids, attention_mask=mask, token_type_ids=tt)}
+
+
+@torch.no_grad()
+def run_head(model, inp):
+    out = model(input_ids=inp["input_ids"], attention_mask=inp["attention_mask"],
+                token_type_ids=inp["token_type_ids"], output_hidden_states=True,
+                output_attentions=True, return_dict=True)
+    res = {}
+    for k in ("logits", "start_logits", "end_logits", "prediction_logits", "seq_relationship_logits"):
+        if getattr(out, k, None) is not None:
+            res[k] = out[k]
+    assert res, type(out)
+    res[f"hidden_states.{len(out.hidden_states) - 1}"] = out.hidden_states[-1]
+    res["attentions.0"] = out.attentions[0]
+    return res
+
+
+def build_heads(out):
+    mdir = os.path.join(out, "models")
+    gdir = os.path.join(out, "golden")
+    for name, (cls, over, save, offset) in HEADS.items():
+        log(f"head model {name} ({cls.__name__})")
+        cfg = BertConfig(**BASE, **CONFIGS["tiny-gelu"], **over)
+        cfg.architectures = [cls.__name__]
+        torch.manual_seed(SEED)
+        model = cls(cfg)
+        reinit(model, gen(offset))
+        model.eval()
+        d = os.path.join(mdir, name)
+        fresh_dir(d)
+        save = dict(save)
+        dt = save.pop("dtype", None)
+        (model.to(dt) if dt is not None else model).save_pretrained(d, **save)
+        ref, info = cls.from_pretrained(d, attn_implementation="eager", dtype=torch.float32,
+                                        output_loading_info=True)
+        ref.eval()
+        assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
+        if dt is None:
+            sd = model.state_dict()
+            for k, v in ref.state_dict().items():
+                assert torch.equal(v, sd[k]), k
+        cases = choice_cases(cfg) if cls is BertForMultipleChoice else head_cases(cfg)
+        tensors = {}
+        for cname, inp in cases.items():
+            for k, v in inp.items():
+                flat = v.reshape(-1, v.shape[-1]) if v.dim() == 3 else v
+                tensors[f"{cname}.{k}"] = flat.to(torch.int64).clone().contiguous()
+            for k, v in run_head(ref, inp).items():
+                assert v.dtype == torch.float32
+                tensors[f"{cname}.{k}"] = v.detach().clone().contiguous()
+        files = sorted(os.listdir(d))
+        with open(os.path.join(d, "config.json")) as f:
+            saved_cfg = json.load(f)
+        meta = {"model": f"models/{name}", "class": cls.__name__, "files": ",".join(files),
+                "num_labels": str(ref.config.num_labels),
+                "id2label": json.dumps({str(k): v for k, v in sorted(ref.config.id2label.items())},
+                                       sort_keys=True),
+                "problem_type": str(ref.config.problem_type)}
+        if cls is BertForMultipleChoice:
+            meta["num_choices"] = str(NUM_CHOICES)
+        stored = []
+        for f_ in files:
+            if f_.endswith(".safetensors"):
+                from safetensors import safe_open
+                with safe_open(os.path.join(d, f_), "pt") as fh:
+                    stored += [k for k in fh.keys() if not k.startswith("bert.")]
+            elif f_.endswith(".bin"):
+                sd_bin = torch.load(os.path.join(d, f_), map_location="cpu", weights_only=True)
+                stored += [k for k in sd_bin if not k.startswith("bert.")]
+        meta["head_tensors"] = ",".join(sorted(stored))
+        log(f"  files {files}; head tensors {sorted(stored)}; label keys in config: "
+            f"{sorted(k for k in saved_cfg if 'label' in k or k == 'problem_type')}")
+        write_golden(os.path.join(gdir, f"{name}.safetensors"), tensors, cases, meta)
+        if name == "heads-mlm":
+            mlm_odd_names(os.path.join(mdir, "heads-mlm-legacy-names"), ref, cases, tensors)
+
+
+@torch.no_grad()
+def mlm_odd_names(d, ref, cases, golden):
+    """heads-mlm's weights as older checkpoints name them: TF-era LayerNorm.gamma/.beta (head
+    included) and the tied cls.predictions.decoder.{weight,bias} stored beside cls.predictions.bias.
+    transformers loads it into the same model (golden = heads-mlm's). (A checkpoint with the bias
+    only as decoder.bias is not included: transformers 4.57 then leaves cls.predictions.bias on the
+    meta device and cannot run.)"""
+    fresh_dir(d)
+    sd = {}
+    for k, v in ref.state_dict().items():
+        k = k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta")
+        sd[k] = v.detach().clone().contiguous()
+    assert "cls.predictions.decoder.weight" in sd and "cls.predictions.decoder.bias" in sd
+    save_file(dict(sorted(sd.items())), os.path.join(d, "model.safetensors"), metadata={"format": "pt"})
+    canonicalize_safetensors_header(os.path.join(d, "model.safetensors"))
+    ref.config.save_pretrained(d)
+    m = BertForMaskedLM.from_pretrained(d, attn_implementation="eager", dtype=torch.float32)
+    m.eval()
+    worst = 0.0
+    for cname, inp in cases.items():
+        for k, v in run_head(m, inp).items():
+            worst = max(worst, float((v - golden[f"{cname}.{k}"]).abs().max()))
+    assert worst <= 2e-6, worst
+    log(f"  ok: heads-mlm-legacy-names reproduces heads-mlm (max abs diff {worst:.2g})")
+
+
+# ----------------------------------------------------------------------------------------
+# section 5: sentence embeddings (sentence-transformers)
+# ----------------------------------------------------------------------------------------
+
+ST_TEXTS = [
+    "Hello, my dog is cute",
+    "The quick brown fox jumps over the lazy dog.",
+    "我爱北京天安门。",
+    "a",
+    "Café naïve Zoë 🎉 déjà vu!",
+    # longer than MiniLM's max_seq_length 256: sentence-transformers truncates there, not at 512
+    " ".join(["the cat sat on the mat and looked at the quick brown fox"] * 30),
+]
+TINY_WORDS = ["the", "dog", "cat", "is", "cute", "quick", "brown", "fox", "jumps", "over", "lazy",
+              "hello", "my", "sat", "on", "mat", "and", "looked", "at", "you", "are", "how", "old",
+              "where"]
+
+
+def tiny_vocab():
+    """99 tokens (tiny-gelu's vocab_size): specials, words, punctuation, letters and ##letters."""
+    sp = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    vocab = sp + TINY_WORDS + [".", ",", "!", "?"] + letters + ["##" + c for c in letters]
+    vocab += ["##" + w for w in ("ing", "ed", "er", "ly", "en", "es", "al", "ion", "an", "est", "ness", "ful", "ity", "ous")]
+    vocab = vocab[:99]
+    assert len(vocab) == 99 and len(set(vocab)) == 99, len(vocab)
+    return vocab
+
+
+def build_sentence(out, minilm):
+    """sentence-transformers' encode() on the real MiniLM (mean + Normalize, max_seq_length 256) and
+    on tiny-gelu with a 99-token vocab and CLS / max / (mean, lasttoken) pooling."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.base.modules import Transformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling
+    import sentence_transformers
+    gdir = os.path.join(out, "golden")
+    mdir = os.path.join(out, "models")
+    meta_base = {"sentence_transformers": sentence_transformers.__version__,
+                 "texts": json.dumps(ST_TEXTS, ensure_ascii=False)}
+
+    log("sentence embeddings: all-MiniLM-L6-v2")
+    st = SentenceTransformer(minilm, device="cpu")
+    assert st.max_seq_length == 256, st.max_seq_length
+    emb = st.encode(ST_TEXTS, convert_to_numpy=True, batch_size=32)
+    assert emb.dtype == numpy.float32 and emb.shape == (len(ST_TEXTS), 384)
+    ids = st.tokenize([ST_TEXTS[-1]])["input_ids"]
+    assert ids.shape[1] == 256, ids.shape
+    save_file({"embeddings": torch.from_numpy(emb).contiguous()},
+              os.path.join(gdir, "st-all-MiniLM-L6-v2.safetensors"),
+              metadata={**meta_base, "model": "sentence-transformers/all-MiniLM-L6-v2", "cases": ""})
+    canonicalize_safetensors_header(os.path.join(gdir, "st-all-MiniLM-L6-v2.safetensors"))
+
+    # tiny-gelu + a vocab.txt: the Transformer module's source directory
+    src = os.path.join(out, "st-src.tmp")
+    fresh_dir(src)
+    for f in ("config.json", "model.safetensors"):
+        shutil.copy(os.path.join(mdir, "tiny-gelu", f), src)
+    with open(os.path.join(src, "vocab.txt"), "w", newline="\n") as f:
+        f.write("\n".join(tiny_vocab()) + "\n")
+    write_json(os.path.join(src, "tokenizer_config.json"),
+               {"do_lower_case": True, "model_max_length": 64, "tokenizer_class": "BertTokenizer"})
+    for name, modes, norm in (("st-tiny-cls", "cls", False), ("st-tiny-max", "max", True),
+                              ("st-tiny-mean-lasttoken", ("mean", "lasttoken"), False),
+                              ("st-tiny-sqrt-weighted", ("mean_sqrt_len_tokens", "weightedmean"), True)):
+        log(f"sentence embeddings: {name}")
+        d = os.path.join(mdir, name)
+        fresh_dir(d)
+        mods = [Transformer(src, max_seq_length=16), Pooling(32, pooling_mode=modes)]
+        if norm:
+            mods.append(Normalize())
+        SentenceTransformer(modules=mods, device="cpu").save(d)
+        os.remove(os.path.join(d, "README.md"))  # a generated model card, not needed to load
+        re = SentenceTransformer(d, device="cpu")
+        e = re.encode(ST_TEXTS, convert_to_numpy=True, batch_size=32)
+        assert e.shape == (len(ST_TEXTS), 32 * (2 if isinstance(modes, tuple) else 1)), e.shape
+        files = []
+        for root, _, fs in os.walk(d):
+            files += [os.path.relpath(os.path.join(root, f), d) for f in fs]
+        log(f"  files {sorted(files)}")
+        save_file({"embeddings": torch.from_numpy(e).contiguous()},
+                  os.path.join(gdir, f"{name}.safetensors"),
+                  metadata={**meta_base, "model": f"models/{name}", "cases": ""})
+        canonicalize_safetensors_header(os.path.join(gdir, f"{name}.safetensors"))
+    shutil.rmtree(src)
+
+
+# ----------------------------------------------------------------------------------------
 
 
 def main():
@@ -1255,6 +1521,8 @@ def main():
     notes = build_tiny(out)
     build_minilm(out, args.minilm)
     build_tokenizer(out, args.minilm)
+    build_heads(out)
+    build_sentence(out, args.minilm)
     log("notes: " + json.dumps(notes, sort_keys=True))
     log("done")
 

@@ -2,6 +2,7 @@
 //! defaults of transformers' `BertConfig`
 //! (<https://github.com/huggingface/transformers/blob/v4.57.1/src/transformers/models/bert/configuration_bert.py>).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -73,8 +74,22 @@ impl From<HiddenAct> for String {
     }
 }
 
-/// BERT hyper-parameters. Field names and defaults are transformers' `BertConfig`; fields this crate
-/// does not use (dropout, `initializer_range`, labels) are kept so the struct round-trips.
+/// What a classification head's loss (and a pipeline's score function) treats its logits as:
+/// `problem_type` in `config.json`, the three values transformers' `PretrainedConfig` accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemType {
+    /// `regression`: logits are the prediction (MSE loss, no score function).
+    Regression,
+    /// `single_label_classification`: one class per input (cross-entropy, softmax).
+    SingleLabelClassification,
+    /// `multi_label_classification`: independent classes (BCE with logits, sigmoid).
+    MultiLabelClassification,
+}
+
+/// BERT hyper-parameters. Field names and defaults are transformers' `BertConfig` (and, for the task
+/// fields, its base `PretrainedConfig`); fields this crate does not use (dropout, `initializer_range`)
+/// are kept so the struct round-trips.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct BertConfig {
@@ -97,7 +112,28 @@ pub struct BertConfig {
     /// `bert` for BERT checkpoints; other families (roberta, ...) are rejected because their
     /// embeddings differ in ways that would silently give wrong numbers.
     pub model_type: Option<String>,
+    /// The class that wrote the checkpoint (`BertForSequenceClassification`, ...): what
+    /// [`crate::heads::AutoModel`] loads.
     pub architectures: Option<Vec<String>>,
+    /// Class index -> label name. Absent from `config.json`: `LABEL_0 .. LABEL_{n-1}` with
+    /// `n = num_labels` (default 2), as `PretrainedConfig._create_id_label_maps`
+    /// (<https://github.com/huggingface/transformers/blob/v4.57.1/src/transformers/configuration_utils.py#L303>).
+    /// JSON keys are strings (`"0"`); they are parsed as integers, as transformers does.
+    pub id2label: BTreeMap<usize, String>,
+    /// Label name -> class index. Filled with the reverse of `id2label` only when both are absent
+    /// from `config.json`; a file with `id2label` but no `label2id` leaves it empty, as transformers
+    /// leaves it `None`.
+    pub label2id: BTreeMap<String, usize>,
+    /// `num_labels` as written in `config.json` (rare: transformers does not save it). After
+    /// [`BertConfig::from_json_str`] it always equals `id2label.len()`, which wins when both are
+    /// given (transformers only warns about the disagreement). Use [`BertConfig::num_labels`].
+    #[serde(skip_serializing)]
+    pub num_labels: Option<usize>,
+    /// `None` lets each head decide from `num_labels` (and the pipelines from the label dtype).
+    pub problem_type: Option<ProblemType>,
+    /// Whether the masked-LM decoder shares the word-embedding matrix (default true, as in
+    /// `PretrainedConfig`); when false the decoder weight is read from `cls.predictions.decoder.weight`.
+    pub tie_word_embeddings: bool,
 }
 
 impl Default for BertConfig {
@@ -120,8 +156,28 @@ impl Default for BertConfig {
             classifier_dropout: None,
             model_type: Some("bert".to_string()),
             architectures: None,
+            id2label: default_labels(2).0,
+            label2id: default_labels(2).1,
+            num_labels: None,
+            problem_type: None,
+            tie_word_embeddings: true,
         }
     }
+}
+
+/// `LABEL_0 .. LABEL_{n-1}` and its reverse map.
+fn default_labels(n: usize) -> (BTreeMap<usize, String>, BTreeMap<String, usize>) {
+    let id2label: BTreeMap<usize, String> = (0..n).map(|i| (i, format!("LABEL_{i}"))).collect();
+    let label2id = id2label.iter().map(|(&i, l)| (l.clone(), i)).collect();
+    (id2label, label2id)
+}
+
+/// The label fields as they appear in `config.json`, before defaults are applied.
+#[derive(Deserialize)]
+struct LabelFields {
+    id2label: Option<BTreeMap<usize, String>>,
+    label2id: Option<BTreeMap<String, usize>>,
+    num_labels: Option<usize>,
 }
 
 impl BertConfig {
@@ -141,12 +197,43 @@ impl BertConfig {
 
     /// Parses and validates a `config.json` document.
     pub fn from_json_str(text: &str) -> Result<Self> {
-        let config: BertConfig = serde_json::from_str(text).map_err(|source| Error::Json {
+        let json_err = |source| Error::Json {
             path: "config.json".into(),
             source,
-        })?;
+        };
+        let mut config: BertConfig = serde_json::from_str(text).map_err(json_err)?;
+        let labels: LabelFields = serde_json::from_str(text).map_err(json_err)?;
+        match labels.id2label {
+            Some(id2label) => {
+                config.label2id = labels.label2id.unwrap_or_default();
+                config.id2label = id2label;
+            }
+            None => {
+                let (id2label, label2id) = default_labels(labels.num_labels.unwrap_or(2));
+                config.id2label = id2label;
+                config.label2id = labels.label2id.unwrap_or(label2id);
+            }
+        }
+        config.num_labels = Some(config.id2label.len());
         config.validate()?;
         Ok(config)
+    }
+
+    /// Number of classes of a classification head: `len(id2label)`, as transformers' `num_labels`.
+    pub fn num_labels(&self) -> usize {
+        self.id2label.len()
+    }
+
+    /// Replaces the labels: `id2label` = `labels` in order, `label2id` its reverse (a fresh head
+    /// for fine-tuning).
+    pub fn set_labels<S: AsRef<str>>(&mut self, labels: &[S]) {
+        self.id2label = labels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (i, l.as_ref().to_string()))
+            .collect();
+        self.label2id = self.id2label.iter().map(|(&i, l)| (l.clone(), i)).collect();
+        self.num_labels = Some(labels.len());
     }
 
     /// Checks that the configuration describes a model this crate can run.
@@ -182,6 +269,14 @@ impl BertConfig {
                 "hidden_size {} is not a multiple of num_attention_heads {}",
                 self.hidden_size, self.num_attention_heads
             )));
+        }
+        if let Some(n) = self.num_labels {
+            if n != self.id2label.len() {
+                return Err(Error::Config(format!(
+                    "num_labels {n} disagrees with id2label, which has {} entries",
+                    self.id2label.len()
+                )));
+            }
         }
         if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps >= 0.0) {
             return Err(Error::Config(format!(
@@ -229,8 +324,40 @@ mod tests {
     #[test]
     fn defaults_are_bert_base() {
         let c = BertConfig::from_json_str("{}").unwrap();
-        assert_eq!(c, BertConfig::default());
+        assert_eq!(
+            c,
+            BertConfig {
+                num_labels: Some(2),
+                ..BertConfig::default()
+            }
+        );
         assert_eq!(c.head_dim(), 64);
+        assert_eq!(c.num_labels(), 2);
+        assert_eq!(c.id2label[&1], "LABEL_1");
+        assert_eq!(c.label2id["LABEL_0"], 0);
+        assert!(c.tie_word_embeddings);
+        assert_eq!(c.problem_type, None);
+    }
+
+    #[test]
+    fn labels_follow_pretrained_config() {
+        let c = BertConfig::from_json_str(r#"{"num_labels": 5}"#).unwrap();
+        assert_eq!(c.num_labels(), 5);
+        assert_eq!(c.id2label[&4], "LABEL_4");
+        let c = BertConfig::from_json_str(
+            r#"{"id2label": {"0": "NEG", "1": "NEU", "2": "POS"}, "num_labels": 2,
+                "problem_type": "multi_label_classification"}"#,
+        )
+        .unwrap();
+        // id2label wins over a disagreeing num_labels; transformers only warns.
+        assert_eq!(c.num_labels(), 3);
+        assert_eq!(c.id2label[&2], "POS");
+        assert!(c.label2id.is_empty());
+        assert_eq!(c.problem_type, Some(ProblemType::MultiLabelClassification));
+        let e = BertConfig::from_json_str(r#"{"problem_type": "ranking"}"#).unwrap_err();
+        assert!(e.to_string().contains("ranking"), "{e}");
+        let back: BertConfig = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+        assert_eq!(back.id2label, c.id2label);
     }
 
     #[test]

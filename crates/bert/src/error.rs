@@ -49,6 +49,23 @@ pub enum Error {
     #[error("tensor `{name}` not found in {}", files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
     MissingTensor { name: String, files: Vec<PathBuf> },
 
+    /// A task head's tensors are absent from the checkpoint. transformers would initialize them
+    /// randomly (with a warning); this crate refuses, so random logits are never mistaken for a
+    /// trained head. `with_new_head` is the explicit way to start a fresh head for fine-tuning.
+    #[error(
+        "{head}: the checkpoint has no {} (looked in {}); its config.json architectures say {}. \
+         Load the class the checkpoint was trained as, or start an untrained head with `{head}::with_new_head`",
+        names.join(", "),
+        files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
+        if architectures.is_empty() { "nothing".to_string() } else { architectures.join(", ") }
+    )]
+    MissingHead {
+        head: &'static str,
+        names: Vec<String>,
+        files: Vec<PathBuf>,
+        architectures: Vec<String>,
+    },
+
     /// A tensor has the wrong shape or an unsupported dtype.
     #[error("tensor `{name}` in {}: {msg}", path.display())]
     Tensor {

@@ -180,6 +180,10 @@ fn wanted_files(listing: &[String]) -> Vec<String> {
         "tokenizer_config.json",
         "special_tokens_map.json",
         "vocab.txt",
+        // sentence-transformers' pipeline (crate::pipelines::SentenceEmbeddings)
+        "modules.json",
+        "sentence_bert_config.json",
+        "1_Pooling/config.json",
     ]
     .into_iter()
     .filter(|f| has(f))
@@ -249,7 +253,10 @@ fn download(cache: &Path, model: &str) -> std::result::Result<PathBuf, String> {
         let path = repo
             .get(f)
             .map_err(|e| format!("downloading {f} of {model}: {e}"))?;
-        dir = path.parent().map(Path::to_path_buf);
+        // The snapshot directory is the parent of a top-level file (not of `1_Pooling/config.json`).
+        if !f.contains('/') {
+            dir = path.parent().map(Path::to_path_buf);
+        }
     }
     dir.ok_or_else(|| format!("{model} on {endpoint} has none of the files a BERT needs"))
 }

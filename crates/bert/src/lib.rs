@@ -19,16 +19,24 @@ pub use ndarray;
 
 mod config;
 mod error;
+pub mod heads;
 pub mod hub;
 mod inputs;
 mod model;
 mod packing;
+pub mod pipelines;
 pub mod profile;
 mod tokenizer;
 mod weights;
 
-pub use config::{BertConfig, HiddenAct};
+pub use config::{BertConfig, HiddenAct, ProblemType};
 pub use error::{Error, Result};
+pub use heads::{
+    AutoModel, BertForMaskedLM, BertForMultipleChoice, BertForNextSentencePrediction,
+    BertForPreTraining, BertForQuestionAnswering, BertForSequenceClassification,
+    BertForTokenClassification,
+};
 pub use inputs::BertInputs;
 pub use model::{BertModel, BertModelOutput, ForwardOptions};
+pub use pipelines::SentenceEmbeddings;
 pub use tokenizer::{BertTokenizer, Encoding, DEFAULT_MAX_LENGTH};

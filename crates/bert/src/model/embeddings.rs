@@ -40,6 +40,11 @@ impl BertEmbeddings {
         })
     }
 
+    /// (V, H) the word-embedding table.
+    pub fn word_embeddings(&self) -> &[f32] {
+        &self.word_embeddings
+    }
+
     /// `out (N, H) = LayerNorm(word[ids] + token_type[types] + position[positions])` for packed
     /// tokens. Ids must already be validated against the table sizes.
     pub fn forward(&self, ids: &[i64], types: &[i64], positions: &[i64], out: &mut [f32]) {

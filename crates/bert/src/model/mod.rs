@@ -186,16 +186,14 @@ impl BertModel {
 
     /// Loads `config.json` and the weights of a model directory.
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self> {
-        let dir = dir.as_ref();
-        if !dir.is_dir() {
-            return Err(Error::io(
-                dir,
-                std::io::Error::new(std::io::ErrorKind::NotFound, "not a directory"),
-            ));
-        }
-        let config = BertConfig::from_file(dir.join("config.json"))?;
-        let checkpoint = Checkpoint::from_dir(dir)?;
+        let (config, checkpoint) = open_dir(dir.as_ref())?;
         Self::load(config, &checkpoint)
+    }
+
+    /// The encoder of a checkpoint already opened (a `BertFor*` head loads its own tensors from
+    /// the same `checkpoint`).
+    pub(crate) fn from_checkpoint(config: BertConfig, checkpoint: &Checkpoint) -> Result<Self> {
+        Self::load(config, checkpoint)
     }
 
     /// A model of the given shape with seeded random weights (for benchmarks).
@@ -224,6 +222,16 @@ impl BertModel {
     /// The model's configuration.
     pub fn config(&self) -> &BertConfig {
         &self.config
+    }
+
+    /// Replaces the label fields of the configuration (a fresh task head's labels).
+    pub(crate) fn config_mut(&mut self) -> &mut BertConfig {
+        &mut self.config
+    }
+
+    /// (V, H) the word-embedding table, which the masked-LM decoder shares.
+    pub(crate) fn word_embeddings(&self) -> &[f32] {
+        self.embeddings.word_embeddings()
     }
 
     /// Whether the checkpoint has a pooler (`pooler_output` is `Some`).
@@ -401,6 +409,19 @@ impl BertModel {
         }
         Ok(())
     }
+}
+
+/// `config.json` and the weights of a model directory.
+pub(crate) fn open_dir(dir: &Path) -> Result<(BertConfig, Checkpoint)> {
+    if !dir.is_dir() {
+        return Err(Error::io(
+            dir,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "not a directory"),
+        ));
+    }
+    let config = BertConfig::from_file(dir.join("config.json"))?;
+    let checkpoint = Checkpoint::from_dir(dir)?;
+    Ok((config, checkpoint))
 }
 
 /// Every value of `a` must be in `0..limit`.

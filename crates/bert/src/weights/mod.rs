@@ -164,6 +164,21 @@ impl Checkpoint {
         self.tensors.contains_key(name)
     }
 
+    /// The stored shape of tensor `name`, if present.
+    pub(crate) fn shape(&self, name: &str) -> Option<&[usize]> {
+        self.tensors.get(name).map(|(t, _)| t.shape.as_slice())
+    }
+
+    /// The file tensor `name` was read from, if present.
+    pub(crate) fn file_of(&self, name: &str) -> Option<&Path> {
+        self.tensors.get(name).map(|(_, p)| p.as_path())
+    }
+
+    /// The checkpoint's files, in load order.
+    pub(crate) fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+
     /// The f32 values of tensor `name`, which must have exactly `shape`, copied out. The pages of
     /// the memory map it was read from are handed back to the OS, so loading a model does not hold
     /// the checkpoint and its converted copy in memory at once.

@@ -105,7 +105,7 @@ pub fn run(args: BenchArgs) -> CliResult {
         print_header(&mut out, &model, &model_name)?;
     }
     // One bar for the whole run (a bert-base `--workload all` takes minutes), counting forwards.
-    let pb = crate::progress::bar(Some(0), "forwards", false);
+    let pb = crate::progress::bar(0, "forwards", false);
     for w in &workloads {
         pb.set_prefix(w.clone());
         let m = run_workload(&model, &tok, w, &corpus, &args, &pb)?;

@@ -11,9 +11,10 @@ use safetensors::Dtype;
 use crate::input::{Items, Source};
 use crate::memory::{self, human};
 use crate::output::{self, SafetensorsWriter, TempFile, TensorSpec};
+use crate::progress::Progress;
 use crate::stream::{self, Batch, BatchOptions, Tally};
 use crate::summary::{Rows, Summary};
-use crate::{progress, CliResult, InputArgs};
+use crate::{CliResult, InputArgs};
 
 #[derive(clap::Args)]
 pub struct EncodeArgs {
@@ -65,6 +66,7 @@ pub fn run(args: EncodeArgs) -> CliResult {
         batch: BatchOptions {
             batch_size: args.batch_size as usize,
             no_truncation: args.input.no_truncation,
+            lowercase: false,
             parallel: false,
         },
         quiet: args.input.quiet,
@@ -86,16 +88,16 @@ impl Job {
     fn summarize(&self, items: Items) -> CliResult<Tally> {
         let mut summary = Summary::default();
         let mut tally = Tally::default();
-        let pb = progress::bar(None, "inputs", self.quiet);
+        let mut pb = Progress::new(None, self.quiet);
         for batch in stream::batches(&self.tok, items, self.batch) {
             let batch = batch?;
             check_memory(&self.model, &self.opts, &batch)?;
             let (inputs, out) = self.forward(&batch)?;
             summary.add(batch.start, &tensors(inputs, out, self.tok.pad_id()));
             tally.add(&batch);
-            pb.inc(batch.encodings.len() as u64);
+            pb.add(&batch);
         }
-        pb.finish_and_clear();
+        pb.finish();
         let shapes: Vec<Vec<usize>> = specs(&self.model, &self.opts, tally.inputs, tally.max_len)
             .into_iter()
             .map(|s| s.shape)
@@ -120,7 +122,7 @@ impl Job {
         check_disk(&self.opts, &specs, &file, path)?;
         let mut writer = SafetensorsWriter::new(file, specs.clone())?;
         let mut tally = Tally::default();
-        let pb = progress::bar(Some(plan.inputs as u64), "inputs", self.quiet);
+        let mut pb = Progress::new(Some(plan.inputs as u64), self.quiet);
         let mut buf = Vec::new();
         for batch in stream::batches(&self.tok, source.items()?, self.batch) {
             let batch = batch?;
@@ -138,9 +140,9 @@ impl Job {
                 }
             }
             tally.add(&batch);
-            pb.inc(batch.encodings.len() as u64);
+            pb.add(&batch);
         }
-        pb.finish_and_clear();
+        pb.finish();
         if tally.inputs != plan.inputs {
             return Err(format!(
                 "the inputs changed while they were read: {} at first, {} now",
@@ -164,7 +166,7 @@ impl Job {
     /// every batch's outputs fit in memory.
     fn plan(&self, items: Items) -> CliResult<Tally> {
         let mut tally = Tally::default();
-        let pb = progress::bar(None, "inputs tokenized", self.quiet);
+        let mut pb = Progress::new(None, self.quiet);
         let parallel = BatchOptions {
             parallel: true,
             ..self.batch
@@ -173,9 +175,9 @@ impl Job {
             let batch = batch?;
             check_memory(&self.model, &self.opts, &batch)?;
             tally.add(&batch);
-            pb.inc(batch.encodings.len() as u64);
+            pb.add(&batch);
         }
-        pb.finish_and_clear();
+        pb.finish();
         Ok(tally)
     }
 

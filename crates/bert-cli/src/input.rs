@@ -76,14 +76,21 @@ impl Source {
 
     /// The inputs in order; an error if there are none.
     pub fn items(&self) -> CliResult<Items> {
-        let (name, lines): (String, Option<Box<dyn BufRead + Send>>) = match &self.file {
-            None => (String::new(), None),
+        let (name, lines, file_len) = match &self.file {
+            None => (String::new(), None, None),
             Some(FileSource::Stdin) => (
                 "standard input".into(),
-                Some(Box::new(BufReader::new(std::io::stdin()))),
+                Some(Box::new(BufReader::new(std::io::stdin())) as Box<dyn BufRead + Send>),
+                None,
             ),
-            Some(FileSource::Path(p)) => (p.display().to_string(), Some(open(p)?)),
-            Some(FileSource::Spooled(t)) => ("standard input".into(), Some(open(t.path())?)),
+            Some(FileSource::Path(p)) => {
+                let (r, len) = open(p)?;
+                (p.display().to_string(), Some(r), len)
+            }
+            Some(FileSource::Spooled(t)) => {
+                let (r, len) = open(t.path())?;
+                ("standard input".into(), Some(r), len)
+            }
         };
         let jsonl = match &self.file {
             Some(FileSource::Path(p)) => p.extension().is_some_and(|e| e == "jsonl"),
@@ -95,6 +102,8 @@ impl Source {
             name,
             jsonl,
             line_no: 0,
+            bytes_read: 0,
+            file_len,
             buf: Vec::new(),
             peeked: None,
         };
@@ -113,16 +122,19 @@ impl Source {
     }
 }
 
-fn open(path: &Path) -> CliResult<Box<dyn BufRead + Send>> {
+/// A reader of `path`, and its length when it is a regular file (for progress).
+fn open(path: &Path) -> CliResult<(Box<dyn BufRead + Send>, Option<u64>)> {
     let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if f.metadata().is_ok_and(|m| m.is_dir()) {
+    let meta = f.metadata().ok();
+    if meta.as_ref().is_some_and(|m| m.is_dir()) {
         return Err(format!(
             "{}: is a directory, expected a file of inputs",
             path.display()
         )
         .into());
     }
-    Ok(Box::new(BufReader::with_capacity(1 << 16, f)))
+    let len = meta.filter(|m| m.is_file()).map(|m| m.len());
+    Ok((Box::new(BufReader::with_capacity(1 << 16, f)), len))
 }
 
 /// The inputs of a [`Source`], one at a time.
@@ -132,8 +144,19 @@ pub struct Items {
     name: String,
     jsonl: bool,
     line_no: usize,
+    /// Bytes of the file consumed so far, and its length when known (for progress).
+    bytes_read: u64,
+    file_len: Option<u64>,
     buf: Vec<u8>,
     peeked: Option<Result<Item, String>>,
+}
+
+impl Items {
+    /// How far through its file this reader is: (bytes read, file length), when the length is
+    /// known.
+    pub fn file_progress(&self) -> Option<(u64, u64)> {
+        self.file_len.map(|len| (self.bytes_read, len))
+    }
 }
 
 /// Errors are plain strings so that a reader thread can hand them over (`Box<dyn Error>` is not
@@ -160,7 +183,7 @@ impl Iterator for Items {
                     self.lines = None;
                     return None;
                 }
-                Ok(_) => {}
+                Ok(n) => self.bytes_read += n as u64,
                 Err(e) => {
                     self.lines = None;
                     return Some(Err(format!("{}: {e}", self.name)));

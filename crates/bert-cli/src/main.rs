@@ -1,6 +1,7 @@
 //! `bert`: encode and tokenize text with a BERT checkpoint, and benchmark the forward pass.
 
 mod bench;
+mod embed;
 mod encode;
 mod input;
 mod memory;
@@ -36,14 +37,17 @@ enum Command {
     /// Run the model and print a summary of (or save) last_hidden_state, pooler_output,
     /// hidden_states, attentions.
     Encode(encode::EncodeArgs),
+    /// Sentence embeddings (sentence-transformers' pooling and normalization), one per input, as
+    /// JSON lines or into a .jsonl, .npy or .safetensors file; streams files of any size.
+    Embed(embed::EmbedArgs),
     /// Print the token ids of each input as one JSON object per line.
     Tokenize(tokenize::TokenizeArgs),
     /// Time the peer benchmark's workloads (W1 latency, W2/W2F batches, W3* corpus).
     Bench(bench::BenchArgs),
 }
 
-/// Where texts come from, which model reads them and how they are cut; shared by `encode` and
-/// `tokenize`.
+/// Where texts come from, which model reads them and how they are cut; shared by the subcommands
+/// that read inputs.
 #[derive(Args, Clone, Debug)]
 pub struct InputArgs {
     /// Texts to process, each one input.
@@ -89,6 +93,7 @@ fn main() -> ExitCode {
     output::remove_partial_files_on_signal();
     let result = match cli.command {
         Command::Encode(a) => encode::run(a),
+        Command::Embed(a) => embed::run(a),
         Command::Tokenize(a) => tokenize::run(a),
         Command::Bench(a) => bench::run(a),
     };

@@ -155,8 +155,9 @@ impl TensorSpec {
 }
 
 /// The header of a safetensors file holding `specs` in this order: 8-byte length, then JSON padded
-/// with spaces to a multiple of 8 bytes so that every tensor stays aligned.
-fn header(specs: &[TensorSpec]) -> CliResult<Vec<u8>> {
+/// with spaces to a multiple of 8 bytes (so that every tensor stays aligned), and to at least
+/// `reserve` bytes (so that a header rewritten with larger numbers keeps its length).
+pub fn header(specs: &[TensorSpec], reserve: usize) -> CliResult<Vec<u8>> {
     let mut map = serde_json::Map::new();
     let mut offset = 0u64;
     for s in specs {
@@ -172,7 +173,10 @@ fn header(specs: &[TensorSpec]) -> CliResult<Vec<u8>> {
         offset = end;
     }
     let mut json = serde_json::to_vec(&map)?;
-    json.resize(json.len().next_multiple_of(8), b' ');
+    if json.len() > reserve.max(json.len().next_multiple_of(8)) {
+        return Err("safetensors header larger than its reserved space".into());
+    }
+    json.resize(reserve.max(json.len()).next_multiple_of(8), b' ');
     let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
     bytes.extend(json);
     Ok(bytes)
@@ -180,7 +184,7 @@ fn header(specs: &[TensorSpec]) -> CliResult<Vec<u8>> {
 
 /// Total size of a safetensors file of `specs`.
 pub fn file_size(specs: &[TensorSpec]) -> CliResult<u64> {
-    Ok(header(specs)?.len() as u64 + specs.iter().map(TensorSpec::bytes).sum::<u64>())
+    Ok(header(specs, 0)?.len() as u64 + specs.iter().map(TensorSpec::bytes).sum::<u64>())
 }
 
 /// A safetensors file whose tensors arrive in row blocks, in any order.
@@ -193,7 +197,7 @@ pub struct SafetensorsWriter {
 
 impl SafetensorsWriter {
     pub fn new(mut file: TempFile, specs: Vec<TensorSpec>) -> CliResult<Self> {
-        let head = header(&specs)?;
+        let head = header(&specs, 0)?;
         let mut starts = Vec::with_capacity(specs.len());
         let mut at = head.len() as u64;
         for s in &specs {
@@ -233,4 +237,18 @@ impl SafetensorsWriter {
     pub fn finish(self) -> TempFile {
         self.file
     }
+}
+
+/// The header of a `.npy` file (format 1.0) of float32 `(rows, cols)`, always 128 bytes so that it
+/// can be rewritten in place once `rows` is known.
+pub fn npy_header(rows: u64, cols: usize) -> Vec<u8> {
+    const LEN: usize = 128;
+    let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
+    let mut h = b"\x93NUMPY\x01\x00".to_vec();
+    h.extend(((LEN - 10) as u16).to_le_bytes());
+    let mut d = dict.into_bytes();
+    d.resize(LEN - 10 - 1, b' ');
+    d.push(b'\n');
+    h.extend(d);
+    h
 }

@@ -13,6 +13,8 @@ pub struct Batch {
     pub start: usize,
     pub origins: Vec<Origin>,
     pub encodings: Vec<Encoding>,
+    /// Bytes of the input file read up to the end of this batch, and the file's length.
+    pub file_progress: Option<(u64, u64)>,
 }
 
 impl Batch {
@@ -51,6 +53,8 @@ pub struct BatchOptions {
     pub batch_size: usize,
     /// Fail on an input that does not fit `max_length` instead of truncating it.
     pub no_truncation: bool,
+    /// Lowercase texts before tokenizing them (sentence-transformers' `do_lower_case`).
+    pub lowercase: bool,
     /// Tokenize each batch on all cores (when nothing else runs beside the reader) instead of
     /// sequentially on the reader thread (when the model's forward uses the cores).
     pub parallel: bool,
@@ -76,7 +80,9 @@ pub fn batches(
                 if chunk.is_empty() {
                     return Ok(None);
                 }
-                tokenize(&tok, chunk, start, opts).map(Some)
+                let mut b = tokenize(&tok, chunk, start, opts)?;
+                b.file_progress = items.file_progress();
+                Ok(Some(b))
             });
             let last = !matches!(batch, Ok(Some(_)));
             if let Ok(Some(b)) = &batch {
@@ -97,10 +103,16 @@ pub fn batches(
 
 fn tokenize(
     tok: &BertTokenizer,
-    chunk: Vec<Item>,
+    mut chunk: Vec<Item>,
     start: usize,
     opts: BatchOptions,
 ) -> Result<Batch, String> {
+    if opts.lowercase {
+        for item in &mut chunk {
+            item.text = item.text.to_lowercase();
+            item.text_pair = item.text_pair.as_ref().map(|t| t.to_lowercase());
+        }
+    }
     let encodings = if opts.parallel {
         input::tokenize_all(tok, &chunk).map_err(|e| e.to_string())?
     } else {
@@ -123,6 +135,7 @@ fn tokenize(
         start,
         origins: chunk.into_iter().map(|i| i.origin).collect(),
         encodings,
+        file_progress: None,
     })
 }
 

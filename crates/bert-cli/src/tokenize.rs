@@ -4,8 +4,9 @@
 use std::io::Write;
 
 use crate::input::Source;
+use crate::progress::Progress;
 use crate::stream::{self, BatchOptions, Tally};
-use crate::{progress, CliResult, InputArgs};
+use crate::{CliResult, InputArgs};
 
 /// Inputs tokenized together (in parallel) before their lines are written.
 const CHUNK: usize = 1024;
@@ -23,11 +24,12 @@ pub fn run(args: TokenizeArgs) -> CliResult {
     let opts = BatchOptions {
         batch_size: CHUNK,
         no_truncation: args.input.no_truncation,
+        lowercase: false,
         parallel: true,
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut tally = Tally::default();
-    let pb = progress::bar(None, "inputs", args.input.quiet);
+    let mut pb = Progress::new(None, args.input.quiet);
     for batch in stream::batches(&tok, items, opts) {
         let batch = batch?;
         for e in &batch.encodings {
@@ -40,9 +42,9 @@ pub fn run(args: TokenizeArgs) -> CliResult {
             writeln!(out, "{line}")?;
         }
         tally.add(&batch);
-        pb.inc(batch.encodings.len() as u64);
+        pb.add(&batch);
     }
-    pb.finish_and_clear();
+    pb.finish();
     out.flush()?;
     if let Some(note) = tally.truncation_note(tok.max_length()) {
         if !args.input.quiet {

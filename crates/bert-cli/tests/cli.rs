@@ -203,8 +203,9 @@ fn bench_speaks_the_peer_protocol() {
 fn a_closed_stdout_ends_every_subcommand_quietly() {
     use std::process::Stdio;
     let big = scratch("many.txt", "a line of text\n".repeat(20_000).as_bytes());
-    let cases: [&[&str]; 5] = [
+    let cases: [&[&str]; 6] = [
         &["encode", "Hello, my dog is cute"],
+        &["embed", "--input", big.to_str().unwrap()],
         &["encode", "Hello, my dog is cute", "--output", "-"],
         &["tokenize", "--model", &tok_dir(), "hello"],
         &[

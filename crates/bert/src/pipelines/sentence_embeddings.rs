@@ -12,7 +12,7 @@ use std::path::Path;
 use ndarray::{Array2, Array3};
 use serde::Deserialize;
 
-use crate::{BertModel, BertTokenizer, Error, ForwardOptions, Result};
+use crate::{BertInputs, BertModel, BertTokenizer, Error, ForwardOptions, Result};
 
 /// One way of pooling token states into a sentence vector (sentence-transformers' names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -324,20 +324,32 @@ impl SentenceEmbeddings {
             } else {
                 chunk.to_vec()
             };
-            let inputs = self.tokenizer.encode_batch(&chunk)?;
-            let hidden = self
-                .model
-                .forward(&inputs, &ForwardOptions::default())?
-                .last_hidden_state;
-            let mut emb = pool(&hidden, &inputs.attention_mask, &self.pooling.modes);
-            if self.normalize {
-                normalize(&mut emb);
-            }
+            let emb = self.embed(&self.tokenizer.encode_batch(&chunk)?)?;
             let start = k * opts.batch_size.max(1);
             out.slice_mut(ndarray::s![start..start + chunk.len(), ..])
                 .assign(&emb);
         }
         Ok(out)
+    }
+
+    /// Embeds a padded batch made by [`tokenizer`](Self::tokenizer) (from texts lowercased first
+    /// when [`lowercases`](Self::lowercases)): encoder, pooling, normalization. (B, M·H).
+    pub fn embed(&self, inputs: &BertInputs) -> Result<Array2<f32>> {
+        let hidden = self
+            .model
+            .forward(inputs, &ForwardOptions::default())?
+            .last_hidden_state;
+        let mut emb = pool(&hidden, &inputs.attention_mask, &self.pooling.modes);
+        if self.normalize {
+            normalize(&mut emb);
+        }
+        Ok(emb)
+    }
+
+    /// Whether texts are lowercased before tokenization (`do_lower_case` of
+    /// `sentence_bert_config.json`).
+    pub fn lowercases(&self) -> bool {
+        self.do_lower_case
     }
 
     /// Length of one embedding: hidden size times the number of pooling modes.

@@ -4,12 +4,15 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bert::profile::{self, Phase};
 use bert::{BertConfig, BertInputs, BertModel, BertTokenizer, Encoding, ForwardOptions};
 use indicatif::ProgressBar;
 
+use crate::input::Source;
+use crate::stream::{self, BatchOptions};
 use crate::CliResult;
 
 const W1_TEXT: &str = "Hello, my dog is cute";
@@ -285,7 +288,7 @@ fn run_workload(
             })
         }
         _ => {
-            let tok = tok.clone().with_max_length(W3_MAXLEN);
+            let tok = Arc::new(tok.clone().with_max_length(W3_MAXLEN));
             let lines = first(corpus, W3_N)?;
             let bs = if w == "W3U" { 1 } else { W3_BATCH };
             for chunk in lines.chunks(bs).take(warmup) {
@@ -334,36 +337,29 @@ fn run_workload(
     }
 }
 
-/// Runs `run` on the padded batches of `lines` in order, tokenizing batch k + 1 on a second
-/// thread while batch k goes through the model (the producer tokenizes sequentially, so it takes
-/// one core's slack instead of queueing behind the model's parallel work).
+/// Runs `run` on the padded batches of `lines` in order, tokenizing batch k + 1 on the reader
+/// thread of [`stream::batches`] while batch k goes through the model (it tokenizes sequentially,
+/// so it takes one core's slack instead of queueing behind the model's parallel work).
 fn pipelined(
-    tok: &BertTokenizer,
+    tok: &Arc<BertTokenizer>,
     lines: &[&str],
     bs: usize,
     run: &mut dyn FnMut(&BertInputs) -> CliResult,
 ) -> CliResult {
-    std::thread::scope(|s| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<bert::Result<BertInputs>>(1);
-        s.spawn(move || {
-            for chunk in lines.chunks(bs) {
-                let batch = profile::timed(Phase::Tokenization, || {
-                    let encs = chunk
-                        .iter()
-                        .map(|t| tok.tokenize(t))
-                        .collect::<bert::Result<Vec<Encoding>>>()?;
-                    tok.pad(&encs)
-                });
-                if tx.send(batch).is_err() {
-                    break; // the consumer stopped on an error
-                }
-            }
-        });
-        for batch in rx {
-            run(&batch?)?;
-        }
-        Ok(())
-    })
+    let items = Source::from_texts(lines.iter().map(|l| l.to_string()).collect()).items()?;
+    let opts = BatchOptions {
+        batch_size: bs,
+        no_truncation: false,
+        lowercase: false,
+        parallel: false,
+    };
+    for batch in stream::batches(tok, items, opts) {
+        let batch = batch?;
+        run(&profile::timed(Phase::Tokenization, || {
+            tok.pad(&batch.encodings)
+        })?)?;
+    }
+    Ok(())
 }
 
 /// W2F's lines: the first 16 corpus lines whose untruncated tokenization has at least 128 tokens.

@@ -161,6 +161,7 @@ pub fn run(args: EmbedArgs) -> CliResult {
         Some(n) => st.tokenizer().clone().with_max_length(n),
         None => st.tokenizer().clone(),
     };
+    let tok = std::sync::Arc::new(tok);
     let opts = BatchOptions {
         batch_size: args.batch_size as usize,
         no_truncation: args.input.no_truncation,

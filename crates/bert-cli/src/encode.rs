@@ -3,6 +3,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bert::ndarray::{ArrayD, ArrayViewD, Axis, IxDyn, Slice};
 use bert::{BertInputs, BertModel, BertModelOutput, BertTokenizer, ForwardOptions};
@@ -41,7 +42,7 @@ pub struct EncodeArgs {
 /// The model, its tokenizer and what to compute, for every batch of a job.
 struct Job {
     model: BertModel,
-    tok: BertTokenizer,
+    tok: Arc<BertTokenizer>,
     opts: ForwardOptions,
     batch: BatchOptions,
     quiet: bool,
@@ -57,7 +58,7 @@ pub fn run(args: EncodeArgs) -> CliResult {
     let tok = crate::input::tokenizer(&args.input, Some(model.config().max_position_embeddings))?;
     let job = Job {
         model,
-        tok,
+        tok: Arc::new(tok),
         opts: ForwardOptions {
             output_hidden_states: args.hidden_states,
             output_attentions: args.attentions,

@@ -61,6 +61,11 @@ impl Source {
         }
     }
 
+    /// Only these texts (no file).
+    pub fn from_texts(texts: Vec<String>) -> Self {
+        Source { texts, file: None }
+    }
+
     /// Makes the source readable a second time: standard input is copied to a temporary file.
     pub fn make_rereadable(&mut self) -> CliResult {
         if let Some(FileSource::Stdin) = self.file {

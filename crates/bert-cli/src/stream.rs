@@ -2,7 +2,9 @@
 //! overlaps the work on batch k, and at most two batches are ever held.
 
 use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
 
+use bert::profile::{self, Phase};
 use bert::{BertTokenizer, Encoding};
 
 use crate::input::{self, Item, Items, Origin};
@@ -64,12 +66,12 @@ pub struct BatchOptions {
 /// thread is detached: when the consumer stops early (an error, a closed stdout) it does not
 /// wait for a reader blocked on standard input.
 pub fn batches(
-    tok: &BertTokenizer,
+    tok: &Arc<BertTokenizer>,
     items: Items,
     opts: BatchOptions,
 ) -> Receiver<Result<Batch, String>> {
     let (tx, rx) = sync_channel(1);
-    let tok = tok.clone();
+    let tok = Arc::clone(tok);
     let bs = opts.batch_size.max(1);
     std::thread::spawn(move || {
         let mut items = items;
@@ -80,21 +82,23 @@ pub fn batches(
                 if chunk.is_empty() {
                     return Ok(None);
                 }
-                let mut b = tokenize(&tok, chunk, start, opts)?;
+                let mut b =
+                    profile::timed(Phase::Tokenization, || tokenize(&tok, chunk, start, opts))?;
                 b.file_progress = items.file_progress();
                 Ok(Some(b))
             });
-            let last = !matches!(batch, Ok(Some(_)));
-            if let Ok(Some(b)) = &batch {
-                start += b.encodings.len();
-            }
-            let sent = match batch {
-                Ok(None) => true,
-                Ok(Some(b)) => tx.send(Ok(b)).is_ok(),
-                Err(e) => tx.send(Err(e)).is_ok(),
-            };
-            if last || !sent {
-                break;
+            match batch {
+                Ok(None) => break,
+                Ok(Some(b)) => {
+                    start += b.encodings.len();
+                    if tx.send(Ok(b)).is_err() {
+                        break; // the consumer stopped
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    break;
+                }
             }
         }
     });

@@ -20,7 +20,7 @@ pub struct TokenizeArgs {
 pub fn run(args: TokenizeArgs) -> CliResult {
     let source = Source::new(&args.input);
     let items = source.items()?;
-    let tok = crate::input::tokenizer(&args.input, None)?;
+    let tok = std::sync::Arc::new(crate::input::tokenizer(&args.input, None)?);
     let opts = BatchOptions {
         batch_size: CHUNK,
         no_truncation: args.input.no_truncation,

@@ -145,9 +145,9 @@ fn a_batch_too_big_for_memory_is_an_error_not_an_abort() {
 fn an_output_too_big_for_the_disk_is_refused_before_any_work() {
     let dir = scratch_dir("disk");
     let input = dir.join("many.txt");
-    // 5,000 inputs of 402 tokens: their attentions would take 5,000 x 12 x 402 x 402 x 4 B x 6
-    // layers = 232.7 GB, their last_hidden_state 3.1 GB.
-    std::fs::write(&input, format!("{}\n", words(400)).repeat(5_000)).unwrap();
+    // 5,000 inputs truncated to 512 tokens: their attentions would take 5,000 x 12 x 512 x 512 x
+    // 4 B x 6 layers = 377.5 GB, more than the whole disk of any machine this runs on.
+    std::fs::write(&input, format!("{}\n", words(600)).repeat(5_000)).unwrap();
     let out = dir.join("out.safetensors");
     fails_with(
         bert(&[
@@ -159,7 +159,7 @@ fn an_output_too_big_for_the_disk_is_refused_before_any_work() {
             out.to_str().unwrap(),
         ]),
         &[
-            "out.safetensors: the output would take 235.9 GB (attentions 232.7 GB) but ",
+            "out.safetensors: the output would take 381.5 GB (attentions 377.5 GB) but ",
             "free; use fewer inputs, no --attentions, or a smaller --max-length",
         ],
     );

@@ -27,7 +27,7 @@ pub struct EmbedArgs {
     pub output: Option<PathBuf>,
     /// Inputs per forward pass (sentence-transformers' default 32).
     #[arg(long, value_name = "N", default_value_t = 32,
-          value_parser = clap::value_parser!(u32).range(1..))]
+          value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub batch_size: u32,
 }
 

@@ -35,7 +35,7 @@ pub struct EncodeArgs {
     /// Inputs per forward pass (sentence-transformers' and the W3 benchmark's 32). Memory grows
     /// with it, not with the number of inputs.
     #[arg(long, value_name = "N", default_value_t = 32,
-          value_parser = clap::value_parser!(u32).range(1..))]
+          value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub batch_size: u32,
 }
 

@@ -3,7 +3,7 @@
 //! its input.
 
 use std::fmt;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use crate::{CliResult, InputArgs};
@@ -142,6 +142,10 @@ fn open(path: &Path) -> CliResult<(Box<dyn BufRead + Send>, Option<u64>)> {
     Ok((Box::new(BufReader::with_capacity(1 << 16, f)), len))
 }
 
+/// The longest line read, in bytes (a BERT input is a few KB; `tokenizers` reads a text whole
+/// before truncating it).
+const MAX_LINE: u64 = 8 << 20;
+
 /// The inputs of a [`Source`], one at a time.
 pub struct Items {
     texts: std::iter::Enumerate<std::vec::IntoIter<String>>,
@@ -183,7 +187,8 @@ impl Iterator for Items {
         loop {
             let reader = self.lines.as_mut()?;
             self.buf.clear();
-            match reader.read_until(b'\n', &mut self.buf) {
+            // A file without newlines (a binary, a minified JSON) must not be read whole.
+            match reader.take(MAX_LINE + 1).read_until(b'\n', &mut self.buf) {
                 Ok(0) => {
                     self.lines = None;
                     return None;
@@ -199,6 +204,14 @@ impl Iterator for Items {
                 file: self.name.clone(),
                 line: self.line_no,
             };
+            if self.buf.len() as u64 > MAX_LINE {
+                self.lines = None;
+                return Some(Err(format!(
+                    "{origin}: a line longer than {} MiB; is this a text file with one input per \
+                     line?",
+                    MAX_LINE >> 20
+                )));
+            }
             let raw = self.buf.strip_suffix(b"\n").unwrap_or(&self.buf);
             let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
             let line = match std::str::from_utf8(raw) {

@@ -364,6 +364,28 @@ fn errors_say_what_is_wrong_once() {
 }
 
 #[test]
+fn a_file_without_newlines_is_not_read_whole() {
+    let huge = scratch("one-line.txt", &vec![b'x'; (8 << 20) + 2]);
+    fails_with(
+        bert(&[
+            "tokenize",
+            "--model",
+            &tok_dir(),
+            "--input",
+            huge.to_str().unwrap(),
+        ]),
+        &["one-line.txt:1: a line longer than 8 MiB"],
+    );
+    for bad in ["0", "70000"] {
+        fails_with(
+            bert(&["encode", "hi", "--batch-size", bad]),
+            &[&format!("invalid value '{bad}' for '--batch-size <N>'")],
+        );
+    }
+    std::fs::remove_file(huge).unwrap();
+}
+
+#[test]
 fn blank_lines_follow_the_documented_rule() {
     let jsonl = scratch(
         "blank.jsonl",

@@ -212,15 +212,21 @@ fn parse_jsonl(line: &str) -> Result<(String, Option<String>), String> {
     let v: serde_json::Value =
         serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}"))?;
     let obj = v.as_object().ok_or("expected a JSON object")?;
-    let text = match obj.get("text") {
+    // `bert qa` reads {"question", "context"} lines: the question is the text, the context its pair.
+    let (text_key, pair_key) = if obj.contains_key("question") && !obj.contains_key("text") {
+        ("question", "context")
+    } else {
+        ("text", "text_pair")
+    };
+    let text = match obj.get(text_key) {
         Some(serde_json::Value::String(s)) => s.clone(),
-        Some(_) => return Err("\"text\" must be a string".into()),
+        Some(_) => return Err(format!("\"{text_key}\" must be a string")),
         None => return Err("missing \"text\"".into()),
     };
-    let text_pair = match obj.get("text_pair") {
+    let text_pair = match obj.get(pair_key) {
         None | Some(serde_json::Value::Null) => None,
         Some(serde_json::Value::String(s)) => Some(s.clone()),
-        Some(_) => return Err("\"text_pair\" must be a string".into()),
+        Some(_) => return Err(format!("\"{pair_key}\" must be a string")),
     };
     Ok((text, text_pair))
 }
@@ -281,5 +287,9 @@ mod tests {
             .contains("missing"));
         assert!(parse_jsonl(r#"["a"]"#).is_err());
         assert!(parse_jsonl(r#"{"text": 3}"#).is_err());
+        assert_eq!(
+            parse_jsonl(r#"{"question": "q", "context": "c"}"#).unwrap(),
+            ("q".into(), Some("c".into()))
+        );
     }
 }

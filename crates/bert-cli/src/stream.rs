@@ -5,7 +5,7 @@ use std::sync::mpsc::{sync_channel, Receiver};
 
 use bert::{BertTokenizer, Encoding};
 
-use crate::input::{self, Item, Items, Origin};
+use crate::input::{self, Item, Origin};
 
 /// Consecutive inputs, tokenized (and truncated to the tokenizer's max_length).
 pub struct Batch {
@@ -61,7 +61,7 @@ pub struct BatchOptions {
 /// wait for a reader blocked on standard input.
 pub fn batches(
     tok: &BertTokenizer,
-    items: Items,
+    items: impl Iterator<Item = Result<Item, String>> + Send + 'static,
     opts: BatchOptions,
 ) -> Receiver<Result<Batch, String>> {
     let (tx, rx) = sync_channel(1);

@@ -4,7 +4,9 @@
 //! (<https://github.com/UKPLab/sentence-transformers/blob/main/sentence_transformers/cross_encoder/CrossEncoder.py>).
 
 use super::{sigmoid, DEFAULT_BATCH_SIZE};
-use crate::{BertForSequenceClassification, BertTokenizer, Error, ForwardOptions, Result};
+use crate::{
+    BertForSequenceClassification, BertTokenizer, Encoding, Error, ForwardOptions, Result,
+};
 
 /// A one-label sequence classifier over (query, passage) pairs.
 pub struct CrossEncoder {
@@ -55,14 +57,20 @@ impl CrossEncoder {
     pub fn score(&self, pairs: &[(&str, &str)]) -> Result<Vec<f32>> {
         let mut out = Vec::with_capacity(pairs.len());
         for chunk in pairs.chunks(DEFAULT_BATCH_SIZE) {
-            let batch = self.tokenizer.encode_pairs(chunk)?;
-            let logits = self
-                .model
-                .forward(&batch, &ForwardOptions::default())?
-                .logits;
-            out.extend(logits.column(0).iter().map(|&x| sigmoid(x)));
+            out.extend(self.score_encodings(&self.tokenizer.tokenize_pairs(chunk)?)?);
         }
         Ok(out)
+    }
+
+    /// As [`score`](Self::score), on pairs already tokenized with [`Self::tokenizer`], in one
+    /// forward pass.
+    pub fn score_encodings(&self, encodings: &[Encoding]) -> Result<Vec<f32>> {
+        let batch = self.tokenizer.pad(encodings)?;
+        let logits = self
+            .model
+            .forward(&batch, &ForwardOptions::default())?
+            .logits;
+        Ok(logits.column(0).iter().map(|&x| sigmoid(x)).collect())
     }
 
     /// The passages' indices and scores for `query`, best first (stable for equal scores).

@@ -6,7 +6,8 @@ use serde::Serialize;
 
 use super::{label, sigmoid, softmax, DEFAULT_BATCH_SIZE};
 use crate::{
-    BertConfig, BertForSequenceClassification, BertTokenizer, ForwardOptions, ProblemType, Result,
+    BertConfig, BertForSequenceClassification, BertTokenizer, Encoding, ForwardOptions,
+    ProblemType, Result,
 };
 
 /// What turns logits into scores (transformers' `ClassificationFunction`).
@@ -92,19 +93,34 @@ impl TextClassification {
         inputs: &[(&str, Option<&str>)],
         opts: &TextClassificationOptions,
     ) -> Result<Vec<Vec<LabelScore>>> {
+        let mut out = Vec::with_capacity(inputs.len());
+        for chunk in inputs.chunks(opts.batch_size.max(1)) {
+            let encodings = self.tokenizer.tokenize_mixed(chunk)?;
+            out.extend(self.classify_encodings(&encodings, opts)?);
+        }
+        Ok(out)
+    }
+
+    /// As [`classify`](Self::classify), on inputs already tokenized with [`Self::tokenizer`], in
+    /// one forward pass.
+    pub fn classify_encodings(
+        &self,
+        encodings: &[Encoding],
+        opts: &TextClassificationOptions,
+    ) -> Result<Vec<Vec<LabelScore>>> {
         let config = self.model.config();
         let f = opts
             .function_to_apply
             .unwrap_or_else(|| ClassificationFunction::for_config(config));
-        let mut out = Vec::with_capacity(inputs.len());
-        for chunk in inputs.chunks(opts.batch_size.max(1)) {
-            let encodings = self.tokenizer.tokenize_mixed(chunk)?;
-            let batch = self.tokenizer.pad(&encodings)?;
-            let logits = self
-                .model
-                .forward(&batch, &ForwardOptions::default())?
-                .logits;
-            for row in logits.rows() {
+        let batch = self.tokenizer.pad(encodings)?;
+        let logits = self
+            .model
+            .forward(&batch, &ForwardOptions::default())?
+            .logits;
+        logits
+            .rows()
+            .into_iter()
+            .map(|row| {
                 let scores = f.apply(row.as_slice().expect("standard-layout logits"));
                 let mut labels = scores
                     .iter()
@@ -118,9 +134,8 @@ impl TextClassification {
                     .collect::<Result<Vec<_>>>()?;
                 labels.sort_by(|a, b| b.score.total_cmp(&a.score));
                 labels.truncate(opts.top_k.unwrap_or(usize::MAX));
-                out.push(labels);
-            }
-        }
-        Ok(out)
+                Ok(labels)
+            })
+            .collect()
     }
 }

@@ -1,0 +1,67 @@
+//! `bert classify`: transformers' `pipeline("text-classification")` on each input (a text or a
+//! `{"text", "text_pair"}` pair), one JSON list of `{"label", "score"}` per line, best first.
+
+use std::io::Write;
+
+use bert::pipelines::{TextClassification, TextClassificationOptions};
+use bert::BertForSequenceClassification;
+
+use crate::input::Source;
+use crate::stream::{self, BatchOptions, Tally};
+use crate::task::{self, TopK};
+use crate::{progress, CliResult, InputArgs};
+
+/// Inputs per forward pass.
+const BATCH: usize = 32;
+
+#[derive(clap::Args)]
+pub struct ClassifyArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Labels per input, best first: a count, or `all` (default 1, the best label).
+    #[arg(long, value_name = "K", default_value = "1")]
+    pub top_k: TopK,
+}
+
+pub fn run(args: ClassifyArgs) -> CliResult {
+    let source = Source::new(&args.input);
+    let items = source.items()?;
+    let model = task::load(
+        "classify",
+        &args.input.model,
+        &["BertForSequenceClassification"],
+        BertForSequenceClassification::from_pretrained,
+        |m| m.config(),
+    )?;
+    let positions = model.config().max_position_embeddings;
+    let tokenizer = crate::input::tokenizer(&args.input, Some(positions))?;
+    let pipe = TextClassification { model, tokenizer };
+    let opts = TextClassificationOptions {
+        top_k: args.top_k.0,
+        ..Default::default()
+    };
+    let batching = BatchOptions {
+        batch_size: BATCH,
+        no_truncation: args.input.no_truncation,
+        parallel: false,
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut tally = Tally::default();
+    let pb = progress::bar(None, "inputs", args.input.quiet);
+    for batch in stream::batches(&pipe.tokenizer, items, batching) {
+        let batch = batch?;
+        for labels in pipe.classify_encodings(&batch.encodings, &opts)? {
+            task::write_line(&mut out, &labels)?;
+        }
+        tally.add(&batch);
+        pb.inc(batch.encodings.len() as u64);
+    }
+    pb.finish_and_clear();
+    out.flush()?;
+    if let Some(note) = tally.truncation_note(pipe.tokenizer.max_length()) {
+        if !args.input.quiet {
+            eprintln!("{note}");
+        }
+    }
+    Ok(())
+}

@@ -1588,6 +1588,10 @@ def build_pipelines(out):
             cases.append({"text": t, "kwargs": {}, "output": plain(p(t))})
             cases.append({"text": t, "kwargs": {"top_k": None}, "output": plain(p(t, top_k=None))})
             cases.append({"text": t, "kwargs": {"top_k": 2}, "output": plain(p(t, top_k=2))})
+        for t in PIPE_TEXTS[:2]:
+            for fn in ("sigmoid", "softmax", "none"):
+                kw = {"function_to_apply": fn, "top_k": None}
+                cases.append({"text": t, "kwargs": kw, "output": plain(p(t, **kw))})
         for a, b in PIPE_PAIRS:
             out_ = plain(p({"text": a, "text_pair": b}, top_k=None))
             cases.append({"text": a, "text_pair": b, "kwargs": {"top_k": None}, "output": out_})

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use bert::pipelines::{TextClassification, TextClassificationOptions};
+use bert::pipelines::{ClassificationFunction, TextClassification, TextClassificationOptions};
 use bert::BertForSequenceClassification;
 
 use crate::input::Source;
@@ -21,6 +21,10 @@ pub struct ClassifyArgs {
     /// Labels per input, best first: a count, or `all` (default 1, the best label).
     #[arg(long, value_name = "K", default_value = "1")]
     pub top_k: TopK,
+    /// Turn logits into scores with sigmoid, softmax or none (default: as transformers picks it
+    /// from config.json: none for regression, sigmoid for multi-label or one label, else softmax).
+    #[arg(long, value_name = "FUNCTION")]
+    pub function_to_apply: Option<ClassificationFunction>,
 }
 
 pub fn run(args: ClassifyArgs) -> CliResult {
@@ -38,6 +42,7 @@ pub fn run(args: ClassifyArgs) -> CliResult {
     let pipe = TextClassification { model, tokenizer };
     let opts = TextClassificationOptions {
         top_k: args.top_k.0,
+        function_to_apply: args.function_to_apply,
         ..Default::default()
     };
     let batching = BatchOptions {

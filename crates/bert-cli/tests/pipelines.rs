@@ -88,6 +88,22 @@ fn classify_prints_transformers_labels_for_texts_and_pairs() {
         &case(&cases, serde_json::json!({"top_k": null}), Some(text))["output"],
     );
     same(&lines[1], &pair["output"]);
+    let sig = case(
+        &cases,
+        serde_json::json!({"function_to_apply": "sigmoid", "top_k": null}),
+        Some(text),
+    );
+    let lines = json_lines(bert(&[
+        "classify",
+        "-m",
+        &model("pipe-seqcls"),
+        text,
+        "--function-to-apply",
+        "sigmoid",
+        "--top-k",
+        "all",
+    ]));
+    same(&lines[0], &sig["output"]);
     // Default: the best label only, as a one-element list (transformers' `pipe(text)`).
     let lines = json_lines(bert(&["classify", "-m", &model("pipe-seqcls"), text]));
     same(

@@ -96,6 +96,9 @@ fn text_classification_matches_transformers() {
             let pair = c.get("text_pair").and_then(Value::as_str);
             let opts = TextClassificationOptions {
                 top_k: top_k(&c["kwargs"]),
+                function_to_apply: c["kwargs"]
+                    .get("function_to_apply")
+                    .map(|f| f.as_str().unwrap().parse().unwrap()),
                 ..Default::default()
             };
             let ours = p.classify(&[(text, pair)], &opts).unwrap().remove(0);

@@ -43,6 +43,19 @@ impl ClassificationFunction {
     }
 }
 
+impl std::str::FromStr for ClassificationFunction {
+    type Err = String;
+    /// transformers' names: `sigmoid`, `softmax`, `none`.
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "sigmoid" => Ok(ClassificationFunction::Sigmoid),
+            "softmax" => Ok(ClassificationFunction::Softmax),
+            "none" => Ok(ClassificationFunction::None),
+            _ => Err(format!("unknown function `{s}` (sigmoid, softmax, none)")),
+        }
+    }
+}
+
 /// Options of [`TextClassification::classify`], transformers' defaults.
 #[derive(Clone, Debug)]
 pub struct TextClassificationOptions {

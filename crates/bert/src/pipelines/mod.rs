@@ -3,6 +3,20 @@
 //! with transformers' defaults, and returns plain structs that serialize to the JSON fields
 //! transformers returns (`{"label", "score"}`, `{"entity_group", "score", "word", "start", "end"}`, ...).
 //! Character offsets (`start`, `end`) count Unicode scalar values, as Python string indices do.
+//!
+//! ```no_run
+//! use bert::pipelines::{FillMask, TextClassification, TextClassificationOptions};
+//!
+//! let clf = TextClassification::from_pretrained("path/to/finetuned-sst2")?;
+//! let opts = TextClassificationOptions { top_k: None, ..Default::default() }; // every label
+//! for l in &clf.classify(&[("great movie", None)], &opts)?[0] {
+//!     println!("{} {}", l.label, l.score);
+//! }
+//! let fill = FillMask::from_pretrained("bert-base-uncased")?;
+//! let best = &fill.fill("Paris is the [MASK] of France.", &Default::default())?[0][0];
+//! println!("{} {}", best.token_str, best.sequence); // capital paris is the capital of france.
+//! # Ok::<(), bert::Error>(())
+//! ```
 
 mod cross_encoder;
 mod fill_mask;

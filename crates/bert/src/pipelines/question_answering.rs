@@ -231,3 +231,23 @@ fn word_span(enc: &tokenizers::Encoding, s: usize, e: usize) -> (usize, usize) {
         _ => (enc.get_offsets()[s].0, enc.get_offsets()[e].1),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_respect_order_and_length() {
+        // The best product, 0.6 * 0.5 at (2, 1), is out of order; (1, 3) is longer than 2 tokens.
+        let start = [0.0, 0.1, 0.6, 0.3];
+        let end = [0.0, 0.5, 0.1, 0.4];
+        let spans = decode_spans(&start, &end, 3, 2);
+        let got: Vec<(usize, usize)> = spans.iter().map(|&(s, e, _)| (s, e)).collect();
+        assert_eq!(got, vec![(2, 3), (3, 3), (2, 2)]);
+        assert!((spans[0].2 - 0.24).abs() < 1e-7);
+        // max_answer_len 1: single tokens only.
+        assert!(decode_spans(&start, &end, 16, 1)
+            .iter()
+            .all(|&(s, e, p)| s == e || p == 0.0));
+    }
+}

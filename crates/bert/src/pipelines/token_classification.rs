@@ -394,3 +394,43 @@ fn merge_overlapping(mut entities: Vec<Entity>) -> Vec<Entity> {
     out.push(prev);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ent(start: usize, end: usize, score: f32) -> Entity {
+        Entity {
+            entity_group: Some("PER".into()),
+            entity: None,
+            score,
+            index: None,
+            word: String::new(),
+            start,
+            end,
+        }
+    }
+
+    #[test]
+    fn tags() {
+        assert_eq!(get_tag("B-PER"), ("B", "PER"));
+        assert_eq!(get_tag("I-LOC"), ("I", "LOC"));
+        assert_eq!(get_tag("O"), ("I", "O"));
+        assert_eq!(get_tag("B-"), ("B", ""));
+    }
+
+    #[test]
+    fn overlapping_entities_keep_the_longer_then_the_surer() {
+        let merged = merge_overlapping(vec![
+            ent(10, 14, 0.9),
+            ent(0, 3, 0.5),
+            ent(10, 20, 0.1), // longer than (10, 14): wins
+            ent(0, 3, 0.6),   // same span, higher score: wins
+            ent(30, 31, 0.2),
+        ]);
+        let spans: Vec<(usize, usize, f32)> =
+            merged.iter().map(|e| (e.start, e.end, e.score)).collect();
+        assert_eq!(spans, vec![(0, 3, 0.6), (10, 20, 0.1), (30, 31, 0.2)]);
+        assert!(merge_overlapping(vec![]).is_empty());
+    }
+}

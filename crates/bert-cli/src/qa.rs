@@ -51,7 +51,7 @@ pub fn run(args: QaArgs) -> CliResult {
         texts: Vec::new(),
         input: args.input.clone(),
         model: args.model.clone(),
-        max_length: None,
+        max_length: args.max_length,
         no_truncation: false,
         quiet: args.quiet,
     };

@@ -296,6 +296,20 @@ fn pipeline_commands_fail_clearly_on_bad_inputs() {
         &["--question", "the question is 80 tokens", "max_seq_len 64"],
     );
     fails_with(bert(&["qa", "-m", &model("pipe-qa")]), &["--question"]);
+    fails_with(
+        bert(&[
+            "qa",
+            "-m",
+            &model("pipe-qa"),
+            "--question",
+            "q",
+            "--context",
+            "c",
+            "--max-length",
+            "65",
+        ]),
+        &["--max-length 65", "64 positions"],
+    );
     // fill-mask without [MASK].
     fails_with(
         bert(&["fill-mask", "-m", &model("pipe-mlm"), "hello", "my dog"]),

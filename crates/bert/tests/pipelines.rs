@@ -248,6 +248,13 @@ fn question_answering_rejects_a_question_that_leaves_no_room() {
         )
         .unwrap_err();
     assert!(err.to_string().contains("doc_stride 50"), "{err}");
+    for (q, c, what) in [("", "the cat", "question"), ("where?", "", "context")] {
+        let err = p.answer(q, c, &Default::default()).unwrap_err();
+        assert!(
+            err.to_string().contains(&format!("the {what} is empty")),
+            "{err}"
+        );
+    }
 }
 
 #[test]

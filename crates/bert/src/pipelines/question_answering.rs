@@ -70,6 +70,17 @@ impl QuestionAnswering {
         context: &str,
         opts: &QuestionAnsweringOptions,
     ) -> Result<Vec<Answer>> {
+        // As transformers' QuestionAnsweringArgumentHandler.
+        if question.is_empty() || context.is_empty() {
+            return Err(Error::Input(format!(
+                "the {} is empty",
+                if question.is_empty() {
+                    "question"
+                } else {
+                    "context"
+                }
+            )));
+        }
         if opts.top_k == 0 || opts.max_answer_len == 0 {
             return Err(Error::Input(format!(
                 "top_k ({}) and max_answer_len ({}) must be at least 1",

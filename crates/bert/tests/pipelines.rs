@@ -310,3 +310,89 @@ fn a_pipeline_on_the_wrong_head_names_the_checkpoint_s_head() {
         "{err}"
     );
 }
+
+/// The batch forms (one forward pass over several inputs' windows) give the goldens too.
+#[test]
+fn batches_match_transformers() {
+    let mut worst = 0.0f64;
+    let g = golden("pipe-tokcls");
+    let p = TokenClassification::from_pretrained(&model("pipe-tokcls")).unwrap();
+    for agg in ["simple", "first", "max"] {
+        let cs: Vec<&Value> = cases(&g)
+            .iter()
+            .filter(|c| c["kwargs"].as_object().unwrap().len() == 1)
+            .filter(|c| c["kwargs"]["aggregation_strategy"] == agg)
+            .collect();
+        let mut texts: Vec<&str> = cs.iter().map(|c| c["text"].as_str().unwrap()).collect();
+        // The long text too, with its windows in the same batch.
+        let long = cases(&g)
+            .iter()
+            .find(|c| c["kwargs"] == serde_json::json!({"aggregation_strategy": agg, "stride": 16}))
+            .unwrap();
+        texts.push(long["text"].as_str().unwrap());
+        let opts = TokenClassificationOptions {
+            aggregation_strategy: agg.parse().unwrap(),
+            stride: Some(16),
+            ..Default::default()
+        };
+        let ours = p.entities_batch(&texts, &opts).unwrap();
+        for (o, c) in ours.iter().zip(cs.iter().copied().chain([long])) {
+            worst = worst.max(compare(
+                &serde_json::to_value(o).unwrap(),
+                &c["output"],
+                agg,
+            ));
+        }
+    }
+    let g = golden("pipe-qa");
+    let p = QuestionAnswering::from_pretrained(&model("pipe-qa")).unwrap();
+    let cs: Vec<&Value> = cases(&g)
+        .iter()
+        .filter(|c| c["kwargs"] == serde_json::json!({"top_k": 3}))
+        .collect();
+    let pairs: Vec<(&str, &str)> = cs
+        .iter()
+        .map(|c| {
+            (
+                c["question"].as_str().unwrap(),
+                c["context"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let opts = QuestionAnsweringOptions {
+        top_k: 3,
+        ..Default::default()
+    };
+    for (o, c) in p.answer_batch(&pairs, &opts).unwrap().iter().zip(&cs) {
+        worst = worst.max(compare(
+            &serde_json::to_value(o).unwrap(),
+            &c["output"],
+            "qa",
+        ));
+    }
+    let g = golden("pipe-mlm");
+    let p = FillMask::from_pretrained(&model("pipe-mlm")).unwrap();
+    let cs: Vec<&Value> = cases(&g)
+        .iter()
+        .filter(|c| c["kwargs"] == serde_json::json!({}))
+        .collect();
+    let texts: Vec<&str> = cs.iter().map(|c| c["text"].as_str().unwrap()).collect();
+    for (mut o, c) in p
+        .fill_batch(&texts, &Default::default())
+        .unwrap()
+        .into_iter()
+        .zip(&cs)
+    {
+        let o = if o.len() == 1 {
+            serde_json::to_value(o.remove(0)).unwrap()
+        } else {
+            serde_json::to_value(o).unwrap()
+        };
+        worst = worst.max(compare(&o, &c["output"], "fill-mask"));
+    }
+    eprintln!("batches: max score diff {worst:.2e}");
+    let err = p
+        .fill_batch(&["a [MASK]", "no mask"], &Default::default())
+        .unwrap_err();
+    assert!(err.to_string().contains("input 1"), "{err}");
+}

@@ -56,6 +56,18 @@ impl FillMask {
     /// For each mask of `text`, in order, its best `top_k` candidates. A text without a mask token
     /// is an error.
     pub fn fill(&self, text: &str, opts: &FillMaskOptions) -> Result<Vec<Vec<MaskPrediction>>> {
+        Ok(self.fill_batch(&[text], opts)?.remove(0))
+    }
+
+    /// [`fill`](Self::fill) for each text, with one forward pass (the decoder at the masks only).
+    pub fn fill_batch(
+        &self,
+        texts: &[&str],
+        opts: &FillMaskOptions,
+    ) -> Result<Vec<Vec<Vec<MaskPrediction>>>> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
         let mask = self.tokenizer.mask_token();
         let mask_id = self.tokenizer.token_to_id(mask).ok_or_else(|| {
             Error::Tokenizer(format!("the mask token `{mask}` is not in the vocabulary"))
@@ -64,11 +76,20 @@ impl FillMask {
             Some(t) => Some(self.target_ids(t)?),
             None => None,
         };
-        let inputs = self.tokenizer.encode(text)?;
+        let inputs = self.tokenizer.encode_batch(texts)?;
         let positions = BertForMaskedLM::positions_of(&inputs, mask_id);
-        if positions.is_empty() {
+        if let Some((i, text)) = texts
+            .iter()
+            .enumerate()
+            .find(|&(i, _)| !positions.iter().any(|&(b, _)| b == i))
+        {
             return Err(Error::Input(format!(
-                "no mask token {mask} in the text (after truncation to {} tokens): {}",
+                "no mask token {mask} in {}the text (after truncation to {} tokens): {}",
+                if texts.len() > 1 {
+                    format!("input {i}, ")
+                } else {
+                    String::new()
+                },
                 self.tokenizer.max_length(),
                 short(text)
             )));
@@ -77,36 +98,51 @@ impl FillMask {
             .model
             .forward_at(&inputs, &positions, &ForwardOptions::default())?
             .logits;
-        let ids: Vec<i64> = inputs.input_ids.row(0).to_vec();
-        let single = positions.len() == 1;
-        let mut out = Vec::with_capacity(positions.len());
-        for (i, &(_, t)) in positions.iter().enumerate() {
+        let mut out: Vec<Vec<Vec<MaskPrediction>>> = vec![Vec::new(); texts.len()];
+        for (i, &(b, t)) in positions.iter().enumerate() {
+            let ids: Vec<i64> = inputs.input_ids.row(b).to_vec();
+            let single = positions.iter().filter(|p| p.0 == b).count() == 1;
             let probs = softmax(logits.row(i).as_slice().expect("standard-layout logits"));
-            let mut cands: Vec<(i64, f32)> = match &targets {
-                Some(ids) => ids.iter().map(|&id| (id, probs[id as usize])).collect(),
-                None => probs
-                    .iter()
-                    .enumerate()
-                    .map(|(id, &p)| (id as i64, p))
-                    .collect(),
-            };
-            cands.sort_by(|a, b| b.1.total_cmp(&a.1));
-            cands.truncate(opts.top_k);
-            let mut row = Vec::with_capacity(cands.len());
-            for (token, score) in cands {
-                let mut filled = ids.clone();
+            out[b].push(self.candidates(&probs, targets.as_deref(), &ids, t, single, opts)?);
+        }
+        Ok(out)
+    }
+
+    /// The best `top_k` tokens of `probs` (among `targets`) at position `t` of `ids`, each with
+    /// the text it makes.
+    fn candidates(
+        &self,
+        probs: &[f32],
+        targets: Option<&[i64]>,
+        ids: &[i64],
+        t: usize,
+        single: bool,
+        opts: &FillMaskOptions,
+    ) -> Result<Vec<MaskPrediction>> {
+        let mut cands: Vec<(i64, f32)> = match targets {
+            Some(ids) => ids.iter().map(|&id| (id, probs[id as usize])).collect(),
+            None => probs
+                .iter()
+                .enumerate()
+                .map(|(id, &p)| (id as i64, p))
+                .collect(),
+        };
+        cands.sort_by(|a, b| b.1.total_cmp(&a.1));
+        cands.truncate(opts.top_k);
+        cands
+            .into_iter()
+            .map(|(token, score)| {
+                let mut filled = ids.to_vec();
                 filled[t] = token;
                 filled.retain(|&id| id != self.tokenizer.pad_id());
-                row.push(MaskPrediction {
+                Ok(MaskPrediction {
                     score,
                     token,
                     token_str: self.tokenizer.decode(&[token], false)?,
                     sequence: self.tokenizer.decode(&filled, single)?,
-                });
-            }
-            out.push(row);
-        }
-        Ok(out)
+                })
+            })
+            .collect()
     }
 
     /// `get_target_ids`: each target's vocabulary id, or its first token's; duplicates removed.

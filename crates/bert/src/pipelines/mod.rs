@@ -82,12 +82,12 @@ pub(crate) fn label(config: &crate::BertConfig, i: usize) -> crate::Result<Strin
 }
 
 /// Padded inputs of several windows, for one forward pass.
-pub(crate) fn pad_windows(
+pub(crate) fn pad_windows<'a>(
     tok: &crate::BertTokenizer,
-    windows: &[tokenizers::Encoding],
+    windows: impl IntoIterator<Item = &'a tokenizers::Encoding>,
 ) -> crate::Result<crate::BertInputs> {
     let rows: Vec<(Vec<i64>, Vec<i64>)> = windows
-        .iter()
+        .into_iter()
         .map(|w| {
             (
                 w.get_ids().iter().map(|&i| i64::from(i)).collect(),

@@ -70,6 +70,45 @@ impl QuestionAnswering {
         context: &str,
         opts: &QuestionAnsweringOptions,
     ) -> Result<Vec<Answer>> {
+        Ok(self.answer_batch(&[(question, context)], opts)?.remove(0))
+    }
+
+    /// The answers of each `(question, context)`, with one forward pass over all their windows.
+    pub fn answer_batch(
+        &self,
+        pairs: &[(&str, &str)],
+        opts: &QuestionAnsweringOptions,
+    ) -> Result<Vec<Vec<Answer>>> {
+        let windows = pairs
+            .iter()
+            .map(|&(q, c)| self.windows(q, c, opts))
+            .collect::<Result<Vec<_>>>()?;
+        if windows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let batch = pad_windows(&self.tokenizer, windows.iter().flatten())?;
+        let out = self.model.forward(&batch, &ForwardOptions::default())?;
+        let mut row = 0;
+        let mut answers = Vec::with_capacity(pairs.len());
+        for (&(_, context), windows) in pairs.iter().zip(&windows) {
+            answers.push(self.postprocess(
+                context,
+                windows,
+                (&out.start_logits, &out.end_logits, row),
+                opts,
+            ));
+            row += windows.len();
+        }
+        Ok(answers)
+    }
+
+    /// The windows of one (question, context), after checking the inputs and options.
+    fn windows(
+        &self,
+        question: &str,
+        context: &str,
+        opts: &QuestionAnsweringOptions,
+    ) -> Result<Vec<tokenizers::Encoding>> {
         // As transformers' QuestionAnsweringArgumentHandler.
         if question.is_empty() || context.is_empty() {
             return Err(Error::Input(format!(
@@ -97,7 +136,7 @@ impl QuestionAnswering {
             )));
         }
         self.check_question(question, context, max_seq_len, doc_stride)?;
-        let windows = self.tokenizer.windows(
+        self.tokenizer.windows(
             question,
             Some(context),
             Window {
@@ -105,15 +144,24 @@ impl QuestionAnswering {
                 stride: doc_stride,
                 only_second: true,
             },
-        )?;
-        let batch = pad_windows(&self.tokenizer, &windows)?;
-        let out = self.model.forward(&batch, &ForwardOptions::default())?;
+        )
+    }
+
+    /// `postprocess` of one (question, context): its windows' rows `row..` of the logits.
+    fn postprocess(
+        &self,
+        context: &str,
+        windows: &[tokenizers::Encoding],
+        (start_logits, end_logits, row): (&ndarray::Array2<f32>, &ndarray::Array2<f32>, usize),
+        opts: &QuestionAnsweringOptions,
+    ) -> Vec<Answer> {
         let chars: Vec<char> = context.chars().collect();
         let cls = self.tokenizer.token_to_id("[CLS]");
         let pre_topk = opts.top_k * 2 + 10;
         let mut min_null = 1_000_000f64;
         let mut answers: Vec<Answer> = Vec::new();
-        for (w, enc) in windows.iter().enumerate() {
+        for (i, enc) in windows.iter().enumerate() {
+            let w = row + i;
             let n = enc.len();
             // p_mask 0 (allowed) on context tokens and [CLS]; `undesired_tokens` in transformers.
             let allowed: Vec<bool> = (0..n)
@@ -126,8 +174,8 @@ impl QuestionAnswering {
                     .map(|t| if allowed[t] { row[[w, t]] } else { -10000.0 })
                     .collect()
             };
-            let mut start = normalize(&logits(&out.start_logits));
-            let mut end = normalize(&logits(&out.end_logits));
+            let mut start = normalize(&logits(start_logits));
+            let mut end = normalize(&logits(end_logits));
             if opts.handle_impossible_answer {
                 min_null = min_null.min(f64::from(start[0] * end[0]));
             }
@@ -167,7 +215,7 @@ impl QuestionAnswering {
         }
         answers.sort_by(|a, b| b.score.total_cmp(&a.score));
         answers.truncate(opts.top_k);
-        Ok(answers)
+        answers
     }
 
     /// The question must leave the context more than `doc_stride` tokens of each window (else the

@@ -119,64 +119,84 @@ impl TokenClassification {
 
     /// The entities of one text, in text order.
     pub fn entities(&self, text: &str, opts: &TokenClassificationOptions) -> Result<Vec<Entity>> {
-        let max_length = self.tokenizer.max_length();
-        let mut windows = self.tokenizer.windows(
-            text,
-            None,
-            Window {
-                max_length,
-                stride: 0,
-                only_second: false,
-            },
-        )?;
-        if windows.len() > 1 {
-            if opts.aggregation_strategy == AggregationStrategy::None {
-                // transformers refuses `stride` with strategy none: token indices of overlapping
-                // windows cannot be merged.
-                return Err(Error::Input(format!(
-                    "the text is longer than {max_length} tokens (the tokenizer's max_length); \
-                     aggregation strategy none cannot merge windows: use simple, first, average \
-                     or max, or shorten the text"
-                )));
-            }
-            let stride = opts.stride.unwrap_or(max_length / 4);
-            windows = self.tokenizer.windows(
-                text,
-                None,
-                Window {
-                    max_length,
-                    stride,
-                    only_second: false,
-                },
-            )?;
+        Ok(self.entities_batch(&[text], opts)?.remove(0))
+    }
+
+    /// The entities of each text, with one forward pass over all their windows.
+    pub fn entities_batch(
+        &self,
+        texts: &[&str],
+        opts: &TokenClassificationOptions,
+    ) -> Result<Vec<Vec<Entity>>> {
+        let windows = texts
+            .iter()
+            .map(|t| self.windows(t, opts))
+            .collect::<Result<Vec<_>>>()?;
+        if windows.is_empty() {
+            return Ok(Vec::new());
         }
-        let chars: Vec<char> = text.chars().collect();
-        let batch = pad_windows(&self.tokenizer, &windows)?;
+        let batch = pad_windows(&self.tokenizer, windows.iter().flatten())?;
         let logits = self
             .model
             .forward(&batch, &ForwardOptions::default())?
             .logits;
-        let mut all = Vec::new();
-        for (w, window) in windows.iter().enumerate() {
-            let pre = self.pre_entities(window, &chars, |t| {
-                softmax(
-                    logits
-                        .slice(ndarray::s![w, t, ..])
-                        .as_slice()
-                        .expect("standard-layout logits"),
-                )
+        let mut row = 0;
+        let mut out = Vec::with_capacity(texts.len());
+        for (text, windows) in texts.iter().zip(&windows) {
+            let chars: Vec<char> = text.chars().collect();
+            let mut all = Vec::new();
+            for window in windows {
+                let pre = self.pre_entities(window, &chars, |t| {
+                    softmax(
+                        logits
+                            .slice(ndarray::s![row, t, ..])
+                            .as_slice()
+                            .expect("standard-layout logits"),
+                    )
+                });
+                row += 1;
+                let grouped = self.aggregate(pre, opts.aggregation_strategy)?;
+                all.extend(grouped.into_iter().filter(|e| {
+                    let tag = e.entity_group.as_ref().or(e.entity.as_ref());
+                    !tag.is_some_and(|t| opts.ignore_labels.contains(t))
+                }));
+            }
+            out.push(if windows.len() > 1 {
+                merge_overlapping(all)
+            } else {
+                all
             });
-            let grouped = self.aggregate(pre, opts.aggregation_strategy)?;
-            all.extend(grouped.into_iter().filter(|e| {
-                let tag = e.entity_group.as_ref().or(e.entity.as_ref());
-                !tag.is_some_and(|t| opts.ignore_labels.contains(t))
-            }));
         }
-        Ok(if windows.len() > 1 {
-            merge_overlapping(all)
-        } else {
-            all
-        })
+        Ok(out)
+    }
+
+    /// One window for a text that fits `max_length`, else windows overlapping by the stride.
+    fn windows(
+        &self,
+        text: &str,
+        opts: &TokenClassificationOptions,
+    ) -> Result<Vec<tokenizers::Encoding>> {
+        let max_length = self.tokenizer.max_length();
+        let window = |stride| Window {
+            max_length,
+            stride,
+            only_second: false,
+        };
+        let windows = self.tokenizer.windows(text, None, window(0))?;
+        if windows.len() == 1 {
+            return Ok(windows);
+        }
+        if opts.aggregation_strategy == AggregationStrategy::None {
+            // transformers refuses `stride` with strategy none: token indices of overlapping
+            // windows cannot be merged.
+            return Err(Error::Input(format!(
+                "the text is longer than {max_length} tokens (the tokenizer's max_length); \
+                 aggregation strategy none cannot merge windows: use simple, first, average \
+                 or max, or shorten the text"
+            )));
+        }
+        let stride = opts.stride.unwrap_or(max_length / 4);
+        self.tokenizer.windows(text, None, window(stride))
     }
 
     /// `gather_pre_entities`: text tokens with their scores, offsets and whether they continue a

@@ -41,29 +41,46 @@ pub fn run(args: FillMaskArgs) -> CliResult {
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let pb = progress::bar(None, "texts", args.input.quiet);
-    for item in items {
+    let tok = &pipe.tokenizer;
+    let texts = items.map(|item| {
         let item = item?;
         if item.text_pair.is_some() {
-            return Err(format!("{}: `bert fill-mask` takes single texts", item.origin).into());
+            return Err(format!(
+                "{}: `bert fill-mask` takes single texts",
+                item.origin
+            ));
         }
-        if args.input.no_truncation && pipe.tokenizer.tokenize(&item.text)?.truncated {
+        if args.input.no_truncation
+            && tok
+                .tokenize(&item.text)
+                .map_err(|e| format!("{}: {e}", item.origin))?
+                .truncated
+        {
             return Err(format!(
                 "{}: longer than {} tokens, the maximum length (--no-truncation is set)",
                 item.origin,
-                pipe.tokenizer.max_length()
-            )
-            .into());
+                tok.max_length()
+            ));
         }
-        let mut masks = pipe
-            .fill(&item.text, &opts)
-            .map_err(|e| format!("{}: {e}", item.origin))?;
-        if masks.len() == 1 {
-            task::write_line(&mut out, &masks.remove(0))?;
-        } else {
-            task::write_line(&mut out, &masks)?;
-        }
-        pb.inc(1);
-    }
+        Ok(item)
+    });
+    task::in_chunks(
+        texts,
+        |i| i.origin.to_string(),
+        |chunk| {
+            let texts: Vec<&str> = chunk.iter().map(|i| i.text.as_str()).collect();
+            pipe.fill_batch(&texts, &opts)
+        },
+        |mut masks| {
+            pb.inc(1);
+            // As transformers: one mask, its list; several, a list per mask.
+            if masks.len() == 1 {
+                task::write_line(&mut out, &masks.remove(0))
+            } else {
+                task::write_line(&mut out, &masks)
+            }
+        },
+    )?;
     pb.finish_and_clear();
     out.flush()?;
     Ok(())

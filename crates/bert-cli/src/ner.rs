@@ -53,19 +53,28 @@ pub fn run(args: NerArgs) -> CliResult {
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let pb = progress::bar(None, "texts", args.input.quiet);
-    for item in items {
+    let texts = items.map(|item| {
         let item = item?;
-        if item.text_pair.is_some() {
-            return Err(
-                format!("{}: `bert ner` takes single texts, not pairs", item.origin).into(),
-            );
+        match item.text_pair {
+            Some(_) => Err(format!(
+                "{}: `bert ner` takes single texts, not pairs",
+                item.origin
+            )),
+            None => Ok(item),
         }
-        let entities = pipe
-            .entities(&item.text, &opts)
-            .map_err(|e| format!("{}: {e}", item.origin))?;
-        task::write_line(&mut out, &entities)?;
-        pb.inc(1);
-    }
+    });
+    task::in_chunks(
+        texts,
+        |i| i.origin.to_string(),
+        |chunk| {
+            let texts: Vec<&str> = chunk.iter().map(|i| i.text.as_str()).collect();
+            pipe.entities_batch(&texts, &opts)
+        },
+        |entities| {
+            pb.inc(1);
+            task::write_line(&mut out, &entities)
+        },
+    )?;
     pb.finish_and_clear();
     out.flush()?;
     Ok(())

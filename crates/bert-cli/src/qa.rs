@@ -95,17 +95,25 @@ pub fn run(args: QaArgs) -> CliResult {
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let pb = progress::bar(None, "questions", args.quiet);
-    for item in items {
-        let (origin, question, context) = item?;
-        let answers = pipe
-            .answer(&question, &context, &opts)
-            .map_err(|e| format!("{origin}: {e}"))?;
-        match answers.as_slice() {
-            [one] => task::write_line(&mut out, one)?,
-            _ => task::write_line(&mut out, &answers)?,
-        }
-        pb.inc(1);
-    }
+    task::in_chunks(
+        items,
+        |(origin, _, _)| origin.clone(),
+        |chunk| {
+            let pairs: Vec<(&str, &str)> = chunk
+                .iter()
+                .map(|(_, q, c)| (q.as_str(), c.as_str()))
+                .collect();
+            pipe.answer_batch(&pairs, &opts)
+        },
+        |answers| {
+            pb.inc(1);
+            // As transformers: one answer, the answer itself; several, their list.
+            match answers.as_slice() {
+                [one] => task::write_line(&mut out, one),
+                _ => task::write_line(&mut out, &answers),
+            }
+        },
+    )?;
     pb.finish_and_clear();
     out.flush()?;
     Ok(())

@@ -95,3 +95,35 @@ pub fn write_line(out: &mut impl Write, value: &impl serde::Serialize) -> CliRes
     out.write_all(b"\n")?;
     Ok(())
 }
+
+/// Inputs per forward pass of the pipeline commands.
+pub const BATCH: usize = 32;
+
+/// Runs `run` on consecutive chunks of [`BATCH`] inputs (one forward pass each) and hands each
+/// result to `emit`, in input order. When a chunk fails, its inputs are run one by one: the results
+/// before the input at fault are written, and the error names it (`corpus.txt:17: ...`).
+pub fn in_chunks<I, T>(
+    items: impl Iterator<Item = Result<I, String>>,
+    origin: impl Fn(&I) -> String,
+    run: impl Fn(&[I]) -> bert::Result<Vec<T>>,
+    mut emit: impl FnMut(T) -> CliResult,
+) -> CliResult {
+    let mut items = items.peekable();
+    while items.peek().is_some() {
+        let chunk = items
+            .by_ref()
+            .take(BATCH)
+            .collect::<Result<Vec<I>, String>>()?;
+        match run(&chunk) {
+            Ok(results) => results.into_iter().try_for_each(&mut emit)?,
+            Err(_) => {
+                for item in &chunk {
+                    let one = run(std::slice::from_ref(item))
+                        .map_err(|e| format!("{}: {e}", origin(item)))?;
+                    one.into_iter().try_for_each(&mut emit)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}

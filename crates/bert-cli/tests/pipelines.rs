@@ -315,6 +315,18 @@ fn pipeline_commands_fail_clearly_on_bad_inputs() {
         bert(&["fill-mask", "-m", &model("pipe-mlm"), "hello", "my dog"]),
         &["argument 1", "no mask token [MASK]"],
     );
+    // In a file, the inputs before the bad one are answered, and the error names its line.
+    let masks = scratch("masks.txt", b"a [MASK]\nb [MASK]\nno mask\nc [MASK]\n");
+    let o = bert(&[
+        "fill-mask",
+        "-m",
+        &model("pipe-mlm"),
+        "-i",
+        masks.to_str().unwrap(),
+    ]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 2);
+    fails_with(o, &["masks.txt:3", "no mask token"]);
+    std::fs::remove_file(masks).unwrap();
     // An empty input file.
     let empty = scratch("empty.txt", b"");
     for cmd in ["classify", "ner", "fill-mask"] {

@@ -164,10 +164,11 @@ impl QuestionAnswering {
             let w = row + i;
             let n = enc.len();
             // p_mask 0 (allowed) on context tokens and [CLS]; `undesired_tokens` in transformers.
-            let allowed: Vec<bool> = (0..n)
-                .map(|t| {
-                    enc.get_sequence_ids()[t] == Some(1) || Some(i64::from(enc.get_ids()[t])) == cls
-                })
+            let allowed: Vec<bool> = enc
+                .get_sequence_ids()
+                .iter()
+                .zip(enc.get_ids())
+                .map(|(&seq, &id)| seq == Some(1) || Some(i64::from(id)) == cls)
                 .collect();
             let logits = |row: &ndarray::Array2<f32>| -> Vec<f32> {
                 (0..n)

@@ -1491,6 +1491,174 @@ def build_sentence(out, minilm):
 
 
 # ----------------------------------------------------------------------------------------
+# section 6: pipelines (transformers' pipeline(...) outputs on the tiny head models)
+# ----------------------------------------------------------------------------------------
+
+# The tiny vocab's words, so that random models see real words, sub-words (letters) and [UNK].
+PIPE_TEXTS = [
+    "hello my dog is cute",
+    "The quick brown fox jumps over the lazy dog, and the cat sat on the mat!",
+    "Zoë looked at my old catnip 🎉 where are you?",
+    "how old is the brownest fox",
+]
+PIPE_PAIRS = [("how old are you", "my dog is cute"), ("where is the cat", "the cat sat on the mat.")]
+# Longer than tiny-gelu's 64 positions: NER must window it (stride), QA must split its context.
+PIPE_LONG = " ".join(["the quick brown fox jumps over the lazy dog and looked at my cat"] * 4)
+PIPE_QA = [
+    ("where is the cat?", "the cat sat on the mat and looked at the quick brown fox."),
+    ("how old are you?", "Zoë is old, my dog is cute and the fox jumps over the lazy dog 🎉!"),
+]
+PIPE_MASKED = [
+    "hello my [MASK] is cute.",
+    "the quick [MASK] fox jumps over the [MASK] dog",
+    "Zoë [MASK] at the mat 🎉",
+]
+
+
+def plain(obj):
+    """pipeline outputs (numpy scalars inside lists/dicts) as plain JSON values."""
+    if isinstance(obj, dict):
+        return {k: plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    if isinstance(obj, (numpy.floating,)):
+        return float(obj)
+    if isinstance(obj, (numpy.integer,)):
+        return int(obj)
+    return obj
+
+
+def pipe_dir(out, name, src=None, model=None):
+    """models/<name>: the weights of models/<src> (or `model` saved) plus a tokenizer (tiny vocab,
+    model_max_length 64), so that pipeline(...) and the CLI can load it."""
+    d = os.path.join(out, "models", name)
+    fresh_dir(d)
+    if model is not None:
+        model.save_pretrained(d)
+    else:
+        for f_ in sorted(os.listdir(os.path.join(out, "models", src))):
+            shutil.copy(os.path.join(out, "models", src, f_), d)
+    with open(os.path.join(d, "vocab.txt"), "w", newline="\n") as f:
+        f.write("\n".join(tiny_vocab()) + "\n")
+    write_json(os.path.join(d, "tokenizer_config.json"),
+               {"do_lower_case": True, "model_max_length": 64, "tokenizer_class": "BertTokenizer"})
+    return d
+
+
+@torch.no_grad()
+def ner_model(out):
+    """A tiny BertForTokenClassification whose tags vary from token to token: a random classifier
+    sees mostly the state every token shares and tags everything alike, so this one reads each
+    token state's deviation from the mean over PIPE_TEXTS (weights x3, bias = -W @ mean)."""
+    labels = {0: "O", 1: "B-PER", 2: "I-PER", 3: "B-LOC", 4: "I-LOC"}
+    cfg = BertConfig(**BASE, **CONFIGS["tiny-gelu"], id2label=labels,
+                     label2id={v: k for k, v in labels.items()})
+    cfg.architectures = ["BertForTokenClassification"]
+    torch.manual_seed(SEED)
+    m = BertForTokenClassification(cfg)
+    reinit(m, gen(212))
+    m.eval()
+    d = pipe_dir(out, "pipe-tokcls", model=m)
+    enc = BertTokenizerFast.from_pretrained(d)(PIPE_TEXTS, padding=True, return_tensors="pt")
+    h = m.bert(**enc).last_hidden_state[enc["attention_mask"].bool()]
+    m.classifier.weight.mul_(3.0)
+    m.classifier.bias.copy_(-m.classifier.weight @ h.mean(0))
+    return m
+
+
+def build_pipelines(out):
+    from transformers import pipeline
+    gdir = os.path.join(out, "golden")
+    eager = dict(model_kwargs={"attn_implementation": "eager"}, device="cpu")
+
+    def save(name, task, d, cases):
+        log(f"pipeline {task}: {name} ({len(cases)} cases)")
+        write_json(os.path.join(gdir, f"{name}.json"),
+                   {"task": task, "model": os.path.relpath(d, out), "transformers": transformers.__version__,
+                    "cases": cases})
+
+    # text-classification: softmax (3 labels), sigmoid (multi-label), none (regression)
+    for name, src in (("pipe-seqcls", "heads-seqcls"),
+                      ("pipe-seqcls-multilabel", "heads-seqcls-multilabel-pytorch"),
+                      ("pipe-seqcls-regression", "heads-seqcls-regression")):
+        d = pipe_dir(out, name, src)
+        p = pipeline("text-classification", model=d, tokenizer=d, **eager)
+        cases = []
+        for t in PIPE_TEXTS:
+            cases.append({"text": t, "kwargs": {}, "output": plain(p(t))})
+            cases.append({"text": t, "kwargs": {"top_k": None}, "output": plain(p(t, top_k=None))})
+            cases.append({"text": t, "kwargs": {"top_k": 2}, "output": plain(p(t, top_k=2))})
+        for t in PIPE_TEXTS[:2]:
+            for fn in ("sigmoid", "softmax", "none"):
+                kw = {"function_to_apply": fn, "top_k": None}
+                cases.append({"text": t, "kwargs": kw, "output": plain(p(t, **kw))})
+        for a, b in PIPE_PAIRS:
+            out_ = plain(p({"text": a, "text_pair": b}, top_k=None))
+            cases.append({"text": a, "text_pair": b, "kwargs": {"top_k": None}, "output": out_})
+        save(name, "text-classification", d, cases)
+
+    # cross-encoder scoring: one label, no problem_type -> sigmoid on (query, passage)
+    cfg = BertConfig(**BASE, **CONFIGS["tiny-gelu"], num_labels=1)
+    cfg.architectures = ["BertForSequenceClassification"]
+    torch.manual_seed(SEED)
+    m = BertForSequenceClassification(cfg)
+    reinit(m, gen(211))
+    m.eval()
+    d = pipe_dir(out, "pipe-rerank", model=m)
+    p = pipeline("text-classification", model=d, tokenizer=d, **eager)
+    query = "where is the cat"
+    passages = ["the cat sat on the mat.", "my dog is cute", "the quick brown fox jumps over the lazy dog",
+                "hello"]
+    cases = [{"text": query, "text_pair": x, "kwargs": {}, "output": plain(p({"text": query, "text_pair": x}))}
+             for x in passages]
+    from sentence_transformers import CrossEncoder
+    ce = CrossEncoder(d, device="cpu", max_length=64)
+    ce_scores = ce.predict([(query, x) for x in passages], convert_to_numpy=True)
+    for c, s_ in zip(cases, ce_scores):
+        assert abs(c["output"]["score"] - float(s_)) < 1e-6, (c, s_)
+        c["cross_encoder"] = float(s_)
+    save("pipe-rerank", "text-classification", d, cases)
+
+    # token-classification: every aggregation strategy, ignore_labels, a long text with a stride
+    d = pipe_dir(out, "pipe-tokcls", model=ner_model(out))
+    p = pipeline("token-classification", model=d, tokenizer=d, **eager)
+    cases = []
+    for t in PIPE_TEXTS:
+        for agg in ("none", "simple", "first", "average", "max"):
+            cases.append({"text": t, "kwargs": {"aggregation_strategy": agg},
+                          "output": plain(p(t, aggregation_strategy=agg))})
+        cases.append({"text": t, "kwargs": {"aggregation_strategy": "simple", "ignore_labels": []},
+                      "output": plain(p(t, aggregation_strategy="simple", ignore_labels=[]))})
+    for agg in ("simple", "first", "average", "max"):
+        kw = {"aggregation_strategy": agg, "stride": 16}
+        cases.append({"text": PIPE_LONG, "kwargs": kw, "output": plain(p(PIPE_LONG, **kw))})
+    assert any(c["output"] for c in cases)
+    save("pipe-tokcls", "token-classification", d, cases)
+
+    # question-answering: defaults, top_k, impossible answers, a context longer than max_seq_len
+    d = pipe_dir(out, "pipe-qa", "heads-qa")
+    p = pipeline("question-answering", model=d, tokenizer=d, **eager)
+    cases = []
+    for q, c in PIPE_QA:
+        for kw in ({}, {"top_k": 3}, {"handle_impossible_answer": True, "top_k": 2}, {"max_answer_len": 2}):
+            cases.append({"question": q, "context": c, "kwargs": kw,
+                          "output": plain(p(question=q, context=c, **kw))})
+    for kw in ({"max_seq_len": 32, "doc_stride": 8}, {"max_seq_len": 32, "doc_stride": 8, "top_k": 4}):
+        cases.append({"question": "where is the fox?", "context": PIPE_LONG, "kwargs": kw,
+                      "output": plain(p(question="where is the fox?", context=PIPE_LONG, **kw))})
+    save("pipe-qa", "question-answering", d, cases)
+
+    # fill-mask: top_k, targets (one not in the vocab), several masks
+    d = pipe_dir(out, "pipe-mlm", "heads-mlm")
+    p = pipeline("fill-mask", model=d, tokenizer=d, **eager)
+    cases = []
+    for t in PIPE_MASKED:
+        for kw in ({}, {"top_k": 2}, {"targets": ["dog", "cat", "fox"]}, {"targets": ["dog", "cats"], "top_k": 1}):
+            cases.append({"text": t, "kwargs": kw, "output": plain(p(t, **kw))})
+    save("pipe-mlm", "fill-mask", d, cases)
+
+
+# ----------------------------------------------------------------------------------------
 
 
 def main():
@@ -1523,6 +1691,7 @@ def main():
     build_tokenizer(out, args.minilm)
     build_heads(out)
     build_sentence(out, args.minilm)
+    build_pipelines(out)
     log("notes: " + json.dumps(notes, sort_keys=True))
     log("done")
 

@@ -14,6 +14,9 @@ pub struct Item {
     pub text: String,
     pub text_pair: Option<String>,
     pub origin: Origin,
+    /// Bytes of the input file read up to this input, and the file's length, when it is known
+    /// (for progress).
+    pub progress: Option<(u64, u64)>,
 }
 
 /// Where an input came from, for messages: `argument 2`, `corpus.txt:17`.
@@ -160,14 +163,6 @@ pub struct Items {
     peeked: Option<Result<Item, String>>,
 }
 
-impl Items {
-    /// How far through its file this reader is: (bytes read, file length), when the length is
-    /// known.
-    pub fn file_progress(&self) -> Option<(u64, u64)> {
-        self.file_len.map(|len| (self.bytes_read, len))
-    }
-}
-
 /// Errors are plain strings so that a reader thread can hand them over (`Box<dyn Error>` is not
 /// `Send`).
 impl Iterator for Items {
@@ -182,6 +177,7 @@ impl Iterator for Items {
                 text,
                 text_pair: None,
                 origin: Origin::Argument(i + 1),
+                progress: None,
             }));
         }
         loop {
@@ -224,11 +220,13 @@ impl Iterator for Items {
                     )));
                 }
             };
+            let progress = self.file_len.map(|len| (self.bytes_read, len));
             if !self.jsonl {
                 return Some(Ok(Item {
                     text: line.to_string(),
                     text_pair: None,
                     origin,
+                    progress,
                 }));
             }
             if line.trim().is_empty() {
@@ -239,6 +237,7 @@ impl Iterator for Items {
                     text,
                     text_pair,
                     origin,
+                    progress,
                 }),
                 Err(e) => {
                     self.lines = None;
@@ -253,15 +252,21 @@ fn parse_jsonl(line: &str) -> Result<(String, Option<String>), String> {
     let v: serde_json::Value =
         serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}"))?;
     let obj = v.as_object().ok_or("expected a JSON object")?;
-    let text = match obj.get("text") {
+    // `bert qa` reads {"question", "context"} lines: the question is the text, the context its pair.
+    let (text_key, pair_key) = if obj.contains_key("question") && !obj.contains_key("text") {
+        ("question", "context")
+    } else {
+        ("text", "text_pair")
+    };
+    let text = match obj.get(text_key) {
         Some(serde_json::Value::String(s)) => s.clone(),
-        Some(_) => return Err("\"text\" must be a string".into()),
+        Some(_) => return Err(format!("\"{text_key}\" must be a string")),
         None => return Err("missing \"text\"".into()),
     };
-    let text_pair = match obj.get("text_pair") {
+    let text_pair = match obj.get(pair_key) {
         None | Some(serde_json::Value::Null) => None,
         Some(serde_json::Value::String(s)) => Some(s.clone()),
-        Some(_) => return Err("\"text_pair\" must be a string".into()),
+        Some(_) => return Err(format!("\"{pair_key}\" must be a string")),
     };
     Ok((text, text_pair))
 }
@@ -322,5 +327,9 @@ mod tests {
             .contains("missing"));
         assert!(parse_jsonl(r#"["a"]"#).is_err());
         assert!(parse_jsonl(r#"{"text": 3}"#).is_err());
+        assert_eq!(
+            parse_jsonl(r#"{"question": "q", "context": "c"}"#).unwrap(),
+            ("q".into(), Some("c".into()))
+        );
     }
 }

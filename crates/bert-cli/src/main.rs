@@ -1,14 +1,21 @@
-//! `bert`: encode and tokenize text with a BERT checkpoint, and benchmark the forward pass.
+//! `bert`: encode and tokenize text with a BERT checkpoint, benchmark the forward pass, and run
+//! the task pipelines (classify, ner, qa, fill-mask, rerank).
 
 mod bench;
+mod classify;
 mod embed;
 mod encode;
+mod fill_mask;
 mod input;
 mod memory;
+mod ner;
 mod output;
 mod progress;
+mod qa;
+mod rerank;
 mod stream;
 mod summary;
+mod task;
 mod tokenize;
 
 use std::process::ExitCode;
@@ -44,6 +51,17 @@ enum Command {
     Tokenize(tokenize::TokenizeArgs),
     /// Time the peer benchmark's workloads (W1 latency, W2/W2F batches, W3* corpus).
     Bench(bench::BenchArgs),
+    /// Classify texts or pairs (text-classification pipeline): one JSON list of
+    /// {"label", "score"} per input.
+    Classify(classify::ClassifyArgs),
+    /// Tag entities (token-classification pipeline): one JSON list of entities per text.
+    Ner(ner::NerArgs),
+    /// Extract answers from a context (question-answering pipeline).
+    Qa(qa::QaArgs),
+    /// Predict the [MASK] tokens of each text (fill-mask pipeline).
+    FillMask(fill_mask::FillMaskArgs),
+    /// Score passages against a query with a cross-encoder: one {"corpus_id", "score"} per passage.
+    Rerank(rerank::RerankArgs),
 }
 
 /// Where texts come from, which model reads them and how they are cut; shared by the subcommands
@@ -96,6 +114,11 @@ fn main() -> ExitCode {
         Command::Embed(a) => embed::run(a),
         Command::Tokenize(a) => tokenize::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Classify(a) => classify::run(a),
+        Command::Ner(a) => ner::run(a),
+        Command::Qa(a) => qa::run(a),
+        Command::FillMask(a) => fill_mask::run(a),
+        Command::Rerank(a) => rerank::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

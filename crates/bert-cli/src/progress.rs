@@ -34,6 +34,17 @@ pub fn bar(total: u64, unit: &str, quiet: bool) -> ProgressBar {
     )
 }
 
+/// A running count of `unit`s with their rate, for jobs that handle inputs one at a time.
+pub fn counter(unit: &str, quiet: bool) -> ProgressBar {
+    if !shown(quiet) {
+        return ProgressBar::hidden();
+    }
+    styled(
+        ProgressBar::no_length(),
+        &format!("[{{elapsed_precise}}] {{spinner}} {{human_pos}} {unit} ({{per_sec}})"),
+    )
+}
+
 /// Progress through a stream of input batches: by inputs when their number is known, else by
 /// bytes of the input file when its length is known (percent and ETA), else a running count; with
 /// inputs per second.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bert::profile::{self, Phase};
 use bert::{BertTokenizer, Encoding};
 
-use crate::input::{self, Item, Items, Origin};
+use crate::input::{self, Item, Origin};
 
 /// Consecutive inputs, tokenized (and truncated to the tokenizer's max_length).
 pub struct Batch {
@@ -67,7 +67,7 @@ pub struct BatchOptions {
 /// wait for a reader blocked on standard input.
 pub fn batches(
     tok: &Arc<BertTokenizer>,
-    items: Items,
+    items: impl Iterator<Item = Result<Item, String>> + Send + 'static,
     opts: BatchOptions,
 ) -> Receiver<Result<Batch, String>> {
     let (tx, rx) = sync_channel(1);
@@ -82,10 +82,7 @@ pub fn batches(
                 if chunk.is_empty() {
                     return Ok(None);
                 }
-                let mut b =
-                    profile::timed(Phase::Tokenization, || tokenize(&tok, chunk, start, opts))?;
-                b.file_progress = items.file_progress();
-                Ok(Some(b))
+                profile::timed(Phase::Tokenization, || tokenize(&tok, chunk, start, opts)).map(Some)
             });
             match batch {
                 Ok(None) => break,
@@ -137,9 +134,9 @@ fn tokenize(
     }
     Ok(Batch {
         start,
+        file_progress: chunk.last().and_then(|i| i.progress),
         origins: chunk.into_iter().map(|i| i.origin).collect(),
         encodings,
-        file_progress: None,
     })
 }
 

@@ -38,5 +38,8 @@ pub use heads::{
 };
 pub use inputs::BertInputs;
 pub use model::{BertModel, BertModelOutput, ForwardOptions};
-pub use pipelines::SentenceEmbeddings;
+pub use pipelines::{
+    CrossEncoder, FillMask, QuestionAnswering, SentenceEmbeddings, TextClassification,
+    TokenClassification,
+};
 pub use tokenizer::{BertTokenizer, Encoding, DEFAULT_MAX_LENGTH};

@@ -130,6 +130,8 @@ pub struct BertTokenizer {
     inner: Tokenizer,
     max_length: usize,
     pad_id: i64,
+    unk_id: Option<i64>,
+    mask_token: String,
     clean_up_tokenization_spaces: bool,
 }
 
@@ -174,10 +176,13 @@ impl BertTokenizer {
         let pad_id = inner
             .token_to_id(&config.pad_token)
             .map_or(0, |id| id as i64);
+        let unk_id = inner.token_to_id(&config.unk_token).map(i64::from);
         let mut tok = BertTokenizer {
             inner,
             max_length: 0,
             pad_id,
+            unk_id,
+            mask_token: config.mask_token.clone(),
             clean_up_tokenization_spaces: config.clean_up_tokenization_spaces,
         };
         tok = tok.with_max_length(config.model_max_length.unwrap_or(DEFAULT_MAX_LENGTH));
@@ -218,6 +223,16 @@ impl BertTokenizer {
     /// The id used for padding.
     pub fn pad_id(&self) -> i64 {
         self.pad_id
+    }
+
+    /// The id of the unknown token (`[UNK]`), if the vocabulary has it.
+    pub fn unk_id(&self) -> Option<i64> {
+        self.unk_id
+    }
+
+    /// The mask token of `tokenizer_config.json` (default `[MASK]`).
+    pub fn mask_token(&self) -> &str {
+        &self.mask_token
     }
 
     /// Vocabulary size, added tokens included.
@@ -330,6 +345,87 @@ impl BertTokenizer {
         })
     }
 
+    /// transformers' `convert_tokens_to_string` for a fast tokenizer: the `tokenizer.json` decoder
+    /// (WordPiece: `##` pieces glued to the previous token, spaces before punctuation removed) over
+    /// token strings, or the tokens joined with spaces when there is no decoder.
+    pub fn convert_tokens_to_string(&self, tokens: &[String]) -> Result<String> {
+        use tokenizers::Decoder;
+        match self.inner.get_decoder() {
+            Some(d) => d
+                .decode(tokens.to_vec())
+                .map_err(|e| Error::Tokenizer(format!("decode failed: {e}"))),
+            None => Ok(tokens.join(" ")),
+        }
+    }
+
+    /// One text (or pair) cut into windows of at most `window.max_length` tokens that overlap by
+    /// `window.stride` tokens, with *character* offsets (transformers' fast tokenizer call with
+    /// `return_overflowing_tokens=True, stride=..., return_offsets_mapping=True`): the first window,
+    /// then the overflowing ones. `only_second` truncates only the second text of a pair (the QA
+    /// context), as `truncation="only_second"`.
+    pub(crate) fn windows(
+        &self,
+        text: &str,
+        pair: Option<&str>,
+        window: Window,
+    ) -> Result<Vec<tokenizers::Encoding>> {
+        // `tokenizers` asserts (panics) unless each window keeps more than `stride` tokens.
+        let specials = self.special_tokens(pair.is_some());
+        if window.max_length <= specials + window.stride {
+            return Err(Error::Tokenizer(format!(
+                "windows of {} tokens cannot hold the {specials} special tokens and more than \
+                 the stride of {} tokens",
+                window.max_length, window.stride
+            )));
+        }
+        let mut inner = self.inner.clone();
+        let strategy = if window.only_second {
+            TruncationStrategy::OnlySecond
+        } else {
+            TruncationStrategy::LongestFirst
+        };
+        inner
+            .with_truncation(Some(TruncationParams {
+                max_length: window.max_length,
+                strategy,
+                stride: window.stride,
+                ..Default::default()
+            }))
+            .map_err(|e| Error::Tokenizer(format!("max_length {}: {e}", window.max_length)))?;
+        let input: EncodeInput<'_> = match pair {
+            Some(b) => (text, b).into(),
+            None => text.into(),
+        };
+        let mut first = inner.encode_char_offsets(input, true).map_err(|e| {
+            Error::Tokenizer(format!(
+                "cannot split into windows of {} tokens with stride {}: {e}",
+                window.max_length, window.stride
+            ))
+        })?;
+        let rest = first.take_overflowing();
+        Ok(std::iter::once(first).chain(rest).collect())
+    }
+
+    /// The number of tokens of `text` without special tokens, untruncated.
+    pub(crate) fn count_tokens(&self, text: &str) -> Result<usize> {
+        let mut inner = self.inner.clone();
+        inner
+            .with_truncation(None)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        inner
+            .encode(text, false)
+            .map(|e| e.len())
+            .map_err(|e| Error::Tokenizer(format!("cannot encode: {e}")))
+    }
+
+    /// The first token id of `text` without special tokens (transformers' fill-mask target lookup).
+    pub(crate) fn first_id(&self, text: &str) -> Result<Option<i64>> {
+        self.inner
+            .encode(text, false)
+            .map(|e| e.get_ids().first().map(|&i| i64::from(i)))
+            .map_err(|e| Error::Tokenizer(format!("cannot encode `{text}`: {e}")))
+    }
+
     fn tokenize_inputs(&self, inputs: Vec<EncodeInput<'_>>) -> Result<Vec<Encoding>> {
         let pair = inputs.iter().any(|i| matches!(i, EncodeInput::Dual(..)));
         let specials = self.special_tokens(pair);
@@ -370,6 +466,14 @@ impl BertTokenizer {
             })
             .collect())
     }
+}
+
+/// How [`BertTokenizer::windows`] cuts a long input.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Window {
+    pub max_length: usize,
+    pub stride: usize,
+    pub only_second: bool,
 }
 
 /// A text or a pair; transformers' single call treats an empty `text_pair` as no pair at all.

@@ -67,10 +67,6 @@ pub fn run(args: ClassifyArgs) -> CliResult {
     }
     pb.finish();
     out.flush()?;
-    if let Some(note) = tally.truncation_note(pipe.tokenizer.max_length()) {
-        if !args.input.quiet {
-            eprintln!("{note}");
-        }
-    }
+    tally.report_truncation(pipe.tokenizer.max_length(), args.input.quiet);
     Ok(())
 }

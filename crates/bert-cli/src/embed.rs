@@ -195,10 +195,8 @@ pub fn run(args: EmbedArgs) -> CliResult {
     }
     pb.finish();
     sink.finish(tally.inputs as u64, dim, args.output.as_deref())?;
+    tally.report_truncation(tok.max_length(), quiet);
     if !quiet {
-        if let Some(note) = tally.truncation_note(tok.max_length()) {
-            eprintln!("{note}");
-        }
         let secs = start.elapsed().as_secs_f64();
         eprintln!(
             "embedded {} inputs ({tokens} tokens) in {secs:.2} s: {:.0} tokens/s",

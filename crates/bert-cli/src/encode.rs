@@ -76,11 +76,7 @@ pub fn run(args: EncodeArgs) -> CliResult {
         None => job.summarize(items)?,
         Some(path) => job.save(items, &source, path)?,
     };
-    if let Some(note) = tally.truncation_note(job.tok.max_length()) {
-        if !job.quiet {
-            eprintln!("{note}");
-        }
-    }
+    tally.report_truncation(job.tok.max_length(), job.quiet);
     Ok(())
 }
 

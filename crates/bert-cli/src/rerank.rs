@@ -86,10 +86,6 @@ pub fn run(args: RerankArgs) -> CliResult {
     }
     pb.finish();
     out.flush()?;
-    if let Some(note) = tally.truncation_note(tokenizer.max_length()) {
-        if !args.input.quiet {
-            eprintln!("{note}");
-        }
-    }
+    tally.report_truncation(tokenizer.max_length(), args.input.quiet);
     Ok(())
 }

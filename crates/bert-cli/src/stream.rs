@@ -155,14 +155,14 @@ impl Tally {
         self.max_len = self.max_len.max(b.max_len());
     }
 
-    /// The stderr note on truncation, if any input was truncated.
-    pub fn truncation_note(&self, max_length: usize) -> Option<String> {
-        (self.truncated > 0).then(|| {
-            format!(
+    /// Says on stderr how many inputs were truncated, if any (nothing when `quiet`).
+    pub fn report_truncation(&self, max_length: usize, quiet: bool) {
+        if self.truncated > 0 && !quiet {
+            eprintln!(
                 "note: {} of {} inputs were longer than {max_length} tokens and were truncated \
                  to {max_length} (--no-truncation makes this an error)",
                 self.truncated, self.inputs
-            )
-        })
+            );
+        }
     }
 }

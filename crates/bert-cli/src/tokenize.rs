@@ -46,10 +46,6 @@ pub fn run(args: TokenizeArgs) -> CliResult {
     }
     pb.finish();
     out.flush()?;
-    if let Some(note) = tally.truncation_note(tok.max_length()) {
-        if !args.input.quiet {
-            eprintln!("{note}");
-        }
-    }
+    tally.report_truncation(tok.max_length(), args.input.quiet);
     Ok(())
 }

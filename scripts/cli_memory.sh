@@ -5,6 +5,7 @@
 # complete).
 #
 #   BERT_BIN=target/release/bert LINES="10000 100000" scripts/cli_memory.sh
+#   LINES=1000000 JOBS=embed-npy EXTRA="--max-length 8" scripts/cli_memory.sh
 #
 # The corpus is scripts/peers/data/fortunes-en.txt repeated to LINES lines. EXTRA adds flags to
 # every run (default --max-length 16, which keeps the runs short and the 100,000-line encode
@@ -14,6 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BERT_BIN=${BERT_BIN:-target/release/bert}
 LINES=${LINES:-"10000 100000"}
+JOBS=${JOBS:-"encode-summary encode-output embed-npy"}
 EXTRA=${EXTRA---max-length 16}
 OUT_DIR=${OUT_DIR:-$(mktemp -d)}
 corpus=scripts/peers/data/fortunes-en.txt
@@ -26,7 +28,7 @@ for n in $LINES; do
   : > "$file"
   while [ "$(wc -l < "$file")" -lt "$n" ]; do cat "$corpus" >> "$file"; done
   head -n "$n" "$file" > "$file.tmp" && mv "$file.tmp" "$file"
-  for job in encode-summary encode-output embed-npy; do
+  for job in $JOBS; do
     out=""
     case $job in
       encode-summary) args=(encode) ;;

@@ -56,16 +56,11 @@ struct TokenizerConfig {
 }
 
 impl TokenizerConfig {
-    fn read(dir: &Path) -> Result<Self> {
+    /// Merges the JSON objects of `files` (path, text), later files winning, over the defaults.
+    fn parse(files: &[(PathBuf, String)]) -> Result<Self> {
         let mut map = serde_json::Map::new();
-        // special_tokens_map.json first so tokenizer_config.json wins, as transformers merges them.
-        for name in ["special_tokens_map.json", "tokenizer_config.json"] {
-            let path = dir.join(name);
-            if !path.is_file() {
-                continue;
-            }
-            let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-            match serde_json::from_str::<Value>(&text).map_err(|source| Error::Json {
+        for (path, text) in files {
+            match serde_json::from_str::<Value>(text).map_err(|source| Error::Json {
                 path: path.clone(),
                 source,
             })? {
@@ -121,6 +116,14 @@ impl TokenizerConfig {
     }
 }
 
+/// The files a tokenizer is built from, as (path, contents); the paths only name them in errors.
+pub(crate) struct TokenizerFiles {
+    /// `special_tokens_map.json` then `tokenizer_config.json`, those present.
+    pub configs: Vec<(PathBuf, Vec<u8>)>,
+    pub tokenizer_json: Option<(PathBuf, Vec<u8>)>,
+    pub vocab: Option<(PathBuf, Vec<u8>)>,
+}
+
 /// transformers' `BertTokenizerFast`: normalization, WordPiece, `[CLS] A [SEP] (B [SEP])`,
 /// truncation (longest first) and padding to the longest sequence of a batch.
 #[derive(Clone)]
@@ -152,19 +155,65 @@ impl BertTokenizer {
     /// `tokenizer_config.json` and `special_tokens_map.json` are read when present.
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref();
-        let config = TokenizerConfig::read(dir)?;
-        let json = dir.join("tokenizer.json");
-        let vocab = dir.join("vocab.txt");
-        let mut inner = if json.is_file() {
-            from_tokenizer_json(&json, &config)?
-        } else if vocab.is_file() {
-            from_vocab(&vocab, &config)?
-        } else {
+        let read = |name: &str| -> Result<Option<(PathBuf, Vec<u8>)>> {
+            let path = dir.join(name);
+            if !path.is_file() {
+                return Ok(None);
+            }
+            let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+            Ok(Some((path, bytes)))
+        };
+        // special_tokens_map.json first so tokenizer_config.json wins, as transformers merges them.
+        let configs = ["special_tokens_map.json", "tokenizer_config.json"]
+            .into_iter()
+            .filter_map(|name| read(name).transpose())
+            .collect::<Result<_>>()?;
+        let tokenizer_json = read("tokenizer.json")?;
+        let vocab = match tokenizer_json {
+            Some(_) => None,
+            None => read("vocab.txt")?,
+        };
+        let files = TokenizerFiles {
+            configs,
+            tokenizer_json,
+            vocab,
+        };
+        if files.tokenizer_json.is_none() && files.vocab.is_none() {
             return Err(Error::MissingFile {
                 dir: dir.to_path_buf(),
                 what: "tokenizer",
                 looked_for: "tokenizer.json, vocab.txt".into(),
             });
+        }
+        Self::from_files(files)
+    }
+
+    /// Builds the tokenizer from the contents of its files, as [`from_dir`](Self::from_dir) read
+    /// them: `tokenizer.json` when given, else `vocab.txt`.
+    pub(crate) fn from_files(files: TokenizerFiles) -> Result<Self> {
+        let configs = files
+            .configs
+            .into_iter()
+            .map(|(path, bytes)| {
+                String::from_utf8(bytes)
+                    .map(|text| (path.clone(), text))
+                    .map_err(|e| {
+                        Error::io(
+                            &path,
+                            std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let config = TokenizerConfig::parse(&configs)?;
+        let mut inner = match (files.tokenizer_json, files.vocab) {
+            (Some((path, bytes)), _) => from_tokenizer_json(&path, &bytes, &config)?,
+            (None, Some((path, bytes))) => from_vocab(&path, &bytes, &config)?,
+            (None, None) => {
+                return Err(Error::Tokenizer(
+                    "neither tokenizer.json nor vocab.txt given".into(),
+                ))
+            }
         };
         // Padding and truncation are set per call below, as transformers does; tokenizer.json of
         // sentence-transformers models carries a fixed 128 that must not leak through.
@@ -391,8 +440,8 @@ fn clean_up_tokenization(text: &str) -> String {
 
 /// Reads `tokenizer.json`; a `BertNormalizer` gets the flags of `tokenizer_config.json` (or their
 /// defaults), as transformers 4.x `BertTokenizerFast.__init__` does.
-fn from_tokenizer_json(path: &PathBuf, config: &TokenizerConfig) -> Result<Tokenizer> {
-    let mut tok = Tokenizer::from_file(path)
+fn from_tokenizer_json(path: &Path, bytes: &[u8], config: &TokenizerConfig) -> Result<Tokenizer> {
+    let mut tok = Tokenizer::from_bytes(bytes)
         .map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))?;
     if let Some(NormalizerWrapper::BertNormalizer(n)) = tok.get_normalizer() {
         let wanted = BertNormalizer::new(
@@ -412,8 +461,8 @@ fn from_tokenizer_json(path: &PathBuf, config: &TokenizerConfig) -> Result<Token
 }
 
 /// Builds the pipeline of transformers' `BertConverter` from `vocab.txt`.
-fn from_vocab(path: &Path, config: &TokenizerConfig) -> Result<Tokenizer> {
-    let vocab = read_vocab(path)?;
+fn from_vocab(path: &Path, bytes: &[u8], config: &TokenizerConfig) -> Result<Tokenizer> {
+    let vocab = read_vocab(path, bytes)?;
     let id = |token: &str| -> Result<u32> {
         vocab.get(token).copied().ok_or_else(|| {
             Error::Tokenizer(format!(
@@ -457,13 +506,12 @@ fn from_vocab(path: &Path, config: &TokenizerConfig) -> Result<Tokenizer> {
 
 /// `vocab.txt`: one token per line, id = line number, as transformers' `load_vocab` reads it
 /// (universal newlines, nothing else stripped; a later duplicate wins).
-fn read_vocab(path: &Path) -> Result<std::collections::HashMap<String, u32>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let text = String::from_utf8(bytes).map_err(|e| {
+fn read_vocab(path: &Path, bytes: &[u8]) -> Result<std::collections::HashMap<String, u32>> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
         Error::Tokenizer(format!(
             "{}: not valid UTF-8 (byte {})",
             path.display(),
-            e.utf8_error().valid_up_to()
+            e.valid_up_to()
         ))
     })?;
     let text = text.replace("\r\n", "\n").replace('\r', "\n");

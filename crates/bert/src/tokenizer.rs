@@ -441,8 +441,7 @@ fn clean_up_tokenization(text: &str) -> String {
 /// Reads `tokenizer.json`; a `BertNormalizer` gets the flags of `tokenizer_config.json` (or their
 /// defaults), as transformers 4.x `BertTokenizerFast.__init__` does.
 fn from_tokenizer_json(path: &Path, bytes: &[u8], config: &TokenizerConfig) -> Result<Tokenizer> {
-    let mut tok = Tokenizer::from_bytes(bytes)
-        .map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))?;
+    let mut tok = parse_tokenizer_json(path, bytes)?;
     if let Some(NormalizerWrapper::BertNormalizer(n)) = tok.get_normalizer() {
         let wanted = BertNormalizer::new(
             n.clean_text,
@@ -458,6 +457,25 @@ fn from_tokenizer_json(path: &Path, bytes: &[u8], config: &TokenizerConfig) -> R
         }
     }
     Ok(tok)
+}
+
+/// Deserializes `tokenizer.json`. The `tokenizers` crate panics on some malformed files (0.22:
+/// `expect("Helper")` on a JSON syntax error inside `decoder`, `expect("Precompiled")` on a bad
+/// `precompiled_charsmap`), so the JSON is parsed first, which turns every syntax error into an
+/// error, and a panic of the typed pass is caught and reported as one.
+fn parse_tokenizer_json(path: &Path, bytes: &[u8]) -> Result<Tokenizer> {
+    let bad = |msg: String| Error::Tokenizer(format!("{}: {msg}", path.display()));
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
+    std::panic::catch_unwind(move || serde_json::from_value::<Tokenizer>(value))
+        .map_err(|panic| {
+            let msg = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("unknown error");
+            bad(format!("malformed tokenizer ({msg})"))
+        })?
+        .map_err(|e| bad(e.to_string()))
 }
 
 /// Builds the pipeline of transformers' `BertConverter` from `vocab.txt`.
@@ -530,4 +548,32 @@ fn read_vocab(path: &Path, bytes: &[u8]) -> Result<std::collections::HashMap<Str
         .enumerate()
         .map(|(i, t)| (t.to_string(), i as u32))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_err(json: &str) -> String {
+        match parse_tokenizer_json(Path::new("tokenizer.json"), json.as_bytes()) {
+            Ok(_) => panic!("accepted: {json}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn malformed_tokenizer_json_is_an_error_not_a_panic() {
+        // tokenizers 0.22 panics (`expect("Helper")`) on a syntax error inside `decoder`.
+        let e = parse_err(r#"{"model": {"type": "WordPiece"}, "decoder": {"type": "WordPiece"#);
+        assert!(e.contains("tokenizer.json"), "{e}");
+        // ... and (`expect("Precompiled")`) on a precompiled normalizer it cannot read.
+        let e = parse_err(
+            r###"{"version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+                "normalizer": {"type": "Precompiled", "precompiled_charsmap": 7},
+                "pre_tokenizer": null, "post_processor": null, "decoder": null,
+                "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##",
+                          "max_input_chars_per_word": 100, "vocab": {"[UNK]": 0}}}"###,
+        );
+        assert!(e.contains("malformed tokenizer"), "{e}");
+    }
 }

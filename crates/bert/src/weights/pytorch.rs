@@ -215,8 +215,9 @@ fn state_dict(pickle: &[u8]) -> std::result::Result<StateDict, String> {
     Ok((entries, need))
 }
 
-/// Largest `data.pkl` accepted (a BERT-large state dict pickles to ~40 KB).
-const MAX_PICKLE_BYTES: u64 = 256 << 20;
+/// Largest `data.pkl` accepted (a BERT-large state dict pickles to ~40 KB). A deflated one is
+/// inflated up to this size however small the file, so it is also what a zip bomb can cost.
+const MAX_PICKLE_BYTES: u64 = 4 << 20;
 /// Copies made for strided views may exceed the file size by broadcasting (stride 0); cap them.
 const MIN_GATHER_CAP: usize = 1 << 20;
 
@@ -605,6 +606,24 @@ mod tests {
             Storage::Owned(buf) => assert_eq!(buf.len(), 400),
             Storage::Mapped(_) => panic!("a deflated entry cannot be mapped"),
         }
+    }
+
+    #[test]
+    fn a_pickle_bomb_is_refused_before_it_is_run() {
+        // 5 MB of EMPTY_TUPLE deflate to 5 KB; run, they were 5 million objects (~600 MB).
+        let mut pickle = b"\x80\x02".to_vec();
+        pickle.extend(std::iter::repeat_n(b')', 5 << 20));
+        pickle.push(b'.');
+        let zipped = write_zip_with(
+            &[("archive/data.pkl".to_string(), pickle)],
+            CompressionMethod::Deflated,
+        );
+        let f = Scratch::new("pickle-bomb.bin", &zipped);
+        let e = err_of(&f.0);
+        assert!(
+            e.contains("pickle-bomb.bin") && e.contains("larger than"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -366,10 +366,9 @@ impl BertTokenizer {
                     })
             })
             .collect::<Result<_>>()?;
-        let text = self
-            .inner
-            .decode(&ids, skip_special_tokens)
-            .map_err(|e| Error::Tokenizer(format!("decode failed: {e}")))?;
+        let text = guarded("decode failed", || {
+            self.inner.decode(&ids, skip_special_tokens)
+        })?;
         Ok(if self.clean_up_tokenization_spaces {
             clean_up_tokenization(&text)
         } else {
@@ -387,17 +386,14 @@ impl BertTokenizer {
                 if pair { "a pair" } else { "a text" }
             )));
         }
-        let encodings = if inputs.len() == 1 {
-            let input = inputs.into_iter().next().expect("one input");
-            self.inner.encode(input, true).map(|e| vec![e])
-        } else {
-            self.inner.encode_batch(inputs, true)
-        }
-        .map_err(|e| {
-            Error::Tokenizer(format!(
-                "cannot encode with max_length {}: {e}",
-                self.max_length
-            ))
+        let what = format!("cannot encode with max_length {}", self.max_length);
+        let encodings = guarded(&what, || {
+            if inputs.len() == 1 {
+                let input = inputs.into_iter().next().expect("one input");
+                self.inner.encode(input, true).map(|e| vec![e])
+            } else {
+                self.inner.encode_batch(inputs, true)
+            }
         })?;
         Ok(encodings
             .into_iter()
@@ -466,16 +462,78 @@ fn from_tokenizer_json(path: &Path, bytes: &[u8], config: &TokenizerConfig) -> R
 fn parse_tokenizer_json(path: &Path, bytes: &[u8]) -> Result<Tokenizer> {
     let bad = |msg: String| Error::Tokenizer(format!("{}: {msg}", path.display()));
     let value: Value = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
+    if let Some(post) = value.get("post_processor") {
+        check_templates(post).map_err(bad)?;
+    }
     std::panic::catch_unwind(move || serde_json::from_value::<Tokenizer>(value))
-        .map_err(|panic| {
-            let msg = panic
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| panic.downcast_ref::<&str>().copied())
-                .unwrap_or("unknown error");
-            bad(format!("malformed tokenizer ({msg})"))
-        })?
+        .map_err(|panic| bad(format!("malformed tokenizer ({})", panic_message(&*panic))))?
         .map_err(|e| bad(e.to_string()))
+}
+
+/// Calls into the `tokenizers` crate with a panic turned into an error: it panics on some
+/// pipelines it accepts from a tokenizer.json (see [`check_templates`] for the one known), and a
+/// file must not be able to bring the caller down.
+fn guarded<T>(what: &str, f: impl FnOnce() -> tokenizers::Result<T>) -> Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(result) => result.map_err(|e| Error::Tokenizer(format!("{what}: {e}"))),
+        Err(panic) => Err(Error::Tokenizer(format!(
+            "{what}: the tokenizer panicked ({})",
+            panic_message(&*panic)
+        ))),
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("no message")
+}
+
+/// Checks what the `tokenizers` crate does not when it reads a `TemplateProcessing` (0.22): that
+/// every special token its templates name is among its `special_tokens`, with as many ids as
+/// tokens. It indexes that map without a check when it encodes, so a dangling name panicked at
+/// the first `encode`.
+fn check_templates(post: &Value) -> std::result::Result<(), String> {
+    // `PostProcessorWrapper` is untagged: a processor is read by its shape, whatever its "type".
+    for p in post
+        .get("processors")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        check_templates(p)?;
+    }
+    let specials = post.get("special_tokens").and_then(Value::as_object);
+    for (name, t) in specials.into_iter().flatten() {
+        let n = |k: &str| t.get(k).and_then(Value::as_array).map(Vec::len);
+        if n("ids") != n("tokens") {
+            return Err(format!(
+                "post_processor: special token `{name}` has {:?} ids but {:?} tokens",
+                n("ids"),
+                n("tokens")
+            ));
+        }
+    }
+    for template in ["single", "pair"] {
+        let pieces = post.get(template).and_then(Value::as_array);
+        for piece in pieces.into_iter().flatten() {
+            let Some(id) = piece.pointer("/SpecialToken/id") else {
+                continue;
+            };
+            let known = id
+                .as_str()
+                .is_some_and(|id| specials.is_some_and(|s| s.contains_key(id)));
+            if !known {
+                return Err(format!(
+                    "post_processor: the `{template}` template names special token {id}, which \
+                     is not in its special_tokens"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Builds the pipeline of transformers' `BertConverter` from `vocab.txt`.
@@ -575,5 +633,19 @@ mod tests {
                           "max_input_chars_per_word": 100, "vocab": {"[UNK]": 0}}}"###,
         );
         assert!(e.contains("malformed tokenizer"), "{e}");
+    }
+
+    #[test]
+    fn a_template_naming_an_unknown_special_token_is_refused_at_load() {
+        // tokenizers 0.22 accepts it, then panics at the first encode of a pair.
+        let e = parse_err(
+            r#"{"post_processor": {"type": "TemplateProcessing",
+                "single": [{"Sequence": {"id": "A", "type_id": 0}}],
+                "pair": [{"Sequence": {"id": "A", "type_id": 0}},
+                         {"SpecialToken": {"id": "[SEP8", "type_id": 0}},
+                         {"Sequence": {"id": "B", "type_id": 1}}],
+                "special_tokens": {"[SEP]": {"id": "[SEP]", "ids": [102], "tokens": ["[SEP]"]}}}}"#,
+        );
+        assert!(e.contains("`pair` template") && e.contains("[SEP8"), "{e}");
     }
 }

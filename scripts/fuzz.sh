@@ -3,6 +3,7 @@
 # stable Rust, then runs each target in turn for a fixed time and prints its figures.
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]    (default 600 s, every target)
+#   scripts/fuzz.sh build                                (only build the targets)
 #
 # One libFuzzer process at a time, one job, `nice`d. Corpora grow under $FUZZ_WORK (default
 # /tmp/bert-fuzz), seeded from fuzz/seeds and fuzz/corpus; findings land in $FUZZ_WORK/artifacts/.
@@ -26,6 +27,7 @@ export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target/fuzz}
 nice -n 10 cargo build --manifest-path fuzz/Cargo.toml --release --target "$triple" --bins
 bin=$CARGO_TARGET_DIR/$triple/release
+[ "$secs" != build ] || exit 0
 
 mkdir -p "$work/artifacts"
 printf '%-15s %8s %10s %8s %8s %8s %10s %s\n' target secs execs exec/s cov features corpus findings

@@ -16,10 +16,10 @@ pub fn fixtures() -> &'static Fixtures {
     static FIXTURES: OnceLock<Fixtures> = OnceLock::new();
     FIXTURES.get_or_init(|| {
         // libfuzzer-sys's hook aborts on any panic, even one the library catches and turns into an
-        // error (`tokenizers` panics on some malformed tokenizer.json). The default hook only
-        // prints; a panic that escapes the target still aborts through libfuzzer-sys's
-        // `catch_unwind`, so it is still a crash.
-        drop(std::panic::take_hook());
+        // error (`tokenizers` panics on some malformed tokenizer.json). This one only prints; a
+        // panic that escapes the target still aborts through libfuzzer-sys's `catch_unwind`, so
+        // it is still a crash (rerun the artifact with the binary to see where).
+        oracle::quiet_panics();
         Fixtures::load()
     })
 }

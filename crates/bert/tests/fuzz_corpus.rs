@@ -96,6 +96,7 @@ fn mutate(rng: &mut Rng, data: &[u8], other: &[u8]) -> Vec<u8> {
 #[test]
 fn committed_inputs_and_mutations_pass_the_fuzz_checks() {
     let fixtures = Fixtures::load();
+    fuzz_oracle::quiet_panics();
     let mutations: usize = std::env::var("BERT_FUZZ_MUTATIONS")
         .ok()
         .and_then(|v| v.parse().ok())

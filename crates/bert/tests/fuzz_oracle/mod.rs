@@ -143,6 +143,13 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Replaces the panic hook by one that prints only the message: the readers catch the panics of
+/// the `tokenizers` crate, and the default hook's backtrace (with `RUST_BACKTRACE` set) would
+/// allocate a hundred MB of debug info inside the measured load.
+pub fn quiet_panics() {
+    std::panic::set_hook(Box::new(|info| eprintln!("{info}")));
+}
+
 /// Runs `data` through `target`'s readers; panics (a libFuzzer crash) when one panics or holds more
 /// heap than its bound.
 pub fn check(target: Target, data: &[u8], fx: &Fixtures) {

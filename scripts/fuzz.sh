@@ -30,7 +30,7 @@ bin=$CARGO_TARGET_DIR/$triple/release
 [ "$secs" != build ] || exit 0
 
 mkdir -p "$work/artifacts"
-printf '%-15s %8s %10s %8s %8s %8s %10s %s\n' target secs execs exec/s cov features corpus findings
+printf '%-15s %8s %10s %8s %8s %8s %10s %s\n' target secs execs 'avg ex/s' cov features corpus findings
 for t in "${targets[@]}"; do
   corpus=$work/corpus/$t
   mkdir -p "$corpus" "$work/artifacts/$t"
@@ -47,7 +47,9 @@ for t in "${targets[@]}"; do
   cov=$(sed -nE 's/.* cov: ([0-9]+).*/\1/p' <<<"$last")
   ft=$(sed -nE 's/.* ft: ([0-9]+).*/\1/p' <<<"$last")
   corp=$(sed -nE 's/.* corp: ([0-9]+).*/\1/p' <<<"$last")
-  eps=$(sed -nE 's/.* exec\/s: ([0-9]+).*/\1/p' <<<"$last")
+  # Fork mode's exec/s is the last job's; the average over the run is what compares.
+  t_s=$(sed -nE 's/.* time: ([0-9]+)s.*/\1/p' <<<"$last")
+  eps=$( [ -n "$execs" ] && [ "${t_s:-0}" -gt 0 ] && echo $((execs / t_s)) || echo '?')
   found=$(sed -nE 's/.* oom\/timeout\/crash: ([0-9/]+).*/\1/p' <<<"$last")
   printf '%-15s %8s %10s %8s %8s %8s %10s %s\n' "$t" "$secs" "${execs:-?}" "${eps:-?}" "${cov:-?}" \
     "${ft:-?}" "${corp:-?}" "oom/timeout/crash ${found:-?} ($(ls "$work/artifacts/$t" | wc -l) files)"

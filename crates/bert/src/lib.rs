@@ -19,6 +19,8 @@ pub use ndarray;
 
 mod config;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod heads;
 pub mod hub;
 mod inputs;

@@ -58,16 +58,11 @@ struct TokenizerConfig {
 }
 
 impl TokenizerConfig {
-    fn read(dir: &Path) -> Result<Self> {
+    /// Merges the JSON objects of `files` (path, text), later files winning, over the defaults.
+    fn parse(files: &[(PathBuf, String)]) -> Result<Self> {
         let mut map = serde_json::Map::new();
-        // special_tokens_map.json first so tokenizer_config.json wins, as transformers merges them.
-        for name in ["special_tokens_map.json", "tokenizer_config.json"] {
-            let path = dir.join(name);
-            if !path.is_file() {
-                continue;
-            }
-            let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-            match serde_json::from_str::<Value>(&text).map_err(|source| Error::Json {
+        for (path, text) in files {
+            match serde_json::from_str::<Value>(text).map_err(|source| Error::Json {
                 path: path.clone(),
                 source,
             })? {
@@ -123,6 +118,14 @@ impl TokenizerConfig {
     }
 }
 
+/// The files a tokenizer is built from, as (path, contents); the paths only name them in errors.
+pub(crate) struct TokenizerFiles {
+    /// `special_tokens_map.json` then `tokenizer_config.json`, those present.
+    pub configs: Vec<(PathBuf, Vec<u8>)>,
+    pub tokenizer_json: Option<(PathBuf, Vec<u8>)>,
+    pub vocab: Option<(PathBuf, Vec<u8>)>,
+}
+
 /// transformers' `BertTokenizerFast`: normalization, WordPiece, `[CLS] A [SEP] (B [SEP])`,
 /// truncation (longest first) and padding to the longest sequence of a batch.
 #[derive(Clone)]
@@ -156,19 +159,65 @@ impl BertTokenizer {
     /// `tokenizer_config.json` and `special_tokens_map.json` are read when present.
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref();
-        let config = TokenizerConfig::read(dir)?;
-        let json = dir.join("tokenizer.json");
-        let vocab = dir.join("vocab.txt");
-        let mut inner = if json.is_file() {
-            from_tokenizer_json(&json, &config)?
-        } else if vocab.is_file() {
-            from_vocab(&vocab, &config)?
-        } else {
+        let read = |name: &str| -> Result<Option<(PathBuf, Vec<u8>)>> {
+            let path = dir.join(name);
+            if !path.is_file() {
+                return Ok(None);
+            }
+            let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+            Ok(Some((path, bytes)))
+        };
+        // special_tokens_map.json first so tokenizer_config.json wins, as transformers merges them.
+        let configs = ["special_tokens_map.json", "tokenizer_config.json"]
+            .into_iter()
+            .filter_map(|name| read(name).transpose())
+            .collect::<Result<_>>()?;
+        let tokenizer_json = read("tokenizer.json")?;
+        let vocab = match tokenizer_json {
+            Some(_) => None,
+            None => read("vocab.txt")?,
+        };
+        let files = TokenizerFiles {
+            configs,
+            tokenizer_json,
+            vocab,
+        };
+        if files.tokenizer_json.is_none() && files.vocab.is_none() {
             return Err(Error::MissingFile {
                 dir: dir.to_path_buf(),
                 what: "tokenizer",
                 looked_for: "tokenizer.json, vocab.txt".into(),
             });
+        }
+        Self::from_files(files)
+    }
+
+    /// Builds the tokenizer from the contents of its files, as [`from_dir`](Self::from_dir) read
+    /// them: `tokenizer.json` when given, else `vocab.txt`.
+    pub(crate) fn from_files(files: TokenizerFiles) -> Result<Self> {
+        let configs = files
+            .configs
+            .into_iter()
+            .map(|(path, bytes)| {
+                String::from_utf8(bytes)
+                    .map(|text| (path.clone(), text))
+                    .map_err(|e| {
+                        Error::io(
+                            &path,
+                            std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let config = TokenizerConfig::parse(&configs)?;
+        let mut inner = match (files.tokenizer_json, files.vocab) {
+            (Some((path, bytes)), _) => from_tokenizer_json(&path, &bytes, &config)?,
+            (None, Some((path, bytes))) => from_vocab(&path, &bytes, &config)?,
+            (None, None) => {
+                return Err(Error::Tokenizer(
+                    "neither tokenizer.json nor vocab.txt given".into(),
+                ))
+            }
         };
         // Padding and truncation are set per call below, as transformers does; tokenizer.json of
         // sentence-transformers models carries a fixed 128 that must not leak through.
@@ -334,10 +383,9 @@ impl BertTokenizer {
                     })
             })
             .collect::<Result<_>>()?;
-        let text = self
-            .inner
-            .decode(&ids, skip_special_tokens)
-            .map_err(|e| Error::Tokenizer(format!("decode failed: {e}")))?;
+        let text = guarded("decode failed", || {
+            self.inner.decode(&ids, skip_special_tokens)
+        })?;
         Ok(if self.clean_up_tokenization_spaces {
             clean_up_tokenization(&text)
         } else {
@@ -436,17 +484,14 @@ impl BertTokenizer {
                 if pair { "a pair" } else { "a text" }
             )));
         }
-        let encodings = if inputs.len() == 1 {
-            let input = inputs.into_iter().next().expect("one input");
-            self.inner.encode(input, true).map(|e| vec![e])
-        } else {
-            self.inner.encode_batch(inputs, true)
-        }
-        .map_err(|e| {
-            Error::Tokenizer(format!(
-                "cannot encode with max_length {}: {e}",
-                self.max_length
-            ))
+        let what = format!("cannot encode with max_length {}", self.max_length);
+        let encodings = guarded(&what, || {
+            if inputs.len() == 1 {
+                let input = inputs.into_iter().next().expect("one input");
+                self.inner.encode(input, true).map(|e| vec![e])
+            } else {
+                self.inner.encode_batch(inputs, true)
+            }
         })?;
         Ok(encodings
             .into_iter()
@@ -500,9 +545,8 @@ fn clean_up_tokenization(text: &str) -> String {
 
 /// Reads `tokenizer.json`; a `BertNormalizer` gets the flags of `tokenizer_config.json` (or their
 /// defaults), as transformers 4.x `BertTokenizerFast.__init__` does.
-fn from_tokenizer_json(path: &PathBuf, config: &TokenizerConfig) -> Result<Tokenizer> {
-    let mut tok = Tokenizer::from_file(path)
-        .map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))?;
+fn from_tokenizer_json(path: &Path, bytes: &[u8], config: &TokenizerConfig) -> Result<Tokenizer> {
+    let mut tok = parse_tokenizer_json(path, bytes)?;
     if let Some(NormalizerWrapper::BertNormalizer(n)) = tok.get_normalizer() {
         let wanted = BertNormalizer::new(
             n.clean_text,
@@ -520,9 +564,90 @@ fn from_tokenizer_json(path: &PathBuf, config: &TokenizerConfig) -> Result<Token
     Ok(tok)
 }
 
+/// Deserializes `tokenizer.json`. The `tokenizers` crate panics on some malformed files (0.22:
+/// `expect("Helper")` on a JSON syntax error inside `decoder`, `expect("Precompiled")` on a bad
+/// `precompiled_charsmap`), so the JSON is parsed first, which turns every syntax error into an
+/// error, and a panic of the typed pass is caught and reported as one.
+fn parse_tokenizer_json(path: &Path, bytes: &[u8]) -> Result<Tokenizer> {
+    let bad = |msg: String| Error::Tokenizer(format!("{}: {msg}", path.display()));
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
+    if let Some(post) = value.get("post_processor") {
+        check_templates(post).map_err(bad)?;
+    }
+    std::panic::catch_unwind(move || serde_json::from_value::<Tokenizer>(value))
+        .map_err(|panic| bad(format!("malformed tokenizer ({})", panic_message(&*panic))))?
+        .map_err(|e| bad(e.to_string()))
+}
+
+/// Calls into the `tokenizers` crate with a panic turned into an error: it panics on some
+/// pipelines it accepts from a tokenizer.json (see [`check_templates`] for the one known), and a
+/// file must not be able to bring the caller down.
+fn guarded<T>(what: &str, f: impl FnOnce() -> tokenizers::Result<T>) -> Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(result) => result.map_err(|e| Error::Tokenizer(format!("{what}: {e}"))),
+        Err(panic) => Err(Error::Tokenizer(format!(
+            "{what}: the tokenizer panicked ({})",
+            panic_message(&*panic)
+        ))),
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("no message")
+}
+
+/// Checks what the `tokenizers` crate does not when it reads a `TemplateProcessing` (0.22): that
+/// every special token its templates name is among its `special_tokens`, with as many ids as
+/// tokens. It indexes that map without a check when it encodes, so a dangling name panicked at
+/// the first `encode`.
+fn check_templates(post: &Value) -> std::result::Result<(), String> {
+    // `PostProcessorWrapper` is untagged: a processor is read by its shape, whatever its "type".
+    for p in post
+        .get("processors")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        check_templates(p)?;
+    }
+    let specials = post.get("special_tokens").and_then(Value::as_object);
+    for (name, t) in specials.into_iter().flatten() {
+        let n = |k: &str| t.get(k).and_then(Value::as_array).map(Vec::len);
+        if n("ids") != n("tokens") {
+            return Err(format!(
+                "post_processor: special token `{name}` has {:?} ids but {:?} tokens",
+                n("ids"),
+                n("tokens")
+            ));
+        }
+    }
+    for template in ["single", "pair"] {
+        let pieces = post.get(template).and_then(Value::as_array);
+        for piece in pieces.into_iter().flatten() {
+            let Some(id) = piece.pointer("/SpecialToken/id") else {
+                continue;
+            };
+            let known = id
+                .as_str()
+                .is_some_and(|id| specials.is_some_and(|s| s.contains_key(id)));
+            if !known {
+                return Err(format!(
+                    "post_processor: the `{template}` template names special token {id}, which \
+                     is not in its special_tokens"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Builds the pipeline of transformers' `BertConverter` from `vocab.txt`.
-fn from_vocab(path: &Path, config: &TokenizerConfig) -> Result<Tokenizer> {
-    let vocab = read_vocab(path)?;
+fn from_vocab(path: &Path, bytes: &[u8], config: &TokenizerConfig) -> Result<Tokenizer> {
+    let vocab = read_vocab(path, bytes)?;
     let id = |token: &str| -> Result<u32> {
         vocab.get(token).copied().ok_or_else(|| {
             Error::Tokenizer(format!(
@@ -566,13 +691,12 @@ fn from_vocab(path: &Path, config: &TokenizerConfig) -> Result<Tokenizer> {
 
 /// `vocab.txt`: one token per line, id = line number, as transformers' `load_vocab` reads it
 /// (universal newlines, nothing else stripped; a later duplicate wins).
-fn read_vocab(path: &Path) -> Result<std::collections::HashMap<String, u32>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let text = String::from_utf8(bytes).map_err(|e| {
+fn read_vocab(path: &Path, bytes: &[u8]) -> Result<std::collections::HashMap<String, u32>> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
         Error::Tokenizer(format!(
             "{}: not valid UTF-8 (byte {})",
             path.display(),
-            e.utf8_error().valid_up_to()
+            e.valid_up_to()
         ))
     })?;
     let text = text.replace("\r\n", "\n").replace('\r', "\n");
@@ -591,4 +715,46 @@ fn read_vocab(path: &Path) -> Result<std::collections::HashMap<String, u32>> {
         .enumerate()
         .map(|(i, t)| (t.to_string(), i as u32))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_err(json: &str) -> String {
+        match parse_tokenizer_json(Path::new("tokenizer.json"), json.as_bytes()) {
+            Ok(_) => panic!("accepted: {json}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn malformed_tokenizer_json_is_an_error_not_a_panic() {
+        // tokenizers 0.22 panics (`expect("Helper")`) on a syntax error inside `decoder`.
+        let e = parse_err(r#"{"model": {"type": "WordPiece"}, "decoder": {"type": "WordPiece"#);
+        assert!(e.contains("tokenizer.json"), "{e}");
+        // ... and (`expect("Precompiled")`) on a precompiled normalizer it cannot read.
+        let e = parse_err(
+            r###"{"version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+                "normalizer": {"type": "Precompiled", "precompiled_charsmap": 7},
+                "pre_tokenizer": null, "post_processor": null, "decoder": null,
+                "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##",
+                          "max_input_chars_per_word": 100, "vocab": {"[UNK]": 0}}}"###,
+        );
+        assert!(e.contains("malformed tokenizer"), "{e}");
+    }
+
+    #[test]
+    fn a_template_naming_an_unknown_special_token_is_refused_at_load() {
+        // tokenizers 0.22 accepts it, then panics at the first encode of a pair.
+        let e = parse_err(
+            r#"{"post_processor": {"type": "TemplateProcessing",
+                "single": [{"Sequence": {"id": "A", "type_id": 0}}],
+                "pair": [{"Sequence": {"id": "A", "type_id": 0}},
+                         {"SpecialToken": {"id": "[SEP8", "type_id": 0}},
+                         {"Sequence": {"id": "B", "type_id": 1}}],
+                "special_tokens": {"[SEP]": {"id": "[SEP]", "ids": [102], "tokens": ["[SEP]"]}}}}"#,
+        );
+        assert!(e.contains("`pair` template") && e.contains("[SEP8"), "{e}");
+    }
 }

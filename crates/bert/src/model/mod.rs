@@ -202,7 +202,7 @@ impl BertModel {
         Self::load(config, &RandomWeights { seed })
     }
 
-    fn load(config: BertConfig, w: &dyn WeightSource) -> Result<Self> {
+    pub(crate) fn load(config: BertConfig, w: &dyn WeightSource) -> Result<Self> {
         let embeddings = BertEmbeddings::load(w, &config)?;
         let encoder = BertEncoder::load(w, &config)?;
         let pooler = if w.contains("pooler.dense.weight") || w.contains("pooler.dense.bias") {

@@ -116,47 +116,75 @@ impl Checkpoint {
 
     /// Loads the given checkpoint files; the format is chosen by extension.
     pub(crate) fn from_files(files: &[PathBuf]) -> Result<Self> {
-        let mut tensors = HashMap::new();
+        let mut checkpoint = Checkpoint {
+            tensors: HashMap::new(),
+            files: files.to_vec(),
+        };
         // Normalized name -> the name it had in the file, to report a tensor stored twice.
         let mut original: HashMap<String, String> = HashMap::new();
         for file in files {
-            let src = Arc::new(file.clone());
             let raw = match file.extension().and_then(|e| e.to_str()) {
                 Some("safetensors") => safetensors::load(file)?,
                 _ => pytorch::load(file)?,
             };
-            for (name, t) in raw {
-                if t.numel() * t.dtype.size() != t.bytes.as_slice().len() {
+            checkpoint.add(file, raw, &mut original)?;
+        }
+        Ok(checkpoint)
+    }
+
+    /// The checkpoint of one file already read by its reader (the fuzz targets' entry).
+    pub(crate) fn from_raw(file: &Path, raw: Vec<(String, RawTensor)>) -> Result<Self> {
+        let mut checkpoint = Checkpoint {
+            tensors: HashMap::new(),
+            files: vec![file.to_path_buf()],
+        };
+        checkpoint.add(file, raw, &mut HashMap::new())?;
+        Ok(checkpoint)
+    }
+
+    /// Checks the tensors of one file and adds those `BertModel` uses under their normalized names.
+    fn add(
+        &mut self,
+        file: &Path,
+        raw: Vec<(String, RawTensor)>,
+        original: &mut HashMap<String, String>,
+    ) -> Result<()> {
+        let src = Arc::new(file.to_path_buf());
+        for (name, t) in raw {
+            if t.numel() * t.dtype.size() != t.bytes.as_slice().len() {
+                return Err(Error::tensor(
+                    &name,
+                    file,
+                    format!(
+                        "shape {:?} needs {} bytes, file holds {}",
+                        t.shape,
+                        t.numel() * t.dtype.size(),
+                        t.bytes.as_slice().len()
+                    ),
+                ));
+            }
+            if let Some(key) = names::normalize(&name) {
+                if let Some(prev) = original.insert(key.clone(), name.clone()) {
                     return Err(Error::tensor(
                         &name,
                         file,
                         format!(
-                            "shape {:?} needs {} bytes, file holds {}",
-                            t.shape,
-                            t.numel() * t.dtype.size(),
-                            t.bytes.as_slice().len()
+                            "the checkpoint also holds `{prev}`, the same weight `{key}`; \
+                             which one to use is ambiguous"
                         ),
                     ));
                 }
-                if let Some(key) = names::normalize(&name) {
-                    if let Some(prev) = original.insert(key.clone(), name.clone()) {
-                        return Err(Error::tensor(
-                            &name,
-                            file,
-                            format!(
-                                "the checkpoint also holds `{prev}`, the same weight `{key}`; \
-                                 which one to use is ambiguous"
-                            ),
-                        ));
-                    }
-                    tensors.insert(key, (t, src.clone()));
-                }
+                self.tensors.insert(key, (t, src.clone()));
             }
         }
-        Ok(Checkpoint {
-            tensors,
-            files: files.to_vec(),
-        })
+        Ok(())
+    }
+
+    /// The (normalized) names and shapes of all tensors.
+    pub(crate) fn shapes(&self) -> impl Iterator<Item = (&str, &[usize])> {
+        self.tensors
+            .iter()
+            .map(|(name, (t, _))| (name.as_str(), t.shape.as_slice()))
     }
 
     /// Whether a (normalized) tensor name is present.
@@ -255,31 +283,10 @@ pub(crate) fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// The distinct shard files named by a `*.index.json` (`{"weight_map": {tensor: file}}`), sorted.
 fn shard_files(dir: &Path, index: &Path) -> Result<Vec<PathBuf>> {
-    #[derive(serde::Deserialize)]
-    struct Index {
-        weight_map: HashMap<String, String>,
-    }
     let text = std::fs::read_to_string(index).map_err(|e| Error::io(index, e))?;
-    let parsed: Index = serde_json::from_str(&text).map_err(|source| Error::Json {
-        path: index.to_path_buf(),
-        source,
-    })?;
-    let mut files: Vec<String> = parsed.weight_map.into_values().collect();
-    files.sort();
-    files.dedup();
-    if files.is_empty() {
-        return Err(Error::checkpoint(index, "weight_map is empty"));
-    }
-    files
+    shard_names(index, &text)?
         .into_iter()
         .map(|f| {
-            // Shard names are plain file names; refuse anything that would leave the directory.
-            if f.contains('/') || f.contains('\\') || f == ".." {
-                return Err(Error::checkpoint(
-                    index,
-                    format!("invalid shard name `{f}`"),
-                ));
-            }
             let p = dir.join(&f);
             if p.is_file() {
                 Ok(p)
@@ -291,4 +298,47 @@ fn shard_files(dir: &Path, index: &Path) -> Result<Vec<PathBuf>> {
             }
         })
         .collect()
+}
+
+/// The distinct, sorted shard file names of the index `text` (read from `index`); names that would
+/// leave the model directory are refused.
+pub(crate) fn shard_names(index: &Path, text: &str) -> Result<Vec<String>> {
+    #[derive(serde::Deserialize)]
+    struct Index {
+        weight_map: HashMap<String, String>,
+    }
+    let parsed: Index = serde_json::from_str(text).map_err(|source| Error::Json {
+        path: index.to_path_buf(),
+        source,
+    })?;
+    let mut files: Vec<String> = parsed.weight_map.into_values().collect();
+    files.sort();
+    files.dedup();
+    if files.is_empty() {
+        return Err(Error::checkpoint(index, "weight_map is empty"));
+    }
+    // Shard names are plain file names; refuse anything that would leave the directory.
+    if let Some(f) = files
+        .iter()
+        .find(|f| f.contains('/') || f.contains('\\') || *f == "..")
+    {
+        return Err(Error::checkpoint(
+            index,
+            format!("invalid shard name `{f}`"),
+        ));
+    }
+    Ok(files)
+}
+
+/// Memory-maps a checkpoint file.
+fn map_file(path: &Path) -> Result<Arc<Mmap>> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    if len == 0 {
+        return Err(Error::checkpoint(path, "the file is empty"));
+    }
+    // SAFETY: memmap2 marks `map` unsafe because another process could modify the file while it is
+    // mapped; checkpoints are read-only inputs, and every range taken from the map is bounds-checked.
+    let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+    Ok(Arc::new(map))
 }

@@ -32,65 +32,179 @@ use pickle::{Elem, Leaf, TensorSpec, Vm};
 /// (int64 buffers, bool masks, ...) are skipped unless their name is a `BertModel` weight. `float64`
 /// tensors are converted to `float32`.
 pub(crate) fn load(path: &Path) -> Result<Vec<(String, RawTensor)>> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
-    if len == 0 {
-        return Err(Error::checkpoint(path, "the file is empty"));
-    }
-    // SAFETY: memmap2 marks `map` unsafe because another process could modify the file while it is
-    // mapped; checkpoints are read-only inputs, and every range taken from the map is bounds-checked.
-    let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-    let map = Arc::new(map);
-    check_magic(path, &map)?;
+    let map = super::map_file(path)?;
+    from_map(path, &map)
+}
 
-    let mut zip = ZipArchive::new(Cursor::new(&map[..])).map_err(|e| {
-        Error::checkpoint(
-            path,
-            format!("not a valid zip archive ({e}); the file may be truncated or corrupt"),
-        )
-    })?;
-    let prefix = find_prefix(&zip).ok_or_else(|| {
-        Error::checkpoint(
-            path,
-            "zip archive without `data.pkl`: not a torch.save file",
-        )
-    })?;
+/// [`load`] of a file already mapped; `path` names it in errors.
+pub(crate) fn from_map(path: &Path, map: &Arc<Mmap>) -> Result<Vec<(String, RawTensor)>> {
+    Archive::open(path, map)?.tensors(path, map)
+}
 
-    let pickle = read_entry(&mut zip, &format!("{prefix}data.pkl"), MAX_PICKLE_BYTES)
-        .map_err(|e| Error::checkpoint(path, format!("cannot read `{prefix}data.pkl`: {e}")))?
-        .ok_or_else(|| {
+/// Bytes the state dict of a mapped file says it holds: every storage up to the last byte its
+/// tensors reach, plus every tensor's own `numel * element size`; 0 when the archive or its pickle is
+/// unreadable. The fuzz targets bound what a load may allocate with it.
+pub(crate) fn declared_bytes(path: &Path, map: &Arc<Mmap>) -> usize {
+    let Ok(archive) = Archive::open(path, map) else {
+        return 0;
+    };
+    let tensors = archive.entries.iter().map(|(_, leaf)| match leaf {
+        Leaf::Tensor(t) => t
+            .size
+            .iter()
+            .try_fold(t.elem.size(), |acc, &d| acc.checked_mul(d))
+            .unwrap_or(usize::MAX),
+        Leaf::Unsupported(_) => 0,
+    });
+    archive
+        .need
+        .values()
+        .copied()
+        .chain(tensors)
+        .fold(0usize, usize::saturating_add)
+}
+
+/// A `torch.save` archive whose pickle has been run: what the state dict holds, not yet read.
+struct Archive<'m> {
+    zip: ZipArchive<Cursor<&'m [u8]>>,
+    prefix: String,
+    big_endian: bool,
+    entries: Vec<(String, Leaf)>,
+    /// Bytes of each storage the state dict's tensors reach.
+    need: HashMap<String, usize>,
+}
+
+impl<'m> Archive<'m> {
+    fn open(path: &Path, map: &'m Mmap) -> Result<Self> {
+        if map.is_empty() {
+            return Err(Error::checkpoint(path, "the file is empty"));
+        }
+        check_magic(path, map)?;
+        let mut zip = ZipArchive::new(Cursor::new(&map[..])).map_err(|e| {
             Error::checkpoint(
                 path,
-                format!("`{prefix}data.pkl` is larger than {MAX_PICKLE_BYTES} bytes"),
+                format!("not a valid zip archive ({e}); the file may be truncated or corrupt"),
             )
         })?;
-    let big_endian = match read_entry(&mut zip, &format!("{prefix}byteorder"), 16) {
-        Err(ZipError::FileNotFound) => false,
-        Ok(Some(b)) if b == b"little" => false,
-        Ok(Some(b)) if b == b"big" => true,
-        Ok(b) => {
-            let shown = b
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_default();
-            return Err(Error::checkpoint(
+        let prefix = find_prefix(&zip).ok_or_else(|| {
+            Error::checkpoint(
                 path,
-                format!("unknown byteorder record `{shown}`"),
+                "zip archive without `data.pkl`: not a torch.save file",
+            )
+        })?;
+
+        let pickle = read_entry(&mut zip, &format!("{prefix}data.pkl"), MAX_PICKLE_BYTES)
+            .map_err(|e| Error::checkpoint(path, format!("cannot read `{prefix}data.pkl`: {e}")))?
+            .ok_or_else(|| {
+                Error::checkpoint(
+                    path,
+                    format!("`{prefix}data.pkl` is larger than {MAX_PICKLE_BYTES} bytes"),
+                )
+            })?;
+        let big_endian = match read_entry(&mut zip, &format!("{prefix}byteorder"), 16) {
+            Err(ZipError::FileNotFound) => false,
+            Ok(Some(b)) if b == b"little" => false,
+            Ok(Some(b)) if b == b"big" => true,
+            Ok(b) => {
+                let shown = b
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default();
+                return Err(Error::checkpoint(
+                    path,
+                    format!("unknown byteorder record `{shown}`"),
+                ));
+            }
+            Err(e) => {
+                return Err(Error::checkpoint(
+                    path,
+                    format!("cannot read `{prefix}byteorder`: {e}"),
+                ));
+            }
+        };
+
+        let (entries, need) = state_dict(&pickle)
+            .map_err(|msg| Error::checkpoint(path, format!("`{prefix}data.pkl`: {msg}")))?;
+        Ok(Archive {
+            zip,
+            prefix,
+            big_endian,
+            entries,
+            need,
+        })
+    }
+
+    /// Reads the floating-point tensors of the state dict.
+    fn tensors(mut self, path: &Path, map: &Arc<Mmap>) -> Result<Vec<(String, RawTensor)>> {
+        let big_endian = self.big_endian;
+        let mut reader = Storages {
+            map,
+            zip: &mut self.zip,
+            prefix: &self.prefix,
+            need: std::mem::take(&mut self.need),
+            cache: HashMap::new(),
+        };
+        let mut out = Vec::with_capacity(self.entries.len());
+        for (name, value) in self.entries {
+            let spec = match value {
+                Leaf::Tensor(spec) => spec,
+                Leaf::Unsupported(what) => {
+                    if super::names::normalize(&name).is_none() {
+                        continue;
+                    }
+                    return Err(Error::tensor(
+                        &name,
+                        path,
+                        format!("unsupported tensor ({what})"),
+                    ));
+                }
+            };
+            let dtype = match spec.elem {
+                Elem::F32 => DType::F32,
+                Elem::F16 => DType::F16,
+                Elem::BF16 => DType::BF16,
+                Elem::F64 => DType::F32,
+                Elem::Other => {
+                    // Integer buffers (e.g. `embeddings.position_ids`) are not weights; skip them unless
+                    // the model needs them.
+                    if super::names::normalize(&name).is_none() {
+                        continue;
+                    }
+                    return Err(Error::tensor(
+                        &name,
+                        path,
+                        format!(
+                            "unsupported dtype {} (expected float32, float16 or bfloat16)",
+                            spec.elem_name
+                        ),
+                    ));
+                }
+            };
+            let bytes = reader
+                .tensor_bytes(&spec, big_endian)
+                .map_err(|msg| Error::tensor(&name, path, msg))?;
+            let shape = spec.size.clone();
+            out.push((
+                name,
+                RawTensor {
+                    dtype,
+                    shape,
+                    bytes,
+                },
             ));
         }
-        Err(e) => {
-            return Err(Error::checkpoint(
-                path,
-                format!("cannot read `{prefix}byteorder`: {e}"),
-            ));
-        }
-    };
+        Ok(out)
+    }
+}
 
-    let vm = Vm::run(&pickle)
-        .map_err(|msg| Error::checkpoint(path, format!("`{prefix}data.pkl`: {msg}")))?;
-    let entries = vm
-        .state_dict()
-        .map_err(|msg| Error::checkpoint(path, format!("`{prefix}data.pkl`: {msg}")))?;
+/// Runs `data.pkl` as [`load`] does; the number of state-dict entries (the fuzz targets' entry).
+pub(crate) fn state_dict_len(pickle: &[u8]) -> std::result::Result<usize, String> {
+    state_dict(pickle).map(|(entries, _)| entries.len())
+}
 
+/// Runs `data.pkl`: the state dict's entries, and the bytes of each storage its tensors reach.
+type StateDict = (Vec<(String, Leaf)>, HashMap<String, usize>);
+fn state_dict(pickle: &[u8]) -> std::result::Result<StateDict, String> {
+    let entries = Vm::run(pickle)?.state_dict()?;
     let mut need: HashMap<String, usize> = HashMap::new();
     for (_, leaf) in &entries {
         if let Leaf::Tensor(t) = leaf {
@@ -98,67 +212,12 @@ pub(crate) fn load(path: &Path) -> Result<Vec<(String, RawTensor)>> {
             *n = (*n).max(extent(t).unwrap_or(0)); // an overflow is reported per tensor
         }
     }
-    let mut reader = Storages {
-        map: &map,
-        zip: &mut zip,
-        prefix: &prefix,
-        need,
-        cache: HashMap::new(),
-    };
-    let mut out = Vec::with_capacity(entries.len());
-    for (name, value) in entries {
-        let spec = match value {
-            Leaf::Tensor(spec) => spec,
-            Leaf::Unsupported(what) => {
-                if super::names::normalize(&name).is_none() {
-                    continue;
-                }
-                return Err(Error::tensor(
-                    &name,
-                    path,
-                    format!("unsupported tensor ({what})"),
-                ));
-            }
-        };
-        let dtype = match spec.elem {
-            Elem::F32 => DType::F32,
-            Elem::F16 => DType::F16,
-            Elem::BF16 => DType::BF16,
-            Elem::F64 => DType::F32,
-            Elem::Other => {
-                // Integer buffers (e.g. `embeddings.position_ids`) are not weights; skip them unless
-                // the model needs them.
-                if super::names::normalize(&name).is_none() {
-                    continue;
-                }
-                return Err(Error::tensor(
-                    &name,
-                    path,
-                    format!(
-                        "unsupported dtype {} (expected float32, float16 or bfloat16)",
-                        spec.elem_name
-                    ),
-                ));
-            }
-        };
-        let bytes = reader
-            .tensor_bytes(&spec, big_endian)
-            .map_err(|msg| Error::tensor(&name, path, msg))?;
-        let shape = spec.size.clone();
-        out.push((
-            name,
-            RawTensor {
-                dtype,
-                shape,
-                bytes,
-            },
-        ));
-    }
-    Ok(out)
+    Ok((entries, need))
 }
 
-/// Largest `data.pkl` accepted (a BERT-large state dict pickles to ~40 KB).
-const MAX_PICKLE_BYTES: u64 = 256 << 20;
+/// Largest `data.pkl` accepted (a BERT-large state dict pickles to ~40 KB). A deflated one is
+/// inflated up to this size however small the file, so it is also what a zip bomb can cost.
+const MAX_PICKLE_BYTES: u64 = 4 << 20;
 /// Copies made for strided views may exceed the file size by broadcasting (stride 0); cap them.
 const MIN_GATHER_CAP: usize = 1 << 20;
 
@@ -547,6 +606,24 @@ mod tests {
             Storage::Owned(buf) => assert_eq!(buf.len(), 400),
             Storage::Mapped(_) => panic!("a deflated entry cannot be mapped"),
         }
+    }
+
+    #[test]
+    fn a_pickle_bomb_is_refused_before_it_is_run() {
+        // 5 MB of EMPTY_TUPLE deflate to 5 KB; run, they were 5 million objects (~600 MB).
+        let mut pickle = b"\x80\x02".to_vec();
+        pickle.extend(std::iter::repeat_n(b')', 5 << 20));
+        pickle.push(b'.');
+        let zipped = write_zip_with(
+            &[("archive/data.pkl".to_string(), pickle)],
+            CompressionMethod::Deflated,
+        );
+        let f = Scratch::new("pickle-bomb.bin", &zipped);
+        let e = err_of(&f.0);
+        assert!(
+            e.contains("pickle-bomb.bin") && e.contains("larger than"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -11,11 +11,12 @@ use crate::{Error, Result};
 
 /// Reads every tensor of a safetensors file; the data stays in the memory map.
 pub(crate) fn load(path: &Path) -> Result<Vec<(String, RawTensor)>> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    // SAFETY-free: memmap2 marks `map` unsafe because another process could modify the file while it
-    // is mapped; checkpoints are read-only inputs and the header is validated below.
-    let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-    let map = Arc::new(map);
+    let map = super::map_file(path)?;
+    from_map(path, &map)
+}
+
+/// [`load`] of a file already mapped; `path` names it in errors.
+pub(crate) fn from_map(path: &Path, map: &Arc<Mmap>) -> Result<Vec<(String, RawTensor)>> {
     let st = SafeTensors::deserialize(&map[..])
         .map_err(|e| Error::checkpoint(path, format!("not a valid safetensors file: {e}")))?;
     let base = map.as_ptr() as usize;

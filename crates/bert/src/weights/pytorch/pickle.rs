@@ -87,7 +87,8 @@ enum Obj {
     Dict(Vec<(Id, Id)>),
     Global(String, String),
     Storage(StorageRef),
-    Tensor(TensorSpec),
+    /// Boxed: the largest variant by far, it would double the size of every object.
+    Tensor(Box<TensorSpec>),
     /// The result of a callable the VM does not model (its qualified name); never executed.
     Opaque(String),
 }
@@ -100,6 +101,11 @@ pub(super) enum Leaf {
 }
 
 pub(super) type VmResult<T> = std::result::Result<T, String>;
+
+/// Most opcodes a pickle may run. A BERT-large state dict runs about 11,000 (some 30 per tensor);
+/// the cap bounds the VM's memory (each opcode adds at most one object, stack slot or memo entry)
+/// whatever the pickle's length.
+const MAX_OPCODES: usize = 1 << 18;
 
 pub(super) struct Vm {
     objs: Vec<Obj>,
@@ -322,14 +328,14 @@ impl Exec<'_> {
                         None => (Elem::Other, storage.type_name.clone()),
                     }
                 };
-                Ok(Obj::Tensor(TensorSpec {
+                Ok(Obj::Tensor(Box::new(TensorSpec {
                     key: storage.key.clone(),
                     elem,
                     elem_name,
                     offset,
                     size,
                     stride,
-                }))
+                })))
             }
             // nn.Parameter wraps a tensor; devices are irrelevant here.
             (
@@ -593,7 +599,15 @@ impl Vm {
             marks: Vec::new(),
             memo: HashMap::new(),
         };
-        while ex.step()? {}
+        let mut ops = 0usize;
+        while ex.step()? {
+            ops += 1;
+            if ops > MAX_OPCODES {
+                return Err(format!(
+                    "more than {MAX_OPCODES} opcodes, far more than any BERT state dict needs"
+                ));
+            }
+        }
         let root = ex.stack.pop().ok_or("empty pickle")?;
         Ok(Vm {
             objs: ex.objs,
@@ -658,7 +672,7 @@ impl Vm {
             match self.objs.get(v) {
                 Some(Obj::Tensor(t)) => {
                     *tensors += 1;
-                    out.push((name, Leaf::Tensor(t.clone())));
+                    out.push((name, Leaf::Tensor((**t).clone())));
                 }
                 Some(Obj::Dict(_)) => {
                     self.flatten(v, &format!("{name}."), depth + 1, budget, tensors, out)?
@@ -712,9 +726,14 @@ mod tests {
         let cyclic = b"\x80\x02}q\x00X\x01\x00\x00\x00ah\x00s.";
         assert!(vm_err(cyclic).contains("nested") || vm_err(cyclic).contains("cyclic"));
         let mut tuples = b"\x80\x02)".to_vec();
-        tuples.extend(std::iter::repeat_n(0x85, 1_000_000));
+        tuples.extend(std::iter::repeat_n(0x85, 200_000));
         tuples.push(b'.');
         assert!(vm_err(&tuples).contains("tuple"));
+        // A pickle may run only so many opcodes, whatever they do: its memory stays bounded.
+        let mut empties = b"\x80\x02".to_vec();
+        empties.extend(std::iter::repeat_n(b')', MAX_OPCODES + 1));
+        empties.push(b'.');
+        assert!(vm_err(&empties).contains("opcodes"), "{}", vm_err(&empties));
     }
 
     #[test]

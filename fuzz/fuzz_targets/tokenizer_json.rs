@@ -1,0 +1,5 @@
+#![no_main]
+
+use bert_fuzz::{check, fixtures, Target};
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| check(Target::TokenizerJson, data, fixtures()));

@@ -1,5 +1,5 @@
-//! `bert`: encode and tokenize text with a BERT checkpoint, benchmark the forward pass, and run
-//! the task pipelines (classify, ner, qa, fill-mask, rerank).
+//! `bert`: encode, embed and tokenize text with a BERT checkpoint, benchmark the forward pass, and
+//! run the task pipelines (classify, ner, qa, fill-mask, rerank).
 
 mod bench;
 mod classify;

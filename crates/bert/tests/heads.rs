@@ -405,12 +405,23 @@ fn new_heads_are_seeded_and_shaped() {
     BertForMultipleChoice::with_new_head(base(), &NewHead::default()).unwrap();
     BertForNextSentencePrediction::with_new_head(base(), &NewHead::default()).unwrap();
     BertForPreTraining::with_new_head(base(), &NewHead::default()).unwrap();
-    let nopool = BertModel::from_dir(dir("tiny-nopooler")).unwrap();
-    let e = BertForSequenceClassification::with_new_head(nopool, &NewHead::default())
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(e.contains("pooler"), "{e}");
+    let nopool = || BertModel::from_dir(dir("tiny-nopooler")).unwrap();
+    let init = NewHead::default();
+    let errors = [
+        BertForSequenceClassification::with_new_head(nopool(), &init).err(),
+        BertForMultipleChoice::with_new_head(nopool(), &init).err(),
+        BertForNextSentencePrediction::with_new_head(nopool(), &init).err(),
+        BertForPreTraining::with_new_head(nopool(), &init).err(),
+    ];
+    for e in errors {
+        let e = e
+            .expect("a head on pooler_output needs a pooler")
+            .to_string();
+        assert!(
+            e.contains("reads pooler_output") && e.contains("no pooler"),
+            "{e}"
+        );
+    }
 }
 
 /// A scratch copy of a fixture model directory, removed on drop.

@@ -141,6 +141,16 @@ pub(crate) fn check_labels(config: &BertConfig) -> Result<()> {
     Ok(())
 }
 
+/// A fresh head on the pooled first token needs an encoder with a pooler.
+pub(crate) fn require_pooler(head: &str, bert: &BertModel) -> Result<()> {
+    if bert.has_pooler() {
+        return Ok(());
+    }
+    Err(Error::Config(format!(
+        "{head} reads pooler_output, but this BertModel has no pooler"
+    )))
+}
+
 /// `pooler_output`, which the heads on the pooled first token need.
 pub(crate) fn pooled<'a>(head: &str, out: &'a BertModelOutput) -> Result<&'a Array2<f32>> {
     out.pooler_output.as_ref().ok_or_else(|| {

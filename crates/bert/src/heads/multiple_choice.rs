@@ -7,7 +7,7 @@ use std::path::Path;
 use ndarray::{Array2, Array3, Array4};
 
 use super::params::Rng;
-use super::{apply, pooled, require, Dense, NewHead, Opened, POOLER};
+use super::{apply, pooled, require, require_pooler, Dense, NewHead, Opened, POOLER};
 use crate::{BertConfig, BertInputs, BertModel, Error, ForwardOptions, Result};
 
 const NAME: &str = "BertForMultipleChoice";
@@ -63,11 +63,7 @@ impl BertForMultipleChoice {
 
     /// A fresh, untrained scorer on `bert` (which must have a pooler); `init.labels` is ignored.
     pub fn with_new_head(bert: BertModel, init: &NewHead) -> Result<Self> {
-        if !bert.has_pooler() {
-            return Err(Error::Config(format!(
-                "{NAME} reads pooler_output, but this BertModel has no pooler"
-            )));
-        }
+        require_pooler(NAME, &bert)?;
         let c = bert.config();
         let classifier = Dense::init(1, c.hidden_size, c, &mut Rng::new(init.seed))?;
         Ok(BertForMultipleChoice { bert, classifier })

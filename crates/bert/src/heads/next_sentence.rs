@@ -6,8 +6,8 @@ use std::path::Path;
 use ndarray::{Array2, Array3, Array4};
 
 use super::params::Rng;
-use super::{apply, pooled, require, Dense, NewHead, Opened, POOLER};
-use crate::{BertConfig, BertInputs, BertModel, Error, ForwardOptions, Result};
+use super::{apply, pooled, require, require_pooler, Dense, NewHead, Opened, POOLER};
+use crate::{BertConfig, BertInputs, BertModel, ForwardOptions, Result};
 
 const NAME: &str = "BertForNextSentencePrediction";
 
@@ -59,11 +59,7 @@ impl BertForNextSentencePrediction {
 
     /// A fresh, untrained head on `bert` (which must have a pooler); `init.labels` is ignored.
     pub fn with_new_head(bert: BertModel, init: &NewHead) -> Result<Self> {
-        if !bert.has_pooler() {
-            return Err(Error::Config(format!(
-                "{NAME} reads pooler_output, but this BertModel has no pooler"
-            )));
-        }
+        require_pooler(NAME, &bert)?;
         let c = bert.config();
         let seq_relationship = Dense::init(2, c.hidden_size, c, &mut Rng::new(init.seed))?;
         Ok(BertForNextSentencePrediction {

@@ -9,8 +9,8 @@ use ndarray::{Array2, Array3, Array4};
 use super::next_sentence::nsp_logits;
 use super::params::{Dense, Rng};
 use super::predictions::{self, BertLMPredictionHead};
-use super::{real_rows, require, scatter, NewHead, Opened, POOLER};
-use crate::{BertConfig, BertInputs, BertModel, Error, ForwardOptions, Result};
+use super::{real_rows, require, require_pooler, scatter, NewHead, Opened, POOLER};
+use crate::{BertConfig, BertInputs, BertModel, ForwardOptions, Result};
 
 const NAME: &str = "BertForPreTraining";
 
@@ -65,11 +65,7 @@ impl BertForPreTraining {
 
     /// Fresh, untrained heads on `bert` (which must have a pooler); `init.labels` is ignored.
     pub fn with_new_head(bert: BertModel, init: &NewHead) -> Result<Self> {
-        if !bert.has_pooler() {
-            return Err(Error::Config(format!(
-                "{NAME} reads pooler_output, but this BertModel has no pooler"
-            )));
-        }
+        require_pooler(NAME, &bert)?;
         let mut rng = Rng::new(init.seed);
         let predictions = BertLMPredictionHead::init(&bert, &mut rng)?;
         let c = bert.config();

@@ -6,8 +6,11 @@ use std::path::Path;
 use ndarray::{Array2, Array3, Array4};
 
 use super::params::Rng;
-use super::{apply, apply_labels, check_labels, pooled, require, Dense, NewHead, Opened, POOLER};
-use crate::{BertConfig, BertInputs, BertModel, Error, ForwardOptions, Result};
+use super::{
+    apply, apply_labels, check_labels, pooled, require, require_pooler, Dense, NewHead, Opened,
+    POOLER,
+};
+use crate::{BertConfig, BertInputs, BertModel, ForwardOptions, Result};
 
 const NAME: &str = "BertForSequenceClassification";
 
@@ -65,11 +68,7 @@ impl BertForSequenceClassification {
     /// A fresh, untrained classifier on `bert` (which must have a pooler), for fine-tuning.
     pub fn with_new_head(mut bert: BertModel, init: &NewHead) -> Result<Self> {
         apply_labels(&mut bert, init)?;
-        if !bert.has_pooler() {
-            return Err(Error::Config(format!(
-                "{NAME} reads pooler_output, but this BertModel has no pooler"
-            )));
-        }
+        require_pooler(NAME, &bert)?;
         let c = bert.config();
         let classifier = Dense::init(c.num_labels(), c.hidden_size, c, &mut Rng::new(init.seed))?;
         Ok(BertForSequenceClassification { bert, classifier })

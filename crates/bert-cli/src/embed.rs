@@ -150,17 +150,9 @@ pub fn run(args: EmbedArgs) -> CliResult {
     }
     // sentence-transformers' max_seq_length, unless --max-length says otherwise.
     let positions = st.model().config().max_position_embeddings;
-    let tok = match args.input.max_length {
-        Some(n) if n > positions => {
-            return Err(format!(
-                "--max-length {n} is more than the {positions} positions of this model \
-                 (max_position_embeddings); use --max-length {positions} or less"
-            )
-            .into())
-        }
-        Some(n) => st.tokenizer().clone().with_max_length(n),
-        None => st.tokenizer().clone(),
-    };
+    let tok = st.tokenizer().clone();
+    let default = tok.max_length();
+    let tok = crate::input::with_max_length(tok, &args.input, default, Some(positions))?;
     let tok = std::sync::Arc::new(tok);
     let opts = BatchOptions {
         batch_size: args.batch_size as usize,

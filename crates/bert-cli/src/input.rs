@@ -276,6 +276,21 @@ fn parse_jsonl(line: &str) -> Result<(String, Option<String>), String> {
 /// default is capped by it.
 pub fn tokenizer(args: &InputArgs, positions: Option<usize>) -> CliResult<bert::BertTokenizer> {
     let tok = bert::BertTokenizer::from_pretrained(&args.model)?;
+    let default = match positions {
+        Some(p) => tok.max_length().min(p),
+        None => tok.max_length(),
+    };
+    with_max_length(tok, args, default, positions)
+}
+
+/// `tok` truncating at `--max-length`, else at `default`; `--max-length` beyond the model's
+/// `positions` is an error naming the flag.
+pub fn with_max_length(
+    tok: bert::BertTokenizer,
+    args: &InputArgs,
+    default: usize,
+    positions: Option<usize>,
+) -> CliResult<bert::BertTokenizer> {
     let max_length = match (args.max_length, positions) {
         (Some(n), Some(p)) if n > p => {
             return Err(format!(
@@ -285,8 +300,7 @@ pub fn tokenizer(args: &InputArgs, positions: Option<usize>) -> CliResult<bert::
             .into())
         }
         (Some(n), _) => n,
-        (None, Some(p)) => tok.max_length().min(p),
-        (None, None) => tok.max_length(),
+        (None, _) => default,
     };
     Ok(tok.with_max_length(max_length))
 }

@@ -80,8 +80,9 @@ pub struct InputArgs {
     #[arg(long, short = 'm', default_value = bert::hub::DEFAULT_MODEL)]
     pub model: String,
     /// Truncate each input to this many tokens, special tokens included (default: the tokenizer's
-    /// model_max_length, else 512; for `encode`, at most the model's max_position_embeddings).
-    /// How many inputs were truncated is reported on stderr.
+    /// model_max_length, else 512, at most the model's max_position_embeddings; for `embed`, the
+    /// model's max_seq_length; for `ner` and `qa`, the window length). How many inputs were
+    /// truncated is reported on stderr.
     #[arg(long, value_name = "N")]
     pub max_length: Option<usize>,
     /// Fail on an input longer than the maximum length instead of truncating it (transformers'

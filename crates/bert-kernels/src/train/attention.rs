@@ -41,10 +41,7 @@ impl Heads<'_> {
 }
 
 /// Cuts `buf` into consecutive pieces of the given lengths.
-fn split_lengths<'b>(
-    mut buf: &'b mut [f32],
-    lens: impl Iterator<Item = usize>,
-) -> Vec<&'b mut [f32]> {
+fn split_lengths(mut buf: &mut [f32], lens: impl Iterator<Item = usize>) -> Vec<&mut [f32]> {
     let mut out = Vec::new();
     for len in lens {
         let (a, b) = std::mem::take(&mut buf).split_at_mut(len);

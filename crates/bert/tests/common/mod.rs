@@ -41,7 +41,7 @@ impl Golden {
 
     /// A golden file anywhere (e.g. `fixtures/train/`).
     pub fn load_path(path: &Path) -> Golden {
-        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let (_, header) = SafeTensors::read_metadata(&bytes).expect("golden header");
         let meta = header.metadata().clone().unwrap_or_default();
         let st = SafeTensors::deserialize(&bytes).expect("golden file");

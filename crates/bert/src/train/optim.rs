@@ -198,7 +198,7 @@ mod tests {
         // Step 1: m / (sqrt(v) + eps) with bias correction is sign(g).
         let d = p.data();
         assert!((d[0] - (1.0 * (1.0 - 0.001) - 0.01)).abs() < 1e-6);
-        assert!((d[1] - (-1.0 * (1.0 - 0.001) + 0.01)).abs() < 1e-6);
+        assert!((d[1] - (-(1.0 - 0.001) + 0.01)).abs() < 1e-6);
         assert!((d[2] - (1.0 - 0.01)).abs() < 1e-6);
     }
 

@@ -3,6 +3,7 @@
 
 mod bench;
 mod classify;
+mod dataset;
 mod embed;
 mod encode;
 mod fill_mask;
@@ -17,6 +18,7 @@ mod stream;
 mod summary;
 mod task;
 mod tokenize;
+mod train;
 
 use std::process::ExitCode;
 
@@ -62,6 +64,12 @@ enum Command {
     FillMask(fill_mask::FillMaskArgs),
     /// Score passages against a query with a cross-encoder: one {"corpus_id", "score"} per passage.
     Rerank(rerank::RerankArgs),
+    /// Fine-tune for sequence or token classification (as transformers' Trainer) and write a
+    /// transformers checkpoint.
+    Train(train::TrainArgs),
+    /// Score a fine-tuned classifier or tagger on a labelled file (accuracy and macro-F1, or
+    /// entity precision/recall/F1).
+    Evaluate(train::EvaluateArgs),
 }
 
 /// Where texts come from, which model reads them and how they are cut; shared by the subcommands
@@ -120,6 +128,8 @@ fn main() -> ExitCode {
         Command::Qa(a) => qa::run(a),
         Command::FillMask(a) => fill_mask::run(a),
         Command::Rerank(a) => rerank::run(a),
+        Command::Train(a) => train::run(a),
+        Command::Evaluate(a) => train::run_evaluate(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -351,3 +351,70 @@ fn adamw_trajectory_on_minilm_matches_pytorch() {
     }
     println!("final weights: worst relative diff {worst:e}; update norms within {worst_update:e}");
 }
+
+/// The custom-head entry points: `Encoder::backward` from gradients with respect to
+/// `last_hidden_state` and `pooler_output` (the user's own layer's), against finite differences of
+/// `Encoder::forward`, on a padded pair batch with a head mask.
+#[test]
+fn encoder_backward_from_output_gradients_matches_finite_differences() {
+    use bert::train::Encoder;
+    let dir = fixtures().join("models").join("heads-seqcls");
+    let (enc, mut params) = Encoder::from_dir(&dir, true).unwrap();
+    assert!(enc.has_pooler());
+    let g = golden("grads-seqcls");
+    let (inp, opts) = (inputs(&g, "head_mask"), options(&g, "head_mask"));
+    let (out, tape) = enc.forward(&params, &inp, &opts, Mode::Eval).unwrap();
+    let (b, t, h) = out.last_hidden_state.dim();
+    let wave = |i: usize| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * 0.5;
+    let r =
+        bert::ndarray::Array3::from_shape_fn((b, t, h), |(x, y, z)| wave(x * 1000 + y * 50 + z));
+    let s = Array2::from_shape_fn((b, h), |(x, z)| wave(x * 77 + z + 13));
+    let mask = inp.attention_mask.clone();
+    // loss = sum over real tokens of last_hidden_state * r + sum of pooler_output * s
+    let loss = |p: &ParamSet| -> f64 {
+        let (o, _) = enc.forward(p, &inp, &opts, Mode::Eval).unwrap();
+        let mut l = 0.0f64;
+        for ((x, y, z), v) in o.last_hidden_state.indexed_iter() {
+            if mask[[x, y]] == 1 {
+                l += (*v as f64) * r[[x, y, z]] as f64;
+            }
+        }
+        l + o
+            .pooler_output
+            .unwrap()
+            .iter()
+            .zip(s.iter())
+            .map(|(a, b)| *a as f64 * *b as f64)
+            .sum::<f64>()
+    };
+    let mut grads = params.zeros_like();
+    enc.backward(&params, &tape, &mut grads, Some(&r), Some(&s))
+        .unwrap();
+    let probes = [
+        ("embeddings.word_embeddings.weight", 5 * h + 3),
+        ("embeddings.position_embeddings.weight", 2 * h + 1),
+        ("embeddings.LayerNorm.weight", 4),
+        ("encoder.layer.0.attention.self.query.weight", 17),
+        ("encoder.layer.0.attention.self.value.bias", 3),
+        ("encoder.layer.1.intermediate.dense.weight", 40),
+        ("encoder.layer.1.output.LayerNorm.bias", 9),
+        ("pooler.dense.weight", 33),
+    ];
+    for (name, i) in probes {
+        let off = params.tensor(name).unwrap().range.start + i;
+        let eps = 1e-2f32;
+        let orig = params.data()[off];
+        params.data_mut()[off] = orig + eps;
+        let hi = loss(&params);
+        params.data_mut()[off] = orig - eps;
+        let lo = loss(&params);
+        params.data_mut()[off] = orig;
+        let fd = ((hi - lo) / (2.0 * eps as f64)) as f32;
+        let ours = grads.data()[off];
+        assert!(
+            (fd - ours).abs() <= 1e-2 * fd.abs().max(ours.abs()) + 2e-3,
+            "{name}[{i}]: finite difference {fd} vs backward {ours}"
+        );
+        println!("{name}[{i}]: fd {fd} backward {ours}");
+    }
+}

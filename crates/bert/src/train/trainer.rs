@@ -388,22 +388,13 @@ pub fn evaluate(
 ) -> Result<EvalOutput> {
     let mut total = 0.0f64;
     let mut predictions = Vec::with_capacity(examples.len());
-    let mut scratch = params.zeros_like();
     for chunk in examples.chunks(batch_size.max(1)) {
         let refs: Vec<&Example> = chunk.iter().collect();
         let (inputs, labels) = collate(&refs, pad_id)?;
-        // The loss through the training step (its gradients are discarded).
-        let loss = model.train_step(
-            params,
-            &mut scratch,
-            &inputs,
-            &labels,
-            &ForwardOptions::default(),
-            Mode::Eval,
-            1.0,
-        )?;
+        let (loss, logits) =
+            model.predict_with_loss(params, &inputs, &labels, &ForwardOptions::default())?;
         total += loss as f64 * chunk.len() as f64;
-        match model.predict(params, &inputs, &ForwardOptions::default())? {
+        match logits {
             Logits::Sequence(l) => {
                 for (row, e) in l.rows().into_iter().zip(chunk) {
                     predictions.push(match e.target {

@@ -1,5 +1,5 @@
 //! `bert`: encode, embed and tokenize text with a BERT checkpoint, benchmark the forward pass, and
-//! run the task pipelines (classify, ner, qa, fill-mask, rerank).
+//! run the task pipelines (classify, ner, qa, fill-mask, rerank), and serve them over HTTP (serve).
 
 mod bench;
 mod classify;
@@ -13,6 +13,7 @@ mod output;
 mod progress;
 mod qa;
 mod rerank;
+mod serve;
 mod stream;
 mod summary;
 mod task;
@@ -62,6 +63,9 @@ enum Command {
     FillMask(fill_mask::FillMaskArgs),
     /// Score passages against a query with a cross-encoder: one {"corpus_id", "score"} per passage.
     Rerank(rerank::RerankArgs),
+    /// Serve the model over HTTP: text-embeddings-inference's API (/embed, /predict, /rerank, ...),
+    /// OpenAI's /v1/embeddings, /ner and /qa, with dynamic batching; SIGTERM drains and exits 0.
+    Serve(serve::ServeArgs),
 }
 
 /// Where texts come from, which model reads them and how they are cut; shared by the subcommands
@@ -109,7 +113,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    output::remove_partial_files_on_signal();
+    // The server handles SIGINT/SIGTERM itself (it drains requests, then exits 0).
+    if !matches!(cli.command, Command::Serve(_)) {
+        output::remove_partial_files_on_signal();
+    }
     let result = match cli.command {
         Command::Encode(a) => encode::run(a),
         Command::Embed(a) => embed::run(a),
@@ -120,6 +127,7 @@ fn main() -> ExitCode {
         Command::Qa(a) => qa::run(a),
         Command::FillMask(a) => fill_mask::run(a),
         Command::Rerank(a) => rerank::run(a),
+        Command::Serve(a) => serve::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -217,11 +217,12 @@ impl AppState {
             } else {
                 inputs
             };
-            let refs: Vec<(&str, Option<&str>)> = inputs
-                .iter()
-                .map(|(a, b)| (a.as_str(), b.as_deref()))
-                .collect();
-            Ok(tok.tokenize_mixed(&refs)?)
+            // One at a time: the batch call would run on rayon's pool, behind the model's work.
+            let mut out = Vec::with_capacity(inputs.len());
+            for (a, b) in &inputs {
+                out.extend(tok.tokenize_mixed(&[(a.as_str(), b.as_deref())])?);
+            }
+            Ok(out)
         };
         // Short inputs tokenize faster than a hand-off to the blocking pool.
         let encodings = if chars < 2_000 {

@@ -324,3 +324,93 @@ fn count(work: &Work) -> usize {
         Work::Health => 1,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fixtures/models")
+            .join(name)
+    }
+
+    fn start(name: &str) -> (Queue, Arc<Metrics>) {
+        let (backend, _) = Backend::load(&fixture(name)).unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let limits = BatchLimits {
+            max_batch_tokens: 16384,
+        };
+        let (queue, _thread) = Queue::start(backend, limits, metrics.clone()).unwrap();
+        (queue, metrics)
+    }
+
+    fn qa(question: &str) -> Work {
+        Work::Qa {
+            pairs: vec![(question.into(), "the cat sat on the mat.".into())],
+            top_k: 1,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_bad_input_fails_only_its_own_request() {
+        let (queue, _) = start("pipe-qa");
+        // Queued together, they may share a batch: the empty question must not fail the others.
+        let (a, b, c) = tokio::join!(
+            queue.run(qa("where is the cat?")),
+            queue.run(qa("")),
+            queue.run(qa("where is the cat?")),
+        );
+        let answer = |o: Result<Output, ApiError>| match o {
+            Ok(Output::Qa(v)) => v[0][0].answer.clone(),
+            _ => panic!("no answer"),
+        };
+        let (a, c) = (answer(a), answer(c));
+        assert_eq!(a, c);
+        assert_eq!(b.err().map(|e| e.kind), Some(ErrorKind::Unprocessable));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batched_embeddings_equal_single_ones() {
+        let (queue, metrics) = start("st-tiny-mean-lasttoken");
+        let (backend, info) = Backend::load(&fixture("st-tiny-mean-lasttoken")).unwrap();
+        let texts = [
+            "hello my dog is cute",
+            "the cat",
+            "",
+            "how old is the brownest fox",
+        ];
+        let enc = |t: &str| info.tokenizer.tokenize(t).unwrap();
+        let want = EmbedWant::Pooled { normalize: true };
+        let alone: Vec<Vec<Embedded>> = texts
+            .iter()
+            .map(|t| backend.embed(&[enc(t)], &[want]).unwrap())
+            .collect();
+        let jobs = texts.map(|t| {
+            queue.run(Work::Embed {
+                encodings: vec![enc(t)],
+                want,
+            })
+        });
+        let outs = futures_join(jobs).await;
+        for (out, alone) in outs.into_iter().zip(alone) {
+            let (Ok(Output::Embed(v)), Embedded::Pooled(w)) = (out, &alone[0]) else {
+                panic!("no embedding")
+            };
+            let Embedded::Pooled(v) = &v[0] else {
+                panic!("not pooled")
+            };
+            for (x, y) in v.iter().zip(w) {
+                assert!((x - y).abs() <= 1e-6, "{x} vs {y}");
+            }
+        }
+        assert!(metrics.render().contains("bert_queue_depth 0"));
+    }
+
+    /// Awaits four futures at once.
+    async fn futures_join<F: std::future::Future>(f: [F; 4]) -> Vec<F::Output> {
+        let [a, b, c, d] = f;
+        let (a, b, c, d) = tokio::join!(a, b, c, d);
+        vec![a, b, c, d]
+    }
+}

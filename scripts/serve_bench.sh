@@ -2,7 +2,7 @@
 # Load benchmark of `bert serve` on loopback, against `bert bench` W1/W3 measured in the same run
 # (this machine's speed drifts; only same-run ratios mean something).
 #
-#   cargo build --release -p bert-cli -p bert-server --example loadgen
+#   cargo build --release -p bert-cli && cargo build --release -p bert-server --example loadgen
 #   scripts/serve_bench.sh                       # 1, 8, 64 clients x 30 s, then a soak
 #   SECONDS_PER_RUN=10 SOAK_SECONDS=0 scripts/serve_bench.sh
 #
@@ -45,6 +45,7 @@ echo "bert bench: W1 median $w1_ms ms, W3 $w3_tps tokens/s"
 server=$!
 for _ in $(seq 600); do
   grep -q "listening on http://" "$work/serve.log" && break
+  kill -0 "$server" 2>/dev/null || { cat "$work/serve.log"; exit 1; }
   sleep 0.1
 done
 addr=$(grep -o 'listening on http://[^ ]*' "$work/serve.log" | head -1 | sed 's|listening on http://||')

@@ -78,7 +78,7 @@ for req in \
   if [ "${path:-}" = "" ]; then path=$req; continue; fi
   printf '%-10s %-46s -> ' "$path" "$req"
   curl -s -o "$work/out" -w '%{http_code} ' -H 'Content-Type: application/json' -d "$req" "$addr$path"
-  cut -c1-70 "$work/out"; echo
+  cut -c1-70 "$work/out"
   path=""
 done
 printf '%-10s %-46s -> ' /health "" ; curl -s -o /dev/null -w '%{http_code}\n' "$addr/health"

@@ -255,10 +255,12 @@ fn embeddings_match_sentence_transformers_on_every_embedding_route() {
     let (code, v) = s.post("/embed", &json!({ "inputs": texts }));
     assert_eq!(code, 200, "{v}");
     assert_vectors_close(&vectors(&v), &want, 1e-5);
-    // One string: still a list of one vector (TEI).
-    let (code, v) = s.post("/embed", &json!({ "inputs": texts[0] }));
-    assert_eq!(code, 200);
-    assert_vectors_close(&vectors(&v), &want[..1], 1e-5);
+    // One string: still a list of one vector (TEI); `POST /` is the head's route.
+    for path in ["/embed", "/"] {
+        let (code, v) = s.post(path, &json!({ "inputs": texts[0] }));
+        assert_eq!(code, 200);
+        assert_vectors_close(&vectors(&v), &want[..1], 1e-5);
+    }
     // normalize false: the same direction, another length (mean pooling is not unit length).
     let (_, raw) = s.post("/embed", &json!({ "inputs": texts[0], "normalize": false }));
     let raw = &vectors(&raw)[0];
@@ -368,9 +370,11 @@ fn predict_and_rerank_give_the_pipelines_scores() {
         for (ours, c) in batch.as_array().unwrap().iter().zip(&cases) {
             same(ours, &c["output"], TOL);
         }
-        // One text, and one pair: a single list, not a list of lists.
-        let (_, one) = s.post("/predict", &json!({ "inputs": cases[0]["text"] }));
-        same(&one, &cases[0]["output"], TOL);
+        // One text, and one pair: a single list, not a list of lists. `POST /` is `/predict`.
+        for path in ["/predict", "/"] {
+            let (_, one) = s.post(path, &json!({ "inputs": cases[0]["text"] }));
+            same(&one, &cases[0]["output"], TOL);
+        }
         let pair = cases
             .iter()
             .find(|c| c.get("text_pair").is_some_and(|p| !p.is_null()))
@@ -425,8 +429,9 @@ fn predict_and_rerank_give_the_pipelines_scores() {
         assert_eq!(r["text"], c["text_pair"]);
         same(&r["score"], &c["cross_encoder"], TOL);
     }
+    // `POST /` with a query is `/rerank`.
     let (_, raw) = s.post(
-        "/rerank",
+        "/",
         &json!({"query": cases[0]["text"], "texts": [texts[0]], "raw_scores": true}),
     );
     let p = cases[0]["cross_encoder"].as_f64().unwrap();
@@ -442,12 +447,12 @@ fn ner_and_qa_give_the_pipelines_answers() {
             .into_iter()
             .find(|c| c["kwargs"] == json!({ "aggregation_strategy": agg }))
             .unwrap();
-        let (code, v) = s.post(
-            "/ner",
-            &json!({"inputs": c["text"], "aggregation_strategy": agg}),
-        );
-        assert_eq!(code, 200, "{v}");
-        same(&v, &c["output"], TOL);
+        for path in ["/ner", "/"] {
+            let body = json!({"inputs": c["text"], "aggregation_strategy": agg});
+            let (code, v) = s.post(path, &body);
+            assert_eq!(code, 200, "{v}");
+            same(&v, &c["output"], TOL);
+        }
         let (_, v) = s.post(
             "/ner",
             &json!({"inputs": [c["text"], c["text"]], "aggregation_strategy": agg}),

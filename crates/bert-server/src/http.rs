@@ -53,6 +53,7 @@ type ApiResult<T> = Result<T, ApiError>;
 /// concurrency limit of the inference routes.
 pub fn router(state: Arc<AppState>) -> Router {
     let inference = Router::new()
+        .route("/", post(root))
         .route("/embed", post(embed))
         .route("/embed_all", post(embed_all))
         .route("/v1/embeddings", post(openai_embeddings))
@@ -110,7 +111,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
 async fn observe(State(s): Shared, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let route = match req.uri().path() {
-        p @ ("/embed" | "/embed_all" | "/v1/embeddings" | "/predict" | "/rerank" | "/ner"
+        p @ ("/" | "/embed" | "/embed_all" | "/v1/embeddings" | "/predict" | "/rerank" | "/ner"
         | "/qa" | "/tokenize" | "/decode" | "/health" | "/info" | "/metrics") => p.to_string(),
         _ => "other".to_string(),
     };
@@ -276,6 +277,44 @@ fn mixed_up() -> ApiError {
         ErrorKind::Backend,
         "the model thread answered another kind of work",
     )
+}
+
+/// TEI's `POST /`: the route of the loaded head (`/embed`, `/predict`, `/rerank` for a one-label
+/// classifier whose body has `query`, `/ner`, `/qa`), which is what clients that post to the base
+/// URL (huggingface_hub's `InferenceClient`) expect.
+async fn root(State(s): Shared, Body(v): Body<Value>) -> Response {
+    fn parse<T: DeserializeOwned>(v: Value) -> ApiResult<Body<T>> {
+        serde_json::from_value(v).map(Body).map_err(|e| {
+            ApiError::new(
+                ErrorKind::Unprocessable,
+                format!("invalid request body: {e}"),
+            )
+        })
+    }
+    let st = State(s.clone());
+    let response = match s.info.head {
+        "embedding" => match parse(v) {
+            Ok(b) => embed(st, b).await.into_response(),
+            Err(e) => e.into_response(),
+        },
+        "classifier" if v.get("query").is_some() => match parse(v) {
+            Ok(b) => rerank(st, b).await.into_response(),
+            Err(e) => e.into_response(),
+        },
+        "classifier" => match parse(v) {
+            Ok(b) => predict(st, b).await.into_response(),
+            Err(e) => e.into_response(),
+        },
+        "token-classifier" => match parse(v) {
+            Ok(b) => ner(st, b).await.into_response(),
+            Err(e) => e.into_response(),
+        },
+        _ => match parse(v) {
+            Ok(b) => qa(st, b).await.into_response(),
+            Err(e) => e.into_response(),
+        },
+    };
+    response
 }
 
 /// `[[f32]]`, or `[f32]`-in-a-list for a single input as TEI does (always a list of vectors).

@@ -52,11 +52,14 @@ addr=$(grep -o 'listening on http://[^ ]*' "$work/serve.log" | head -1 | sed 's|
 rss() { awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$server/status"; }
 echo "bert serve at $addr, RSS $(rss) MB after start"
 
-"$LOADGEN" --addr "$addr" --text "Hello, my dog is cute" --clients 1 --seconds "$SECONDS_PER_RUN" | tee "$work/w1.txt" | head -1
+# (Into a file, then shown: `| head -1` would cut the JSON line off.)
+"$LOADGEN" --addr "$addr" --text "Hello, my dog is cute" --clients 1 --seconds "$SECONDS_PER_RUN" > "$work/w1.txt"
+head -1 "$work/w1.txt"
 p50=$(tail -1 "$work/w1.txt" | python3 -c 'import json,sys; print(json.load(sys.stdin)["p50_ms"])')
 echo "  1 client, W1 text: median $p50 ms vs bert bench W1 $w1_ms ms: +$(python3 -c "print(f'{$p50 - $w1_ms:.3f}')") ms"
 for c in $CLIENTS; do
-  "$LOADGEN" --addr "$addr" --corpus "$corpus" --lines 1024 --clients "$c" --seconds "$SECONDS_PER_RUN" | tee "$work/c$c.txt" | head -1
+  "$LOADGEN" --addr "$addr" --corpus "$corpus" --lines 1024 --clients "$c" --seconds "$SECONDS_PER_RUN" > "$work/c$c.txt"
+  head -1 "$work/c$c.txt"
   tps=$(tail -1 "$work/c$c.txt" | python3 -c 'import json,sys; print(json.load(sys.stdin)["tokens_per_s"])')
   echo "  $c clients: $(python3 -c "print(f'{$tps / $w3_tps * 100:.1f}')")% of W3 tokens/s; RSS $(rss) MB"
 done

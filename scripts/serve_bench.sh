@@ -56,7 +56,19 @@ echo "bert serve at $addr, RSS $(rss) MB after start"
 "$LOADGEN" --addr "$addr" --text "Hello, my dog is cute" --clients 1 --seconds "$SECONDS_PER_RUN" > "$work/w1.txt"
 head -1 "$work/w1.txt"
 p50=$(tail -1 "$work/w1.txt" | python3 -c 'import json,sys; print(json.load(sys.stdin)["p50_ms"])')
-echo "  1 client, W1 text: median $p50 ms vs bert bench W1 $w1_ms ms: +$(python3 -c "print(f'{$p50 - $w1_ms:.3f}')") ms"
+echo "  1 client, W1 text: median $p50 ms vs bert bench W1 $w1_ms ms: $(python3 -c "print(f'{$p50 - $w1_ms:+.3f}')") ms"
+# On a busy machine minutes apart mean little: W1 and the 1-client median, interleaved in rounds.
+diffs=""
+for r in $(seq "${W1_ROUNDS:-5}"); do
+  "$BERT_BIN" bench --model "$MODEL" --workload W1 --peer-protocol --threads "$THREADS" > "$work/w1b.jsonl"
+  b=$(python3 -c 'import json,statistics,sys; print("%.3f" % statistics.median(json.load(open(sys.argv[1]))["times_ms"]))' "$work/w1b.jsonl")
+  "$LOADGEN" --addr "$addr" --text "Hello, my dog is cute" --clients 1 --seconds 3 > "$work/w1r.txt"
+  s=$(tail -1 "$work/w1r.txt" | python3 -c 'import json,sys; print(json.load(sys.stdin)["p50_ms"])')
+  d=$(python3 -c "print(f'{$s - $b:+.3f}')")
+  echo "  round $r: bert bench W1 $b ms, 1-client median $s ms: $d ms"
+  diffs="$diffs $d"
+done
+echo "  median over rounds: $(python3 -c "import statistics; print(f'{statistics.median([$(echo $diffs | tr ' ' ',')]):+.3f}')") ms"
 for c in $CLIENTS; do
   "$LOADGEN" --addr "$addr" --corpus "$corpus" --lines 1024 --clients "$c" --seconds "$SECONDS_PER_RUN" > "$work/c$c.txt"
   head -1 "$work/c$c.txt"

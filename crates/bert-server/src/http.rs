@@ -49,8 +49,8 @@ pub struct AppState {
 type Shared = State<Arc<AppState>>;
 type ApiResult<T> = Result<T, ApiError>;
 
-/// The routes, behind (outermost first) metrics, authentication, the body size limit and the
-/// concurrency limit of the inference routes.
+/// The routes, behind (outermost first) metrics, a task per request, authentication, the body
+/// size limit and the concurrency limit of the inference routes.
 pub fn router(state: Arc<AppState>) -> Router {
     let inference = Router::new()
         .route("/", post(root))
@@ -76,6 +76,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.limits.payload_limit,
         ))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(middleware::from_fn(isolate))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
@@ -127,6 +128,18 @@ async fn observe(State(s): Shared, req: Request, next: Next) -> Response {
         tracing::debug!(route, status = status.as_u16(), ?elapsed, "request");
     }
     response
+}
+
+/// Runs the request in its own task, so that a panic in a handler (a bug: handlers do not panic on
+/// input) answers 500 instead of dropping the connection unanswered.
+async fn isolate(req: Request, next: Next) -> Response {
+    match tokio::spawn(next.run(req)).await {
+        Ok(response) => response,
+        Err(e) => {
+            tracing::error!(error = %e, "a request handler failed");
+            ApiError::new(ErrorKind::Backend, "the request handler failed").into_response()
+        }
+    }
 }
 
 /// `--api-key`: every route wants `Authorization: Bearer <key>`.
@@ -664,4 +677,41 @@ async fn metrics(State(s): Shared) -> impl IntoResponse {
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         s.metrics.render(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// `GET path` over a fresh connection (a blocking client, on the blocking pool): the answer's
+    /// status line.
+    async fn status_line(addr: std::net::SocketAddr, path: &'static str) -> String {
+        tokio::task::spawn_blocking(move || {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            s.write_all(req.as_bytes()).unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).unwrap();
+            out.lines().next().unwrap_or_default().to_string()
+        })
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_handler_answers_500_and_the_server_goes_on() {
+        async fn boom() -> &'static str {
+            panic!("a bug")
+        }
+        let app = Router::new()
+            .route("/boom", get(boom))
+            .route("/ok", get(|| async { "ok" }))
+            .layer(middleware::from_fn(isolate));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        assert!(status_line(addr, "/boom").await.contains(" 500 "));
+        assert!(status_line(addr, "/ok").await.contains(" 200 "));
+    }
 }

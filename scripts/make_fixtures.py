@@ -26,6 +26,7 @@ Get it with:
 
 import argparse
 import hashlib
+import math
 import json
 import os
 import shutil
@@ -1658,6 +1659,187 @@ def build_pipelines(out):
     save("pipe-mlm", "fill-mask", d, cases)
 
 
+
+# ----------------------------------------------------------------------------------------
+# section 7: fine-tuning: gradients of every parameter and AdamW trajectories
+# ----------------------------------------------------------------------------------------
+
+# Gradient goldens: loss.backward() in eval() mode (dropout off) on the head models of section 4.
+# QA runs on unpadded batches only: transformers' QA loss also softmaxes padded positions, which
+# the packed engine never computes (docs/training.md).
+TRAIN_MODELS = {
+    "seqcls": ("heads-seqcls", BertForSequenceClassification),
+    "seqcls-regression": ("heads-seqcls-regression", BertForSequenceClassification),
+    "seqcls-multilabel": ("heads-seqcls-multilabel-pytorch", BertForSequenceClassification),
+    "tokcls": ("heads-tokcls", BertForTokenClassification),
+    "qa": ("heads-qa", BertForQuestionAnswering),
+}
+
+
+def train_cases(cfg, kind, g):
+    """Inputs + labels: a right-padded pair batch, the same with a head mask, custom position ids."""
+    V, L, NH = cfg.vocab_size, cfg.num_hidden_layers, cfg.num_attention_heads
+    cases = {}
+
+    def padded(lengths, T):
+        ids = torch.randint(1, V, (len(lengths), T), generator=g, dtype=torch.int64)
+        mask = torch.zeros(len(lengths), T, dtype=torch.int64)
+        tt = torch.zeros(len(lengths), T, dtype=torch.int64)
+        for b, n in enumerate(lengths):
+            mask[b, :n] = 1
+            ids[b, n:] = 0
+            tt[b, n // 2:n] = 1
+        return dict(input_ids=ids, attention_mask=mask, token_type_ids=tt)
+
+    lengths = [7, 7, 7] if kind == "qa" else [7, 4, 1]
+    cases["batch"] = padded(lengths, 7)
+    cases["head_mask"] = dict(padded([6, 6] if kind == "qa" else [6, 3], 6), head_mask=head_mask_for(L, NH))
+    pos = torch.stack([torch.arange(5, -1, -1) + 3, torch.arange(6) + 50])
+    cases["positions"] = dict(padded([6, 6], 6), position_ids=pos)
+    for inp in cases.values():
+        B, T = inp["input_ids"].shape
+        real = inp["attention_mask"].sum(1)
+        if kind == "seqcls":
+            inp["labels"] = torch.randint(0, cfg.num_labels, (B,), generator=g)
+        elif kind == "seqcls-regression":
+            inp["labels"] = torch.randn(B, generator=g)
+        elif kind == "seqcls-multilabel":
+            inp["labels"] = torch.randint(0, 2, (B, cfg.num_labels), generator=g).float()
+        elif kind == "tokcls":
+            lab = torch.randint(0, cfg.num_labels, (B, T), generator=g)
+            lab[inp["attention_mask"] == 0] = -100
+            lab[:, 0] = -100  # [CLS]
+            lab[0, 2] = -100  # a continuation sub-word
+            inp["labels"] = lab
+        elif kind == "qa":
+            inp["start_positions"] = torch.tensor([int(r) - 2 for r in real][:B])
+            inp["end_positions"] = torch.tensor([int(r) - 1 for r in real][:B])
+            inp["start_positions"][0] = -3  # clamped to 0
+            inp["end_positions"][-1] = 99  # clamped to T: ignored
+    return cases
+
+
+def grads_of(model, inp):
+    model.zero_grad(set_to_none=True)
+    kw = {k: v for k, v in inp.items()}
+    out = model(**kw, return_dict=True)
+    out.loss.backward()
+    res = {"loss": out.loss.detach().reshape(1)}
+    for name, p in model.named_parameters():
+        res[f"grad.{name}"] = (p.grad if p.grad is not None else torch.zeros_like(p)).detach().clone()
+    return res
+
+
+def adamw_run(model, batches, steps, lr, warmup_ratio, weight_decay, max_grad_norm):
+    """transformers.Trainer's loop: AdamW (no decay on bias/LayerNorm), linear schedule with
+    warmup_ratio, clip_grad_norm_, optimizer.step, scheduler.step, zero_grad."""
+    from transformers import get_scheduler
+    from transformers.trainer_pt_utils import get_parameter_names
+    from transformers.pytorch_utils import ALL_LAYERNORM_LAYERS
+    decay = set(n for n in get_parameter_names(model, ALL_LAYERNORM_LAYERS) if "bias" not in n)
+    groups = [{"params": [p for n, p in model.named_parameters() if n in decay], "weight_decay": weight_decay},
+              {"params": [p for n, p in model.named_parameters() if n not in decay], "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8, foreach=False)
+    warmup = math.ceil(steps * warmup_ratio)
+    sched = get_scheduler("linear", opt, num_warmup_steps=warmup, num_training_steps=steps)
+    losses, lrs, norms = [], [], []
+    for step in range(steps):
+        inp = batches[step % len(batches)]
+        out = model(**inp, return_dict=True)
+        out.loss.backward()
+        norms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)))
+        lrs.append(sched.get_last_lr()[0])
+        losses.append(out.loss.item())
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+    return losses, lrs, norms, warmup
+
+
+def build_train(out, minilm):
+    mdir = os.path.join(out, "models")
+    tdir = os.path.join(out, "train")
+    fresh_dir(tdir)
+    for kind, (name, cls) in TRAIN_MODELS.items():
+        log(f"train gradients {kind} ({name})")
+        model = cls.from_pretrained(os.path.join(mdir, name), attn_implementation="eager", dtype=torch.float32)
+        model.eval()
+        cases = train_cases(model.config, kind, gen(700 + list(TRAIN_MODELS).index(kind)))
+        tensors = {}
+        for cname, inp in cases.items():
+            for k, v in inp.items():
+                tensors[f"{cname}.{k}"] = v.clone().contiguous()
+            for k, v in grads_of(model, inp).items():
+                tensors[f"{cname}.{k}"] = v.contiguous()
+        write_golden(os.path.join(tdir, f"grads-{kind}.safetensors"), tensors, cases,
+                     {"model": name, "class": cls.__name__})
+
+    # Trajectory on the tiny classifier: 20 steps, warmup, weight decay, clipping (dropout off).
+    log("train trajectory tiny")
+    model = BertForSequenceClassification.from_pretrained(os.path.join(mdir, "heads-seqcls"),
+                                                          attn_implementation="eager", dtype=torch.float32)
+    model.eval()
+    g = gen(720)
+    batches = []
+    for i in range(4):
+        lengths = [int(x) for x in torch.randint(2, 9, (4,), generator=g)]
+        T = max(lengths)
+        ids = torch.randint(1, model.config.vocab_size, (4, T), generator=g)
+        mask = torch.zeros(4, T, dtype=torch.int64)
+        for b, n in enumerate(lengths):
+            mask[b, :n] = 1
+            ids[b, n:] = 0
+        batches.append(dict(input_ids=ids, attention_mask=mask, token_type_ids=torch.zeros_like(ids),
+                            labels=torch.randint(0, 3, (4,), generator=g)))
+    init = {n: p.detach().clone() for n, p in model.named_parameters()}
+    losses, lrs, norms, warmup = adamw_run(model, batches, 20, 2e-3, 0.1, 0.01, 1.0)
+    assert any(n > 1.0 for n in norms), norms  # clipping is exercised
+    tensors = {f"batch{i}.{k}": v.clone().contiguous() for i, b in enumerate(batches) for k, v in b.items()}
+    tensors.update({"losses": torch.tensor(losses), "lrs": torch.tensor(lrs), "grad_norms": torch.tensor(norms)})
+    tensors.update({f"final.{n}": p.detach().clone() for n, p in model.named_parameters()})
+    assert any(float((init[n] - p).abs().max()) > 1e-3 for n, p in model.named_parameters())
+    write_golden(os.path.join(tdir, "trajectory-tiny.safetensors"), tensors, {},
+                 {"model": "heads-seqcls", "steps": "20", "lr": "2e-3", "warmup_ratio": "0.1",
+                  "warmup_steps": str(warmup), "weight_decay": "0.01", "max_grad_norm": "1.0"})
+
+    # Trajectory on all-MiniLM-L6-v2 with a fresh 2-label head, on the first 160 SST-2 sentences.
+    log("train trajectory MiniLM")
+    sst = os.path.join(os.path.dirname(out.rstrip("/")), "..", "shared", "data", "sst2", "train.tsv")
+    sst = os.environ.get("SST2_TRAIN", sst)
+    with open(sst, encoding="utf-8") as f:
+        rows = [line.rstrip("\n").split("\t") for line in f.readlines()[1:161]]
+    tok = BertTokenizerFast.from_pretrained(minilm)
+    torch.manual_seed(SEED)
+    model = BertForSequenceClassification.from_pretrained(minilm, num_labels=2, attn_implementation="eager",
+                                                          dtype=torch.float32)
+    model.eval()
+    batches = []
+    for i in range(0, 160, 8):
+        chunk = rows[i:i + 8]
+        enc = tok([r[0] for r in chunk], padding=True, truncation=True, max_length=64, return_tensors="pt")
+        batches.append(dict(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                            token_type_ids=enc["token_type_ids"], labels=torch.tensor([int(r[1]) for r in chunk])))
+    init = {n: p.detach().clone() for n, p in model.named_parameters()}
+    losses, lrs, norms, warmup = adamw_run(model, batches, 20, 1e-4, 0.1, 0.01, 1.0)
+    tensors = {f"batch{i}.{k}": v.clone().contiguous() for i, b in enumerate(batches) for k, v in b.items()}
+    tensors.update({"losses": torch.tensor(losses), "lrs": torch.tensor(lrs), "grad_norms": torch.tensor(norms)})
+    tensors["init.classifier.weight"] = init["classifier.weight"].contiguous()
+    tensors["init.classifier.bias"] = init["classifier.bias"].contiguous()
+    # Whole final values for 1-d tensors and the head; two rows of each matrix (the file stays small),
+    # plus the L2 norm of every tensor's update.
+    for n, p in model.named_parameters():
+        v = p.detach()
+        if v.dim() == 1 or n.startswith("classifier.") or n.startswith("bert.pooler."):
+            tensors[f"final.{n}"] = v.clone().contiguous()
+        else:
+            rows_ = [0, v.shape[0] - 1] if "word_embeddings" not in n else [101, 2023]
+            tensors[f"final_rows.{n}"] = v[rows_].clone().contiguous()
+        tensors[f"update_norm.{n}"] = (v - init[n]).norm().reshape(1)
+    write_golden(os.path.join(tdir, "trajectory-minilm.safetensors"), tensors, {},
+                 {"model": "all-MiniLM-L6-v2", "steps": "20", "lr": "1e-4", "warmup_ratio": "0.1",
+                  "warmup_steps": str(warmup), "weight_decay": "0.01", "max_grad_norm": "1.0",
+                  "rows_word_embeddings": "101,2023"})
+
 # ----------------------------------------------------------------------------------------
 
 
@@ -1666,6 +1848,7 @@ def main():
     ap.add_argument("--minilm", default=os.environ.get("MINILM_DIR", DEFAULT_MINILM))
     here = os.path.dirname(os.path.abspath(__file__))
     ap.add_argument("--out", default=os.path.join(os.path.dirname(here), "fixtures"))
+    ap.add_argument("--only", choices=["train"], help="regenerate one section (its inputs must exist)")
     args = ap.parse_args()
 
     need = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
@@ -1683,6 +1866,10 @@ def main():
     log(f"transformers {transformers.__version__}, tokenizers {tokenizers.__version__}, torch {torch.__version__}, "
         f"safetensors {safetensors.__version__}, numpy {numpy.__version__}, seed {SEED}")
     out = args.out
+    if args.only == "train":
+        build_train(out, args.minilm)
+        log("done")
+        return
     for sub in ("models", "golden", "tokenizer"):
         fresh_dir(os.path.join(out, sub))
 
@@ -1692,6 +1879,7 @@ def main():
     build_heads(out)
     build_sentence(out, args.minilm)
     build_pipelines(out)
+    build_train(out, args.minilm)
     log("notes: " + json.dumps(notes, sort_keys=True))
     log("done")
 

@@ -3,6 +3,7 @@
 
 mod bench;
 mod classify;
+mod dataset;
 mod embed;
 mod encode;
 mod fill_mask;
@@ -18,6 +19,7 @@ mod stream;
 mod summary;
 mod task;
 mod tokenize;
+mod train;
 
 use std::process::ExitCode;
 
@@ -63,6 +65,12 @@ enum Command {
     FillMask(fill_mask::FillMaskArgs),
     /// Score passages against a query with a cross-encoder: one {"corpus_id", "score"} per passage.
     Rerank(rerank::RerankArgs),
+    /// Fine-tune for sequence or token classification (as transformers' Trainer) and write a
+    /// transformers checkpoint.
+    Train(train::TrainArgs),
+    /// Score a fine-tuned classifier or tagger on a labelled file (accuracy and macro-F1, or
+    /// entity precision/recall/F1).
+    Evaluate(train::EvaluateArgs),
     /// Serve the model over HTTP: text-embeddings-inference's API (/embed, /predict, /rerank, ...),
     /// OpenAI's /v1/embeddings, /ner and /qa, with dynamic batching; SIGTERM drains and exits 0.
     Serve(serve::ServeArgs),
@@ -127,6 +135,8 @@ fn main() -> ExitCode {
         Command::Qa(a) => qa::run(a),
         Command::FillMask(a) => fill_mask::run(a),
         Command::Rerank(a) => rerank::run(a),
+        Command::Train(a) => train::run(a),
+        Command::Evaluate(a) => train::run_evaluate(a),
         Command::Serve(a) => serve::run(a),
     };
     match result {

@@ -12,6 +12,7 @@ pub mod layernorm;
 pub mod linear;
 pub mod reference;
 pub mod softmax;
+pub mod train;
 mod vexp;
 
 pub use activation::Activation;

@@ -108,3 +108,133 @@ pub fn attention(
     }
     (ctx, probs)
 }
+
+// ---- training: the backward of each op, written from the formulas, in f64 -------------------------
+
+/// Gradients of `y = x W^T + b` (`x` (m, k), `w` (n, k)): `dx += dy W`, `dw += dy^T x`,
+/// `db += colsum(dy)`.
+pub fn linear_backward(
+    dx: &mut [f32],
+    dw: &mut [f32],
+    db: &mut [f32],
+    dy: &[f32],
+    x: &[f32],
+    w: &[f32],
+    (m, k, n): (usize, usize, usize),
+) {
+    for i in 0..m {
+        for p in 0..k {
+            let acc: f64 = (0..n)
+                .map(|j| dy[i * n + j] as f64 * w[j * k + p] as f64)
+                .sum();
+            dx[i * k + p] += acc as f32;
+        }
+    }
+    for j in 0..n {
+        for p in 0..k {
+            let acc: f64 = (0..m)
+                .map(|i| dy[i * n + j] as f64 * x[i * k + p] as f64)
+                .sum();
+            dw[j * k + p] += acc as f32;
+        }
+        db[j] += (0..m).map(|i| dy[i * n + j] as f64).sum::<f64>() as f32;
+    }
+}
+
+/// Gradients of row-wise LayerNorm: `dx += ...`, `dgamma += sum dy * xhat`, `dbeta += sum dy`.
+pub fn layer_norm_backward(
+    dx: &mut [f32],
+    dgamma: &mut [f32],
+    dbeta: &mut [f32],
+    dy: &[f32],
+    x: &[f32],
+    gamma: &[f32],
+    eps: f32,
+) {
+    let h = gamma.len();
+    for (r, row) in x.chunks(h).enumerate() {
+        let mean = row.iter().map(|&v| v as f64).sum::<f64>() / h as f64;
+        let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / h as f64;
+        let rstd = 1.0 / (var + eps as f64).sqrt();
+        let xhat: Vec<f64> = row.iter().map(|&v| (v as f64 - mean) * rstd).collect();
+        let g = &dy[r * h..(r + 1) * h];
+        let dn: Vec<f64> = (0..h).map(|i| g[i] as f64 * gamma[i] as f64).collect();
+        let m1 = dn.iter().sum::<f64>() / h as f64;
+        let m2 = dn.iter().zip(&xhat).map(|(a, b)| a * b).sum::<f64>() / h as f64;
+        for i in 0..h {
+            dx[r * h + i] += ((dn[i] - m1 - xhat[i] * m2) * rstd) as f32;
+            dgamma[i] += (g[i] as f64 * xhat[i]) as f32;
+            dbeta[i] += g[i];
+        }
+    }
+}
+
+/// The derivative of each activation, in f64.
+pub fn activation_derivative(act: Activation, x: f32) -> f32 {
+    let x = x as f64;
+    let y = match act {
+        Activation::Gelu => {
+            let cdf = 0.5 * (1.0 + libm::erf(x / std::f64::consts::SQRT_2));
+            cdf + x * (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt()
+        }
+        Activation::GeluTanh => {
+            let c = (2.0 / std::f64::consts::PI).sqrt();
+            let t = (c * (x + 0.044715 * x * x * x)).tanh();
+            0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * c * (1.0 + 3.0 * 0.044715 * x * x)
+        }
+        Activation::Relu => f64::from(u8::from(x > 0.0)),
+        Activation::Silu => {
+            let s = 1.0 / (1.0 + (-x).exp());
+            s * (1.0 + x * (1.0 - s))
+        }
+    };
+    y as f32
+}
+
+/// Gradient of [`attention`] (no dropout) with respect to `qkv` (t, 3H), given `dctx` (t, H):
+/// explicit matrices per head, from `P = softmax(S)`, `Pm = P * head_mask`, `ctx = Pm V`.
+pub fn attention_backward(
+    dctx: &[f32],
+    qkv: &[f32],
+    t: usize,
+    num_heads: usize,
+    head_dim: usize,
+    head_mask: Option<&[f32]>,
+) -> Vec<f32> {
+    let h = num_heads * head_dim;
+    let d = head_dim;
+    let scale = 1.0 / (d as f64).sqrt();
+    let mut g = vec![0.0f64; t * 3 * h];
+    for hd in 0..num_heads {
+        let at = |i: usize, part: usize, e: usize| qkv[i * 3 * h + part * h + hd * d + e] as f64;
+        let dc = |i: usize, e: usize| dctx[i * h + hd * d + e] as f64;
+        let hm = head_mask.map_or(1.0, |m| m[hd] as f64);
+        for i in 0..t {
+            let s: Vec<f64> = (0..t)
+                .map(|j| (0..d).map(|e| at(i, 0, e) * at(j, 1, e)).sum::<f64>() * scale)
+                .collect();
+            let max = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let ex: Vec<f64> = s.iter().map(|v| (v - max).exp()).collect();
+            let sum: f64 = ex.iter().sum();
+            let p: Vec<f64> = ex.iter().map(|v| v / sum).collect();
+            let dpm: Vec<f64> = (0..t)
+                .map(|j| (0..d).map(|e| dc(i, e) * at(j, 2, e)).sum::<f64>())
+                .collect();
+            for j in 0..t {
+                for e in 0..d {
+                    g[j * 3 * h + 2 * h + hd * d + e] += p[j] * hm * dc(i, e);
+                }
+            }
+            let dp: Vec<f64> = dpm.iter().map(|v| v * hm).collect();
+            let rowdot: f64 = dp.iter().zip(&p).map(|(a, b)| a * b).sum();
+            for j in 0..t {
+                let ds = p[j] * (dp[j] - rowdot) * scale;
+                for e in 0..d {
+                    g[i * 3 * h + hd * d + e] += ds * at(j, 1, e);
+                    g[j * 3 * h + h + hd * d + e] += ds * at(i, 0, e);
+                }
+            }
+        }
+    }
+    g.into_iter().map(|v| v as f32).collect()
+}

@@ -29,6 +29,7 @@ mod packing;
 pub mod pipelines;
 pub mod profile;
 mod tokenizer;
+pub mod train;
 mod weights;
 
 pub use config::{BertConfig, HiddenAct, ProblemType};

@@ -335,6 +335,24 @@ impl BertTokenizer {
         self.tokenize_inputs(inputs.iter().map(|&(a, b)| input(a, b)).collect())
     }
 
+    /// Tokenizes words already split (transformers' `is_split_into_words=True`, as `run_ner.py`
+    /// calls it): each word is tokenized on its own. Returns the encoding and, per token, the index
+    /// of the word it came from (`None` for `[CLS]` and `[SEP]`).
+    pub fn tokenize_words(&self, words: &[&str]) -> Result<(Encoding, Vec<Option<u32>>)> {
+        if self.max_length < 2 {
+            return Err(Error::Tokenizer(format!(
+                "max_length {} cannot hold the 2 special tokens ([CLS], [SEP]) of a text",
+                self.max_length
+            )));
+        }
+        let what = format!("cannot encode with max_length {}", self.max_length);
+        let input = EncodeInput::Single(tokenizers::InputSequence::PreTokenized(
+            std::borrow::Cow::Borrowed(words),
+        ));
+        let e = guarded(&what, || self.inner.encode(input, true))?;
+        Ok((to_encoding(&e), e.get_word_ids().to_vec()))
+    }
+
     /// A batch of one text.
     pub fn encode(&self, text: &str) -> Result<BertInputs> {
         self.encode_batch(&[text])
@@ -493,23 +511,25 @@ impl BertTokenizer {
                 self.inner.encode_batch(inputs, true)
             }
         })?;
-        Ok(encodings
-            .into_iter()
-            .map(|e| Encoding {
-                ids: e.get_ids().iter().map(|&i| i64::from(i)).collect(),
-                type_ids: e.get_type_ids().iter().map(|&i| i64::from(i)).collect(),
-                tokens: e.get_tokens().to_vec(),
-                offsets: e.get_offsets().to_vec(),
-                special_tokens_mask: e
-                    .get_special_tokens_mask()
-                    .iter()
-                    .map(|&m| m as u8)
-                    .collect(),
-                // With stride 0, `tokenizers` keeps whatever truncation cut off (of either text
-                // of a pair) as overflowing pieces; nothing else produces them here.
-                truncated: !e.get_overflowing().is_empty(),
-            })
-            .collect())
+        Ok(encodings.iter().map(to_encoding).collect())
+    }
+}
+
+/// Our [`Encoding`] of a `tokenizers` encoding.
+fn to_encoding(e: &tokenizers::Encoding) -> Encoding {
+    Encoding {
+        ids: e.get_ids().iter().map(|&i| i64::from(i)).collect(),
+        type_ids: e.get_type_ids().iter().map(|&i| i64::from(i)).collect(),
+        tokens: e.get_tokens().to_vec(),
+        offsets: e.get_offsets().to_vec(),
+        special_tokens_mask: e
+            .get_special_tokens_mask()
+            .iter()
+            .map(|&m| m as u8)
+            .collect(),
+        // With stride 0, `tokenizers` keeps whatever truncation cut off (of either text of a
+        // pair) as overflowing pieces; nothing else produces them here.
+        truncated: !e.get_overflowing().is_empty(),
     }
 }
 

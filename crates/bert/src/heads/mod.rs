@@ -45,7 +45,7 @@ mod auto;
 mod masked_lm;
 mod multiple_choice;
 mod next_sentence;
-mod params;
+pub(crate) mod params;
 mod predictions;
 mod pretraining;
 mod question_answering;

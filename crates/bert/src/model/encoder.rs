@@ -30,10 +30,6 @@ impl BertEncoder {
         })
     }
 
-    pub fn num_layers(&self) -> usize {
-        self.layers.len()
-    }
-
     /// Runs every layer over the packed `hidden (N, H)` in place. `head_mask` is (L, NH) row-major.
     pub fn forward(
         &self,

@@ -334,81 +334,84 @@ impl BertModel {
         out
     }
 
-    /// Checks shapes and value ranges of everything a forward pass reads.
     fn validate(&self, inputs: &BertInputs, opts: &ForwardOptions) -> Result<()> {
-        let c = &self.config;
-        let dim = inputs.input_ids.dim();
-        let (b, t) = dim;
-        if b == 0 || t == 0 {
-            return Err(Error::Input(format!(
-                "empty batch: input_ids has shape ({b}, {t})"
-            )));
-        }
-        for (name, a) in [
-            ("attention_mask", &inputs.attention_mask),
-            ("token_type_ids", &inputs.token_type_ids),
-        ] {
-            if a.dim() != dim {
-                return Err(Error::Input(format!(
-                    "{name} has shape {:?}, input_ids has shape {dim:?}",
-                    a.dim()
-                )));
-            }
-        }
-        check_range("input_ids", &inputs.input_ids, c.vocab_size, "vocab_size")?;
-        check_range(
-            "token_type_ids",
-            &inputs.token_type_ids,
-            c.type_vocab_size,
-            "type_vocab_size",
-        )?;
-        if let Some(((i, j), &v)) = inputs
-            .attention_mask
-            .indexed_iter()
-            .find(|(_, &v)| v != 0 && v != 1)
-        {
-            return Err(Error::Input(format!(
-                "attention_mask[{i}, {j}] = {v}; only 0 (padding) and 1 (token) are allowed"
-            )));
-        }
-        match &opts.position_ids {
-            Some(p) => {
-                if p.dim() != dim {
-                    return Err(Error::Input(format!(
-                        "position_ids has shape {:?}, input_ids has shape {dim:?}",
-                        p.dim()
-                    )));
-                }
-                check_range(
-                    "position_ids",
-                    p,
-                    c.max_position_embeddings,
-                    "max_position_embeddings",
-                )?;
-            }
-            None if t > c.max_position_embeddings => {
-                return Err(Error::Input(format!(
-                    "sequence length {t} exceeds max_position_embeddings {} of this model; \
-                     truncate the input (e.g. BertTokenizer::with_max_length)",
-                    c.max_position_embeddings
-                )));
-            }
-            None => {}
-        }
-        if let Some(m) = &opts.head_mask {
-            let want = (self.encoder.num_layers(), c.num_attention_heads);
-            if m.dim() != want {
-                return Err(Error::Input(format!(
-                    "head_mask has shape {:?}, expected (num_hidden_layers, num_attention_heads) = {want:?}",
-                    m.dim()
-                )));
-            }
-            if let Some(v) = m.iter().find(|v| !v.is_finite()) {
-                return Err(Error::Input(format!("head_mask holds {v}")));
-            }
-        }
-        Ok(())
+        validate(&self.config, inputs, opts)
     }
+}
+
+/// Checks shapes and value ranges of everything a forward pass of a model with config `c` reads.
+pub(crate) fn validate(c: &BertConfig, inputs: &BertInputs, opts: &ForwardOptions) -> Result<()> {
+    let dim = inputs.input_ids.dim();
+    let (b, t) = dim;
+    if b == 0 || t == 0 {
+        return Err(Error::Input(format!(
+            "empty batch: input_ids has shape ({b}, {t})"
+        )));
+    }
+    for (name, a) in [
+        ("attention_mask", &inputs.attention_mask),
+        ("token_type_ids", &inputs.token_type_ids),
+    ] {
+        if a.dim() != dim {
+            return Err(Error::Input(format!(
+                "{name} has shape {:?}, input_ids has shape {dim:?}",
+                a.dim()
+            )));
+        }
+    }
+    check_range("input_ids", &inputs.input_ids, c.vocab_size, "vocab_size")?;
+    check_range(
+        "token_type_ids",
+        &inputs.token_type_ids,
+        c.type_vocab_size,
+        "type_vocab_size",
+    )?;
+    if let Some(((i, j), &v)) = inputs
+        .attention_mask
+        .indexed_iter()
+        .find(|(_, &v)| v != 0 && v != 1)
+    {
+        return Err(Error::Input(format!(
+            "attention_mask[{i}, {j}] = {v}; only 0 (padding) and 1 (token) are allowed"
+        )));
+    }
+    match &opts.position_ids {
+        Some(p) => {
+            if p.dim() != dim {
+                return Err(Error::Input(format!(
+                    "position_ids has shape {:?}, input_ids has shape {dim:?}",
+                    p.dim()
+                )));
+            }
+            check_range(
+                "position_ids",
+                p,
+                c.max_position_embeddings,
+                "max_position_embeddings",
+            )?;
+        }
+        None if t > c.max_position_embeddings => {
+            return Err(Error::Input(format!(
+                "sequence length {t} exceeds max_position_embeddings {} of this model; \
+                 truncate the input (e.g. BertTokenizer::with_max_length)",
+                c.max_position_embeddings
+            )));
+        }
+        None => {}
+    }
+    if let Some(m) = &opts.head_mask {
+        let want = (c.num_hidden_layers, c.num_attention_heads);
+        if m.dim() != want {
+            return Err(Error::Input(format!(
+                "head_mask has shape {:?}, expected (num_hidden_layers, num_attention_heads) = {want:?}",
+                m.dim()
+            )));
+        }
+        if let Some(v) = m.iter().find(|v| !v.is_finite()) {
+            return Err(Error::Input(format!("head_mask holds {v}")));
+        }
+    }
+    Ok(())
 }
 
 /// `config.json` and the weights of a model directory.

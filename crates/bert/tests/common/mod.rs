@@ -32,10 +32,16 @@ pub struct Golden {
 
 impl Golden {
     pub fn load(name: &str) -> Golden {
-        let path = fixtures()
-            .join("golden")
-            .join(format!("{name}.safetensors"));
-        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        Self::load_path(
+            &fixtures()
+                .join("golden")
+                .join(format!("{name}.safetensors")),
+        )
+    }
+
+    /// A golden file anywhere (e.g. `fixtures/train/`).
+    pub fn load_path(path: &Path) -> Golden {
+        let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let (_, header) = SafeTensors::read_metadata(&bytes).expect("golden header");
         let meta = header.metadata().clone().unwrap_or_default();
         let st = SafeTensors::deserialize(&bytes).expect("golden file");

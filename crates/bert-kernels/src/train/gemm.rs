@@ -1,0 +1,240 @@
+//! The three products of a Linear layer in training, on unpacked (out, in) weights that change every
+//! step: `y = x W^T + b`, `dx (+)= dy W`, `dW += dy^T x` with `db += colsum(dy)`.
+//!
+//! Each product goes through the packed GEMM of [`crate::Linear`] (its microkernels and threading);
+//! the operand it needs transposed is copied first. Packing is O(weights) per call against
+//! O(tokens x weights) of arithmetic: a few percent for real batches.
+
+use rayon::prelude::*;
+
+use super::{add_partials, REDUCE_ROWS};
+use crate::{Activation, Epilogue, Linear};
+
+/// `src (rows, cols)` -> `(cols, rows)`.
+fn transpose(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut dst = vec![0.0f32; src.len()];
+    const BLK: usize = 32;
+    for r0 in (0..rows).step_by(BLK) {
+        for c0 in (0..cols).step_by(BLK) {
+            for r in r0..(r0 + BLK).min(rows) {
+                for c in c0..(c0 + BLK).min(cols) {
+                    dst[c * rows + r] = src[r * cols + c];
+                }
+            }
+        }
+    }
+    dst
+}
+
+/// What follows the product in [`linear_forward`].
+#[derive(Debug)]
+pub enum Post<'a> {
+    None,
+    /// `y = act(z)`; `z` (the pre-activation, which the backward needs) is stored separately.
+    Activation(Activation, &'a mut [f32]),
+    /// `y += residual`.
+    Residual(&'a [f32]),
+}
+
+/// `y (M, N) = x (M, K) W^T + b`, `w` (N, K) row-major, then `post`.
+pub fn linear_forward(
+    y: &mut [f32],
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+    (m, k, n): (usize, usize, usize),
+    post: Post<'_>,
+) {
+    assert_eq!(x.len(), m * k, "linear_forward: x size");
+    assert_eq!(w.len(), n * k, "linear_forward: w size");
+    assert_eq!(y.len(), m * n, "linear_forward: y size");
+    assert_eq!(b.len(), n, "linear_forward: b size");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        for row in y.chunks_exact_mut(n) {
+            row.copy_from_slice(b);
+        }
+    } else {
+        let lin = Linear::new(w.to_vec(), b.to_vec(), n, k);
+        match post {
+            Post::Residual(r) => lin.forward(x, y, Epilogue::BiasResidual(r)),
+            _ => lin.forward(x, y, Epilogue::Bias),
+        }
+    }
+    match post {
+        Post::None => {}
+        Post::Residual(r) if k == 0 => y.iter_mut().zip(r).for_each(|(y, r)| *y += r),
+        Post::Residual(_) => {}
+        Post::Activation(act, z) => {
+            assert_eq!(z.len(), y.len(), "linear_forward: pre-activation size");
+            z.copy_from_slice(y);
+            crate::linear::activate(crate::Isa::selected(), act, y);
+        }
+    }
+}
+
+/// `dx (M, K) (+)= dy (M, N) W`, `w` (N, K): the input gradient of `y = x W^T + b`.
+pub fn linear_backward_input(
+    dx: &mut [f32],
+    dy: &[f32],
+    w: &[f32],
+    (m, k, n): (usize, usize, usize),
+    accumulate: bool,
+) {
+    assert_eq!(dx.len(), m * k, "linear_backward_input: dx size");
+    assert_eq!(dy.len(), m * n, "linear_backward_input: dy size");
+    assert_eq!(w.len(), n * k, "linear_backward_input: w size");
+    if !accumulate {
+        dx.fill(0.0);
+    }
+    if m == 0 || k == 0 || n == 0 {
+        return;
+    }
+    // dx = dy (W^T)^T: a Linear whose (out, in) weight is W^T (K, N).
+    let lin = Linear::new(transpose(w, n, k), vec![0.0; k], k, n);
+    if accumulate {
+        let prev = dx.to_vec();
+        lin.forward(dy, dx, Epilogue::BiasResidual(&prev));
+    } else {
+        lin.forward(dy, dx, Epilogue::Bias);
+    }
+}
+
+/// `dw (N, K) += dy^T x` and `db (N) += colsum(dy)`: the parameter gradients of `y = x W^T + b`.
+pub fn linear_backward_params(
+    dw: &mut [f32],
+    db: Option<&mut [f32]>,
+    dy: &[f32],
+    x: &[f32],
+    (m, k, n): (usize, usize, usize),
+) {
+    assert_eq!(dw.len(), n * k, "linear_backward_params: dw size");
+    assert_eq!(dy.len(), m * n, "linear_backward_params: dy size");
+    assert_eq!(x.len(), m * k, "linear_backward_params: x size");
+    if let Some(db) = db {
+        assert_eq!(db.len(), n, "linear_backward_params: db size");
+        col_sums(db, dy, n);
+    }
+    if m == 0 || k == 0 || n == 0 {
+        return;
+    }
+    // dW (N, K) = dy^T (N, M) x (M, K): a Linear on rows dy^T whose (out, in) weight is x^T (K, M).
+    let lin = Linear::new(transpose(x, m, k), vec![0.0; k], k, m);
+    let prev = dw.to_vec();
+    lin.forward(&transpose(dy, m, n), dw, Epilogue::BiasResidual(&prev));
+}
+
+/// `acc (W) += sum over rows of x (R, W)`, in fixed chunks (reproducible).
+pub fn col_sums(acc: &mut [f32], x: &[f32], width: usize) {
+    if width == 0 {
+        return;
+    }
+    let partials: Vec<Vec<f32>> = x
+        .par_chunks(REDUCE_ROWS * width)
+        .map(|chunk| {
+            let mut s = vec![0.0f32; width];
+            for row in chunk.chunks_exact(width) {
+                for (a, v) in s.iter_mut().zip(row) {
+                    *a += v;
+                }
+            }
+            s
+        })
+        .collect();
+    add_partials(acc, &partials);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reference;
+
+    fn data(len: usize, seed: usize) -> Vec<f32> {
+        (0..len)
+            .map(|i| (((i + seed) * 7919 % 1000) as f32 / 500.0 - 1.0) * 0.5)
+            .collect()
+    }
+
+    #[test]
+    fn products_match_reference() {
+        for &(m, k, n) in &[(1, 1, 1), (3, 7, 5), (17, 33, 9), (64, 48, 80), (0, 4, 3)] {
+            let x = data(m * k, 1);
+            let w = data(n * k, 2);
+            let b = data(n, 3);
+            let dy = data(m * n, 4);
+            let mut y = vec![0.0; m * n];
+            linear_forward(&mut y, &x, &w, &b, (m, k, n), Post::None);
+            let want = reference::linear(&x, &w, &b, m, k, n);
+            close(&y, &want, "forward");
+
+            let mut dx = data(m * k, 5);
+            let mut want_dx = dx.clone();
+            linear_backward_input(&mut dx, &dy, &w, (m, k, n), true);
+            let mut dw = data(n * k, 6);
+            let mut db = data(n, 7);
+            let (mut want_dw, mut want_db) = (dw.clone(), db.clone());
+            linear_backward_params(&mut dw, Some(&mut db), &dy, &x, (m, k, n));
+            reference::linear_backward(
+                &mut want_dx,
+                &mut want_dw,
+                &mut want_db,
+                &dy,
+                &x,
+                &w,
+                (m, k, n),
+            );
+            close(&dx, &want_dx, "dx");
+            close(&dw, &want_dw, "dw");
+            close(&db, &want_db, "db");
+
+            let mut fresh = vec![f32::NAN; m * k];
+            linear_backward_input(&mut fresh, &dy, &w, (m, k, n), false);
+            let mut want = vec![0.0; m * k];
+            reference::linear_backward(
+                &mut want,
+                &mut vec![0.0; n * k],
+                &mut vec![0.0; n],
+                &dy,
+                &x,
+                &w,
+                (m, k, n),
+            );
+            close(&fresh, &want, "dx, not accumulated");
+        }
+    }
+
+    #[test]
+    fn activation_and_residual_posts() {
+        let (m, k, n) = (5, 6, 7);
+        let (x, w, b, r) = (data(m * k, 1), data(n * k, 2), data(n, 3), data(m * n, 4));
+        let mut y = vec![0.0; m * n];
+        let mut z = vec![0.0; m * n];
+        linear_forward(
+            &mut y,
+            &x,
+            &w,
+            &b,
+            (m, k, n),
+            Post::Activation(Activation::Gelu, &mut z),
+        );
+        let pre = reference::linear(&x, &w, &b, m, k, n);
+        close(&z, &pre, "pre-activation");
+        let act: Vec<f32> = pre
+            .iter()
+            .map(|&v| reference::activation(Activation::Gelu, v))
+            .collect();
+        close(&y, &act, "activation");
+        linear_forward(&mut y, &x, &w, &b, (m, k, n), Post::Residual(&r));
+        let res: Vec<f32> = pre.iter().zip(&r).map(|(a, b)| a + b).collect();
+        close(&y, &res, "residual");
+    }
+
+    fn close(a: &[f32], b: &[f32], what: &str) {
+        assert_eq!(a.len(), b.len(), "{what}");
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!((x - y).abs() < 1e-4, "{what}[{i}]: {x} vs {y}");
+        }
+    }
+}

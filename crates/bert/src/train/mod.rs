@@ -1,0 +1,28 @@
+//! Fine-tuning: the encoder's training forward and backward ([`Encoder`]), transformers' task heads
+//! with their losses ([`TaskModel`]), AdamW and the learning-rate schedules of
+//! `transformers.Trainer` ([`optim`]), its training loop with checkpoints ([`Trainer`]), and the
+//! evaluation metrics ([`metrics`]).
+//!
+//! Parameters, gradients and optimizer moments share one layout ([`ParamSet`]): tensors under
+//! transformers' names in one flat buffer. A user's own layers on top of BERT take the encoder's
+//! outputs from [`Encoder::forward`] and hand their gradients to [`Encoder::backward`]
+//! (`crates/bert/examples/custom_head.rs`).
+
+mod data;
+mod encoder;
+mod heads;
+mod loss;
+pub mod metrics;
+pub mod optim;
+mod params;
+mod trainer;
+
+pub use data::{align_word_labels, collate, Example, Target};
+pub use encoder::{Encoder, Mode, Tape};
+pub use heads::{HeadInit, Labels, Logits, Task, TaskModel};
+pub use loss::{bce_with_logits, cross_entropy, mse, IGNORE_INDEX};
+pub use params::{ParamSet, ParamTensor};
+pub use trainer::{
+    evaluate, metrics as task_metrics, save_pretrained, shuffled, EvalOutput, Prediction, StepLog,
+    Trainer, TrainerState, TrainingArgs,
+};

@@ -1,5 +1,5 @@
 //! `bert`: encode, embed and tokenize text with a BERT checkpoint, benchmark the forward pass, and
-//! run the task pipelines (classify, ner, qa, fill-mask, rerank).
+//! run the task pipelines (classify, ner, qa, fill-mask, rerank), and serve them over HTTP (serve).
 
 mod bench;
 mod classify;
@@ -14,6 +14,7 @@ mod output;
 mod progress;
 mod qa;
 mod rerank;
+mod serve;
 mod stream;
 mod summary;
 mod task;
@@ -70,6 +71,9 @@ enum Command {
     /// Score a fine-tuned classifier or tagger on a labelled file (accuracy and macro-F1, or
     /// entity precision/recall/F1).
     Evaluate(train::EvaluateArgs),
+    /// Serve the model over HTTP: text-embeddings-inference's API (/embed, /predict, /rerank, ...),
+    /// OpenAI's /v1/embeddings, /ner and /qa, with dynamic batching; SIGTERM drains and exits 0.
+    Serve(serve::ServeArgs),
 }
 
 /// Where texts come from, which model reads them and how they are cut; shared by the subcommands
@@ -117,7 +121,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    output::remove_partial_files_on_signal();
+    // The server handles SIGINT/SIGTERM itself (it drains requests, then exits 0).
+    if !matches!(cli.command, Command::Serve(_)) {
+        output::remove_partial_files_on_signal();
+    }
     let result = match cli.command {
         Command::Encode(a) => encode::run(a),
         Command::Embed(a) => embed::run(a),
@@ -130,6 +137,7 @@ fn main() -> ExitCode {
         Command::Rerank(a) => rerank::run(a),
         Command::Train(a) => train::run(a),
         Command::Evaluate(a) => train::run_evaluate(a),
+        Command::Serve(a) => serve::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

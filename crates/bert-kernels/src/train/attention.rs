@@ -6,7 +6,7 @@
 //!
 //! Every (sequence, head) pair is an independent rayon task that writes only its own columns of
 //! each output row. Each task gathers its head into zero-padded tiles and runs the small GEMMs
-//! through the register-tiled microkernels of the inference attention ([`crate::attention`]):
+//! through the register-tiled microkernels of the inference attention ([`mod@crate::attention`]):
 //! forward `S = Q K^T`, `ctx = Pm V`; backward `dPm = dctx V^T`, `dV = Pm^T dctx`,
 //! `dQ = dS K`, `dK = dS^T Q`. The path follows [`Isa`]; [`crate::reference`]'s
 //! `attention` / `attention_backward` are the spec.

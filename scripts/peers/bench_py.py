@@ -8,6 +8,7 @@ Peers:
   ort-raw      ONNX Runtime CPU EP on the plain torch.onnx.export graph (session opt level ALL)
   ort-opt      ... on the onnxruntime.transformers optimizer output (fused Attention etc.)
   ort-int8     ... on quantize_dynamic(model-opt.onnx) (int8 weights, dynamic u8 activations)
+Training workloads T1/T2 (torch-eager, torch-sdpa only): train_py.py.
 
 Usage: /tmp/ref/bin/python bench_py.py --peer torch-sdpa --model /tmp/peerbench/models/minilm-l6 \
           --workload W2 [--corpus data/fortunes-en.txt] [--iters N] [--warmup N] [--threads 2]
@@ -162,6 +163,17 @@ def main():
     ap.add_argument("--onnx-dir")
     a = ap.parse_args()
     common.set_thread_env(a.threads)
+    if a.workload.startswith("T"):  # training (train_py.py): torch peers only
+        if a.peer not in ("torch-sdpa", "torch-eager"):
+            raise SystemExit(f"{a.peer} does not train; T1/T2 peers: torch-eager, torch-sdpa")
+        import train_py
+
+        r, desc = train_py.run_training(a.model, a.workload, a.corpus, a.peer.split("-")[1], a.threads,
+                                        a.iters, a.warmup)
+        r = {"peer": a.peer, "model": os.path.basename(os.path.normpath(a.model)), "workload": a.workload, **r,
+             "threads": a.threads, "impl": desc}
+        print(json.dumps(r))
+        return
     t = time.perf_counter()
     fwd = make_peer(a.peer, a.model, a.threads, a.onnx_dir)
     load_ms = (time.perf_counter() - t) * 1e3

@@ -15,6 +15,15 @@ Every peer (Python or not) must implement exactly these workloads:
                 batches untimed; report the pass wall time (-> real tokens/s, sequences/s).
 All: fp32, 2 threads, token_type_ids all 0, outputs last_hidden_state [B,L,H] and pooler_output [B,H].
 
+Training (forward + backward + optimizer step; BertForSequenceClassification, 2 labels, model.train()
+i.e. dropout on, AdamW lr 2e-5 weight decay 0.01, constant lr, no clipping; tokenization untimed):
+  T1  SST-2   : the SST-2 train.tsv (`sentence\tlabel`, header; passed as --corpus) in file order,
+                batches of 32, truncation 128, each batch padded to its own longest (dynamic padding);
+                warm-up = first N batches (untimed steps), then `iters` timed steps on the batches that
+                follow; per-step ms; real tokens/s = timed real tokens / summed step time.
+  T2  dense   : the W2F batch (16 x 128 real tokens), labels row % 2, the same batch every step.
+  Both report phases_ms {forward, backward, optimizer} summed over timed steps and peak_rss_mb.
+
 Optional extras (not part of the headline table; they quantify the cost of padding in W3):
   W3S sorted  : same 1024 lines, tokenized once without padding (timed), sorted by token length,
                 then batches of 32 padded to their own longest (timed) -> near-minimal padding.
@@ -40,8 +49,31 @@ DEFAULTS = {  # (warmup, iters)
     "W3": (2, 1),  # warm-up counted in batches for W3*
     "W3S": (2, 1),
     "W3U": (2, 1),
+    "T1": (2, 30),  # warm-up and timed counted in steps (batches) for T*
+    "T2": (1, 5),
 }
 WORKLOADS = list(DEFAULTS)
+
+
+T_BATCH, T_MAXLEN = 32, 128
+T_LR, T_WEIGHT_DECAY = 2e-5, 0.01
+
+
+def sst2_batches(path, steps):
+    """T1: the first `steps` batches of 32 (sentence, label) rows of an SST-2 TSV, file order."""
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        next(f)  # header `sentence\tlabel`
+        for line in f:
+            if not line.strip():
+                continue
+            s, y = line.rstrip("\n").rsplit("\t", 1)
+            rows.append((s, int(y)))
+            if len(rows) == steps * T_BATCH:
+                break
+    if len(rows) < steps * T_BATCH:
+        raise SystemExit(f"T1 needs {steps * T_BATCH} rows of {path}, it has {len(rows)}")
+    return [rows[k:k + T_BATCH] for k in range(0, len(rows), T_BATCH)]
 
 
 def load_corpus(path=DEFAULT_CORPUS, n=None):

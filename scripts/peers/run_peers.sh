@@ -7,7 +7,7 @@
 #
 # Environment knobs (defaults in brackets):
 #   MODELS     model dirs                      [$ROOT/models/minilm-l6 $ROOT/models/bert-base-random]
-#   WORKLOADS  subset of W1 W2 W3 (+ extras W2F W3S W3U, see common.py) [W1 W2 W3]
+#   WORKLOADS  subset of W1 W2 W3 (+ extras W2F W3S W3U, training T1 T2, see common.py) [W1 W2 W3]
 #   PEERS      peer names                      [torch-sdpa torch-eager ort-raw ort-opt ort-int8 candle candle-native]
 #   ROUNDS     interleaved repetitions         [3]
 #   THREADS    threads for every peer          [2]
@@ -18,6 +18,9 @@
 #              they are appended to PEERS. The command gets:
 #              --model DIR --workload W --corpus FILE --iters N --warmup N --peer NAME
 #              (a command is split on whitespace: no quoting inside it)
+#   ITERS_T1 / ITERS_T2                         [30 (minilm) 6 (others) / 5 (minilm) 2 (others)] timed
+#              training steps per process (warm-up: T1 2 batches, T2 1 step)
+#   SST2       SST-2 train.tsv, passed as --corpus to T1 [/work/shared/data/sst2/train.tsv]
 #   OUT        result dir                      [$ROOT/results/<UTC timestamp>]
 #   PY, CANDLE_BIN, CANDLE_NATIVE_BIN, PEERBENCH_ROOT (=/tmp/peerbench)
 #   CORPUS     benchmark corpus                [data/fortunes-en.txt next to this script]
@@ -38,6 +41,7 @@ OUT=${OUT:-$ROOT/results/$(date -u +%Y%m%dT%H%M%SZ)}
 CANDLE_BIN=${CANDLE_BIN:-$ROOT/target/generic/release/candle-bert-bench}
 CANDLE_NATIVE_BIN=${CANDLE_NATIVE_BIN:-$ROOT/target/native/release/candle-bert-bench}
 SKIP=${SKIP:-}
+SST2=${SST2:-/work/shared/data/sst2/train.tsv}
 EXTRA_PEERS=${EXTRA_PEERS:-}
 
 export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS OPENBLAS_NUM_THREADS=$THREADS \
@@ -64,6 +68,8 @@ iters_for() {  # workload model -> "iters warmup"
     W1) echo "${ITERS_W1:-60} 10" ;;
     W2|W2F) if [[ "$2" == minilm* ]]; then echo "${ITERS_W2:-10} 2"; else echo "${ITERS_W2:-4} 1"; fi ;;
     W3*) echo "${ITERS_W3:-1} 2" ;;
+    T1) if [[ "$2" == minilm* ]]; then echo "${ITERS_T1:-30} 2"; else echo "${ITERS_T1:-6} 2"; fi ;;
+    T2) if [[ "$2" == minilm* ]]; then echo "${ITERS_T2:-5} 1"; else echo "${ITERS_T2:-2} 1"; fi ;;
     *) echo "unknown workload $1" >&2; return 1 ;;
   esac
 }
@@ -102,8 +108,9 @@ for ((r = 1; r <= ROUNDS; r++)); do
         p=${PEER_ARR[$(( (k + r - 1) % NP ))]}
         skipped "$mname" "$w" "$p" && continue
         if ! cmd=$(peer_cmd "$p"); then echo "unknown peer $p" | tee -a "$ERR"; continue; fi
+        corpus=$CORPUS; [[ "$w" == T1 ]] && corpus=$SST2
         t0=$(date +%s.%N)
-        line=$($cmd --model "$model" --workload "$w" --corpus "$CORPUS" --iters "$iters" --warmup "$warm" \
+        line=$($cmd --model "$model" --workload "$w" --corpus "$corpus" --iters "$iters" --warmup "$warm" \
                2>>"$OUT/stderr.log" | grep '^{' | tail -n 1)
         rc=$?
         dt=$(echo "$(date +%s.%N) - $t0" | bc)

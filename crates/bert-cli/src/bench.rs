@@ -15,6 +15,8 @@ use crate::input::Source;
 use crate::stream::{self, BatchOptions};
 use crate::CliResult;
 
+mod train;
+
 const W1_TEXT: &str = "Hello, my dog is cute";
 const W2_BATCH: usize = 16;
 const W2_LEN: usize = 128;
@@ -37,7 +39,8 @@ pub struct BenchArgs {
     pub tokenizer: Option<String>,
     /// Comma-separated workloads: W1 (latency, 1 x 8 tokens), W2 (16 lines padded to 128), W2F
     /// (16 x 128 real tokens), W3 (1024 lines, batches of 32 in file order, tokenization
-    /// included), W3S (the same sorted by length), W3U (one line at a time), or `all`.
+    /// included), W3S (the same sorted by length), W3U (one line at a time), or `all`; training
+    /// (forward + backward + AdamW, needs --model): T1 (SST-2 batches of 32, --sst2), T2 (16 x 128).
     #[arg(long, short = 'w', default_value = "W1,W2,W2F,W3")]
     pub workload: String,
     /// Corpus for W2/W2F/W3*: one text per line (default: scripts/peers/data/fortunes-en.txt).
@@ -49,6 +52,9 @@ pub struct BenchArgs {
     /// Untimed warm-up forwards (W3*: batches) (default: W1 10, W2/W2F 2, W3* 2).
     #[arg(long)]
     pub warmup: Option<usize>,
+    /// SST-2 train.tsv (`sentence<TAB>label`) for T1 (default: --corpus).
+    #[arg(long)]
+    pub sst2: Option<PathBuf>,
     /// Seed of the --config random weights.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -82,10 +88,21 @@ pub fn run(args: BenchArgs) -> CliResult {
             .collect()
     };
     for w in &workloads {
-        if !WORKLOADS.contains(&w.as_str()) {
-            return Err(
-                format!("unknown workload `{w}` (expected one of {WORKLOADS:?} or all)").into(),
-            );
+        if !WORKLOADS.contains(&w.as_str()) && !train::WORKLOADS.contains(&w.as_str()) {
+            return Err(format!(
+                "unknown workload `{w}` (expected one of {WORKLOADS:?}, {:?} or all)",
+                train::WORKLOADS
+            )
+            .into());
+        }
+    }
+    let (training, workloads): (Vec<String>, Vec<String>) = workloads
+        .into_iter()
+        .partition(|w| train::WORKLOADS.contains(&w.as_str()));
+    if !training.is_empty() {
+        run_training(&args, &training)?;
+        if workloads.is_empty() {
+            return Ok(());
         }
     }
     let (model, model_name) = load_model(&args)?;
@@ -131,6 +148,70 @@ pub fn run(args: BenchArgs) -> CliResult {
         out.flush()?;
     }
     pb.finish_and_clear();
+    Ok(())
+}
+
+/// The training workloads (`train` module): one JSON line each with `--peer-protocol`, else a table.
+fn run_training(args: &BenchArgs, workloads: &[String]) -> CliResult {
+    let Some(model) = &args.model else {
+        return Err("training workloads (T1, T2) need --model DIR".into());
+    };
+    let name = Path::new(model)
+        .file_name()
+        .map_or(model.clone(), |n| n.to_string_lossy().into_owned());
+    let mut out = std::io::stdout().lock();
+    if !args.peer_protocol {
+        writeln!(
+            out,
+            "| workload | steps | seqs | real tokens | padded tokens | median step ms | real tokens/s | forward | backward | optimizer | peak RSS MB |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        )?;
+    }
+    for w in workloads {
+        let path = match (w.as_str(), &args.sst2) {
+            ("T1", Some(p)) => p.clone(),
+            _ => args.corpus.clone().unwrap_or_else(default_corpus),
+        };
+        let corpus = load_corpus(&path)?;
+        let w2f = |tok: &BertTokenizer, c: &[String]| -> CliResult<Vec<String>> {
+            Ok(w2f_lines(tok, c)?.into_iter().map(String::from).collect())
+        };
+        let m = train::run(model, w, &corpus, w2f, args.warmup, args.iters)?;
+        let total_ms: f64 = m.times_ms.iter().sum();
+        let tps = m.real_tokens as f64 / (total_ms / 1e3);
+        let [f, b, o] = m.phases_ms;
+        if args.peer_protocol {
+            let line = serde_json::json!({
+                "peer": args.peer,
+                "model": name,
+                "workload": w,
+                "times_ms": m.times_ms,
+                "n_seqs": m.n_seqs,
+                "real_tokens": m.real_tokens,
+                "padded_tokens": m.padded_tokens,
+                "threads": rayon::current_num_threads(),
+                "phases_ms": {"forward": f, "backward": b, "optimizer": o},
+                "peak_rss_mb": m.peak_rss_mb,
+                "impl": format!("bert-rs {} TaskModel::train_step + AdamW (packed tokens, fp32)", env!("CARGO_PKG_VERSION")),
+            });
+            writeln!(out, "{line}")?;
+        } else {
+            let pct = |x: f64| format!("{:.0}%", 100.0 * x / total_ms.max(1e-12));
+            writeln!(
+                out,
+                "| {w} | {} | {} | {} | {} | {:.1} | {tps:.0} | {} | {} | {} | {} |",
+                m.times_ms.len(),
+                m.n_seqs,
+                m.real_tokens,
+                m.padded_tokens,
+                median(&m.times_ms),
+                pct(f),
+                pct(b),
+                pct(o),
+                m.peak_rss_mb.map_or("-".into(), |r| format!("{r:.0}")),
+            )?;
+        }
+        out.flush()?;
+    }
     Ok(())
 }
 

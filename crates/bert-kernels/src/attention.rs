@@ -80,7 +80,7 @@ pub fn attention(args: AttentionArgs<'_>, ctx: &mut [f32], probs: Option<&mut [f
 
 /// The code paths of the attention kernels: AVX-512F or AVX2 + FMA intrinsics, or portable Rust.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Path {
+pub(crate) enum Path {
     Portable,
     Avx2,
     Avx512,
@@ -88,16 +88,41 @@ enum Path {
 
 impl Path {
     /// Rows of the microkernel's register tile; `Q` and `P` are padded to a multiple of it.
-    fn mr(self) -> usize {
+    pub(crate) fn mr(self) -> usize {
         match self {
             Path::Avx512 => 8,
             _ => 4,
         }
     }
+
+    /// The path [`attention_with`] takes for `isa` (which must be supported by this CPU).
+    pub(crate) fn for_isa(isa: Isa) -> Path {
+        match isa {
+            Isa::Avx512 if Isa::Avx512.is_supported() && Isa::Avx2.is_supported() => Path::Avx512,
+            Isa::Avx2 | Isa::Avx512 if Isa::Avx2.is_supported() => Path::Avx2,
+            _ => Path::Portable,
+        }
+    }
+
+    /// `row = softmax(row * scale)` as [`head`] computes it on this path.
+    pub(crate) fn scaled_softmax(self, row: &mut [f32], scale: f32) {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Path::for_isa` / `attention_with` pick this path only with AVX2 + FMA.
+            Path::Avx2 => unsafe { avx2::scaled_softmax(row, scale) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Path::for_isa` / `attention_with` pick this path only with AVX-512F.
+            Path::Avx512 => unsafe { avx512::scaled_softmax(row, scale) },
+            _ => {
+                row.iter_mut().for_each(|x| *x *= scale);
+                softmax_row(row);
+            }
+        }
+    }
 }
 
 /// Columns of every microkernel's register tile; `K^T` and `V` are padded to a multiple of it.
-const NR: usize = 16;
+pub(crate) const NR: usize = 16;
 
 /// [`attention`] on a given instruction set (which must be supported by this CPU).
 pub fn attention_with(
@@ -129,11 +154,7 @@ pub fn attention_with(
         isa.is_supported(),
         "attention: {isa:?} is not supported by this CPU"
     );
-    let path = match isa {
-        Isa::Avx512 if Isa::Avx512.is_supported() && Isa::Avx2.is_supported() => Path::Avx512,
-        Isa::Avx2 | Isa::Avx512 if Isa::Avx2.is_supported() => Path::Avx2,
-        _ => Path::Portable,
-    };
+    let path = Path::for_isa(isa);
     let poff = probs_offsets(cu_seqlens, nh);
     let probs_ptr = probs.map(|p| {
         assert_eq!(p.len(), *poff.last().unwrap(), "attention: probs size");
@@ -245,7 +266,7 @@ fn head(
 /// `c (m, n) = a (m, k) b (k, n)`, all row-major with leading dimensions `lda`, `ldb`, `ldc`;
 /// `m` a multiple of `path.mr()` and `n` of `NR`.
 #[allow(clippy::too_many_arguments)]
-fn matmul(
+pub(crate) fn matmul(
     path: Path,
     a: &[f32],
     lda: usize,

@@ -120,9 +120,23 @@ impl Linear {
         in_features: usize,
         opts: GemmOptions,
     ) -> Self {
+        Self::check(weight.len(), &bias, out_features, in_features, opts);
+        let packed = PackedB::new(&weight, out_features, in_features, opts.nr(), opts.kc);
+        drop(weight);
+        Self::from_packed(packed, bias, out_features, in_features, opts)
+    }
+
+    /// The size and option checks of every constructor.
+    fn check(
+        weight_len: usize,
+        bias: &[f32],
+        out_features: usize,
+        in_features: usize,
+        opts: GemmOptions,
+    ) {
         assert!(in_features > 0, "Linear: in_features must be > 0");
         assert_eq!(
-            weight.len(),
+            weight_len,
             out_features * in_features,
             "Linear: weight size"
         );
@@ -146,9 +160,47 @@ impl Linear {
                 && opts.tasks_per_thread > 0
                 && opts.min_task_flops > 0
         );
+    }
+
+    /// As [`Linear::new`] from the transposed weight `weight_t` (in, out) row-major (W^T, e.g. an
+    /// activation matrix in training's `dW = dy^T x`): packs without a transpose, into exactly what
+    /// `Linear::new(transpose(weight_t), ..)` packs.
+    pub fn from_transposed(
+        weight_t: &[f32],
+        bias: Vec<f32>,
+        out_features: usize,
+        in_features: usize,
+    ) -> Self {
+        Self::from_transposed_with_options(
+            weight_t,
+            bias,
+            out_features,
+            in_features,
+            GemmOptions::new(Isa::selected()),
+        )
+    }
+
+    /// As [`Linear::from_transposed`], with an explicit ISA and blocking.
+    pub fn from_transposed_with_options(
+        weight_t: &[f32],
+        bias: Vec<f32>,
+        out_features: usize,
+        in_features: usize,
+        opts: GemmOptions,
+    ) -> Self {
+        Self::check(weight_t.len(), &bias, out_features, in_features, opts);
+        let packed = PackedB::from_kn(weight_t, out_features, in_features, opts.nr(), opts.kc);
+        Self::from_packed(packed, bias, out_features, in_features, opts)
+    }
+
+    fn from_packed(
+        packed: PackedB,
+        bias: Vec<f32>,
+        out_features: usize,
+        in_features: usize,
+        opts: GemmOptions,
+    ) -> Self {
         let nr = opts.nr();
-        let packed = PackedB::new(&weight, out_features, in_features, nr, opts.kc);
-        drop(weight);
         let mut bias = bias;
         bias.resize(packed.panels() * nr, 0.0);
         Linear {
@@ -342,6 +394,33 @@ mod isa_tests {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn from_transposed_packs_as_new_of_the_transpose() {
+        for (k, n) in [(1, 1), (3, 17), (37, 385), (385, 37), (64, 48)] {
+            let w = data(n * k, 8);
+            let mut wt = vec![0.0; n * k];
+            for r in 0..n {
+                for c in 0..k {
+                    wt[c * n + r] = w[r * k + c];
+                }
+            }
+            let (b, x) = (data(n, 9), data(13 * k, 10));
+            for opts in configs() {
+                let a = Linear::with_options(w.clone(), b.clone(), n, k, opts);
+                let t = Linear::from_transposed_with_options(&wt, b.clone(), n, k, opts);
+                assert_eq!(
+                    a.packed.panel_data(),
+                    t.packed.panel_data(),
+                    "{k}x{n} {opts:?}"
+                );
+                let (mut ya, mut yt) = (vec![0.0; 13 * n], vec![1.0; 13 * n]);
+                a.forward(&x, &mut ya, Epilogue::Bias);
+                t.forward(&x, &mut yt, Epilogue::Bias);
+                assert_eq!(ya, yt, "{k}x{n} {opts:?}");
             }
         }
     }

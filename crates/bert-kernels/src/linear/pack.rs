@@ -24,13 +24,10 @@ impl PackedB {
     /// `kc` rows, the blocks as even as possible (K = 385, kc = 256: 193 + 192, not 256 + 129).
     pub(super) fn new(w: &[f32], n: usize, k: usize, nr: usize, kc: usize) -> Self {
         debug_assert_eq!(w.len(), n * k);
-        let panels = n.div_ceil(nr);
-        let blocks = k.div_ceil(kc.max(1));
-        let kb: Vec<usize> = (0..=blocks).map(|q| q * k / blocks.max(1)).collect();
-        let len = panels * nr * k;
-        let mut buf = vec![0.0f32; len + ALIGN];
-        let start = buf.as_ptr().align_offset(ALIGN * 4).min(ALIGN);
-        let dst = &mut buf[start..start + len];
+        let mut packed = Self::zeroed(n, k, nr, kc);
+        let (panels, len) = (packed.panels, packed.panels * nr * k);
+        let kb = std::mem::take(&mut packed.kb);
+        let dst = &mut packed.buf[packed.start..packed.start + len];
         for q in kb.windows(2) {
             let (k0, kcq) = (q[0], q[1] - q[0]);
             let block = &mut dst[k0 * panels * nr..(k0 + kcq) * panels * nr];
@@ -42,6 +39,41 @@ impl PackedB {
                 }
             }
         }
+        packed.kb = kb;
+        packed
+    }
+
+    /// The same packing from `wt` (K, N) row-major, i.e. W^T itself (an activation matrix whose
+    /// rows are the GEMM's K, or the transpose of a PyTorch weight): each panel row is a contiguous
+    /// copy, no transpose needed. `PackedB::from_kn(&transpose(w), ..)` equals `PackedB::new(w, ..)`.
+    pub(super) fn from_kn(wt: &[f32], n: usize, k: usize, nr: usize, kc: usize) -> Self {
+        debug_assert_eq!(wt.len(), n * k);
+        let mut packed = Self::zeroed(n, k, nr, kc);
+        let (panels, len) = (packed.panels, packed.panels * nr * k);
+        let dst = &mut packed.buf[packed.start..packed.start + len];
+        for q in packed.kb.windows(2) {
+            let (k0, kcq) = (q[0], q[1] - q[0]);
+            let block = &mut dst[k0 * panels * nr..(k0 + kcq) * panels * nr];
+            for (p, panel) in block.chunks_exact_mut(kcq * nr).enumerate() {
+                let (c0, w) = (p * nr, nr.min(n - p * nr));
+                for (kk, prow) in panel.chunks_exact_mut(nr).enumerate() {
+                    let src = &wt[(k0 + kk) * n + c0..][..w];
+                    prow[..w].copy_from_slice(src);
+                }
+            }
+        }
+        packed
+    }
+
+    /// Zero buffer and K blocks for (N, K) in panels of `nr` and blocks of at most `kc` rows, the
+    /// blocks as even as possible.
+    fn zeroed(n: usize, k: usize, nr: usize, kc: usize) -> Self {
+        let panels = n.div_ceil(nr);
+        let blocks = k.div_ceil(kc.max(1));
+        let kb: Vec<usize> = (0..=blocks).map(|q| q * k / blocks.max(1)).collect();
+        let len = panels * nr * k;
+        let buf = vec![0.0f32; len + ALIGN];
+        let start = buf.as_ptr().align_offset(ALIGN * 4).min(ALIGN);
         PackedB {
             buf,
             start,
@@ -49,6 +81,13 @@ impl PackedB {
             panels,
             kb,
         }
+    }
+
+    /// The packed panels (without the alignment slack), for tests.
+    #[cfg(test)]
+    pub(super) fn panel_data(&self) -> &[f32] {
+        let len: usize = self.panels * self.nr * self.kb.last().copied().unwrap_or(0);
+        &self.buf[self.start..self.start + len]
     }
 
     pub(super) fn panels(&self) -> usize {

@@ -3,13 +3,19 @@
 //! Per (sequence, head), as transformers' eager `BertSelfAttention` in `train()` mode:
 //! `P = softmax(Q K^T / sqrt(D))` (saved), `Pm = dropout(P) * head_mask`, `ctx = Pm V`.
 //! The backward regenerates the dropout mask from its seed, so only `P` is stored.
-//! Sequences are independent rayon tasks (each owns its rows of every output).
+//!
+//! Every (sequence, head) pair is an independent rayon task that writes only its own columns of
+//! each output row. Each task gathers its head into zero-padded tiles and runs the small GEMMs
+//! through the register-tiled microkernels of the inference attention ([`mod@crate::attention`]):
+//! forward `S = Q K^T`, `ctx = Pm V`; backward `dPm = dctx V^T`, `dV = Pm^T dctx`,
+//! `dQ = dS K`, `dK = dS^T Q`. The path follows [`Isa`]; [`crate::reference`]'s
+//! `attention` / `attention_backward` are the spec.
 
 use rayon::prelude::*;
 
 use super::Dropout;
-use crate::attention::probs_offsets;
-use crate::softmax::softmax_row;
+use crate::attention::{matmul, probs_offsets, Path, NR};
+use crate::Isa;
 
 /// The packing and head layout shared by [`attention_forward`] and [`attention_backward`].
 #[derive(Clone, Copy, Debug)]
@@ -33,24 +39,321 @@ impl Heads<'_> {
         self.head_mask.map_or(1.0, |m| m[h])
     }
 
-    /// Dropout multiplier of probability element `index` (its place in the packed buffer).
-    fn keep(&self, index: usize) -> f32 {
-        self.dropout
-            .map_or(1.0, |(d, stream)| d.scale(stream, index as u64))
+    /// `out[j] = dropout multiplier of probability element base + j (its place in the packed
+    /// buffer) x head mask`.
+    fn multipliers(&self, out: &mut [f32], base: usize, hm: f32) {
+        match self.dropout {
+            Some((d, stream)) if d.p > 0.0 => {
+                for (j, m) in out.iter_mut().enumerate() {
+                    *m = d.scale(stream, (base + j) as u64) * hm;
+                }
+            }
+            _ => out.fill(hm),
+        }
     }
 }
 
-/// Cuts `buf` into consecutive pieces of the given lengths.
-fn split_lengths(mut buf: &mut [f32], lens: impl Iterator<Item = usize>) -> Vec<&mut [f32]> {
-    let mut out = Vec::new();
-    for len in lens {
-        let (a, b) = std::mem::take(&mut buf).split_at_mut(len);
-        out.push(a);
-        buf = b;
+/// Raw pointer that may cross threads; every task writes a disjoint region through it.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: used only to write disjoint (sequence, head) regions from different rayon tasks.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    // A method, so closures capture the whole `SendPtr` rather than its raw-pointer field.
+    fn get(self) -> *mut f32 {
+        self.0
     }
-    out
 }
 
+/// Per-task tiles, reused across the tasks of one rayon worker. T4 = T rounded up to the
+/// microkernel's rows, T16 / D16 = T / D rounded up to its columns; padding is zero.
+#[derive(Default)]
+struct Scratch {
+    /// (T4, D) queries (forward) or context gradient (backward).
+    a: Vec<f32>,
+    /// (D, T16) keys (forward) or values (backward), transposed.
+    bt: Vec<f32>,
+    /// (T, D16) values (forward); queries (backward).
+    b1: Vec<f32>,
+    /// (T, D16) keys (backward).
+    b2: Vec<f32>,
+    /// (T, D16) context gradient (backward).
+    b3: Vec<f32>,
+    /// (T4, T16) scores / probabilities (forward), dPm (backward).
+    s: Vec<f32>,
+    /// (T4, T) Pm^T, then dS, then dS^T (backward).
+    m1: Vec<f32>,
+    m2: Vec<f32>,
+    /// (T) multipliers of one row.
+    keep: Vec<f32>,
+    /// (T4, D16) GEMM outputs.
+    o1: Vec<f32>,
+    o2: Vec<f32>,
+    o3: Vec<f32>,
+}
+
+/// `v.clear(); v.resize(len, 0.0)`: a zeroed tile.
+fn zeroed(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    v.clear();
+    v.resize(len, 0.0);
+    v
+}
+
+/// `rows` (T, 3H) columns `col..col + d` -> `dst` rows of width `ld` (row-major, T x ld).
+fn gather_rows(dst: &mut [f32], ld: usize, rows: &[f32], stride: usize, col: usize, d: usize) {
+    for (j, row) in rows.chunks_exact(stride).enumerate() {
+        dst[j * ld..j * ld + d].copy_from_slice(&row[col..col + d]);
+    }
+}
+
+/// `rows` (T, 3H) columns `col..col + d` transposed -> `dst` (d, ld).
+fn gather_cols(dst: &mut [f32], ld: usize, rows: &[f32], stride: usize, col: usize, d: usize) {
+    for (j, row) in rows.chunks_exact(stride).enumerate() {
+        for (k, &x) in row[col..col + d].iter().enumerate() {
+            dst[k * ld + j] = x;
+        }
+    }
+}
+
+/// Writes `src` rows `0..t` (width `ld`), columns `0..d`, to rows `row0..row0 + t` of the buffer
+/// behind `dst` (row stride `stride`) at column `col`.
+///
+/// # Safety
+/// The caller's task must own those columns of those rows, and they must lie inside the buffer.
+unsafe fn scatter(
+    dst: SendPtr,
+    stride: usize,
+    row0: usize,
+    col: usize,
+    src: &[f32],
+    ld: usize,
+    (t, d): (usize, usize),
+) {
+    for i in 0..t {
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                src[i * ld..i * ld + d].as_ptr(),
+                dst.get().add((row0 + i) * stride + col),
+                d,
+            )
+        };
+    }
+}
+
+/// `ctx (N, H)` from `qkv (N, 3H)`; `probs` receives every sequence's (NH, T_s, T_s) softmax output
+/// (before dropout and head mask) at the offsets of [`probs_offsets`].
+pub fn attention_forward(ctx: &mut [f32], probs: &mut [f32], qkv: &[f32], a: Heads<'_>) {
+    attention_forward_with(Isa::selected(), ctx, probs, qkv, a)
+}
+
+/// [`attention_forward`] on a given instruction set (which must be supported by this CPU).
+pub fn attention_forward_with(
+    isa: Isa,
+    ctx: &mut [f32],
+    probs: &mut [f32],
+    qkv: &[f32],
+    a: Heads<'_>,
+) {
+    let h = a.hidden();
+    let (nh, d) = (a.num_heads, a.head_dim);
+    let cu = a.cu_seqlens;
+    let n = *cu.last().unwrap_or(&0);
+    assert_eq!(qkv.len(), n * 3 * h, "attention_forward: qkv size");
+    assert_eq!(ctx.len(), n * h, "attention_forward: ctx size");
+    assert!(
+        cu.windows(2).all(|w| w[0] <= w[1]),
+        "attention_forward: cu_seqlens order"
+    );
+    if let Some(m) = a.head_mask {
+        assert_eq!(m.len(), nh, "attention_forward: head_mask size");
+    }
+    let offs = probs_offsets(cu, nh);
+    assert_eq!(
+        probs.len(),
+        *offs.last().unwrap_or(&0),
+        "attention_forward: probs size"
+    );
+    assert!(
+        isa.is_supported(),
+        "attention_forward: {isa:?} not supported"
+    );
+    if d == 0 {
+        ctx.fill(0.0);
+        return;
+    }
+    let path = Path::for_isa(isa);
+    let scale = 1.0 / (d as f32).sqrt();
+    let (ctx_ptr, probs_ptr) = (SendPtr(ctx.as_mut_ptr()), SendPtr(probs.as_mut_ptr()));
+    let nseq = cu.len().saturating_sub(1);
+    (0..nseq * nh)
+        .into_par_iter()
+        .for_each_init(Scratch::default, |sc, task| {
+            let (s, hd) = (task / nh, task % nh);
+            let (r0, t) = (cu[s], cu[s + 1] - cu[s]);
+            if t == 0 {
+                return;
+            }
+            let (t4, t16, d16) = (
+                t.next_multiple_of(path.mr()),
+                t.next_multiple_of(NR),
+                d.next_multiple_of(NR),
+            );
+            let rows = &qkv[r0 * 3 * h..(r0 + t) * 3 * h];
+            let q = zeroed(&mut sc.a, t4 * d);
+            gather_rows(q, d, rows, 3 * h, hd * d, d);
+            let kt = zeroed(&mut sc.bt, d * t16);
+            gather_cols(kt, t16, rows, 3 * h, h + hd * d, d);
+            let v = zeroed(&mut sc.b1, t * d16);
+            gather_rows(v, d16, rows, 3 * h, 2 * h + hd * d, d);
+            let sm = zeroed(&mut sc.s, t4 * t16);
+            // S (T4, T16) = Q (T4, D) K^T (D, T16)
+            matmul(path, &sc.a, d, &sc.bt, t16, sm, t16, t4, t16, d);
+            let keep = zeroed(&mut sc.keep, t);
+            let hm = a.mask(hd);
+            for i in 0..t {
+                let row = &mut sm[i * t16..i * t16 + t];
+                path.scaled_softmax(row, scale);
+                let base = offs[s] + (hd * t + i) * t;
+                // SAFETY: row i of head hd of sequence s is written by this task only, inside the
+                // probs buffer whose size was asserted above.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(row.as_ptr(), probs_ptr.get().add(base), t)
+                };
+                a.multipliers(keep, base, hm);
+                row.iter_mut().zip(keep.iter()).for_each(|(p, m)| *p *= m);
+            }
+            // ctx (T4, D16) = Pm (T4, T) V (T, D16); padded rows of Pm are zero.
+            let o = zeroed(&mut sc.o1, t4 * d16);
+            matmul(path, sm, t16, &sc.b1, d16, o, d16, t4, d16, t);
+            // SAFETY: columns hd*D..(hd+1)*D of rows r0..r0+t belong to this task; ctx holds n*h.
+            unsafe { scatter(ctx_ptr, h, r0, hd * d, o, d16, (t, d)) };
+        });
+}
+
+/// Gradient of [`attention_forward`]: `dqkv (N, 3H)` (overwritten) from `dctx (N, H)`, the saved
+/// `probs` and the forward's `qkv`.
+pub fn attention_backward(
+    dqkv: &mut [f32],
+    dctx: &[f32],
+    qkv: &[f32],
+    probs: &[f32],
+    a: Heads<'_>,
+) {
+    attention_backward_with(Isa::selected(), dqkv, dctx, qkv, probs, a)
+}
+
+/// [`attention_backward`] on a given instruction set (which must be supported by this CPU).
+pub fn attention_backward_with(
+    isa: Isa,
+    dqkv: &mut [f32],
+    dctx: &[f32],
+    qkv: &[f32],
+    probs: &[f32],
+    a: Heads<'_>,
+) {
+    let h = a.hidden();
+    let (nh, d) = (a.num_heads, a.head_dim);
+    let cu = a.cu_seqlens;
+    let n = *cu.last().unwrap_or(&0);
+    assert_eq!(dqkv.len(), n * 3 * h, "attention_backward: dqkv size");
+    assert_eq!(dctx.len(), n * h, "attention_backward: dctx size");
+    assert_eq!(qkv.len(), n * 3 * h, "attention_backward: qkv size");
+    assert!(
+        cu.windows(2).all(|w| w[0] <= w[1]),
+        "attention_backward: cu_seqlens order"
+    );
+    if let Some(m) = a.head_mask {
+        assert_eq!(m.len(), nh, "attention_backward: head_mask size");
+    }
+    let offs = probs_offsets(cu, nh);
+    assert_eq!(
+        probs.len(),
+        *offs.last().unwrap_or(&0),
+        "attention_backward: probs size"
+    );
+    assert!(
+        isa.is_supported(),
+        "attention_backward: {isa:?} not supported"
+    );
+    if d == 0 {
+        dqkv.fill(0.0);
+        return;
+    }
+    let path = Path::for_isa(isa);
+    let scale = 1.0 / (d as f32).sqrt();
+    let g_ptr = SendPtr(dqkv.as_mut_ptr());
+    let nseq = cu.len().saturating_sub(1);
+    (0..nseq * nh)
+        .into_par_iter()
+        .for_each_init(Scratch::default, |sc, task| {
+            let (s, hd) = (task / nh, task % nh);
+            let (r0, t) = (cu[s], cu[s + 1] - cu[s]);
+            if t == 0 {
+                return;
+            }
+            let (t4, t16, d16) = (
+                t.next_multiple_of(path.mr()),
+                t.next_multiple_of(NR),
+                d.next_multiple_of(NR),
+            );
+            let (qo, ko, vo) = (hd * d, h + hd * d, 2 * h + hd * d);
+            let rows = &qkv[r0 * 3 * h..(r0 + t) * 3 * h];
+            let drows = &dctx[r0 * h..(r0 + t) * h];
+            gather_rows(zeroed(&mut sc.a, t4 * d), d, drows, h, qo, d);
+            gather_cols(zeroed(&mut sc.bt, d * t16), t16, rows, 3 * h, vo, d);
+            gather_rows(zeroed(&mut sc.b1, t * d16), d16, rows, 3 * h, qo, d);
+            gather_rows(zeroed(&mut sc.b2, t * d16), d16, rows, 3 * h, ko, d);
+            gather_rows(zeroed(&mut sc.b3, t * d16), d16, drows, h, qo, d);
+            // dPm (T4, T16) = dctx (T4, D) V^T (D, T16)
+            let dpm = zeroed(&mut sc.s, t4 * t16);
+            matmul(path, &sc.a, d, &sc.bt, t16, dpm, t16, t4, t16, d);
+            let pmt = zeroed(&mut sc.m1, t4 * t);
+            let ds = zeroed(&mut sc.m2, t4 * t);
+            let keep = zeroed(&mut sc.keep, t);
+            let hm = a.mask(hd);
+            for i in 0..t {
+                let base = offs[s] + (hd * t + i) * t;
+                let p = &probs[base..base + t];
+                a.multipliers(keep, base, hm);
+                let dp = &mut dpm[i * t16..i * t16 + t];
+                for j in 0..t {
+                    pmt[j * t + i] = p[j] * keep[j];
+                    dp[j] *= keep[j];
+                }
+                // dS = P (dP - sum_j dP P) / sqrt(D)
+                let rowdot = dot(dp, p);
+                for (j, x) in ds[i * t..(i + 1) * t].iter_mut().enumerate() {
+                    *x = p[j] * (dp[j] - rowdot) * scale;
+                }
+            }
+            // dV (T4, D16) = Pm^T (T4, T) dctx (T, D16)
+            let dv = zeroed(&mut sc.o1, t4 * d16);
+            matmul(path, pmt, t, &sc.b3, d16, dv, d16, t4, d16, t);
+            // dQ (T4, D16) = dS (T4, T) K (T, D16)
+            let dq = zeroed(&mut sc.o2, t4 * d16);
+            matmul(path, ds, t, &sc.b2, d16, dq, d16, t4, d16, t);
+            // dK (T4, D16) = dS^T (T4, T) Q (T, D16); dS^T reuses the Pm^T tile.
+            for i in 0..t {
+                for j in 0..t {
+                    pmt[j * t + i] = ds[i * t + j];
+                }
+            }
+            let dk = zeroed(&mut sc.o3, t4 * d16);
+            matmul(path, pmt, t, &sc.b1, d16, dk, d16, t4, d16, t);
+            // SAFETY: columns qo, ko, vo .. + D of rows r0..r0+t belong to this task (head hd of
+            // sequence s); dqkv holds n * 3h, asserted above.
+            unsafe {
+                scatter(g_ptr, 3 * h, r0, qo, dq, d16, (t, d));
+                scatter(g_ptr, 3 * h, r0, ko, dk, d16, (t, d));
+                scatter(g_ptr, 3 * h, r0, vo, dv, d16, (t, d));
+            }
+        });
+}
+
+/// Dot product with 8 partial sums (a fixed order: reproducible).
 #[inline]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; 8];
@@ -66,125 +369,6 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
         s += x * y;
     }
     s
-}
-
-#[inline]
-fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
-    for (y, x) in y.iter_mut().zip(x) {
-        *y += a * x;
-    }
-}
-
-/// `ctx (N, H)` from `qkv (N, 3H)`; `probs` receives every sequence's (NH, T_s, T_s) softmax output
-/// (before dropout and head mask) at the offsets of [`probs_offsets`].
-pub fn attention_forward(ctx: &mut [f32], probs: &mut [f32], qkv: &[f32], a: Heads<'_>) {
-    let h = a.hidden();
-    let (nh, d) = (a.num_heads, a.head_dim);
-    let cu = a.cu_seqlens;
-    let n = *cu.last().unwrap_or(&0);
-    assert_eq!(qkv.len(), n * 3 * h, "attention_forward: qkv size");
-    assert_eq!(ctx.len(), n * h, "attention_forward: ctx size");
-    let offs = probs_offsets(cu, nh);
-    assert_eq!(
-        probs.len(),
-        *offs.last().unwrap_or(&0),
-        "attention_forward: probs size"
-    );
-    let scale = 1.0 / (d as f32).sqrt();
-    let ctxs = split_lengths(ctx, cu.windows(2).map(|w| (w[1] - w[0]) * h));
-    let ps = split_lengths(probs, offs.windows(2).map(|w| w[1] - w[0]));
-    ctxs.into_par_iter()
-        .zip(ps)
-        .enumerate()
-        .for_each(|(s, (ctx, p))| {
-            let (r0, t) = (cu[s], cu[s + 1] - cu[s]);
-            let row = |i: usize| &qkv[(r0 + i) * 3 * h..(r0 + i + 1) * 3 * h];
-            ctx.fill(0.0);
-            let mut pm = vec![0.0f32; t];
-            for hd in 0..nh {
-                let (qo, ko, vo) = (hd * d, h + hd * d, 2 * h + hd * d);
-                let hm = a.mask(hd);
-                for i in 0..t {
-                    let prow = &mut p[(hd * t + i) * t..(hd * t + i + 1) * t];
-                    let q = &row(i)[qo..qo + d];
-                    for (j, s) in prow.iter_mut().enumerate() {
-                        *s = dot(q, &row(j)[ko..ko + d]) * scale;
-                    }
-                    softmax_row(prow);
-                    let base = offs[s] + (hd * t + i) * t;
-                    for j in 0..t {
-                        pm[j] = prow[j] * a.keep(base + j) * hm;
-                    }
-                    let out = &mut ctx[i * h + qo..i * h + qo + d];
-                    for (j, &w) in pm.iter().enumerate() {
-                        axpy(out, w, &row(j)[vo..vo + d]);
-                    }
-                }
-            }
-        });
-}
-
-/// Gradient of [`attention_forward`]: `dqkv (N, 3H)` (overwritten) from `dctx (N, H)`, the saved
-/// `probs` and the forward's `qkv`.
-pub fn attention_backward(
-    dqkv: &mut [f32],
-    dctx: &[f32],
-    qkv: &[f32],
-    probs: &[f32],
-    a: Heads<'_>,
-) {
-    let h = a.hidden();
-    let (nh, d) = (a.num_heads, a.head_dim);
-    let cu = a.cu_seqlens;
-    let n = *cu.last().unwrap_or(&0);
-    assert_eq!(dqkv.len(), n * 3 * h, "attention_backward: dqkv size");
-    assert_eq!(dctx.len(), n * h, "attention_backward: dctx size");
-    assert_eq!(qkv.len(), n * 3 * h, "attention_backward: qkv size");
-    let offs = probs_offsets(cu, nh);
-    assert_eq!(
-        probs.len(),
-        *offs.last().unwrap_or(&0),
-        "attention_backward: probs size"
-    );
-    let scale = 1.0 / (d as f32).sqrt();
-    let dqkvs = split_lengths(dqkv, cu.windows(2).map(|w| (w[1] - w[0]) * 3 * h));
-    dqkvs.into_par_iter().enumerate().for_each(|(s, g)| {
-        let (r0, t) = (cu[s], cu[s + 1] - cu[s]);
-        let row = |i: usize| &qkv[(r0 + i) * 3 * h..(r0 + i + 1) * 3 * h];
-        let drow = |i: usize| &dctx[(r0 + i) * h..(r0 + i + 1) * h];
-        g.fill(0.0);
-        let mut dp = vec![0.0f32; t];
-        for hd in 0..nh {
-            let (qo, ko, vo) = (hd * d, h + hd * d, 2 * h + hd * d);
-            let hm = a.mask(hd);
-            for i in 0..t {
-                let base = offs[s] + (hd * t + i) * t;
-                let prow = &probs[base..base + t];
-                let dc = &drow(i)[qo..qo + d];
-                // dPm = dctx V^T; dV += Pm^T dctx; dP = dPm * mask * hm.
-                for j in 0..t {
-                    let m = a.keep(base + j) * hm;
-                    let dpm = dot(dc, &row(j)[vo..vo + d]);
-                    let pm = prow[j] * m;
-                    if pm != 0.0 {
-                        axpy(&mut g[j * 3 * h + vo..j * 3 * h + vo + d], pm, dc);
-                    }
-                    dp[j] = dpm * m;
-                }
-                // dS = P (dP - sum_j dP P) / sqrt(D)
-                let rowdot = dot(&dp, prow);
-                for j in 0..t {
-                    let ds = prow[j] * (dp[j] - rowdot) * scale;
-                    if ds != 0.0 {
-                        let (qi, kj) = (i * 3 * h + qo, j * 3 * h + ko);
-                        // dQ_i += dS_ij K_j ; dK_j += dS_ij Q_i
-                        axpy(&mut g[qi..qi + d], ds, &row(j)[ko..ko + d]);
-                        axpy(&mut g[kj..kj + d], ds, &row(i)[qo..qo + d]);
-                    }
-                }
-            }
-        }
-    });
 }
 
 #[cfg(test)]
@@ -220,24 +404,63 @@ mod tests {
             let qkv = data(n * 3 * h, 1, 1.5);
             let a = heads(&cu, nh, d, hm.as_deref());
             let plen = *probs_offsets(&cu, nh).last().unwrap();
+            for isa in Isa::supported() {
+                let (mut ctx, mut p) = (vec![f32::NAN; n * h], vec![f32::NAN; plen]);
+                attention_forward_with(isa, &mut ctx, &mut p, &qkv, a);
+                let dctx = data(n * h, 2, 1.0);
+                let mut g = vec![f32::NAN; n * 3 * h];
+                attention_backward_with(isa, &mut g, &dctx, &qkv, &p, a);
+                for w in cu.windows(2) {
+                    let (r0, r1) = (w[0], w[1]);
+                    let t = r1 - r0;
+                    let sq = &qkv[r0 * 3 * h..r1 * 3 * h];
+                    let (want, _) = reference::attention(sq, t, nh, d, hm.as_deref());
+                    for (x, y) in ctx[r0 * h..r1 * h].iter().zip(&want) {
+                        assert!((x - y).abs() < 1e-5, "ctx {x} vs {y}");
+                    }
+                    let sd = &dctx[r0 * h..r1 * h];
+                    let wg = reference::attention_backward(sd, sq, t, nh, d, hm.as_deref());
+                    for (i, (x, y)) in g[r0 * 3 * h..r1 * 3 * h].iter().zip(&wg).enumerate() {
+                        assert!((x - y).abs() < 1e-4, "{isa:?} dqkv[{i}] {x} vs {y}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn dropout_paths_agree_and_repeat_bit_for_bit() {
+        let cu = [0usize, 3, 20, 20, 37];
+        let (nh, d) = (3, 5);
+        let (h, n) = (nh * d, 37);
+        let hm = [0.5f32, 1.0, 0.0];
+        let mut a = heads(&cu, nh, d, Some(&hm));
+        a.dropout = Some((Dropout { p: 0.2, seed: 4 }, 11));
+        let qkv = data(n * 3 * h, 7, 1.0);
+        let dctx = data(n * h, 8, 1.0);
+        let plen = *probs_offsets(&cu, nh).last().unwrap();
+        let run = |isa: Isa| {
             let (mut ctx, mut p) = (vec![0.0; n * h], vec![0.0; plen]);
-            attention_forward(&mut ctx, &mut p, &qkv, a);
-            let dctx = data(n * h, 2, 1.0);
-            let mut g = vec![f32::NAN; n * 3 * h];
-            attention_backward(&mut g, &dctx, &qkv, &p, a);
-            for w in cu.windows(2) {
-                let (r0, r1) = (w[0], w[1]);
-                let t = r1 - r0;
-                let sq = &qkv[r0 * 3 * h..r1 * 3 * h];
-                let (want, _) = reference::attention(sq, t, nh, d, hm.as_deref());
-                for (x, y) in ctx[r0 * h..r1 * h].iter().zip(&want) {
-                    assert!((x - y).abs() < 1e-5, "ctx {x} vs {y}");
-                }
-                let sd = &dctx[r0 * h..r1 * h];
-                let wg = reference::attention_backward(sd, sq, t, nh, d, hm.as_deref());
-                for (i, (x, y)) in g[r0 * 3 * h..r1 * 3 * h].iter().zip(&wg).enumerate() {
-                    assert!((x - y).abs() < 1e-4, "dqkv[{i}] {x} vs {y}");
-                }
+            attention_forward_with(isa, &mut ctx, &mut p, &qkv, a);
+            let mut g = vec![0.0; n * 3 * h];
+            attention_backward_with(isa, &mut g, &dctx, &qkv, &p, a);
+            (ctx, p, g)
+        };
+        let base = run(Isa::Scalar);
+        for isa in Isa::supported() {
+            let (ctx, p, g) = run(isa);
+            let again = run(isa);
+            assert!(
+                ctx == again.0 && p == again.1 && g == again.2,
+                "{isa:?} not reproducible"
+            );
+            for (x, y) in ctx
+                .iter()
+                .chain(&p)
+                .chain(&g)
+                .zip(base.0.iter().chain(&base.1).chain(&base.2))
+            {
+                assert!((x - y).abs() < 1e-4, "{isa:?}: {x} vs scalar {y}");
             }
         }
     }

@@ -1,8 +1,9 @@
 //! The three products of a Linear layer in training, on unpacked (out, in) weights that change every
 //! step: `y = x W^T + b`, `dx (+)= dy W`, `dW += dy^T x` with `db += colsum(dy)`.
 //!
-//! Each product goes through the packed GEMM of [`crate::Linear`] (its microkernels and threading);
-//! the operand it needs transposed is copied first. Packing is O(weights) per call against
+//! Each product goes through the packed GEMM of [`crate::Linear`] (its microkernels and threading).
+//! Operands the GEMM reads as W^T are packed straight from their row-major layout
+//! ([`Linear::from_transposed`]); only `dy^T` (the GEMM's rows in `dW`) is transposed first. Packing is O(weights) per call against
 //! O(tokens x weights) of arithmetic: a few percent for real batches.
 
 use rayon::prelude::*;
@@ -92,8 +93,9 @@ pub fn linear_backward_input(
     if m == 0 || k == 0 || n == 0 {
         return;
     }
-    // dx = dy (W^T)^T: a Linear whose (out, in) weight is W^T (K, N).
-    let lin = Linear::new(transpose(w, n, k), vec![0.0; k], k, n);
+    // dx = dy (W^T)^T: a Linear whose (out, in) weight is W^T (K, N), i.e. whose transposed
+    // weight is W itself: packed straight from it.
+    let lin = Linear::from_transposed(w, vec![0.0; k], k, n);
     if accumulate {
         let prev = dx.to_vec();
         lin.forward(dy, dx, Epilogue::BiasResidual(&prev));
@@ -120,8 +122,9 @@ pub fn linear_backward_params(
     if m == 0 || k == 0 || n == 0 {
         return;
     }
-    // dW (N, K) = dy^T (N, M) x (M, K): a Linear on rows dy^T whose (out, in) weight is x^T (K, M).
-    let lin = Linear::new(transpose(x, m, k), vec![0.0; k], k, m);
+    // dW (N, K) = dy^T (N, M) x (M, K): a Linear on rows dy^T whose (out, in) weight is x^T (K, M),
+    // i.e. whose transposed weight is x itself: packed straight from it.
+    let lin = Linear::from_transposed(x, vec![0.0; k], k, m);
     let prev = dw.to_vec();
     lin.forward(&transpose(dy, m, n), dw, Epilogue::BiasResidual(&prev));
 }

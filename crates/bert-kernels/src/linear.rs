@@ -17,7 +17,10 @@ mod pack;
 mod portable;
 
 pub use crate::isa::{Isa, ISA_ENV};
-pub use int8::{int8_scale, quantize_one, Int8Linear, Int8Path};
+pub use int8::{
+    int8_scale, outlier_columns, quantize_one, Int8Linear, Int8Path, MAX_OUTLIER_COLUMNS,
+    OUTLIER_RATIO,
+};
 
 use crate::Activation;
 use pack::PackedB;
@@ -170,6 +173,11 @@ impl Linear {
 
     pub fn out_features(&self) -> usize {
         self.out_features
+    }
+
+    /// Bytes of packed weights and bias this layer holds.
+    pub fn memory_bytes(&self) -> usize {
+        4 * (self.packed.capacity() + self.bias.capacity())
     }
 
     /// The ISA and blocking this layer was packed for.

@@ -49,8 +49,9 @@ pub fn quantize_rows_i8(x: &[f32], k: usize) -> (Vec<f32>, Vec<i8>) {
     (scales, q)
 }
 
-/// The twin of `Int8Linear::forward`: W (n, k) quantized per output channel, x (m, k) per row, the
-/// integer products summed exactly, dequantized and finished in f64.
+/// The twin of `Int8Linear::forward`: W (n, k) quantized per output channel; the outlier columns
+/// of x (`linear::outlier_columns`) times the dequantized weights in f64, the other columns of x
+/// quantized per row and their integer products summed exactly; then the epilogue in f64.
 pub fn linear_int8_epilogue(
     x: &[f32],
     w: &[f32],
@@ -58,8 +59,13 @@ pub fn linear_int8_epilogue(
     (m, k, n): (usize, usize, usize),
     epi: Epilogue<'_>,
 ) -> Vec<f32> {
+    let outliers = crate::linear::outlier_columns(x, k);
     let (sw, qw) = quantize_rows_i8(w, k);
-    let (sx, qx) = quantize_rows_i8(x, k);
+    let mut inliers = x.to_vec();
+    for row in inliers.chunks_mut(k) {
+        outliers.iter().for_each(|&c| row[c] = 0.0);
+    }
+    let (sx, qx) = quantize_rows_i8(&inliers, k);
     let mut y = vec![0.0f32; m * n];
     for i in 0..m {
         for j in 0..n {
@@ -67,6 +73,9 @@ pub fn linear_int8_epilogue(
                 .map(|p| qx[i * k + p] as i64 * qw[j * k + p] as i64)
                 .sum();
             let mut v = dot as f64 * sx[i] as f64 * sw[j] as f64 + b[j] as f64;
+            for &c in &outliers {
+                v += x[i * k + c] as f64 * (qw[j * k + c] as f32 * sw[j]) as f64;
+            }
             match epi {
                 Epilogue::Bias => {}
                 Epilogue::BiasActivation(a) => v = activation(a, v as f32) as f64,

@@ -100,6 +100,36 @@ pub fn quantize_one(x: f32, inv: f32) -> i8 {
     (x * inv).round_ties_even().clamp(-127.0, 127.0) as i8
 }
 
+/// At most this many input columns per product are taken out of the int8 product and computed
+/// in f32 (LLM.int8()'s mixed-precision decomposition, Dettmers et al. 2022).
+pub const MAX_OUTLIER_COLUMNS: usize = 8;
+/// A column is an outlier when its largest magnitude over the product's rows exceeds this many
+/// times the median column's.
+pub const OUTLIER_RATIO: f32 = 4.0;
+
+/// The outlier columns of `x` (M, K): BERT's hidden states carry a few channels tens of times
+/// larger than the rest, which alone would set every row's int8 step. At most
+/// [`MAX_OUTLIER_COLUMNS`] columns whose max |x| exceeds [`OUTLIER_RATIO`] x the median column
+/// max, the largest first, returned in increasing order.
+pub fn outlier_columns(x: &[f32], k: usize) -> Vec<usize> {
+    let mut colmax = vec![0.0f32; k];
+    for row in x.chunks_exact(k) {
+        for (m, v) in colmax.iter_mut().zip(row) {
+            *m = m.max(v.abs());
+        }
+    }
+    let mut sorted = colmax.clone();
+    let mid = k / 2;
+    let median = *sorted.select_nth_unstable_by(mid, f32::total_cmp).1;
+    let mut out: Vec<usize> = (0..k)
+        .filter(|&c| colmax[c] > OUTLIER_RATIO * median)
+        .collect();
+    out.sort_by(|&a, &b| colmax[b].total_cmp(&colmax[a]).then(a.cmp(&b)));
+    out.truncate(MAX_OUTLIER_COLUMNS);
+    out.sort_unstable();
+    out
+}
+
 /// One microkernel call on a register tile: `C[r, NR] = dequant(A[r, K] B[K, NR])` + epilogue.
 pub(super) struct QTile {
     /// Packed A row tile, (K/4, mr, 4) bytes; the kernel reads its first r rows.
@@ -123,6 +153,12 @@ pub(super) struct QTile {
     pub res: *const f32,
     pub ldr: usize,
     pub act: Option<Activation>,
+    /// Outlier columns, computed in f32: `r` rows of `n_out` inputs, and `n_out` rows of NR
+    /// dequantized weights `ldw` apart (see [`outlier_columns`]).
+    pub xo: *const f32,
+    pub wo: *const f32,
+    pub ldw: usize,
+    pub n_out: usize,
 }
 
 type QKernel = unsafe fn(&QTile);
@@ -257,6 +293,21 @@ impl Int8Linear {
         self.buf.capacity() + 4 * (self.sw.capacity() + self.corr.capacity() + self.bias.capacity())
     }
 
+    /// Row `c` of W^T dequantized, for each of `cols`: (cols, panels * NR), zero-padded.
+    fn dequantized_rows(&self, cols: &[usize]) -> Vec<f32> {
+        let nr = self.path.tile().1;
+        let width = self.panels * nr;
+        let mut out = vec![0.0f32; cols.len() * width];
+        let packed = &self.buf[self.start..];
+        for (row, &c) in out.chunks_exact_mut(width).zip(cols) {
+            for (j, v) in row.iter_mut().enumerate() {
+                let q = packed[(j / nr) * self.k4 * nr * 4 + ((c / 4) * nr + j % nr) * 4 + c % 4];
+                *v = q as f32 * self.sw[j];
+            }
+        }
+        out
+    }
+
     /// `y (M, out) = epilogue(x (M, in) W^T + b)`, x quantized per row.
     pub fn forward(&self, x: &[f32], y: &mut [f32], epilogue: Epilogue<'_>) {
         let (k, n) = (self.in_features, self.out_features);
@@ -293,6 +344,14 @@ impl Int8Linear {
         let (k, n, k4) = (self.in_features, self.out_features, self.k4);
         let tiles = m.div_ceil(mr);
         let tile_bytes = k4 * mr * 4;
+        let outliers = outlier_columns(x, k);
+        let n_out = outliers.len();
+        // (M, n_out) the outlier inputs; (n_out, panels * NR) their dequantized weights.
+        let xo: Vec<f32> = x
+            .chunks_exact(k)
+            .flat_map(|row| outliers.iter().map(move |&c| row[c]))
+            .collect();
+        let wo = self.dequantized_rows(&outliers);
         a.clear();
         a.resize(tiles * tile_bytes, 0);
         sa.clear();
@@ -300,7 +359,7 @@ impl Int8Linear {
         let quant = |(t, (dst, scales)): (usize, (&mut [u8], &mut [f32]))| {
             let rows = mr.min(m - t * mr);
             let xs = &x[t * mr * k..(t * mr + rows) * k];
-            quantize_tile(self.path, xs, k, mr, dst, &mut scales[..rows]);
+            quantize_tile(self.path, xs, k, mr, &outliers, dst, &mut scales[..rows]);
         };
         if m * k >= 1 << 16 && tiles > 1 {
             a.par_chunks_mut(tile_bytes)
@@ -340,6 +399,11 @@ impl Int8Linear {
                     self.tile(
                         &a[tile * tile_bytes..][..tile_bytes],
                         &sa[tile * mr..][..rows],
+                        Outliers {
+                            xo: &xo[tile * mr * n_out..],
+                            wo: &wo,
+                            n_out,
+                        },
                         p,
                         tile * mr,
                         yp,
@@ -362,6 +426,7 @@ impl Int8Linear {
         &self,
         a: &[u8],
         sa: &[f32],
+        out: Outliers<'_>,
         p: usize,
         r0: usize,
         y: SyncPtr,
@@ -393,6 +458,10 @@ impl Int8Linear {
             res: res.map_or(std::ptr::null(), <[f32]>::as_ptr),
             ldr: n,
             act,
+            xo: out.xo.as_ptr(),
+            wo: out.wo.get(j0..).map_or(std::ptr::null(), <[f32]>::as_ptr),
+            ldw: self.panels * nr,
+            n_out: out.n_out,
         };
         let kernel = kernels(self.path)[rows - 1];
         if ncols == nr {
@@ -424,6 +493,15 @@ impl Int8Linear {
     }
 }
 
+/// A tile's view of the outlier columns: (rows, n_out) inputs from the tile's first row and
+/// (n_out, panels * NR) dequantized weights.
+#[derive(Clone, Copy)]
+struct Outliers<'a> {
+    xo: &'a [f32],
+    wo: &'a [f32],
+    n_out: usize,
+}
+
 /// `y`'s base pointer, shared by tasks that write disjoint blocks of it.
 #[derive(Clone, Copy)]
 struct SyncPtr(*mut f32);
@@ -439,38 +517,66 @@ fn quantize_tile(
     xs: &[f32],
     k: usize,
     mr: usize,
+    outliers: &[usize],
     dst: &mut [u8],
     scales: &mut [f32],
 ) {
+    let t = QuantTile {
+        xs,
+        k,
+        mr,
+        outliers,
+        dst,
+        scales,
+    };
     match path {
-        Int8Path::Portable => quantize_tile_generic(xs, k, mr, dst, scales, false),
+        Int8Path::Portable => quantize_tile_generic(t, false),
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the path was checked at construction, so the CPU runs its kernels' features.
-        Int8Path::Avx2 => unsafe { super::int8_x86::quantize_tile_avx2(xs, k, mr, dst, scales) },
+        Int8Path::Avx2 => unsafe { super::int8_x86::quantize_tile_avx2(t) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
-        Int8Path::Avx512Vnni => unsafe {
-            super::int8_x86::quantize_tile_avx512(xs, k, mr, dst, scales)
-        },
+        Int8Path::Avx512Vnni => unsafe { super::int8_x86::quantize_tile_avx512(t) },
         #[cfg(not(target_arch = "x86_64"))]
         _ => unreachable!("only the portable int8 path exists off x86-64"),
     }
 }
 
+/// What [`quantize_tile_generic`] quantizes: `xs` (rows, K), rows <= mr, with the `outliers`
+/// columns as 0, into the row tile `dst` ((K/4, mr, 4) bytes) and the row scales `scales`.
+pub(super) struct QuantTile<'a> {
+    pub xs: &'a [f32],
+    pub k: usize,
+    pub mr: usize,
+    pub outliers: &'a [usize],
+    pub dst: &'a mut [u8],
+    pub scales: &'a mut [f32],
+}
+
 /// The body of every `quantize_tile`: inlined into each ISA's `target_feature` wrapper so LLVM
 /// vectorizes it with that ISA. `shift` stores q + 128 (as u8) instead of q.
 #[inline(always)]
-pub(super) fn quantize_tile_generic(
-    xs: &[f32],
-    k: usize,
-    mr: usize,
-    dst: &mut [u8],
-    scales: &mut [f32],
-    shift: bool,
-) {
+pub(super) fn quantize_tile_generic(t: QuantTile<'_>, shift: bool) {
+    let QuantTile {
+        xs,
+        k,
+        mr,
+        outliers,
+        dst,
+        scales,
+    } = t;
     let k4 = k.div_ceil(4);
     let mut row_q = vec![0u8; k4 * 4];
+    let mut masked = vec![0.0f32; if outliers.is_empty() { 0 } else { k }];
     for (i, (row, s)) in xs.chunks_exact(k).zip(scales.iter_mut()).enumerate() {
+        // Outlier columns are computed in f32: quantize them as 0.
+        let row = if outliers.is_empty() {
+            row
+        } else {
+            masked.copy_from_slice(row);
+            outliers.iter().for_each(|&c| masked[c] = 0.0);
+            &masked[..]
+        };
         let max = row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let (scale, inv) = int8_scale(max);
         *s = scale;
@@ -510,6 +616,9 @@ unsafe fn portable_kernel<const R: usize>(t: &QTile) {
         for (j, (c, &acc)) in c.iter_mut().zip(acc).enumerate() {
             let s = sa * *t.sw.add(j);
             let mut r = (acc - *t.corr.add(j)) as f32 * s + *t.bias.add(j);
+            for o in 0..t.n_out {
+                r += *t.xo.add(i * t.n_out + o) * *t.wo.add(o * t.ldw + j);
+            }
             if !t.res.is_null() {
                 r += *t.res.add(i * t.ldr + j);
             }
@@ -615,6 +724,45 @@ mod tests {
                 .fold(0.0, f32::max);
             assert!(err < bound / 4.0, "{path:?}: max abs error {err}");
         }
+    }
+
+    #[test]
+    fn outlier_columns_are_computed_in_f32() {
+        // Three columns 50x the rest: taken out of the int8 product, so the other columns keep
+        // their resolution and the result is near the f32 product.
+        let (m, k, n) = (9, 64, 40);
+        let mut x = data(m * k, 11);
+        for row in x.chunks_mut(k) {
+            for c in [3, 17, 40] {
+                row[c] *= 50.0;
+            }
+        }
+        assert_eq!(outlier_columns(&x, k), vec![3, 17, 40]);
+        let (w, b) = (data(n * k, 12), data(n, 13));
+        let exact = reference::linear(&x, &w, &b, m, k, n);
+        let want = reference::linear_int8_epilogue(&x, &w, &b, (m, k, n), Epilogue::Bias);
+        for path in paths() {
+            let lin = Int8Linear::with_path(&w, b.clone(), n, k, path);
+            let mut y = vec![0.0; m * n];
+            lin.forward(&x, &mut y, Epilogue::Bias);
+            assert!(max_err(&y, &want) < 2e-5, "{path:?} vs reference");
+            let err = y
+                .iter()
+                .zip(&exact)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            // Weight rounding on the outliers dominates: 3 x 25 x half a step of 0.5 / 127.
+            assert!(err < 0.3, "{path:?} vs f32: {err}");
+        }
+        // At most MAX_OUTLIER_COLUMNS, the largest.
+        let mut x = data(4 * k, 14);
+        for row in x.chunks_mut(k) {
+            for (i, v) in row.iter_mut().take(20).enumerate() {
+                *v = 10.0 + i as f32;
+            }
+        }
+        let want: Vec<usize> = (20 - MAX_OUTLIER_COLUMNS..20).collect();
+        assert_eq!(outlier_columns(&x, k), want);
     }
 
     #[test]

@@ -3,21 +3,15 @@
 
 use std::arch::x86_64::*;
 
-use super::int8::{quantize_tile_generic, QTile};
+use super::int8::{quantize_tile_generic, QTile, QuantTile};
 
 /// [`quantize_tile_generic`] vectorized for AVX2, A stored signed.
 ///
 /// # Safety
 /// The CPU supports AVX2 and FMA.
 #[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn quantize_tile_avx2(
-    xs: &[f32],
-    k: usize,
-    mr: usize,
-    dst: &mut [u8],
-    scales: &mut [f32],
-) {
-    quantize_tile_generic(xs, k, mr, dst, scales, false)
+pub(super) unsafe fn quantize_tile_avx2(t: QuantTile<'_>) {
+    quantize_tile_generic(t, false)
 }
 
 /// [`quantize_tile_generic`] vectorized for AVX-512, A stored as u8 = q + 128 for `vpdpbusd`.
@@ -25,14 +19,8 @@ pub(super) unsafe fn quantize_tile_avx2(
 /// # Safety
 /// The CPU supports AVX-512F and BW.
 #[target_feature(enable = "avx512f,avx512bw")]
-pub(super) unsafe fn quantize_tile_avx512(
-    xs: &[f32],
-    k: usize,
-    mr: usize,
-    dst: &mut [u8],
-    scales: &mut [f32],
-) {
-    quantize_tile_generic(xs, k, mr, dst, scales, true)
+pub(super) unsafe fn quantize_tile_avx512(t: QuantTile<'_>) {
+    quantize_tile_generic(t, true)
 }
 
 /// AVX-512 VNNI: `C[R, 48]` in 3R zmm accumulators; per group of 4 k, 3 loads of B, R 4-byte
@@ -69,6 +57,10 @@ pub(super) unsafe fn vnni_kernel<const R: usize>(t: &QTile) {
             let s = _mm512_mul_ps(sa, _mm512_loadu_ps(t.sw.add(v * 16)));
             let f = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc, corr));
             let mut r = _mm512_fmadd_ps(f, s, _mm512_loadu_ps(t.bias.add(v * 16)));
+            for o in 0..t.n_out {
+                let xo = _mm512_set1_ps(*t.xo.add(i * t.n_out + o));
+                r = _mm512_fmadd_ps(xo, _mm512_loadu_ps(t.wo.add(o * t.ldw + v * 16)), r);
+            }
             if !t.res.is_null() {
                 r = _mm512_add_ps(r, _mm512_loadu_ps(t.res.add(i * t.ldr + v * 16)));
             }
@@ -116,6 +108,10 @@ pub(super) unsafe fn avx2_kernel<const R: usize>(t: &QTile) {
             let s = _mm256_mul_ps(sa, _mm256_loadu_ps(t.sw.add(v * 8)));
             let f = _mm256_cvtepi32_ps(_mm256_sub_epi32(acc, corr));
             let mut r = _mm256_fmadd_ps(f, s, _mm256_loadu_ps(t.bias.add(v * 8)));
+            for o in 0..t.n_out {
+                let xo = _mm256_set1_ps(*t.xo.add(i * t.n_out + o));
+                r = _mm256_fmadd_ps(xo, _mm256_loadu_ps(t.wo.add(o * t.ldw + v * 8)), r);
+            }
             if !t.res.is_null() {
                 r = _mm256_add_ps(r, _mm256_loadu_ps(t.res.add(i * t.ldr + v * 8)));
             }

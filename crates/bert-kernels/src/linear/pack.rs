@@ -51,6 +51,11 @@ impl PackedB {
         }
     }
 
+    /// Floats allocated.
+    pub(super) fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
     pub(super) fn panels(&self) -> usize {
         self.panels
     }

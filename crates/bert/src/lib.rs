@@ -18,6 +18,7 @@
 pub use ndarray;
 
 mod config;
+mod dtype;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -32,6 +33,7 @@ mod tokenizer;
 mod weights;
 
 pub use config::{BertConfig, HiddenAct, ProblemType};
+pub use dtype::{Dtype, LoadOptions};
 pub use error::{Error, Result};
 pub use heads::{
     AutoModel, BertForMaskedLM, BertForMultipleChoice, BertForNextSentencePrediction,

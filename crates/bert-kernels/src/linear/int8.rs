@@ -94,10 +94,15 @@ pub fn int8_scale(max_abs: f32) -> (f32, f32) {
 }
 
 /// `round_ties_even(x * inv)` clamped to [-127, 127]: the one quantization rule of weights and
-/// activations (the reference twin uses it too).
+/// activations (the reference twin uses it too). Rounds by adding and subtracting 1.5 x 2^23
+/// (exact round-half-even for |v| <= 127 in the default rounding mode), which vectorizes, where
+/// `f32::round_ties_even` became a call to `rintf` per element (a third of an int8 product's time
+/// at M = 2048); NaN becomes 0.
 #[inline(always)]
 pub fn quantize_one(x: f32, inv: f32) -> i8 {
-    (x * inv).round_ties_even().clamp(-127.0, 127.0) as i8
+    const MAGIC: f32 = 12_582_912.0;
+    let v = (x * inv).clamp(-127.0, 127.0);
+    ((v + MAGIC) - MAGIC) as i8
 }
 
 /// At most this many input columns per product are taken out of the int8 product and computed

@@ -36,15 +36,16 @@ pub(super) unsafe fn vnni_kernel<const R: usize>(t: &QTile) {
     let mut acc = [[_mm512_setzero_si512(); NV]; R];
     let (mut a, mut b) = (t.a, t.b);
     for _ in 0..t.k4 {
-        let mut bv = [_mm512_setzero_si512(); NV];
-        for (v, bv) in bv.iter_mut().enumerate() {
-            *bv = _mm512_loadu_si512(b.add(v * 64) as *const _);
-        }
+        // Three named B vectors: with `zip` over an array of them LLVM stored more accumulators
+        // to the stack on every step.
+        let b0 = _mm512_loadu_si512(b as *const _);
+        let b1 = _mm512_loadu_si512(b.add(64) as *const _);
+        let b2 = _mm512_loadu_si512(b.add(128) as *const _);
         for (i, acc) in acc.iter_mut().enumerate() {
             let av = _mm512_set1_epi32((a.add(4 * i) as *const i32).read_unaligned());
-            for (acc, bv) in acc.iter_mut().zip(&bv) {
-                *acc = _mm512_dpbusd_epi32(*acc, av, *bv);
-            }
+            acc[0] = _mm512_dpbusd_epi32(acc[0], av, b0);
+            acc[1] = _mm512_dpbusd_epi32(acc[1], av, b1);
+            acc[2] = _mm512_dpbusd_epi32(acc[2], av, b2);
         }
         a = a.add(t.a_step);
         b = b.add(NV * 64);

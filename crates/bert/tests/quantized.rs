@@ -75,7 +75,7 @@ fn check(label: &str, dtype: Dtype, model: &BertModel, golden: &str, bounds: &[(
     let mut over = Vec::new();
     for (name, &err) in &errs {
         let bound = bounds.iter().find(|b| b.0 == *name).unwrap().1;
-        println!("{label} {dtype}: {name} max abs error {err:.2e} (bound {bound:.0e})");
+        println!("{label} {dtype}: {name} max abs error {err:.2e} (bound {bound})");
         if err > bound {
             over.push(format!("{name} {err:e} > {bound:e}"));
         }

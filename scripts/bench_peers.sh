@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Peer benchmark with bert-rs as one more peer: runs scripts/peers/run_peers.sh with
-#   EXTRA_PEERS="bert-rs=$REPO/target/release/bert bench --peer-protocol"
+# Peer benchmark with bert-rs as more peers: runs scripts/peers/run_peers.sh with
+#   EXTRA_PEERS="bert-rs=$REPO/target/release/bert bench --peer-protocol;
+#                bert-rs-int8=$REPO/target/release/bert bench --peer-protocol --dtype int8"
+# (bert-rs-int8 beside the Python peer ort-int8: docs/quantization.md; BERT_DTYPES="f32" drops it)
 # so each measurement is a fresh process
 #   bert bench --peer-protocol --peer bert-rs --model DIR --workload W1|W2|W2F|W3|W3S|W3U \
 #              --corpus FILE --iters N --warmup N
@@ -30,5 +32,9 @@ if ! "$BERT_BIN" bench --help >/dev/null 2>&1; then
   echo "bench_peers.sh: warning: '$BERT_BIN bench --help' failed; bert-rs measurements will fail" >&2
 fi
 
-export EXTRA_PEERS="bert-rs=$BERT_BIN bench --peer-protocol${EXTRA_PEERS:+;$EXTRA_PEERS}"
+OURS="bert-rs=$BERT_BIN bench --peer-protocol"
+for dtype in ${BERT_DTYPES:-f32 int8}; do
+  [[ "$dtype" == f32 ]] || OURS="$OURS;bert-rs-$dtype=$BERT_BIN bench --peer-protocol --dtype $dtype"
+done
+export EXTRA_PEERS="$OURS${EXTRA_PEERS:+;$EXTRA_PEERS}"
 exec "$REPO/scripts/peers/run_peers.sh"

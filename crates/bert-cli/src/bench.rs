@@ -30,6 +30,8 @@ pub struct BenchArgs {
     /// Checkpoint directory or hub id (default: sentence-transformers/all-MiniLM-L6-v2).
     #[arg(long, short = 'm', conflicts_with = "config")]
     pub model: Option<String>,
+    #[command(flatten)]
+    pub dtype: crate::DtypeArgs,
     /// Seeded random weights instead of a checkpoint: bert-base, bert-large, minilm-l6, or a
     /// config.json path. The tokenizer is then --tokenizer's.
     #[arg(long)]
@@ -139,7 +141,14 @@ pub fn run(args: BenchArgs) -> CliResult {
                 "real_tokens": m.real_tokens,
                 "padded_tokens": m.padded_tokens,
                 "threads": rayon::current_num_threads(),
-                "impl": format!("bert-rs {} (packed tokens, fp32)", env!("CARGO_PKG_VERSION")),
+                "impl": format!(
+                    "bert-rs {} (packed tokens, {})",
+                    env!("CARGO_PKG_VERSION"),
+                    match model.dtype() {
+                        bert::Dtype::F32 => "fp32",
+                        bert::Dtype::Int8 => "int8 dynamic",
+                    }
+                ),
             });
             writeln!(out, "{line}")?;
         } else {
@@ -234,14 +243,15 @@ fn load_model(args: &BenchArgs) -> CliResult<(BertModel, String)> {
                 .unwrap_or_default()
                 .to_string_lossy()
         );
-        return Ok((BertModel::random(config, args.seed)?, name));
+        let opts = args.dtype.load_options();
+        return Ok((BertModel::random_with(config, args.seed, &opts)?, name));
     }
     let m = args
         .model
         .clone()
         .unwrap_or_else(|| bert::hub::DEFAULT_MODEL.to_string());
     let t = Instant::now();
-    let model = BertModel::from_pretrained(&m)?;
+    let model = BertModel::from_pretrained_with(&m, &args.dtype.load_options())?;
     let load_ms = t.elapsed().as_secs_f64() * 1e3;
     if !args.peer_protocol {
         eprintln!("loaded {m} in {load_ms:.0} ms");
@@ -479,12 +489,16 @@ fn print_header(out: &mut impl Write, model: &BertModel, name: &str) -> std::io:
     let c = model.config();
     writeln!(
         out,
-        "model {name}: {} layers, hidden {}, heads {}, intermediate {}; {} threads",
+        "model {name}: {} layers, hidden {}, heads {}, intermediate {}; {} threads; dtype {}, \
+         {:.1} MB of weights held ({:.1} MB of embedding tables mapped)",
         c.num_hidden_layers,
         c.hidden_size,
         c.num_attention_heads,
         c.intermediate_size,
-        rayon::current_num_threads()
+        rayon::current_num_threads(),
+        model.dtype(),
+        model.memory_bytes() as f64 / 1e6,
+        model.mapped_bytes() as f64 / 1e6,
     )?;
     writeln!(
         out,

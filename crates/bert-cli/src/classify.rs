@@ -19,6 +19,8 @@ const BATCH: usize = 32;
 pub struct ClassifyArgs {
     #[command(flatten)]
     pub input: InputArgs,
+    #[command(flatten)]
+    pub dtype: crate::DtypeArgs,
     /// Labels per input, best first: a count, or `all` (default 1, the best label).
     #[arg(long, value_name = "K", default_value = "1")]
     pub top_k: TopK,
@@ -35,7 +37,7 @@ pub fn run(args: ClassifyArgs) -> CliResult {
         "classify",
         &args.input.model,
         &["BertForSequenceClassification"],
-        BertForSequenceClassification::from_pretrained,
+        |m| BertForSequenceClassification::from_pretrained_with(m, &args.dtype.load_options()),
         |m| m.config(),
     )?;
     let positions = model.config().max_position_embeddings;

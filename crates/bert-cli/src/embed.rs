@@ -20,6 +20,8 @@ use crate::{CliResult, InputArgs};
 pub struct EmbedArgs {
     #[command(flatten)]
     pub input: InputArgs,
+    #[command(flatten)]
+    pub dtype: crate::DtypeArgs,
     /// Write the embeddings to this file instead of standard output: `.jsonl` (one
     /// `{"embedding": [...]}` per input), `.npy` (float32, (inputs, dim)) or `.safetensors`
     /// (tensor `embeddings`, (inputs, dim)); `-` is standard output (JSON lines).
@@ -143,7 +145,8 @@ fn safetensors_header(rows: u64, dim: usize) -> CliResult<Vec<u8>> {
 pub fn run(args: EmbedArgs) -> CliResult {
     let source = Source::new(&args.input);
     let items = source.items()?;
-    let st = SentenceEmbeddings::from_pretrained(&args.input.model)?;
+    let st =
+        SentenceEmbeddings::from_pretrained_with(&args.input.model, &args.dtype.load_options())?;
     let quiet = args.input.quiet;
     if let (Some(note), false) = (st.notice(), quiet) {
         eprintln!("note: {note}");

@@ -21,6 +21,8 @@ use crate::{CliResult, InputArgs};
 pub struct EncodeArgs {
     #[command(flatten)]
     pub input: InputArgs,
+    #[command(flatten)]
+    pub dtype: crate::DtypeArgs,
     /// Also return the embeddings output and every layer's output.
     #[arg(long)]
     pub hidden_states: bool,
@@ -54,7 +56,7 @@ pub fn run(args: EncodeArgs) -> CliResult {
         source.make_rereadable()?; // the file is sized by a first pass over the inputs
     }
     let items = source.items()?; // no input: say so before loading anything
-    let model = BertModel::from_pretrained(&args.input.model)?;
+    let model = BertModel::from_pretrained_with(&args.input.model, &args.dtype.load_options())?;
     let tok = crate::input::tokenizer(&args.input, Some(model.config().max_position_embeddings))?;
     let job = Job {
         model,

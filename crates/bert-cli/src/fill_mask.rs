@@ -14,6 +14,8 @@ use crate::{progress, task, CliResult, InputArgs};
 pub struct FillMaskArgs {
     #[command(flatten)]
     pub input: InputArgs,
+    #[command(flatten)]
+    pub dtype: crate::DtypeArgs,
     /// Candidates per mask, best first.
     #[arg(long, value_name = "K", default_value_t = 5)]
     pub top_k: usize,
@@ -29,7 +31,7 @@ pub fn run(args: FillMaskArgs) -> CliResult {
         "fill-mask",
         &args.input.model,
         &["BertForMaskedLM", "BertForPreTraining"],
-        BertForMaskedLM::from_pretrained,
+        |m| BertForMaskedLM::from_pretrained_with(m, &args.dtype.load_options()),
         |m| m.config(),
     )?;
     let positions = model.config().max_position_embeddings;

@@ -106,6 +106,22 @@ pub struct InputArgs {
     pub quiet: bool,
 }
 
+/// The number format a command's model computes in; shared by the subcommands that run a model.
+#[derive(Args, Clone, Copy, Debug)]
+pub struct DtypeArgs {
+    /// Number format of the encoder's Linear layers: `f32` (exact) or `int8` (weights quantized
+    /// per output channel at load, activations per row at run time: faster, within the accuracy
+    /// bounds of docs/quantization.md). Embeddings, LayerNorm, attention and heads stay f32.
+    #[arg(long, value_name = "DTYPE", default_value = "f32")]
+    pub dtype: bert::Dtype,
+}
+
+impl DtypeArgs {
+    pub fn load_options(&self) -> bert::LoadOptions {
+        bert::LoadOptions::dtype(self.dtype)
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(n) = cli.threads {

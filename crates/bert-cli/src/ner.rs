@@ -16,6 +16,8 @@ use crate::{progress, task, CliResult, InputArgs};
 pub struct NerArgs {
     #[command(flatten)]
     pub input: InputArgs,
+    #[command(flatten)]
+    pub dtype: crate::DtypeArgs,
     /// How tokens become entities: none (one per token, transformers' default), simple, first,
     /// average or max.
     #[arg(long, value_name = "STRATEGY", default_value = "none")]
@@ -35,7 +37,7 @@ pub fn run(args: NerArgs) -> CliResult {
         "ner",
         &args.input.model,
         &["BertForTokenClassification"],
-        BertForTokenClassification::from_pretrained,
+        |m| BertForTokenClassification::from_pretrained_with(m, &args.dtype.load_options()),
         |m| m.config(),
     )?;
     let positions = model.config().max_position_embeddings;

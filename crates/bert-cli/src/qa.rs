@@ -25,6 +25,8 @@ pub struct QaArgs {
     /// Model directory or Hugging Face hub id.
     #[arg(long, short = 'm', default_value = bert::hub::DEFAULT_MODEL)]
     pub model: String,
+    #[command(flatten)]
+    pub dtype: crate::DtypeArgs,
     /// Tokens per window, question included (transformers' max_seq_len; default: the
     /// tokenizer's model_max_length, at most 384). A longer context is split into windows.
     #[arg(long, value_name = "N")]
@@ -80,7 +82,7 @@ pub fn run(args: QaArgs) -> CliResult {
         "qa",
         &args.model,
         &["BertForQuestionAnswering"],
-        BertForQuestionAnswering::from_pretrained,
+        |m| BertForQuestionAnswering::from_pretrained_with(m, &args.dtype.load_options()),
         |m| m.config(),
     )?;
     let positions = model.config().max_position_embeddings;

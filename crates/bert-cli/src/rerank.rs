@@ -23,6 +23,8 @@ pub struct RerankArgs {
     /// Passages: the TEXT arguments, then the lines of --input (a `*.jsonl` file's "text").
     #[command(flatten)]
     pub input: InputArgs,
+    #[command(flatten)]
+    pub dtype: crate::DtypeArgs,
 }
 
 #[derive(serde::Serialize)]
@@ -46,7 +48,7 @@ pub fn run(args: RerankArgs) -> CliResult {
         "rerank",
         &args.input.model,
         &["BertForSequenceClassification"],
-        BertForSequenceClassification::from_pretrained,
+        |m| BertForSequenceClassification::from_pretrained_with(m, &args.dtype.load_options()),
         |m| m.config(),
     )?;
     let labels = model.config().num_labels();

@@ -352,3 +352,55 @@ fn pipeline_commands_fail_clearly_on_bad_inputs() {
         &["--top-k"],
     );
 }
+
+#[test]
+fn every_model_command_runs_in_int8_and_rejects_unknown_dtypes() {
+    let m = |name: &str| root().join("fixtures/models").join(name);
+    let (seqcls, tokcls, qa, mlm, rerank, tiny) = (
+        m("pipe-seqcls"),
+        m("pipe-tokcls"),
+        m("pipe-qa"),
+        m("pipe-mlm"),
+        m("pipe-rerank"),
+        m("st-tiny-cls"),
+    );
+    let runs: Vec<Vec<&str>> = vec![
+        vec!["classify", "-m", seqcls.to_str().unwrap(), "great movie"],
+        vec!["ner", "-m", tokcls.to_str().unwrap(), "John lives in Paris"],
+        vec![
+            "qa",
+            "-m",
+            qa.to_str().unwrap(),
+            "--question",
+            "Who?",
+            "--context",
+            "John",
+        ],
+        vec![
+            "fill-mask",
+            "-m",
+            mlm.to_str().unwrap(),
+            "Paris is the [MASK].",
+        ],
+        vec![
+            "rerank",
+            "-m",
+            rerank.to_str().unwrap(),
+            "--query",
+            "q",
+            "a passage",
+        ],
+        vec!["encode", "-m", seqcls.to_str().unwrap(), "hello"],
+        vec!["embed", "-m", tiny.to_str().unwrap(), "hello"],
+    ];
+    for args in runs {
+        let mut int8 = args.clone();
+        int8.extend(["--dtype", "int8"]);
+        let o = bert(&int8);
+        assert!(o.status.success(), "{int8:?}: {}", stderr(&o));
+        assert!(!o.stdout.is_empty(), "{int8:?}: no output");
+        let mut bad = args.clone();
+        bad.extend(["--dtype", "int4"]);
+        fails_with(bert(&bad), &["int4", "f32, int8"]);
+    }
+}

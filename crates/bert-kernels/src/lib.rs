@@ -19,7 +19,7 @@ pub use activation::Activation;
 pub use attention::{attention, AttentionArgs};
 pub use isa::{Isa, ISA_ENV};
 pub use layernorm::layer_norm;
-pub use linear::{Epilogue, Linear};
+pub use linear::{Epilogue, Int8Linear, Int8Path, Linear};
 
 /// Rows per rayon task for element-wise kernels: large enough to amortize scheduling, small enough to
 /// split a short batch over both cores.

@@ -10,10 +10,17 @@ mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 mod driver;
+mod int8;
+#[cfg(target_arch = "x86_64")]
+mod int8_x86;
 mod pack;
 mod portable;
 
 pub use crate::isa::{Isa, ISA_ENV};
+pub use int8::{
+    int8_scale, outlier_columns, quantize_one, Int8Linear, Int8Path, MAX_OUTLIER_COLUMNS,
+    OUTLIER_RATIO,
+};
 
 use crate::Activation;
 use pack::PackedB;
@@ -220,6 +227,11 @@ impl Linear {
         self.out_features
     }
 
+    /// Bytes of packed weights and bias this layer holds.
+    pub fn memory_bytes(&self) -> usize {
+        4 * (self.packed.capacity() + self.bias.capacity())
+    }
+
     /// The ISA and blocking this layer was packed for.
     pub fn options(&self) -> GemmOptions {
         self.opts
@@ -270,6 +282,30 @@ pub fn activate(isa: Isa, act: Activation, xs: &mut [f32]) {
         #[cfg(not(target_arch = "x86_64"))]
         _ => unreachable!("only the scalar path is supported off x86-64"),
     }
+}
+
+/// Benchmark helper: `iters` x 12 independent 512-bit FMAs from registers on this thread; the
+/// flops done, or `None` without AVX-512F. Divided by the time taken, the core's FMA peak.
+pub fn peak_fma(iters: usize) -> Option<f64> {
+    #[cfg(target_arch = "x86_64")]
+    if Isa::Avx512.is_supported() {
+        // SAFETY: the CPU supports AVX-512F (checked just above).
+        return Some(unsafe { int8_x86::peak_fma(iters) });
+    }
+    let _ = iters;
+    None
+}
+
+/// Benchmark helper: `iters` x 12 independent `vpdpbusd` from registers on this thread; the int8
+/// ops done (2 per byte pair), or `None` without AVX-512 VNNI.
+pub fn peak_vnni(iters: usize) -> Option<f64> {
+    #[cfg(target_arch = "x86_64")]
+    if Int8Path::for_isa(Isa::Avx512) == Some(Int8Path::Avx512Vnni) {
+        // SAFETY: the CPU supports AVX-512F, BW and VNNI (what the VNNI path requires).
+        return Some(unsafe { int8_x86::peak_vnni(iters) });
+    }
+    let _ = iters;
+    None
 }
 
 #[cfg(test)]

@@ -35,6 +35,58 @@ pub fn linear_epilogue(
     y
 }
 
+/// Symmetric int8 quantization of each row of `x` (rows of width `k`): the row's scale and its
+/// values in [-127, 127], by the rule of [`crate::linear::quantize_one`].
+pub fn quantize_rows_i8(x: &[f32], k: usize) -> (Vec<f32>, Vec<i8>) {
+    let mut scales = Vec::new();
+    let mut q = Vec::with_capacity(x.len());
+    for row in x.chunks(k) {
+        let max = row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let (scale, inv) = crate::linear::int8_scale(max);
+        scales.push(scale);
+        q.extend(row.iter().map(|&v| crate::linear::quantize_one(v, inv)));
+    }
+    (scales, q)
+}
+
+/// The twin of `Int8Linear::forward`: W (n, k) quantized per output channel; the outlier columns
+/// of x (`linear::outlier_columns`) times the dequantized weights in f64, the other columns of x
+/// quantized per row and their integer products summed exactly; then the epilogue in f64.
+pub fn linear_int8_epilogue(
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+    (m, k, n): (usize, usize, usize),
+    epi: Epilogue<'_>,
+) -> Vec<f32> {
+    let outliers = crate::linear::outlier_columns(x, k);
+    let (sw, qw) = quantize_rows_i8(w, k);
+    let mut inliers = x.to_vec();
+    for row in inliers.chunks_mut(k) {
+        outliers.iter().for_each(|&c| row[c] = 0.0);
+    }
+    let (sx, qx) = quantize_rows_i8(&inliers, k);
+    let mut y = vec![0.0f32; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let dot: i64 = (0..k)
+                .map(|p| qx[i * k + p] as i64 * qw[j * k + p] as i64)
+                .sum();
+            let mut v = dot as f64 * sx[i] as f64 * sw[j] as f64 + b[j] as f64;
+            for &c in &outliers {
+                v += x[i * k + c] as f64 * (qw[j * k + c] as f32 * sw[j]) as f64;
+            }
+            match epi {
+                Epilogue::Bias => {}
+                Epilogue::BiasActivation(a) => v = activation(a, v as f32) as f64,
+                Epilogue::BiasResidual(r) => v += r[i * n + j] as f64,
+            }
+            y[i * n + j] = v as f32;
+        }
+    }
+    y
+}
+
 /// The activations in f64.
 pub fn activation(act: Activation, x: f32) -> f32 {
     let x = x as f64;

@@ -74,7 +74,7 @@ pub fn shard_index(data: &[u8]) -> Result<Vec<String>> {
 pub fn config_json(data: &[u8], weights: &Weights) -> Result<BertModel> {
     let path = Path::new("config.json");
     let config = BertConfig::from_json_str(utf8(path, data)?)?;
-    BertModel::load(config, &weights.0)
+    BertModel::load(config, &weights.0, &crate::LoadOptions::default())
 }
 
 /// A checkpoint loaded once, for [`config_json`].

@@ -18,6 +18,7 @@
 pub use ndarray;
 
 mod config;
+mod dtype;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -33,6 +34,7 @@ pub mod train;
 mod weights;
 
 pub use config::{BertConfig, HiddenAct, ProblemType};
+pub use dtype::{Dtype, LoadOptions};
 pub use error::{Error, Result};
 pub use heads::{
     AutoModel, BertForMaskedLM, BertForMultipleChoice, BertForNextSentencePrediction,

@@ -82,7 +82,13 @@ pub(super) unsafe fn kernel<const MR: usize, const NV: usize>(t: &Tile) {
 /// # Safety
 /// AVX2 + FMA; the block is in bounds.
 #[target_feature(enable = "avx2,fma")]
-unsafe fn activate_block(c: *mut f32, ld: usize, rows: usize, nv: usize, act: Activation) {
+pub(super) unsafe fn activate_block(
+    c: *mut f32,
+    ld: usize,
+    rows: usize,
+    nv: usize,
+    act: Activation,
+) {
     for i in 0..rows {
         for v in 0..nv {
             let p = c.add(i * ld + v * LANES);

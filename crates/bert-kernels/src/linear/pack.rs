@@ -90,6 +90,11 @@ impl PackedB {
         &self.buf[self.start..self.start + len]
     }
 
+    /// Floats allocated.
+    pub(super) fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
     pub(super) fn panels(&self) -> usize {
         self.panels
     }

@@ -7,7 +7,7 @@ use super::{
     BertForMaskedLM, BertForMultipleChoice, BertForNextSentencePrediction, BertForPreTraining,
     BertForQuestionAnswering, BertForSequenceClassification, BertForTokenClassification, Opened,
 };
-use crate::{BertConfig, BertModel, Error, Result};
+use crate::{BertConfig, BertModel, Error, LoadOptions, Result};
 
 /// Any BERT class this crate loads, chosen by `architectures[0]` (a plain [`BertModel`] when the
 /// config has none).
@@ -40,12 +40,17 @@ pub const ARCHITECTURES: [&str; 8] = [
 impl AutoModel {
     /// Loads a directory or hub id as the class its `config.json` names.
     pub fn from_pretrained(model: &str) -> Result<Self> {
-        Self::from_opened(super::open(model)?)
+        Self::from_pretrained_with(model, &LoadOptions::default())
+    }
+
+    /// As `from_pretrained`, with options: `dtype` applies to the encoder (the head stays f32).
+    pub fn from_pretrained_with(model: &str, opts: &LoadOptions) -> Result<Self> {
+        Self::from_opened(super::open(model, opts)?)
     }
 
     /// Loads a directory as the class its `config.json` names.
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self> {
-        Self::from_opened(super::open_dir(dir.as_ref())?)
+        Self::from_opened(super::open_dir(dir.as_ref(), &LoadOptions::default())?)
     }
 
     fn from_opened(o: Opened) -> Result<Self> {

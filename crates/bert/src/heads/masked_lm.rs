@@ -9,7 +9,7 @@ use ndarray::{Array2, Array3, Array4};
 use super::params::Rng;
 use super::predictions::{self, BertLMPredictionHead};
 use super::{real_rows, require, scatter, NewHead, Opened};
-use crate::{BertConfig, BertInputs, BertModel, Error, ForwardOptions, Result};
+use crate::{BertConfig, BertInputs, BertModel, Error, ForwardOptions, LoadOptions, Result};
 
 const NAME: &str = "BertForMaskedLM";
 
@@ -40,11 +40,16 @@ pub struct BertForMaskedLM {
 
 impl BertForMaskedLM {
     pub fn from_pretrained(model: &str) -> Result<Self> {
-        Self::from_opened(super::open(model)?)
+        Self::from_pretrained_with(model, &LoadOptions::default())
+    }
+
+    /// As `from_pretrained`, with options: `dtype` applies to the encoder (the head stays f32).
+    pub fn from_pretrained_with(model: &str, opts: &LoadOptions) -> Result<Self> {
+        Self::from_opened(super::open(model, opts)?)
     }
 
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self> {
-        Self::from_opened(super::open_dir(dir.as_ref())?)
+        Self::from_opened(super::open_dir(dir.as_ref(), &LoadOptions::default())?)
     }
 
     pub(crate) fn from_opened(o: Opened) -> Result<Self> {

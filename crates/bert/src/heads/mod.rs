@@ -57,7 +57,7 @@ use std::path::Path;
 use ndarray::{Array2, Array3};
 
 use crate::weights::Checkpoint;
-use crate::{BertConfig, BertInputs, BertModel, BertModelOutput, Error, Result};
+use crate::{BertConfig, BertInputs, BertModel, BertModelOutput, Error, LoadOptions, Result};
 
 pub use auto::AutoModel;
 pub use masked_lm::{BertForMaskedLM, MaskedLMOutput, MaskedLMPositionsOutput};
@@ -87,14 +87,14 @@ pub(crate) struct Opened {
 }
 
 /// Resolves a directory or hub id and opens it.
-pub(crate) fn open(model: &str) -> Result<Opened> {
+pub(crate) fn open(model: &str, opts: &LoadOptions) -> Result<Opened> {
     let dir = crate::hub::resolve(model, crate::hub::Need::Model)?;
-    open_dir(&dir)
+    open_dir(&dir, opts)
 }
 
-pub(crate) fn open_dir(dir: &Path) -> Result<Opened> {
+pub(crate) fn open_dir(dir: &Path, opts: &LoadOptions) -> Result<Opened> {
     let (config, checkpoint) = crate::model::open_dir(dir)?;
-    let bert = BertModel::from_checkpoint(config, &checkpoint)?;
+    let bert = BertModel::from_checkpoint(config, &checkpoint, opts)?;
     Ok(Opened { bert, checkpoint })
 }
 

@@ -8,7 +8,7 @@ use ndarray::{Array2, Array3, Array4};
 
 use super::params::Rng;
 use super::{apply, pooled, require, require_pooler, Dense, NewHead, Opened, POOLER};
-use crate::{BertConfig, BertInputs, BertModel, Error, ForwardOptions, Result};
+use crate::{BertConfig, BertInputs, BertModel, Error, ForwardOptions, LoadOptions, Result};
 
 const NAME: &str = "BertForMultipleChoice";
 
@@ -32,11 +32,16 @@ pub struct BertForMultipleChoice {
 
 impl BertForMultipleChoice {
     pub fn from_pretrained(model: &str) -> Result<Self> {
-        Self::from_opened(super::open(model)?)
+        Self::from_pretrained_with(model, &LoadOptions::default())
+    }
+
+    /// As `from_pretrained`, with options: `dtype` applies to the encoder (the head stays f32).
+    pub fn from_pretrained_with(model: &str, opts: &LoadOptions) -> Result<Self> {
+        Self::from_opened(super::open(model, opts)?)
     }
 
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self> {
-        Self::from_opened(super::open_dir(dir.as_ref())?)
+        Self::from_opened(super::open_dir(dir.as_ref(), &LoadOptions::default())?)
     }
 
     pub(crate) fn from_opened(o: Opened) -> Result<Self> {

@@ -10,7 +10,7 @@ use super::next_sentence::nsp_logits;
 use super::params::{Dense, Rng};
 use super::predictions::{self, BertLMPredictionHead};
 use super::{real_rows, require, require_pooler, scatter, NewHead, Opened, POOLER};
-use crate::{BertConfig, BertInputs, BertModel, ForwardOptions, Result};
+use crate::{BertConfig, BertInputs, BertModel, ForwardOptions, LoadOptions, Result};
 
 const NAME: &str = "BertForPreTraining";
 
@@ -36,11 +36,16 @@ pub struct BertForPreTraining {
 
 impl BertForPreTraining {
     pub fn from_pretrained(model: &str) -> Result<Self> {
-        Self::from_opened(super::open(model)?)
+        Self::from_pretrained_with(model, &LoadOptions::default())
+    }
+
+    /// As `from_pretrained`, with options: `dtype` applies to the encoder (the head stays f32).
+    pub fn from_pretrained_with(model: &str, opts: &LoadOptions) -> Result<Self> {
+        Self::from_opened(super::open(model, opts)?)
     }
 
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self> {
-        Self::from_opened(super::open_dir(dir.as_ref())?)
+        Self::from_opened(super::open_dir(dir.as_ref(), &LoadOptions::default())?)
     }
 
     pub(crate) fn from_opened(o: Opened) -> Result<Self> {

@@ -10,7 +10,7 @@ use super::{
     apply, apply_labels, check_labels, pooled, require, require_pooler, Dense, NewHead, Opened,
     POOLER,
 };
-use crate::{BertConfig, BertInputs, BertModel, ForwardOptions, Result};
+use crate::{BertConfig, BertInputs, BertModel, ForwardOptions, LoadOptions, Result};
 
 const NAME: &str = "BertForSequenceClassification";
 
@@ -35,12 +35,17 @@ pub struct BertForSequenceClassification {
 impl BertForSequenceClassification {
     /// Loads a fine-tuned checkpoint from a directory or a hub id.
     pub fn from_pretrained(model: &str) -> Result<Self> {
-        Self::from_opened(super::open(model)?)
+        Self::from_pretrained_with(model, &LoadOptions::default())
+    }
+
+    /// As `from_pretrained`, with options: `dtype` applies to the encoder (the head stays f32).
+    pub fn from_pretrained_with(model: &str, opts: &LoadOptions) -> Result<Self> {
+        Self::from_opened(super::open(model, opts)?)
     }
 
     /// Loads a fine-tuned checkpoint from a directory.
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self> {
-        Self::from_opened(super::open_dir(dir.as_ref())?)
+        Self::from_opened(super::open_dir(dir.as_ref(), &LoadOptions::default())?)
     }
 
     pub(crate) fn from_opened(o: Opened) -> Result<Self> {

@@ -9,7 +9,7 @@ use super::params::Rng;
 use super::{
     apply, apply_labels, check_labels, real_rows, require, scatter, Dense, NewHead, Opened,
 };
-use crate::{BertConfig, BertInputs, BertModel, ForwardOptions, Result};
+use crate::{BertConfig, BertInputs, BertModel, ForwardOptions, LoadOptions, Result};
 
 const NAME: &str = "BertForTokenClassification";
 
@@ -31,11 +31,16 @@ pub struct BertForTokenClassification {
 
 impl BertForTokenClassification {
     pub fn from_pretrained(model: &str) -> Result<Self> {
-        Self::from_opened(super::open(model)?)
+        Self::from_pretrained_with(model, &LoadOptions::default())
+    }
+
+    /// As `from_pretrained`, with options: `dtype` applies to the encoder (the head stays f32).
+    pub fn from_pretrained_with(model: &str, opts: &LoadOptions) -> Result<Self> {
+        Self::from_opened(super::open(model, opts)?)
     }
 
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self> {
-        Self::from_opened(super::open_dir(dir.as_ref())?)
+        Self::from_opened(super::open_dir(dir.as_ref(), &LoadOptions::default())?)
     }
 
     pub(crate) fn from_opened(o: Opened) -> Result<Self> {

@@ -22,6 +22,30 @@ pub(crate) struct BertEmbeddings {
 }
 
 impl BertEmbeddings {
+    /// (bytes copied into memory, bytes used in place in the map) of the three tables.
+    fn table_bytes(&self) -> (usize, usize) {
+        let mut sizes = (0, 0);
+        for t in [
+            &self.word_embeddings,
+            &self.position_embeddings,
+            &self.token_type_embeddings,
+        ] {
+            match t {
+                F32Tensor::Owned(v) => sizes.0 += 4 * v.capacity(),
+                F32Tensor::Mapped { range, .. } => sizes.1 += range.len(),
+            }
+        }
+        sizes
+    }
+
+    pub fn owned_bytes(&self) -> usize {
+        self.table_bytes().0
+    }
+
+    pub fn mapped_bytes(&self) -> usize {
+        self.table_bytes().1
+    }
+
     pub fn load(w: &dyn WeightSource, c: &BertConfig) -> Result<Self> {
         let h = c.hidden_size;
         Ok(BertEmbeddings {

@@ -1,14 +1,14 @@
 //! `BertIntermediate`: the feed-forward up-projection with its activation, fused into one pass
 //! (<https://github.com/huggingface/transformers/blob/v4.57.1/src/transformers/models/bert/modeling_bert.py#L345>).
 
-use bert_kernels::{Activation, Epilogue, Linear};
+use bert_kernels::{Activation, Epilogue};
 
-use super::{linear, WeightSource};
+use super::{linear, ModelLinear, WeightSource};
 use crate::profile::{self, Phase};
 use crate::{BertConfig, Result};
 
 pub(crate) struct BertIntermediate {
-    dense: Linear,
+    dense: ModelLinear,
     act: Activation,
 }
 

@@ -10,11 +10,13 @@ mod encoder;
 mod intermediate;
 mod layer;
 mod layer_norm;
+mod linear;
 mod output;
 mod pooler;
 mod self_attention;
 mod self_output;
 
+use std::cell::Cell;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -23,11 +25,11 @@ use ndarray::{Array2, Array3, Array4};
 use crate::packing::Packing;
 use crate::profile::{self, Phase};
 use crate::weights::{Checkpoint, F32Tensor};
-use crate::{BertConfig, BertInputs, Error, Result};
-use bert_kernels::Linear;
+use crate::{BertConfig, BertInputs, Dtype, Error, LoadOptions, Result};
 
 use embeddings::BertEmbeddings;
 use encoder::{BertEncoder, EncoderTrace};
+pub(crate) use linear::ModelLinear;
 use pooler::BertPooler;
 
 /// Where module loaders get their f32 tensors, by bare `BertModel` key.
@@ -40,6 +42,40 @@ pub(crate) trait WeightSource {
     }
     /// Whether tensor `name` exists (optional parts such as the pooler).
     fn contains(&self, name: &str) -> bool;
+    /// Builds a Linear layer from `weight` (out, in) and `bias` (out) in the dtype being loaded.
+    fn linear(&self, weight: Vec<f32>, bias: Vec<f32>, out: usize, inp: usize) -> ModelLinear {
+        ModelLinear::new(weight, bias, out, inp, Dtype::F32)
+    }
+}
+
+/// A [`WeightSource`] that builds its Linear layers in `dtype` and counts the bytes they hold.
+struct Typed<'a> {
+    inner: &'a dyn WeightSource,
+    dtype: Dtype,
+    linear_bytes: Cell<usize>,
+}
+
+impl WeightSource for Typed<'_> {
+    fn get(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        self.inner.get(name, shape)
+    }
+    fn get_mapped(&self, name: &str, shape: &[usize]) -> Result<F32Tensor> {
+        self.inner.get_mapped(name, shape)
+    }
+    fn contains(&self, name: &str) -> bool {
+        self.inner.contains(name)
+    }
+    fn linear(&self, weight: Vec<f32>, bias: Vec<f32>, out: usize, inp: usize) -> ModelLinear {
+        self.count(ModelLinear::new(weight, bias, out, inp, self.dtype))
+    }
+}
+
+impl Typed<'_> {
+    fn count(&self, l: ModelLinear) -> ModelLinear {
+        self.linear_bytes
+            .set(self.linear_bytes.get() + l.memory_bytes());
+        l
+    }
 }
 
 impl WeightSource for Checkpoint {
@@ -91,16 +127,17 @@ impl WeightSource for RandomWeights {
     }
 }
 
-/// Loads `{prefix}.weight` (out, in) and `{prefix}.bias` (out) into a [`Linear`].
+/// Loads `{prefix}.weight` (out, in) and `{prefix}.bias` (out) into a Linear of the dtype being
+/// loaded.
 pub(crate) fn linear(
     w: &dyn WeightSource,
     prefix: &str,
     out_features: usize,
     in_features: usize,
-) -> Result<Linear> {
+) -> Result<ModelLinear> {
     let weight = w.get(&format!("{prefix}.weight"), &[out_features, in_features])?;
     let bias = w.get(&format!("{prefix}.bias"), &[out_features])?;
-    Ok(Linear::new(weight, bias, out_features, in_features))
+    Ok(w.linear(weight, bias, out_features, in_features))
 }
 
 /// Scratch activations of one forward pass, sized for its N packed tokens. The model keeps one
@@ -173,6 +210,9 @@ pub struct BertModel {
     embeddings: BertEmbeddings,
     encoder: BertEncoder,
     pooler: Option<BertPooler>,
+    dtype: Dtype,
+    /// Bytes held by the Linear layers (encoder and pooler).
+    linear_bytes: usize,
     /// Reused by `forward`; a concurrent call that finds it busy uses a fresh one.
     workspace: Mutex<Workspace>,
 }
@@ -180,29 +220,57 @@ pub struct BertModel {
 impl BertModel {
     /// Loads a model from a directory or a Hugging Face hub id (see [`crate::hub`]).
     pub fn from_pretrained(model: &str) -> Result<Self> {
+        Self::from_pretrained_with(model, &LoadOptions::default())
+    }
+
+    /// As [`BertModel::from_pretrained`], with options (e.g. `dtype`).
+    pub fn from_pretrained_with(model: &str, opts: &LoadOptions) -> Result<Self> {
         let dir = crate::hub::resolve(model, crate::hub::Need::Model)?;
-        Self::from_dir(&dir)
+        Self::from_dir_with(&dir, opts)
     }
 
     /// Loads `config.json` and the weights of a model directory.
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self> {
+        Self::from_dir_with(dir, &LoadOptions::default())
+    }
+
+    /// As [`BertModel::from_dir`], with options (e.g. `dtype`).
+    pub fn from_dir_with(dir: impl AsRef<Path>, opts: &LoadOptions) -> Result<Self> {
         let (config, checkpoint) = open_dir(dir.as_ref())?;
-        Self::load(config, &checkpoint)
+        Self::load(config, &checkpoint, opts)
     }
 
     /// The encoder of a checkpoint already opened (a `BertFor*` head loads its own tensors from
     /// the same `checkpoint`).
-    pub(crate) fn from_checkpoint(config: BertConfig, checkpoint: &Checkpoint) -> Result<Self> {
-        Self::load(config, checkpoint)
+    pub(crate) fn from_checkpoint(
+        config: BertConfig,
+        checkpoint: &Checkpoint,
+        opts: &LoadOptions,
+    ) -> Result<Self> {
+        Self::load(config, checkpoint, opts)
     }
 
     /// A model of the given shape with seeded random weights (for benchmarks).
     pub fn random(config: BertConfig, seed: u64) -> Result<Self> {
-        config.validate()?;
-        Self::load(config, &RandomWeights { seed })
+        Self::random_with(config, seed, &LoadOptions::default())
     }
 
-    pub(crate) fn load(config: BertConfig, w: &dyn WeightSource) -> Result<Self> {
+    /// As [`BertModel::random`], with options (e.g. `dtype`).
+    pub fn random_with(config: BertConfig, seed: u64, opts: &LoadOptions) -> Result<Self> {
+        config.validate()?;
+        Self::load(config, &RandomWeights { seed }, opts)
+    }
+
+    pub(crate) fn load(
+        config: BertConfig,
+        w: &dyn WeightSource,
+        opts: &LoadOptions,
+    ) -> Result<Self> {
+        let w = &Typed {
+            inner: w,
+            dtype: opts.dtype,
+            linear_bytes: Cell::new(0),
+        };
         let embeddings = BertEmbeddings::load(w, &config)?;
         let encoder = BertEncoder::load(w, &config)?;
         let pooler = if w.contains("pooler.dense.weight") || w.contains("pooler.dense.bias") {
@@ -215,8 +283,29 @@ impl BertModel {
             embeddings,
             encoder,
             pooler,
+            dtype: opts.dtype,
+            linear_bytes: w.linear_bytes.get(),
             workspace: Mutex::new(Workspace::default()),
         })
+    }
+
+    /// The dtype the encoder's Linear layers compute in.
+    pub fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+
+    /// Bytes of weights this model holds in its own memory: the Linear layers (packed, in their
+    /// dtype) and any embedding table copied out of the checkpoint (tables used in place in its
+    /// memory map are not counted; see [`BertModel::mapped_bytes`]). LayerNorm parameters are
+    /// left out (2 H floats each).
+    pub fn memory_bytes(&self) -> usize {
+        self.linear_bytes + self.embeddings.owned_bytes()
+    }
+
+    /// Bytes of embedding tables read in place from the checkpoint's memory map (pages the OS
+    /// loads as tokens need them and may drop again).
+    pub fn mapped_bytes(&self) -> usize {
+        self.embeddings.mapped_bytes()
     }
 
     /// The model's configuration.

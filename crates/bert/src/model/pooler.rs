@@ -1,14 +1,14 @@
 //! `BertPooler`: the first token's final state through Linear + Tanh
 //! (<https://github.com/huggingface/transformers/blob/v4.57.1/src/transformers/models/bert/modeling_bert.py#L512>).
 
-use bert_kernels::{Epilogue, Linear};
+use bert_kernels::Epilogue;
 
-use super::{linear, WeightSource};
+use super::{linear, ModelLinear, WeightSource};
 use crate::profile::{self, Phase};
 use crate::{BertConfig, Result};
 
 pub(crate) struct BertPooler {
-    dense: Linear,
+    dense: ModelLinear,
 }
 
 impl BertPooler {

@@ -2,15 +2,15 @@
 //! attention per (sequence, head) over packed tokens
 //! (<https://github.com/huggingface/transformers/blob/v4.57.1/src/transformers/models/bert/modeling_bert.py#L123>).
 
-use bert_kernels::{attention, AttentionArgs, Epilogue, Linear};
+use bert_kernels::{attention, AttentionArgs, Epilogue};
 
-use super::WeightSource;
+use super::{ModelLinear, WeightSource};
 use crate::profile::{self, Phase};
 use crate::{BertConfig, Result};
 
 pub(crate) struct BertSelfAttention {
     /// `query`, `key` and `value` stacked: weight (3H, H), bias (3H).
-    qkv: Linear,
+    qkv: ModelLinear,
     num_heads: usize,
     head_dim: usize,
 }
@@ -25,7 +25,7 @@ impl BertSelfAttention {
             bias.extend(w.get(&format!("{prefix}.{part}.bias"), &[h])?);
         }
         Ok(BertSelfAttention {
-            qkv: Linear::new(weight, bias, 3 * h, h),
+            qkv: w.linear(weight, bias, 3 * h, h),
             num_heads: c.num_attention_heads,
             head_dim: c.head_dim(),
         })

@@ -1,15 +1,15 @@
 //! `BertSelfOutput`: output projection of the attention, residual add and LayerNorm
 //! (<https://github.com/huggingface/transformers/blob/v4.57.1/src/transformers/models/bert/modeling_bert.py#L282>).
 
-use bert_kernels::{Epilogue, Linear};
+use bert_kernels::Epilogue;
 
 use super::layer_norm::LayerNorm;
-use super::{linear, WeightSource};
+use super::{linear, ModelLinear, WeightSource};
 use crate::profile::{self, Phase};
 use crate::{BertConfig, Result};
 
 pub(crate) struct BertSelfOutput {
-    dense: Linear,
+    dense: ModelLinear,
     layer_norm: LayerNorm,
 }
 

@@ -12,7 +12,7 @@ use std::path::Path;
 use ndarray::{Array2, Array3};
 use serde::Deserialize;
 
-use crate::{BertInputs, BertModel, BertTokenizer, Error, ForwardOptions, Result};
+use crate::{BertInputs, BertModel, BertTokenizer, Error, ForwardOptions, LoadOptions, Result};
 
 /// One way of pooling token states into a sentence vector (sentence-transformers' names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -224,14 +224,24 @@ pub struct SentenceEmbeddings {
 impl SentenceEmbeddings {
     /// Loads a directory or hub id.
     pub fn from_pretrained(model: &str) -> Result<Self> {
+        Self::from_pretrained_with(model, &LoadOptions::default())
+    }
+
+    /// As [`SentenceEmbeddings::from_pretrained`], with options (e.g. `dtype`).
+    pub fn from_pretrained_with(model: &str, opts: &LoadOptions) -> Result<Self> {
         let dir = crate::hub::resolve(model, crate::hub::Need::Model)?;
-        Self::from_dir(&dir)
+        Self::from_dir_with(&dir, opts)
     }
 
     /// Loads a sentence-transformers directory, or a plain BERT directory (mean pooling).
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self> {
+        Self::from_dir_with(dir, &LoadOptions::default())
+    }
+
+    /// As [`SentenceEmbeddings::from_dir`], with options (e.g. `dtype`).
+    pub fn from_dir_with(dir: impl AsRef<Path>, opts: &LoadOptions) -> Result<Self> {
         let dir = dir.as_ref();
-        let model = BertModel::from_dir(dir)?;
+        let model = BertModel::from_dir_with(dir, opts)?;
         let mut tokenizer = BertTokenizer::from_dir(dir)?;
         let modules_path = dir.join("modules.json");
         let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| Error::io(p, e));

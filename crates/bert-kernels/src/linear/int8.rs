@@ -1,0 +1,828 @@
+//! int8 `Linear`: weights quantized once at load per output channel (symmetric, i8 in [-127, 127]),
+//! activations quantized per row at each call (symmetric, dynamic), products accumulated in i32 and
+//! dequantized in f32 in the tile's store, where the bias, activation or residual are applied as in
+//! the f32 [`crate::Linear`]. docs/quantization.md has the design and the measurements.
+//!
+//! Packed layouts: B (= W^T quantized) is cut into panels of NR columns (the last zero-padded); each
+//! panel stores, for each group of 4 consecutive k, the 4 bytes of each of its NR columns
+//! ((K/4, NR, 4), K zero-padded to a multiple of 4): one 32-bit lane per column, as `vpdpbusd` and
+//! `vpmaddubsw` + `vpmaddwd` consume them. A is quantized per call into row tiles of MR rows, each
+//! (K/4, MR, 4), so a kernel's MR 4-byte broadcasts per step come from one cache line. No K blocking:
+//! K <= a few thousand, so a panel (K x NR bytes) stays in L2 while the task's row tiles pass over it,
+//! and the accumulators hold the whole K (no partial sums in C).
+//!
+//! Paths ([`Int8Path`]): AVX-512 VNNI (`vpdpbusd`, u8 x s8: the activations are stored shifted by
+//! +128 and `128 * colsum(W)` is subtracted before dequantization), AVX2 (`vpmaddubsw` on |a| and
+//! sign(a) * w, which cannot saturate i16 since |a|, |w| <= 127: 2 * 127 * 127 < 2^15), and portable
+//! Rust. Every path computes the same integers; they differ only in the f32 rounding of the
+//! dequantization.
+
+use std::cell::RefCell;
+
+use rayon::prelude::*;
+
+#[cfg(target_arch = "x86_64")]
+use super::int8_x86::{avx2_kernel, vnni_kernel};
+use super::{Epilogue, Isa};
+use crate::Activation;
+
+/// The int8 kernel family of a CPU path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Int8Path {
+    /// Plain Rust, i32 accumulation.
+    Portable,
+    /// AVX2 `vpmaddubsw` + `vpmaddwd` (also AVX-512 CPUs without VNNI).
+    Avx2,
+    /// AVX-512 VNNI `vpdpbusd`.
+    Avx512Vnni,
+}
+
+impl Int8Path {
+    /// The int8 kernels for the f32 path `isa`: VNNI needs AVX-512 BW + VNNI besides `isa`'s AVX-512F,
+    /// else AVX2, else portable. `None` if the CPU cannot run `isa`.
+    pub fn for_isa(isa: Isa) -> Option<Int8Path> {
+        if !isa.is_supported() {
+            return None;
+        }
+        Some(match isa {
+            Isa::Scalar => Int8Path::Portable,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512
+                if is_x86_feature_detected!("avx512bw")
+                    && is_x86_feature_detected!("avx512vnni") =>
+            {
+                Int8Path::Avx512Vnni
+            }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 | Isa::Avx512 if Isa::Avx2.is_supported() => Int8Path::Avx2,
+            _ => Int8Path::Portable,
+        })
+    }
+
+    /// Rows x columns of the register tile.
+    fn tile(self) -> (usize, usize) {
+        match self {
+            Int8Path::Portable => (4, 8),
+            Int8Path::Avx2 => (4, 16),
+            Int8Path::Avx512Vnni => (8, 48),
+        }
+    }
+
+    /// Whether A is stored as u8 = q + 128 (`vpdpbusd` multiplies unsigned by signed bytes).
+    fn shifted(self) -> bool {
+        self == Int8Path::Avx512Vnni
+    }
+
+    /// Lower-case name for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Int8Path::Portable => "portable",
+            Int8Path::Avx2 => "avx2",
+            Int8Path::Avx512Vnni => "avx512-vnni",
+        }
+    }
+}
+
+/// The scale of a symmetric int8 quantization of values whose largest magnitude is `max_abs`, and
+/// its inverse: `q = round_ties_even(x * inv)` in [-127, 127], `x ~ q * scale`. All zeros give (0, 0).
+pub fn int8_scale(max_abs: f32) -> (f32, f32) {
+    if max_abs > 0.0 && max_abs.is_finite() {
+        (max_abs / 127.0, 127.0 / max_abs)
+    } else {
+        (0.0, 0.0)
+    }
+}
+
+/// `round_ties_even(x * inv)` clamped to [-127, 127]: the one quantization rule of weights and
+/// activations (the reference twin uses it too). Rounds by adding and subtracting 1.5 x 2^23
+/// (exact round-half-even for |v| <= 127 in the default rounding mode), which vectorizes, where
+/// `f32::round_ties_even` became a call to `rintf` per element (a third of an int8 product's time
+/// at M = 2048); NaN becomes 0.
+#[inline(always)]
+pub fn quantize_one(x: f32, inv: f32) -> i8 {
+    const MAGIC: f32 = 12_582_912.0;
+    let v = (x * inv).clamp(-127.0, 127.0);
+    ((v + MAGIC) - MAGIC) as i8
+}
+
+/// At most this many input columns per product are taken out of the int8 product and computed
+/// in f32 (LLM.int8()'s mixed-precision decomposition, Dettmers et al. 2022).
+pub const MAX_OUTLIER_COLUMNS: usize = 8;
+/// A column is an outlier when its largest magnitude over the product's rows exceeds this many
+/// times the median column's.
+pub const OUTLIER_RATIO: f32 = 4.0;
+
+/// The outlier columns of `x` (M, K): BERT's hidden states carry a few channels tens of times
+/// larger than the rest, which alone would set every row's int8 step. At most
+/// [`MAX_OUTLIER_COLUMNS`] columns whose max |x| exceeds [`OUTLIER_RATIO`] x the median column
+/// max, the largest first, returned in increasing order.
+pub fn outlier_columns(x: &[f32], k: usize) -> Vec<usize> {
+    let mut colmax = vec![0.0f32; k];
+    for row in x.chunks_exact(k) {
+        for (m, v) in colmax.iter_mut().zip(row) {
+            *m = m.max(v.abs());
+        }
+    }
+    let mut sorted = colmax.clone();
+    let mid = k / 2;
+    let median = *sorted.select_nth_unstable_by(mid, f32::total_cmp).1;
+    let mut out: Vec<usize> = (0..k)
+        .filter(|&c| colmax[c] > OUTLIER_RATIO * median)
+        .collect();
+    out.sort_by(|&a, &b| colmax[b].total_cmp(&colmax[a]).then(a.cmp(&b)));
+    out.truncate(MAX_OUTLIER_COLUMNS);
+    out.sort_unstable();
+    out
+}
+
+/// One microkernel call on a register tile: `C[r, NR] = dequant(A[r, K] B[K, NR])` + epilogue.
+pub(super) struct QTile {
+    /// Packed A row tile, (K/4, mr, 4) bytes; the kernel reads its first r rows.
+    pub a: *const u8,
+    /// Bytes from one k group of A to the next: 4 * mr.
+    pub a_step: usize,
+    /// Packed B panel, (K/4, NR, 4).
+    pub b: *const i8,
+    /// K / 4, rounded up.
+    pub k4: usize,
+    /// r row scales.
+    pub sa: *const f32,
+    /// NR column scales, NR corrections (subtracted from the i32 sums), NR biases.
+    pub sw: *const f32,
+    pub corr: *const i32,
+    pub bias: *const f32,
+    /// (r, NR) block of C, rows `ldc` apart.
+    pub c: *mut f32,
+    pub ldc: usize,
+    /// (r, NR) residual rows `ldr` apart, or null.
+    pub res: *const f32,
+    pub ldr: usize,
+    pub act: Option<Activation>,
+    /// Outlier columns, computed in f32: `r` rows of `n_out` inputs, and `n_out` rows of NR
+    /// dequantized weights `ldw` apart (see [`outlier_columns`]).
+    pub xo: *const f32,
+    pub wo: *const f32,
+    pub ldw: usize,
+    pub n_out: usize,
+}
+
+type QKernel = unsafe fn(&QTile);
+
+/// The kernels for tiles of 1..=MR rows.
+fn kernels(path: Int8Path) -> &'static [QKernel] {
+    macro_rules! table {
+        ($k:ident; $($r:literal)*) => { &[$($k::<$r> as QKernel),*] };
+    }
+    match path {
+        Int8Path::Portable => table!(portable_kernel; 1 2 3 4),
+        #[cfg(target_arch = "x86_64")]
+        Int8Path::Avx2 => table!(avx2_kernel; 1 2 3 4),
+        #[cfg(target_arch = "x86_64")]
+        Int8Path::Avx512Vnni => table!(vnni_kernel; 1 2 3 4 5 6 7 8),
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => unreachable!("only the portable int8 path exists off x86-64"),
+    }
+}
+
+/// Cache-line alignment of the packed weights, in bytes.
+const ALIGN: usize = 64;
+
+/// A Linear layer's weights quantized to int8 per output channel, packed for the int8 microkernel.
+pub struct Int8Linear {
+    /// (panels, K/4, NR, 4) quantized W^T, from `start`.
+    buf: Vec<i8>,
+    start: usize,
+    /// (panels * NR) per-channel scales, `128 * colsum` corrections (shifted paths, else 0), bias;
+    /// zero-padded.
+    sw: Vec<f32>,
+    corr: Vec<i32>,
+    bias: Vec<f32>,
+    path: Int8Path,
+    panels: usize,
+    k4: usize,
+    in_features: usize,
+    out_features: usize,
+}
+
+thread_local! {
+    /// The caller's quantized-A scratch and row scales, reused across calls.
+    static A_QUANT: RefCell<(Vec<u8>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+impl Int8Linear {
+    /// Quantizes `weight` (out, in) row-major per output channel for [`Isa::selected`]'s int8 path.
+    ///
+    /// # Panics
+    /// If the sizes disagree or `in_features` is 0.
+    pub fn new(weight: &[f32], bias: Vec<f32>, out_features: usize, in_features: usize) -> Self {
+        let path = Int8Path::for_isa(Isa::selected()).expect("the selected ISA is supported");
+        Self::with_path(weight, bias, out_features, in_features, path)
+    }
+
+    /// As [`Int8Linear::new`] with an explicit kernel path (tests, benchmarks).
+    ///
+    /// # Panics
+    /// As `new`, and if this CPU cannot run `path`.
+    pub fn with_path(
+        weight: &[f32],
+        bias: Vec<f32>,
+        out_features: usize,
+        in_features: usize,
+        path: Int8Path,
+    ) -> Self {
+        let (n, k) = (out_features, in_features);
+        assert!(k > 0, "Int8Linear: in_features must be > 0");
+        assert_eq!(weight.len(), n * k, "Int8Linear: weight size");
+        assert_eq!(bias.len(), n, "Int8Linear: bias size");
+        assert!(
+            Isa::supported()
+                .into_iter()
+                .any(|i| Int8Path::for_isa(i) == Some(path)),
+            "Int8Linear: {path:?} is not supported by this CPU"
+        );
+        let nr = path.tile().1;
+        let panels = n.div_ceil(nr);
+        let k4 = k.div_ceil(4);
+        let len = panels * k4 * nr * 4;
+        let mut buf = vec![0i8; len + ALIGN];
+        let start = buf.as_ptr().align_offset(ALIGN).min(ALIGN);
+        let mut sw = vec![0.0f32; panels * nr];
+        let mut corr = vec![0i32; panels * nr];
+        let dst = &mut buf[start..start + len];
+        for (j, row) in weight.chunks_exact(k).enumerate() {
+            let (scale, inv) = int8_scale(row.iter().fold(0.0f32, |m, v| m.max(v.abs())));
+            sw[j] = scale;
+            let panel = &mut dst[(j / nr) * k4 * nr * 4..][..k4 * nr * 4];
+            let c = j % nr;
+            let mut sum = 0i32;
+            for (kk, &v) in row.iter().enumerate() {
+                let q = quantize_one(v, inv);
+                sum += q as i32;
+                panel[((kk / 4) * nr + c) * 4 + kk % 4] = q;
+            }
+            if path.shifted() {
+                corr[j] = 128 * sum;
+            }
+        }
+        let mut bias = bias;
+        bias.resize(panels * nr, 0.0);
+        Int8Linear {
+            buf,
+            start,
+            sw,
+            corr,
+            bias,
+            path,
+            panels,
+            k4,
+            in_features: k,
+            out_features: n,
+        }
+    }
+
+    pub fn in_features(&self) -> usize {
+        self.in_features
+    }
+
+    pub fn out_features(&self) -> usize {
+        self.out_features
+    }
+
+    /// The kernel family this layer was packed for.
+    pub fn path(&self) -> Int8Path {
+        self.path
+    }
+
+    /// Bytes of weights, scales and bias this layer holds.
+    pub fn memory_bytes(&self) -> usize {
+        self.buf.capacity() + 4 * (self.sw.capacity() + self.corr.capacity() + self.bias.capacity())
+    }
+
+    /// Row `c` of W^T dequantized, for each of `cols`: (cols, panels * NR), zero-padded.
+    fn dequantized_rows(&self, cols: &[usize]) -> Vec<f32> {
+        let nr = self.path.tile().1;
+        let width = self.panels * nr;
+        let mut out = vec![0.0f32; cols.len() * width];
+        let packed = &self.buf[self.start..];
+        for (row, &c) in out.chunks_exact_mut(width).zip(cols) {
+            for (j, v) in row.iter_mut().enumerate() {
+                let q = packed[(j / nr) * self.k4 * nr * 4 + ((c / 4) * nr + j % nr) * 4 + c % 4];
+                *v = q as f32 * self.sw[j];
+            }
+        }
+        out
+    }
+
+    /// `y (M, out) = epilogue(x (M, in) W^T + b)`, x quantized per row.
+    pub fn forward(&self, x: &[f32], y: &mut [f32], epilogue: Epilogue<'_>) {
+        let (k, n) = (self.in_features, self.out_features);
+        assert_eq!(x.len() % k, 0, "Int8Linear: x is not whole rows");
+        let m = x.len() / k;
+        assert_eq!(y.len(), m * n, "Int8Linear: y size");
+        if let Epilogue::BiasResidual(res) = epilogue {
+            assert_eq!(res.len(), y.len(), "Int8Linear: residual size");
+        }
+        if m == 0 || n == 0 {
+            return;
+        }
+        // A caller that re-enters (a rayon worker stealing another product while it waits) gets
+        // fresh buffers.
+        A_QUANT.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut bufs) => {
+                let (a, sa) = &mut *bufs;
+                self.run(x, y, epilogue, m, a, sa)
+            }
+            Err(_) => self.run(x, y, epilogue, m, &mut Vec::new(), &mut Vec::new()),
+        });
+    }
+
+    fn run(
+        &self,
+        x: &[f32],
+        y: &mut [f32],
+        epi: Epilogue<'_>,
+        m: usize,
+        a: &mut Vec<u8>,
+        sa: &mut Vec<f32>,
+    ) {
+        let (mr, nr) = self.path.tile();
+        let (k, n, k4) = (self.in_features, self.out_features, self.k4);
+        let tiles = m.div_ceil(mr);
+        let tile_bytes = k4 * mr * 4;
+        let outliers = outlier_columns(x, k);
+        let n_out = outliers.len();
+        // (M, n_out) the outlier inputs; (n_out, panels * NR) their dequantized weights.
+        let xo: Vec<f32> = x
+            .chunks_exact(k)
+            .flat_map(|row| outliers.iter().map(move |&c| row[c]))
+            .collect();
+        let wo = self.dequantized_rows(&outliers);
+        a.clear();
+        a.resize(tiles * tile_bytes, 0);
+        sa.clear();
+        sa.resize(tiles * mr, 0.0);
+        let quant = |(t, (dst, scales)): (usize, (&mut [u8], &mut [f32]))| {
+            let rows = mr.min(m - t * mr);
+            let xs = &x[t * mr * k..(t * mr + rows) * k];
+            quantize_tile(self.path, xs, k, mr, &outliers, dst, &mut scales[..rows]);
+        };
+        if m * k >= 1 << 16 && tiles > 1 {
+            a.par_chunks_mut(tile_bytes)
+                .zip(sa.par_chunks_mut(mr))
+                .enumerate()
+                .for_each(quant);
+        } else {
+            a.chunks_mut(tile_bytes)
+                .zip(sa.chunks_mut(mr))
+                .enumerate()
+                .for_each(quant);
+        }
+
+        // Tasks: row blocks of whole tiles x column blocks of whole panels, as the f32 driver.
+        let threads = rayon::current_num_threads();
+        let work = 2 * m * n * k;
+        let want = if threads <= 1 {
+            1
+        } else {
+            (threads * 2).min((work / (1 << 20)).max(1))
+        };
+        let tiles_per_block = (64 / mr).max(1);
+        let row_blocks = tiles.div_ceil(tiles_per_block);
+        let col_blocks = want.div_ceil(row_blocks).clamp(1, self.panels);
+        let tasks = row_blocks * col_blocks;
+        let (a, sa) = (&a[..], &sa[..]);
+        let yp = SyncPtr(y.as_mut_ptr());
+        let task = |t: usize| {
+            let (rb, cb) = (t / col_blocks, t % col_blocks);
+            let t0 = rb * tiles_per_block;
+            let t1 = (t0 + tiles_per_block).min(tiles);
+            let p0 = cb * self.panels / col_blocks;
+            let p1 = (cb + 1) * self.panels / col_blocks;
+            for p in p0..p1 {
+                for tile in t0..t1 {
+                    let rows = mr.min(m - tile * mr);
+                    self.tile(
+                        &a[tile * tile_bytes..][..tile_bytes],
+                        &sa[tile * mr..][..rows],
+                        Outliers {
+                            xo: &xo[tile * mr * n_out..],
+                            wo: &wo,
+                            n_out,
+                        },
+                        p,
+                        tile * mr,
+                        yp,
+                        epi,
+                        (m, n, nr),
+                    );
+                }
+            }
+        };
+        if tasks == 1 {
+            task(0);
+        } else {
+            (0..tasks).into_par_iter().for_each(task);
+        }
+    }
+
+    /// One register tile: rows `r0..r0 + sa.len()`, panel `p`.
+    #[allow(clippy::too_many_arguments)]
+    fn tile(
+        &self,
+        a: &[u8],
+        sa: &[f32],
+        out: Outliers<'_>,
+        p: usize,
+        r0: usize,
+        y: SyncPtr,
+        epi: Epilogue<'_>,
+        (_m, n, nr): (usize, usize, usize),
+    ) {
+        let rows = sa.len();
+        let j0 = p * nr;
+        let ncols = nr.min(n - j0);
+        let panel = &self.buf[self.start + p * self.k4 * nr * 4..][..self.k4 * nr * 4];
+        let (res, act) = match epi {
+            Epilogue::Bias => (None, None),
+            Epilogue::BiasActivation(act) => (None, Some(act)),
+            Epilogue::BiasResidual(r) => (Some(&r[r0 * n + j0..]), None),
+        };
+        // SAFETY: `y` is (M, N); this task owns rows r0..r0 + rows, columns j0..j0 + ncols of it.
+        let c = unsafe { y.0.add(r0 * n + j0) };
+        let mut t = QTile {
+            a: a.as_ptr(),
+            a_step: 4 * self.path.tile().0,
+            b: panel.as_ptr(),
+            k4: self.k4,
+            sa: sa.as_ptr(),
+            sw: self.sw[j0..].as_ptr(),
+            corr: self.corr[j0..].as_ptr(),
+            bias: self.bias[j0..].as_ptr(),
+            c,
+            ldc: n,
+            res: res.map_or(std::ptr::null(), <[f32]>::as_ptr),
+            ldr: n,
+            act,
+            xo: out.xo.as_ptr(),
+            wo: out.wo.get(j0..).map_or(std::ptr::null(), <[f32]>::as_ptr),
+            ldw: self.panels * nr,
+            n_out: out.n_out,
+        };
+        let kernel = kernels(self.path)[rows - 1];
+        if ncols == nr {
+            // SAFETY: the kernel's path runs on this CPU (checked at construction); a holds
+            // (K/4, mr, 4) bytes with mr >= rows, b (K/4, NR, 4), sw/corr/bias NR entries from j0;
+            // c and res hold `rows` rows of NR = ncols floats, n apart.
+            unsafe { kernel(&t) };
+            return;
+        }
+        // The last, partial panel: run on full-width scratch tiles and copy the real columns.
+        let mut cbuf = [0.0f32; 8 * 48];
+        let mut rbuf = [0.0f32; 8 * 48];
+        if let Some(res) = res {
+            for i in 0..rows {
+                rbuf[i * nr..i * nr + ncols].copy_from_slice(&res[i * n..i * n + ncols]);
+            }
+            t.res = rbuf.as_ptr();
+            t.ldr = nr;
+        }
+        t.c = cbuf.as_mut_ptr();
+        t.ldc = nr;
+        // SAFETY: as above, with c and res the (rows, NR) scratch tiles (rows * NR <= 8 * 48).
+        unsafe { kernel(&t) };
+        for i in 0..rows {
+            // SAFETY: as above, row r0 + i, columns j0..j0 + ncols belong to this task.
+            let row = unsafe { std::slice::from_raw_parts_mut(c.add(i * n), ncols) };
+            row.copy_from_slice(&cbuf[i * nr..i * nr + ncols]);
+        }
+    }
+}
+
+/// A tile's view of the outlier columns: (rows, n_out) inputs from the tile's first row and
+/// (n_out, panels * NR) dequantized weights.
+#[derive(Clone, Copy)]
+struct Outliers<'a> {
+    xo: &'a [f32],
+    wo: &'a [f32],
+    n_out: usize,
+}
+
+/// `y`'s base pointer, shared by tasks that write disjoint blocks of it.
+#[derive(Clone, Copy)]
+struct SyncPtr(*mut f32);
+// SAFETY: every task writes a disjoint (rows, panels) block of `y`, and `y` outlives the tasks.
+unsafe impl Send for SyncPtr {}
+// SAFETY: as for Send.
+unsafe impl Sync for SyncPtr {}
+
+/// Quantizes `xs` (rows, K), rows <= mr, into the row tile `dst` ((K/4, mr, 4) bytes, padding 0)
+/// and their scales into `scales`, with the vector code of `path`.
+fn quantize_tile(
+    path: Int8Path,
+    xs: &[f32],
+    k: usize,
+    mr: usize,
+    outliers: &[usize],
+    dst: &mut [u8],
+    scales: &mut [f32],
+) {
+    let t = QuantTile {
+        xs,
+        k,
+        mr,
+        outliers,
+        dst,
+        scales,
+    };
+    match path {
+        Int8Path::Portable => quantize_tile_generic(t, false),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the path was checked at construction, so the CPU runs its kernels' features.
+        Int8Path::Avx2 => unsafe { super::int8_x86::quantize_tile_avx2(t) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Int8Path::Avx512Vnni => unsafe { super::int8_x86::quantize_tile_avx512(t) },
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => unreachable!("only the portable int8 path exists off x86-64"),
+    }
+}
+
+/// What [`quantize_tile_generic`] quantizes: `xs` (rows, K), rows <= mr, with the `outliers`
+/// columns as 0, into the row tile `dst` ((K/4, mr, 4) bytes) and the row scales `scales`.
+pub(super) struct QuantTile<'a> {
+    pub xs: &'a [f32],
+    pub k: usize,
+    pub mr: usize,
+    pub outliers: &'a [usize],
+    pub dst: &'a mut [u8],
+    pub scales: &'a mut [f32],
+}
+
+/// The body of every `quantize_tile`: inlined into each ISA's `target_feature` wrapper so LLVM
+/// vectorizes it with that ISA. `shift` stores q + 128 (as u8) instead of q.
+#[inline(always)]
+pub(super) fn quantize_tile_generic(t: QuantTile<'_>, shift: bool) {
+    let QuantTile {
+        xs,
+        k,
+        mr,
+        outliers,
+        dst,
+        scales,
+    } = t;
+    let k4 = k.div_ceil(4);
+    let mut row_q = vec![0u8; k4 * 4];
+    let mut masked = vec![0.0f32; if outliers.is_empty() { 0 } else { k }];
+    for (i, (row, s)) in xs.chunks_exact(k).zip(scales.iter_mut()).enumerate() {
+        // Outlier columns are computed in f32: quantize them as 0.
+        let row = if outliers.is_empty() {
+            row
+        } else {
+            masked.copy_from_slice(row);
+            outliers.iter().for_each(|&c| masked[c] = 0.0);
+            &masked[..]
+        };
+        let max = row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let (scale, inv) = int8_scale(max);
+        *s = scale;
+        let flip = if shift { 0x80u8 } else { 0 };
+        for (q, &v) in row_q.iter_mut().zip(row) {
+            *q = (quantize_one(v, inv) as u8) ^ flip;
+        }
+        // Padding k: any byte times the zero-padded weights gives 0.
+        for g in 0..k4 {
+            dst[(g * mr + i) * 4..][..4].copy_from_slice(&row_q[g * 4..g * 4 + 4]);
+        }
+    }
+}
+
+/// Portable microkernel: `C[R, 8]` in i32, then dequantization and the epilogue.
+///
+/// # Safety
+/// `t` describes in-bounds buffers (see [`QTile`]) for R rows and NR = 8 columns.
+unsafe fn portable_kernel<const R: usize>(t: &QTile) {
+    const NR: usize = 8;
+    let mut acc = [[0i32; NR]; R];
+    let b = std::slice::from_raw_parts(t.b, t.k4 * NR * 4);
+    for g in 0..t.k4 {
+        let a = std::slice::from_raw_parts(t.a.add(g * t.a_step), R * 4);
+        let bg = &b[g * NR * 4..][..NR * 4];
+        for (acc, a) in acc.iter_mut().zip(a.chunks_exact(4)) {
+            for (acc, b) in acc.iter_mut().zip(bg.chunks_exact(4)) {
+                for (&a, &b) in a.iter().zip(b) {
+                    *acc += (a as i8) as i32 * b as i32;
+                }
+            }
+        }
+    }
+    for (i, acc) in acc.iter().enumerate() {
+        let sa = *t.sa.add(i);
+        let c = std::slice::from_raw_parts_mut(t.c.add(i * t.ldc), NR);
+        for (j, (c, &acc)) in c.iter_mut().zip(acc).enumerate() {
+            let s = sa * *t.sw.add(j);
+            let mut r = (acc - *t.corr.add(j)) as f32 * s + *t.bias.add(j);
+            for o in 0..t.n_out {
+                r += *t.xo.add(i * t.n_out + o) * *t.wo.add(o * t.ldw + j);
+            }
+            if !t.res.is_null() {
+                r += *t.res.add(i * t.ldr + j);
+            }
+            if let Some(act) = t.act {
+                r = act.apply(r);
+            }
+            *c = r;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reference;
+
+    /// Values in [-0.5, 0.5), a different sequence per seed.
+    fn data(len: usize, seed: usize) -> Vec<f32> {
+        (0..len)
+            .map(|i| ((i * 7919 + seed * 104_729) % 1000) as f32 / 1000.0 - 0.5)
+            .collect()
+    }
+
+    fn paths() -> Vec<Int8Path> {
+        let mut p: Vec<_> = Isa::supported()
+            .into_iter()
+            .filter_map(Int8Path::for_isa)
+            .collect();
+        p.dedup();
+        p
+    }
+
+    fn max_err(a: &[f32], b: &[f32]) -> f32 {
+        a.iter()
+            .zip(b)
+            .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
+            .fold(0.0, f32::max)
+    }
+
+    #[test]
+    fn path_follows_isa() {
+        assert_eq!(Int8Path::for_isa(Isa::Scalar), Some(Int8Path::Portable));
+        if Isa::Avx2.is_supported() {
+            assert_eq!(Int8Path::for_isa(Isa::Avx2), Some(Int8Path::Avx2));
+        }
+        #[cfg(target_arch = "x86_64")]
+        if Isa::Avx512.is_supported() {
+            let vnni =
+                is_x86_feature_detected!("avx512bw") && is_x86_feature_detected!("avx512vnni");
+            let want = if vnni {
+                Int8Path::Avx512Vnni
+            } else {
+                Int8Path::Avx2
+            };
+            assert_eq!(Int8Path::for_isa(Isa::Avx512), Some(want));
+        }
+    }
+
+    #[test]
+    fn every_path_matches_reference_on_edge_shapes() {
+        for path in paths() {
+            for m in [1, 2, 7, 9, 13, 64, 100] {
+                for k in [1, 3, 4, 17, 37, 385] {
+                    for n in [1, 3, 17, 48, 49, 97] {
+                        let (x, w, b, res) =
+                            (data(m * k, 1), data(n * k, 2), data(n, 3), data(m * n, 4));
+                        let lin = Int8Linear::with_path(&w, b.clone(), n, k, path);
+                        for epi in [
+                            Epilogue::Bias,
+                            Epilogue::BiasActivation(Activation::Gelu),
+                            Epilogue::BiasActivation(Activation::Relu),
+                            Epilogue::BiasResidual(&res),
+                        ] {
+                            let want = reference::linear_int8_epilogue(&x, &w, &b, (m, k, n), epi);
+                            let mut y = vec![f32::NAN; m * n];
+                            lin.forward(&x, &mut y, epi);
+                            let err = max_err(&y, &want);
+                            assert!(err < 2e-5, "{path:?} {m}x{k}x{n} {epi:?}: error {err}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn close_to_f32_within_quantization_error() {
+        // Two 8-bit roundings per product: the error of a dot product of K terms with |x|, |w| <=
+        // 0.5 is at most K * 0.5 * 0.5 * (1/127) (half a step on each side), and typically
+        // sqrt(K) times smaller.
+        let (m, k, n) = (33, 384, 96);
+        let (x, w, b) = (data(m * k, 5), data(n * k, 6), data(n, 7));
+        let exact = reference::linear(&x, &w, &b, m, k, n);
+        let bound = k as f32 * 0.25 / 127.0;
+        for path in paths() {
+            let lin = Int8Linear::with_path(&w, b.clone(), n, k, path);
+            let mut y = vec![0.0; m * n];
+            lin.forward(&x, &mut y, Epilogue::Bias);
+            let err = y
+                .iter()
+                .zip(&exact)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            assert!(err < bound / 4.0, "{path:?}: max abs error {err}");
+        }
+    }
+
+    #[test]
+    fn outlier_columns_are_computed_in_f32() {
+        // Three columns 50x the rest: taken out of the int8 product, so the other columns keep
+        // their resolution and the result is near the f32 product.
+        let (m, k, n) = (9, 64, 40);
+        let mut x = data(m * k, 11);
+        for row in x.chunks_mut(k) {
+            for c in [3, 17, 40] {
+                row[c] *= 50.0;
+            }
+        }
+        assert_eq!(outlier_columns(&x, k), vec![3, 17, 40]);
+        let (w, b) = (data(n * k, 12), data(n, 13));
+        let exact = reference::linear(&x, &w, &b, m, k, n);
+        let want = reference::linear_int8_epilogue(&x, &w, &b, (m, k, n), Epilogue::Bias);
+        for path in paths() {
+            let lin = Int8Linear::with_path(&w, b.clone(), n, k, path);
+            let mut y = vec![0.0; m * n];
+            lin.forward(&x, &mut y, Epilogue::Bias);
+            assert!(max_err(&y, &want) < 2e-5, "{path:?} vs reference");
+            let err = y
+                .iter()
+                .zip(&exact)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            // Weight rounding on the outliers dominates: 3 x 25 x half a step of 0.5 / 127.
+            assert!(err < 0.3, "{path:?} vs f32: {err}");
+        }
+        // At most MAX_OUTLIER_COLUMNS, the largest.
+        let mut x = data(4 * k, 14);
+        for row in x.chunks_mut(k) {
+            for (i, v) in row.iter_mut().take(20).enumerate() {
+                *v = 10.0 + i as f32;
+            }
+        }
+        let want: Vec<usize> = (20 - MAX_OUTLIER_COLUMNS..20).collect();
+        assert_eq!(outlier_columns(&x, k), want);
+    }
+
+    #[test]
+    fn saturating_values_do_not_overflow() {
+        // Every activation and weight at full scale, K large: i16 pairs at 2 * 127 * 127 and i32
+        // sums at 3072 * 255 * 127 (the shifted VNNI path) stay exact.
+        let (m, k, n) = (5, 3072, 50);
+        let x: Vec<f32> = (0..m * k)
+            .map(|i| if i % 3 == 0 { -1.0 } else { 1.0 })
+            .collect();
+        let w: Vec<f32> = (0..n * k)
+            .map(|i| if i % 5 == 0 { -2.0 } else { 2.0 })
+            .collect();
+        let b = vec![0.0; n];
+        let want = reference::linear_int8_epilogue(&x, &w, &b, (m, k, n), Epilogue::Bias);
+        for path in paths() {
+            let lin = Int8Linear::with_path(&w, b.clone(), n, k, path);
+            let mut y = vec![0.0; m * n];
+            lin.forward(&x, &mut y, Epilogue::Bias);
+            assert!(max_err(&y, &want) < 1e-5, "{path:?}");
+        }
+    }
+
+    #[test]
+    fn zero_rows_and_threads_agree() {
+        let (m, k, n) = (37, 300, 200);
+        let mut x = data(m * k, 8);
+        x[k..2 * k].iter_mut().for_each(|v| *v = 0.0);
+        let (w, b) = (data(n * k, 9), data(n, 10));
+        for path in paths() {
+            let lin = Int8Linear::with_path(&w, b.clone(), n, k, path);
+            let run = |threads| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let mut y = vec![0.0; m * n];
+                pool.install(|| lin.forward(&x, &mut y, Epilogue::Bias));
+                y
+            };
+            let one = run(1);
+            assert_eq!(one, run(2), "{path:?}");
+            assert_eq!(
+                &one[n..2 * n],
+                &b[..],
+                "{path:?}: a zero row gives the bias"
+            );
+        }
+    }
+
+    #[test]
+    fn empty_products() {
+        let lin = Int8Linear::new(&[], Vec::new(), 0, 4);
+        lin.forward(&[1.0; 8], &mut [], Epilogue::Bias);
+        let lin = Int8Linear::new(&[1.0; 12], vec![0.0; 3], 3, 4);
+        lin.forward(&[], &mut [], Epilogue::Bias);
+    }
+}

@@ -1,0 +1,168 @@
+//! x86-64 int8 microkernels (AVX-512 VNNI and AVX2) and the per-ISA builds of the activation
+//! quantizer. Layouts and the arithmetic they share are in `int8.rs`.
+
+use std::arch::x86_64::*;
+
+use super::int8::{quantize_tile_generic, QTile, QuantTile};
+
+/// [`quantize_tile_generic`] vectorized for AVX2, A stored signed.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn quantize_tile_avx2(t: QuantTile<'_>) {
+    quantize_tile_generic(t, false)
+}
+
+/// [`quantize_tile_generic`] vectorized for AVX-512, A stored as u8 = q + 128 for `vpdpbusd`.
+///
+/// # Safety
+/// The CPU supports AVX-512F and BW.
+#[target_feature(enable = "avx512f,avx512bw")]
+pub(super) unsafe fn quantize_tile_avx512(t: QuantTile<'_>) {
+    quantize_tile_generic(t, true)
+}
+
+/// AVX-512 VNNI: `C[R, 48]` in 3R zmm accumulators; per group of 4 k, 3 loads of B, R 4-byte
+/// broadcasts of (shifted, unsigned) A and 3R `vpdpbusd`. Then `acc - 128 colsum`, dequantization,
+/// bias, residual or activation.
+///
+/// # Safety
+/// The CPU supports AVX-512F, BW and VNNI; `t` describes in-bounds buffers (see [`QTile`]) for R
+/// rows and NR = 48 columns.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+pub(super) unsafe fn vnni_kernel<const R: usize>(t: &QTile) {
+    const NV: usize = 3;
+    let mut acc = [[_mm512_setzero_si512(); NV]; R];
+    let (mut a, mut b) = (t.a, t.b);
+    for _ in 0..t.k4 {
+        // Three named B vectors: with `zip` over an array of them LLVM stored more accumulators
+        // to the stack on every step.
+        let b0 = _mm512_loadu_si512(b as *const _);
+        let b1 = _mm512_loadu_si512(b.add(64) as *const _);
+        let b2 = _mm512_loadu_si512(b.add(128) as *const _);
+        for (i, acc) in acc.iter_mut().enumerate() {
+            let av = _mm512_set1_epi32((a.add(4 * i) as *const i32).read_unaligned());
+            acc[0] = _mm512_dpbusd_epi32(acc[0], av, b0);
+            acc[1] = _mm512_dpbusd_epi32(acc[1], av, b1);
+            acc[2] = _mm512_dpbusd_epi32(acc[2], av, b2);
+        }
+        a = a.add(t.a_step);
+        b = b.add(NV * 64);
+    }
+    for (i, acc) in acc.iter().enumerate() {
+        let sa = _mm512_set1_ps(*t.sa.add(i));
+        let c = t.c.add(i * t.ldc);
+        for (v, &acc) in acc.iter().enumerate() {
+            let corr = _mm512_loadu_si512(t.corr.add(v * 16) as *const _);
+            let s = _mm512_mul_ps(sa, _mm512_loadu_ps(t.sw.add(v * 16)));
+            let f = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc, corr));
+            let mut r = _mm512_fmadd_ps(f, s, _mm512_loadu_ps(t.bias.add(v * 16)));
+            for o in 0..t.n_out {
+                let xo = _mm512_set1_ps(*t.xo.add(i * t.n_out + o));
+                r = _mm512_fmadd_ps(xo, _mm512_loadu_ps(t.wo.add(o * t.ldw + v * 16)), r);
+            }
+            if !t.res.is_null() {
+                r = _mm512_add_ps(r, _mm512_loadu_ps(t.res.add(i * t.ldr + v * 16)));
+            }
+            _mm512_storeu_ps(c.add(v * 16), r);
+        }
+    }
+    if let Some(act) = t.act {
+        super::avx512::activate_block(t.c, t.ldc, R, NV, act);
+    }
+}
+
+/// AVX2: `C[R, 16]` in 2R ymm accumulators. Each product of 4 bytes is `vpmaddubsw(|a|, sign(a) w)`
+/// (no i16 saturation: 2 * 127 * 127 < 2^15) then `vpmaddwd` with ones into i32.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA; `t` describes in-bounds buffers (see [`QTile`]) for R rows and
+/// NR = 16 columns.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn avx2_kernel<const R: usize>(t: &QTile) {
+    const NV: usize = 2;
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [[_mm256_setzero_si256(); NV]; R];
+    let (mut a, mut b) = (t.a, t.b);
+    for _ in 0..t.k4 {
+        let mut bv = [_mm256_setzero_si256(); NV];
+        for (v, bv) in bv.iter_mut().enumerate() {
+            *bv = _mm256_loadu_si256(b.add(v * 32) as *const _);
+        }
+        for (i, acc) in acc.iter_mut().enumerate() {
+            let av = _mm256_set1_epi32((a.add(4 * i) as *const i32).read_unaligned());
+            let abs = _mm256_sign_epi8(av, av);
+            for (acc, bv) in acc.iter_mut().zip(&bv) {
+                let p16 = _mm256_maddubs_epi16(abs, _mm256_sign_epi8(*bv, av));
+                *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(p16, ones));
+            }
+        }
+        a = a.add(t.a_step);
+        b = b.add(NV * 32);
+    }
+    for (i, acc) in acc.iter().enumerate() {
+        let sa = _mm256_set1_ps(*t.sa.add(i));
+        let c = t.c.add(i * t.ldc);
+        for (v, &acc) in acc.iter().enumerate() {
+            let corr = _mm256_loadu_si256(t.corr.add(v * 8) as *const _);
+            let s = _mm256_mul_ps(sa, _mm256_loadu_ps(t.sw.add(v * 8)));
+            let f = _mm256_cvtepi32_ps(_mm256_sub_epi32(acc, corr));
+            let mut r = _mm256_fmadd_ps(f, s, _mm256_loadu_ps(t.bias.add(v * 8)));
+            for o in 0..t.n_out {
+                let xo = _mm256_set1_ps(*t.xo.add(i * t.n_out + o));
+                r = _mm256_fmadd_ps(xo, _mm256_loadu_ps(t.wo.add(o * t.ldw + v * 8)), r);
+            }
+            if !t.res.is_null() {
+                r = _mm256_add_ps(r, _mm256_loadu_ps(t.res.add(i * t.ldr + v * 8)));
+            }
+            _mm256_storeu_ps(c.add(v * 8), r);
+        }
+    }
+    if let Some(act) = t.act {
+        super::avx2::activate_block(t.c, t.ldc, R, NV, act);
+    }
+}
+
+/// Register-only loop of `iters` x 12 independent 512-bit FMAs; returns the flops done.
+///
+/// # Safety
+/// The CPU supports AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn peak_fma(iters: usize) -> f64 {
+    let mut acc = [_mm512_set1_ps(0.0); 12];
+    let (a, b) = (_mm512_set1_ps(0.999), _mm512_set1_ps(1e-3));
+    for _ in 0..iters {
+        for acc in acc.iter_mut() {
+            *acc = _mm512_fmadd_ps(*acc, a, b);
+        }
+    }
+    let mut s = _mm512_setzero_ps();
+    for acc in acc {
+        s = _mm512_add_ps(s, acc);
+    }
+    std::hint::black_box(s);
+    (iters * 12 * 16 * 2) as f64
+}
+
+/// Register-only loop of `iters` x 12 independent `vpdpbusd`; returns the int8 ops done (a multiply
+/// and an add per byte pair).
+///
+/// # Safety
+/// The CPU supports AVX-512F, BW and VNNI.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+pub(super) unsafe fn peak_vnni(iters: usize) -> f64 {
+    let mut acc = [_mm512_setzero_si512(); 12];
+    let (a, b) = (_mm512_set1_epi8(3), _mm512_set1_epi8(-2));
+    for _ in 0..iters {
+        for acc in acc.iter_mut() {
+            *acc = _mm512_dpbusd_epi32(*acc, a, b);
+        }
+    }
+    let mut s = _mm512_setzero_si512();
+    for acc in acc {
+        s = _mm512_add_epi32(s, acc);
+    }
+    std::hint::black_box(s);
+    (iters * 12 * 64 * 2) as f64
+}

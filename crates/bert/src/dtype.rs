@@ -1,0 +1,83 @@
+//! The number format a model's Linear layers compute in, chosen at load ([`LoadOptions`]).
+//! docs/quantization.md has the design and the accuracy and speed measured.
+
+use crate::{Error, Result};
+
+/// The weights and arithmetic of the encoder's Linear layers (Q/K/V, attention output, feed-forward,
+/// pooler). Embeddings, LayerNorm, attention and the task heads stay f32 in every dtype.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Dtype {
+    /// f32 weights and arithmetic: exact to transformers within docs/numerics.md's tolerances.
+    #[default]
+    F32,
+    /// Weights quantized at load to int8 per output channel (symmetric), activations quantized per
+    /// row at each call, int32 accumulation, bias / GELU / residual in f32 after dequantization.
+    Int8,
+}
+
+impl Dtype {
+    /// Every dtype, in the order `--help` lists them.
+    pub const ALL: [Dtype; 2] = [Dtype::F32, Dtype::Int8];
+
+    /// The lower-case name [`Dtype::parse`] accepts.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dtype::F32 => "f32",
+            Dtype::Int8 => "int8",
+        }
+    }
+
+    /// Parses `f32` or `int8` (case-insensitive).
+    pub fn parse(name: &str) -> Result<Dtype> {
+        Dtype::ALL
+            .into_iter()
+            .find(|d| d.name().eq_ignore_ascii_case(name.trim()))
+            .ok_or_else(|| {
+                Error::Input(format!(
+                    "dtype `{name}` is not one of {}",
+                    Dtype::ALL.map(Dtype::name).join(", ")
+                ))
+            })
+    }
+}
+
+impl std::fmt::Display for Dtype {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Dtype {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Dtype> {
+        Dtype::parse(s)
+    }
+}
+
+/// How a model is loaded. `Default` is f32.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    pub dtype: Dtype,
+}
+
+impl LoadOptions {
+    /// Options with `dtype`, the rest default.
+    pub fn dtype(dtype: Dtype) -> Self {
+        LoadOptions { dtype }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_names() {
+        for d in Dtype::ALL {
+            assert_eq!(Dtype::parse(d.name()).unwrap(), d);
+            assert_eq!(d.to_string().to_uppercase().parse::<Dtype>().unwrap(), d);
+        }
+        let err = Dtype::parse("int4").unwrap_err().to_string();
+        assert!(err.contains("f32, int8"), "{err}");
+    }
+}

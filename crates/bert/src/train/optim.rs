@@ -2,6 +2,7 @@
 //! `torch.optim.AdamW` (decoupled weight decay, bias correction), no decay on biases and LayerNorm
 //! weights, `get_scheduler` (linear warmup then linear, cosine or constant), `clip_grad_norm_`.
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::params::ParamSet;
@@ -63,18 +64,27 @@ impl AdamW {
         let tensors = params.tensors().to_vec();
         let (m, v) = (self.m.data_mut(), self.v.data_mut());
         let (p, g) = (params.data_mut(), grads.data());
+        const CHUNK: usize = 1 << 14;
         for t in &tensors {
             let decay = if t.decays() { weight_decay } else { 0.0 };
             let r = t.range.clone();
-            for i in r {
-                if decay != 0.0 {
-                    p[i] *= 1.0 - lr * decay;
-                }
-                m[i] = beta1 * m[i] + (1.0 - beta1) * g[i];
-                v[i] = beta2 * v[i] + (1.0 - beta2) * g[i] * g[i];
-                let denom = v[i].sqrt() / bc2_sqrt + eps;
-                p[i] -= step_size * m[i] / denom;
-            }
+            // Element-wise, so splitting it over threads changes no result.
+            p[r.clone()]
+                .par_chunks_mut(CHUNK)
+                .zip(g[r.clone()].par_chunks(CHUNK))
+                .zip(m[r.clone()].par_chunks_mut(CHUNK))
+                .zip(v[r].par_chunks_mut(CHUNK))
+                .for_each(|(((p, g), m), v)| {
+                    for i in 0..p.len() {
+                        if decay != 0.0 {
+                            p[i] *= 1.0 - lr * decay;
+                        }
+                        m[i] = beta1 * m[i] + (1.0 - beta1) * g[i];
+                        v[i] = beta2 * v[i] + (1.0 - beta2) * g[i] * g[i];
+                        let denom = v[i].sqrt() / bc2_sqrt + eps;
+                        p[i] -= step_size * m[i] / denom;
+                    }
+                });
         }
     }
 }

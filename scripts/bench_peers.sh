@@ -37,4 +37,9 @@ for dtype in ${BERT_DTYPES:-f32 int8}; do
   [[ "$dtype" == f32 ]] || OURS="$OURS;bert-rs-$dtype=$BERT_BIN bench --peer-protocol --dtype $dtype"
 done
 export EXTRA_PEERS="$OURS${EXTRA_PEERS:+;$EXTRA_PEERS}"
+# Training (T1, T2) runs in f32 only: the quantized peers sit those workloads out.
+for dtype in ${BERT_DTYPES:-f32 int8}; do
+  [[ "$dtype" == f32 ]] || SKIP="${SKIP:+$SKIP }*:T1:bert-rs-$dtype *:T2:bert-rs-$dtype"
+done
+export SKIP
 exec "$REPO/scripts/peers/run_peers.sh"

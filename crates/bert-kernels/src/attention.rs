@@ -45,14 +45,15 @@ pub fn probs_offsets(cu_seqlens: &[usize], num_heads: usize) -> Vec<usize> {
 
 /// Raw pointer that may cross threads; every task writes a disjoint region through it.
 #[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// SAFETY: used only to write disjoint (sequence, head) regions from different rayon tasks.
+pub(crate) struct SendPtr(pub(crate) *mut f32);
+// SAFETY: used only to write disjoint (sequence, head) regions from different rayon tasks (here and
+// in the training attention, `train::attention`).
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
 impl SendPtr {
     // A method, so closures capture the whole `SendPtr` rather than its raw-pointer field.
-    fn get(self) -> *mut f32 {
+    pub(crate) fn get(self) -> *mut f32 {
         self.0
     }
 }

@@ -14,7 +14,7 @@
 use rayon::prelude::*;
 
 use super::Dropout;
-use crate::attention::{matmul, probs_offsets, Path, NR};
+use crate::attention::{matmul, probs_offsets, Path, SendPtr, NR};
 use crate::Isa;
 
 /// The packing and head layout shared by [`attention_forward`] and [`attention_backward`].
@@ -39,6 +39,29 @@ impl Heads<'_> {
         self.head_mask.map_or(1.0, |m| m[h])
     }
 
+    /// Checks the shapes both passes share (`what` names the caller) and returns each sequence's
+    /// offset in the packed probabilities.
+    fn check(&self, what: &str, isa: Isa, qkv: &[f32], probs: &[f32]) -> Vec<usize> {
+        let (h, nh, cu) = (self.hidden(), self.num_heads, self.cu_seqlens);
+        let n = *cu.last().unwrap_or(&0);
+        assert_eq!(qkv.len(), n * 3 * h, "{what}: qkv size");
+        assert!(
+            cu.windows(2).all(|w| w[0] <= w[1]),
+            "{what}: cu_seqlens order"
+        );
+        if let Some(m) = self.head_mask {
+            assert_eq!(m.len(), nh, "{what}: head_mask size");
+        }
+        let offs = probs_offsets(cu, nh);
+        assert_eq!(
+            probs.len(),
+            *offs.last().unwrap_or(&0),
+            "{what}: probs size"
+        );
+        assert!(isa.is_supported(), "{what}: {isa:?} not supported");
+        offs
+    }
+
     /// `out[j] = dropout multiplier of probability element base + j (its place in the packed
     /// buffer) x head mask`.
     fn multipliers(&self, out: &mut [f32], base: usize, hm: f32) {
@@ -50,20 +73,6 @@ impl Heads<'_> {
             }
             _ => out.fill(hm),
         }
-    }
-}
-
-/// Raw pointer that may cross threads; every task writes a disjoint region through it.
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// SAFETY: used only to write disjoint (sequence, head) regions from different rayon tasks.
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
-
-impl SendPtr {
-    // A method, so closures capture the whole `SendPtr` rather than its raw-pointer field.
-    fn get(self) -> *mut f32 {
-        self.0
     }
 }
 
@@ -160,26 +169,8 @@ pub fn attention_forward_with(
     let h = a.hidden();
     let (nh, d) = (a.num_heads, a.head_dim);
     let cu = a.cu_seqlens;
-    let n = *cu.last().unwrap_or(&0);
-    assert_eq!(qkv.len(), n * 3 * h, "attention_forward: qkv size");
-    assert_eq!(ctx.len(), n * h, "attention_forward: ctx size");
-    assert!(
-        cu.windows(2).all(|w| w[0] <= w[1]),
-        "attention_forward: cu_seqlens order"
-    );
-    if let Some(m) = a.head_mask {
-        assert_eq!(m.len(), nh, "attention_forward: head_mask size");
-    }
-    let offs = probs_offsets(cu, nh);
-    assert_eq!(
-        probs.len(),
-        *offs.last().unwrap_or(&0),
-        "attention_forward: probs size"
-    );
-    assert!(
-        isa.is_supported(),
-        "attention_forward: {isa:?} not supported"
-    );
+    let offs = a.check("attention_forward", isa, qkv, probs);
+    assert_eq!(ctx.len(), qkv.len() / 3, "attention_forward: ctx size");
     if d == 0 {
         ctx.fill(0.0);
         return;
@@ -257,27 +248,9 @@ pub fn attention_backward_with(
     let h = a.hidden();
     let (nh, d) = (a.num_heads, a.head_dim);
     let cu = a.cu_seqlens;
-    let n = *cu.last().unwrap_or(&0);
-    assert_eq!(dqkv.len(), n * 3 * h, "attention_backward: dqkv size");
-    assert_eq!(dctx.len(), n * h, "attention_backward: dctx size");
-    assert_eq!(qkv.len(), n * 3 * h, "attention_backward: qkv size");
-    assert!(
-        cu.windows(2).all(|w| w[0] <= w[1]),
-        "attention_backward: cu_seqlens order"
-    );
-    if let Some(m) = a.head_mask {
-        assert_eq!(m.len(), nh, "attention_backward: head_mask size");
-    }
-    let offs = probs_offsets(cu, nh);
-    assert_eq!(
-        probs.len(),
-        *offs.last().unwrap_or(&0),
-        "attention_backward: probs size"
-    );
-    assert!(
-        isa.is_supported(),
-        "attention_backward: {isa:?} not supported"
-    );
+    let offs = a.check("attention_backward", isa, qkv, probs);
+    assert_eq!(dqkv.len(), qkv.len(), "attention_backward: dqkv size");
+    assert_eq!(dctx.len(), qkv.len() / 3, "attention_backward: dctx size");
     if d == 0 {
         dqkv.fill(0.0);
         return;

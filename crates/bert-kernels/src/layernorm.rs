@@ -20,9 +20,19 @@ pub fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
         });
 }
 
-/// One row of [`layer_norm`]; the statistics are two passes (mean, then centred squares) for accuracy.
+/// One row of [`layer_norm`].
 #[inline]
 fn layer_norm_row(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    let (mean, rstd) = row_stats(row, eps);
+    for ((x, &g), &b) in row.iter_mut().zip(gamma).zip(beta) {
+        *x = (*x - mean) * rstd * g + b;
+    }
+}
+
+/// A row's mean and 1 / sqrt(variance + eps), in two passes (mean, then centred squares) for
+/// accuracy; also the statistics the training forward keeps.
+#[inline]
+pub(crate) fn row_stats(row: &[f32], eps: f32) -> (f32, f32) {
     let h = row.len() as f32;
     let mean = sum8(row) / h;
     let mut var = [0.0f32; 8];
@@ -38,10 +48,7 @@ fn layer_norm_row(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
         let d = x - mean;
         v += d * d;
     }
-    let rstd = 1.0 / (v / h + eps).sqrt();
-    for ((x, &g), &b) in row.iter_mut().zip(gamma).zip(beta) {
-        *x = (*x - mean) * rstd * g + b;
-    }
+    (mean, 1.0 / (v / h + eps).sqrt())
 }
 
 /// Sum with 8 independent accumulators (vectorizes, and is more accurate than one running sum).

@@ -26,20 +26,7 @@ pub fn layer_norm_forward(
         .zip(x.par_chunks(h))
         .zip(mean.par_iter_mut().zip(rstd.par_iter_mut()))
         .for_each(|((o, row), (m, r))| {
-            let mu = crate::layernorm::sum8(row) / h as f32;
-            let mut var = [0.0f32; 8];
-            let mut chunks = row.chunks_exact(8);
-            for c in &mut chunks {
-                for k in 0..8 {
-                    let d = c[k] - mu;
-                    var[k] += d * d;
-                }
-            }
-            let mut v: f32 = var.iter().sum();
-            for &x in chunks.remainder() {
-                v += (x - mu) * (x - mu);
-            }
-            let rs = 1.0 / (v / h as f32 + eps).sqrt();
+            let (mu, rs) = crate::layernorm::row_stats(row, eps);
             for (((o, &x), &g), &b) in o.iter_mut().zip(row).zip(gamma).zip(beta) {
                 *o = (x - mu) * rs * g + b;
             }

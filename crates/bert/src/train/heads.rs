@@ -240,16 +240,8 @@ impl TaskModel {
             d.apply(&mut xd, HEAD_STREAM);
         }
         let c = self.outputs;
-        let mut logits = vec![0.0f32; rows * c];
         let w = p.data();
-        linear_forward(
-            &mut logits,
-            &xd,
-            &w[self.head_w.clone()],
-            &w[self.head_b.clone()],
-            (rows, h, c),
-            Post::None,
-        );
+        let logits = self.linear(p, &xd, rows);
         let (loss, mut dlogits) = self.loss(&tape, &logits, labels)?;
         dlogits.iter_mut().for_each(|v| *v *= loss_scale);
         {
@@ -443,6 +435,11 @@ impl TaskModel {
     /// The head's packed logits (rows as `head_input`, dropout off).
     fn head_logits(&self, p: &ParamSet, tape: &Tape) -> Result<Vec<f32>> {
         let (x, rows) = self.head_input(tape)?;
+        Ok(self.linear(p, x, rows))
+    }
+
+    /// The head's Linear on `rows` input rows of `x`.
+    fn linear(&self, p: &ParamSet, x: &[f32], rows: usize) -> Vec<f32> {
         let (h, c) = (self.config.hidden_size, self.outputs);
         let mut logits = vec![0.0f32; rows * c];
         let w = p.data();
@@ -454,7 +451,7 @@ impl TaskModel {
             (rows, h, c),
             Post::None,
         );
-        Ok(logits)
+        logits
     }
 
     /// Packed logits re-padded as transformers returns them.

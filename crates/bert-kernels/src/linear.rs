@@ -23,6 +23,7 @@ pub use int8::{
 };
 
 use crate::Activation;
+use driver::Product;
 use pack::PackedB;
 
 /// What happens to `x W^T + b` before it is stored.
@@ -113,6 +114,19 @@ impl Linear {
             in_features,
             GemmOptions::new(Isa::selected()),
         )
+    }
+
+    /// As [`Linear::new`] from borrowed weights (training packs the current weights every step).
+    pub fn from_slice(
+        weight: &[f32],
+        bias: &[f32],
+        out_features: usize,
+        in_features: usize,
+    ) -> Self {
+        let opts = GemmOptions::new(Isa::selected());
+        Self::check(weight.len(), bias, out_features, in_features, opts);
+        let packed = PackedB::new(weight, out_features, in_features, opts.nr(), opts.kc);
+        Self::from_packed(packed, bias.to_vec(), out_features, in_features, opts)
     }
 
     /// As [`Linear::new`], with an explicit ISA and blocking: for tests and benchmarks.
@@ -239,6 +253,29 @@ impl Linear {
 
     /// `y (M, out) = epilogue(x (M, in) W^T + b)`.
     pub fn forward(&self, x: &[f32], y: &mut [f32], epilogue: Epilogue<'_>) {
+        self.product(x, y, epilogue, Product::default());
+    }
+
+    /// `y (M, out) += x (M, in) W^T + b`: training's `dx += dy W` (a zero bias).
+    pub fn accumulate(&self, x: &[f32], y: &mut [f32]) {
+        let how = Product {
+            accumulate: true,
+            ..Product::default()
+        };
+        self.product(x, y, Epilogue::Bias, how);
+    }
+
+    /// `y (M, out) += xt^T W^T + b` with `xt` (in, M) row-major, i.e. A given transposed: training's
+    /// `dW += dy^T x` reads `dy` (tokens, out) as it is stored.
+    pub fn accumulate_transposed(&self, xt: &[f32], y: &mut [f32]) {
+        let how = Product {
+            a_transposed: true,
+            accumulate: true,
+        };
+        self.product(xt, y, Epilogue::Bias, how);
+    }
+
+    fn product(&self, x: &[f32], y: &mut [f32], epilogue: Epilogue<'_>, how: Product) {
         let (k, n) = (self.in_features, self.out_features);
         assert_eq!(x.len() % k, 0, "Linear: x is not whole rows");
         let m = x.len() / k;
@@ -256,6 +293,7 @@ impl Linear {
             x,
             y,
             epilogue,
+            how,
             (m, k, n),
         );
     }
@@ -281,6 +319,32 @@ pub fn activate(isa: Isa, act: Activation, xs: &mut [f32]) {
         Isa::Avx512 => unsafe { avx512::activate_slice(xs, act) },
         #[cfg(not(target_arch = "x86_64"))]
         _ => unreachable!("only the scalar path is supported off x86-64"),
+    }
+}
+
+/// `dz = dy * act'(z)` with `isa`'s vector code for GELU (the erf form), scalar
+/// [`crate::train::activation::derivative`] otherwise.
+///
+/// # Panics
+/// If `isa` is not supported by this CPU or the slices differ in length.
+pub fn activation_backward_slice(isa: Isa, act: Activation, dz: &mut [f32], dy: &[f32], z: &[f32]) {
+    assert!(
+        isa.is_supported(),
+        "activation_backward_slice: {isa:?} is not supported by this CPU"
+    );
+    assert!(dy.len() == dz.len() && z.len() == dz.len());
+    match (isa, act) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU supports AVX2 + FMA (asserted above); the lengths agree.
+        (Isa::Avx2, Activation::Gelu) => unsafe { avx2::gelu_backward_slice(dz, dy, z) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU supports AVX-512F (asserted above); the lengths agree.
+        (Isa::Avx512, Activation::Gelu) => unsafe { avx512::gelu_backward_slice(dz, dy, z) },
+        _ => {
+            for ((d, &g), &z) in dz.iter_mut().zip(dy).zip(z) {
+                *d = g * crate::train::activation::derivative(act, z);
+            }
+        }
     }
 }
 

@@ -290,3 +290,21 @@ pub fn attention_backward(
     }
     g.into_iter().map(|v| v as f32).collect()
 }
+
+/// `torch.optim.AdamW`'s element-wise update (single-tensor path), in f64.
+pub fn adamw_update(
+    p: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    s: crate::train::adamw::AdamWStep,
+) {
+    let f = |x: f32| x as f64;
+    for i in 0..p.len() {
+        let mut pi = f(p[i]) * (1.0 - f(s.lr) * f(s.weight_decay));
+        let mi = f(s.beta1) * f(m[i]) + (1.0 - f(s.beta1)) * f(g[i]);
+        let vi = f(s.beta2) * f(v[i]) + (1.0 - f(s.beta2)) * f(g[i]) * f(g[i]);
+        pi -= f(s.lr) / f(s.bc1) * mi / (vi.sqrt() / f(s.bc2_sqrt) + f(s.eps));
+        (p[i], m[i], v[i]) = (pi as f32, mi as f32, vi as f32);
+    }
+}

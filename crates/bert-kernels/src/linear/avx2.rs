@@ -150,6 +150,46 @@ fn gelu(x: __m256) -> __m256 {
     )
 }
 
+/// `dz = dy * gelu'(z)` element-wise: vectorized body, scalar
+/// [`crate::train::activation::derivative`] tail.
+///
+/// # Safety
+/// The CPU supports AVX2 + FMA; the three slices have the same length.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn gelu_backward_slice(dz: &mut [f32], dy: &[f32], z: &[f32]) {
+    let body = dz.len() / LANES * LANES;
+    for i in (0..body).step_by(LANES) {
+        let d = gelu_derivative(_mm256_loadu_ps(z.as_ptr().add(i)));
+        let g = _mm256_loadu_ps(dy.as_ptr().add(i));
+        _mm256_storeu_ps(dz.as_mut_ptr().add(i), _mm256_mul_ps(g, d));
+    }
+    for i in body..dz.len() {
+        dz[i] = dy[i] * crate::train::activation::derivative(Activation::Gelu, z[i]);
+    }
+}
+
+/// `gelu'(x) = Phi(x) + x phi(x)`: [`gelu`]'s erf, whose `exp(-x^2 / 2)` is also the normal density's.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn gelu_derivative(x: __m256) -> __m256 {
+    use crate::activation::{ERF_A as A, ERF_P as P};
+    const INV_SQRT_2PI: f32 = 0.398_942_3;
+    let zs = _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::FRAC_1_SQRT_2));
+    let sign = _mm256_and_ps(zs, _mm256_set1_ps(-0.0));
+    let a = _mm256_andnot_ps(_mm256_set1_ps(-0.0), zs);
+    let one = _mm256_set1_ps(1.0);
+    let t = _mm256_div_ps(one, _mm256_fmadd_ps(_mm256_set1_ps(P), a, one));
+    let mut poly = _mm256_set1_ps(A[4]);
+    for &c in A[..4].iter().rev() {
+        poly = _mm256_fmadd_ps(poly, t, _mm256_set1_ps(c));
+    }
+    poly = _mm256_mul_ps(poly, t);
+    let e = exp(_mm256_mul_ps(_mm256_sub_ps(_mm256_setzero_ps(), a), a));
+    let erf = _mm256_or_ps(_mm256_fnmadd_ps(poly, e, one), sign);
+    let cdf = _mm256_mul_ps(_mm256_set1_ps(0.5), _mm256_add_ps(one, erf));
+    _mm256_fmadd_ps(_mm256_mul_ps(x, _mm256_set1_ps(INV_SQRT_2PI)), e, cdf)
+}
+
 /// `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`, tanh(u) = sign(u) (1 - e) / (1 + e), e = exp(-2|u|).
 #[target_feature(enable = "avx2,fma")]
 #[inline]

@@ -147,6 +147,46 @@ fn gelu(x: __m512) -> __m512 {
     )
 }
 
+/// `dz = dy * gelu'(z)` element-wise: vectorized body, scalar
+/// [`crate::train::activation::derivative`] tail.
+///
+/// # Safety
+/// The CPU supports AVX512F; the three slices have the same length.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn gelu_backward_slice(dz: &mut [f32], dy: &[f32], z: &[f32]) {
+    let body = dz.len() / LANES * LANES;
+    for i in (0..body).step_by(LANES) {
+        let d = gelu_derivative(_mm512_loadu_ps(z.as_ptr().add(i)));
+        let g = _mm512_loadu_ps(dy.as_ptr().add(i));
+        _mm512_storeu_ps(dz.as_mut_ptr().add(i), _mm512_mul_ps(g, d));
+    }
+    for i in body..dz.len() {
+        dz[i] = dy[i] * crate::train::activation::derivative(Activation::Gelu, z[i]);
+    }
+}
+
+/// `gelu'(x) = Phi(x) + x phi(x)`: [`gelu`]'s erf, whose `exp(-x^2 / 2)` is also the normal density's.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn gelu_derivative(x: __m512) -> __m512 {
+    use crate::activation::{ERF_A as A, ERF_P as P};
+    const INV_SQRT_2PI: f32 = 0.398_942_3;
+    let zs = _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::FRAC_1_SQRT_2));
+    let sign = and(zs, _mm512_set1_ps(-0.0));
+    let a = _mm512_abs_ps(zs);
+    let one = _mm512_set1_ps(1.0);
+    let t = _mm512_div_ps(one, _mm512_fmadd_ps(_mm512_set1_ps(P), a, one));
+    let mut poly = _mm512_set1_ps(A[4]);
+    for &c in A[..4].iter().rev() {
+        poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(c));
+    }
+    poly = _mm512_mul_ps(poly, t);
+    let e = exp(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), a), a));
+    let erf = or(_mm512_fnmadd_ps(poly, e, one), sign);
+    let cdf = _mm512_mul_ps(_mm512_set1_ps(0.5), _mm512_add_ps(one, erf));
+    _mm512_fmadd_ps(_mm512_mul_ps(x, _mm512_set1_ps(INV_SQRT_2PI)), e, cdf)
+}
+
 /// `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`, tanh(u) = sign(u) (1 - e) / (1 + e), e = exp(-2|u|).
 #[target_feature(enable = "avx512f")]
 #[inline]

@@ -13,7 +13,7 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use super::pack::{pack_a, PackedB};
+use super::pack::{pack_a, pack_a_transposed, PackedB};
 use super::{Epilogue, GemmOptions, Isa};
 use crate::Activation;
 
@@ -108,8 +108,21 @@ struct Gemm<'a> {
     /// (M, N).
     y: SyncPtr,
     epi: Epilogue<'a>,
+    /// How `x` is laid out and whether `y` is added to.
+    how: Product,
+    m: usize,
     k: usize,
     n: usize,
+}
+
+/// The layout of A and the treatment of C in one product: the plain `y = x W^T` of inference, or
+/// training's `dW += dy^T x` (A given transposed, C accumulated into).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Product {
+    /// `x` is stored (K, M) row-major (A^T), not (M, K).
+    pub a_transposed: bool,
+    /// `y += ...` (before the epilogue's bias/residual) rather than `y = ...`.
+    pub accumulate: bool,
 }
 
 /// `y`'s base pointer, shared by tasks that write disjoint blocks of it.
@@ -127,6 +140,7 @@ thread_local! {
 }
 
 /// `y (M, N) = epilogue(x (M, K) W^T + bias)` with W packed in `b`.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn forward(
     opts: GemmOptions,
     b: &PackedB,
@@ -134,6 +148,7 @@ pub(super) fn forward(
     x: &[f32],
     y: &mut [f32],
     epi: Epilogue<'_>,
+    how: Product,
     (m, k, n): (usize, usize, usize),
 ) {
     let kernels =
@@ -156,6 +171,8 @@ pub(super) fn forward(
         x,
         y: SyncPtr(y.as_mut_ptr()),
         epi,
+        how,
+        m,
         k,
         n,
     };
@@ -234,7 +251,11 @@ impl Gemm<'_> {
                 let blocks = self.b.k_blocks().count();
                 for (q, (k0, kc)) in self.b.k_blocks().enumerate() {
                     if p0 == cols.0 || blocks > 1 {
-                        pack_a(self.x, self.k, &tiles, k0, kc, apack);
+                        if self.how.a_transposed {
+                            pack_a_transposed(self.x, self.m, &tiles, k0, kc, apack);
+                        } else {
+                            pack_a(self.x, self.k, &tiles, k0, kc, apack);
+                        }
                     }
                     let last = q + 1 == blocks;
                     for p in p0..p1 {
@@ -256,7 +277,7 @@ impl Gemm<'_> {
                                 },
                                 rows,
                                 j0: p * nr,
-                                accumulate: q > 0,
+                                accumulate: q > 0 || self.how.accumulate,
                                 last,
                             });
                             a_off += kc * rows.1;

@@ -6,6 +6,12 @@
 //! packed per task and K block into row tiles of `mr` rows stored (kc, mr): column-major, so the kernel
 //! reads its `mr` broadcasts from one cache line.
 
+use rayon::prelude::*;
+
+/// Packings of at least this many floats split their panels over rayon's pool (training packs
+/// weights and activations every step; a 384 x 1536 weight takes about 1 ms on one core).
+const PAR_PACK: usize = 1 << 16;
+
 /// Cache-line alignment of the packed weights, in floats (64 bytes).
 const ALIGN: usize = 16;
 
@@ -31,12 +37,18 @@ impl PackedB {
         for q in kb.windows(2) {
             let (k0, kcq) = (q[0], q[1] - q[0]);
             let block = &mut dst[k0 * panels * nr..(k0 + kcq) * panels * nr];
-            for (j, row) in w.chunks_exact(k).enumerate() {
-                let (p, c) = (j / nr, j % nr);
-                let panel = &mut block[p * kcq * nr..(p + 1) * kcq * nr];
-                for (kk, &v) in row[k0..k0 + kcq].iter().enumerate() {
-                    panel[kk * nr + c] = v;
+            let fill = |(p, panel): (usize, &mut [f32])| {
+                for (c, j) in (p * nr..((p + 1) * nr).min(n)).enumerate() {
+                    let row = &w[j * k + k0..][..kcq];
+                    for (kk, &v) in row.iter().enumerate() {
+                        panel[kk * nr + c] = v;
+                    }
                 }
+            };
+            if len >= PAR_PACK {
+                block.par_chunks_mut(kcq * nr).enumerate().for_each(fill);
+            } else {
+                block.chunks_mut(kcq * nr).enumerate().for_each(fill);
             }
         }
         packed.kb = kb;
@@ -54,12 +66,16 @@ impl PackedB {
         for q in packed.kb.windows(2) {
             let (k0, kcq) = (q[0], q[1] - q[0]);
             let block = &mut dst[k0 * panels * nr..(k0 + kcq) * panels * nr];
-            for (p, panel) in block.chunks_exact_mut(kcq * nr).enumerate() {
+            let fill = |(p, panel): (usize, &mut [f32])| {
                 let (c0, w) = (p * nr, nr.min(n - p * nr));
                 for (kk, prow) in panel.chunks_exact_mut(nr).enumerate() {
-                    let src = &wt[(k0 + kk) * n + c0..][..w];
-                    prow[..w].copy_from_slice(src);
+                    prow[..w].copy_from_slice(&wt[(k0 + kk) * n + c0..][..w]);
                 }
+            };
+            if len >= PAR_PACK {
+                block.par_chunks_mut(kcq * nr).enumerate().for_each(fill);
+            } else {
+                block.chunks_mut(kcq * nr).enumerate().for_each(fill);
             }
         }
         packed
@@ -132,6 +148,28 @@ pub(super) fn pack_a(
             for (d, &v) in tile.chunks_exact_mut(mr).zip(row) {
                 d[i] = v;
             }
+        }
+        off += kc * mr;
+    }
+}
+
+/// As [`pack_a`] from `xt` (K, M) row-major, i.e. A^T (training's `dy` in `dW = dy^T x`): each
+/// packed (kc, mr) tile row is a contiguous copy of `mr` floats of one row of `xt`.
+pub(super) fn pack_a_transposed(
+    xt: &[f32],
+    m: usize,
+    tiles: &[(usize, usize)],
+    k0: usize,
+    kc: usize,
+    dst: &mut Vec<f32>,
+) {
+    let total = tiles.iter().map(|t| t.1).sum::<usize>() * kc;
+    dst.resize(total, 0.0);
+    let mut off = 0;
+    for &(r0, mr) in tiles {
+        let tile = &mut dst[off..off + kc * mr];
+        for (kk, d) in tile.chunks_exact_mut(mr).enumerate() {
+            d.copy_from_slice(&xt[(k0 + kk) * m + r0..][..mr]);
         }
         off += kc * mr;
     }

@@ -3,29 +3,17 @@
 //!
 //! Each product goes through the packed GEMM of [`crate::Linear`] (its microkernels and threading).
 //! Operands the GEMM reads as W^T are packed straight from their row-major layout
-//! ([`Linear::from_transposed`]); only `dy^T` (the GEMM's rows in `dW`) is transposed first. Packing is O(weights) per call against
-//! O(tokens x weights) of arithmetic: a few percent for real batches.
+//! ([`Linear::from_transposed`]) and `dy` is read as the transposed A of `dW += dy^T x`
+//! ([`Linear::accumulate_transposed`]): no operand is transposed or copied. Packing is O(weights) per
+//! call against O(tokens x weights) of arithmetic: a few percent for real batches.
 
 use rayon::prelude::*;
 
 use super::{add_partials, REDUCE_ROWS};
 use crate::{Activation, Epilogue, Linear};
 
-/// `src (rows, cols)` -> `(cols, rows)`.
-fn transpose(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut dst = vec![0.0f32; src.len()];
-    const BLK: usize = 32;
-    for r0 in (0..rows).step_by(BLK) {
-        for c0 in (0..cols).step_by(BLK) {
-            for r in r0..(r0 + BLK).min(rows) {
-                for c in c0..(c0 + BLK).min(cols) {
-                    dst[c * rows + r] = src[r * cols + c];
-                }
-            }
-        }
-    }
-    dst
-}
+/// Elements per task of the element-wise passes (the activation after a product).
+const CHUNK: usize = 1 << 14;
 
 /// What follows the product in [`linear_forward`].
 #[derive(Debug)]
@@ -44,7 +32,7 @@ pub fn linear_forward(
     w: &[f32],
     b: &[f32],
     (m, k, n): (usize, usize, usize),
-    post: Post<'_>,
+    mut post: Post<'_>,
 ) {
     assert_eq!(x.len(), m * k, "linear_forward: x size");
     assert_eq!(w.len(), n * k, "linear_forward: w size");
@@ -58,10 +46,11 @@ pub fn linear_forward(
             row.copy_from_slice(b);
         }
     } else {
-        let lin = Linear::new(w.to_vec(), b.to_vec(), n, k);
+        let lin = Linear::from_slice(w, b, n, k);
         match post {
             Post::Residual(r) => lin.forward(x, y, Epilogue::BiasResidual(r)),
-            _ => lin.forward(x, y, Epilogue::Bias),
+            Post::Activation(_, ref mut z) => lin.forward(x, z, Epilogue::Bias),
+            Post::None => lin.forward(x, y, Epilogue::Bias),
         }
     }
     match post {
@@ -70,8 +59,16 @@ pub fn linear_forward(
         Post::Residual(_) => {}
         Post::Activation(act, z) => {
             assert_eq!(z.len(), y.len(), "linear_forward: pre-activation size");
-            z.copy_from_slice(y);
-            crate::linear::activate(crate::Isa::selected(), act, y);
+            if k == 0 {
+                z.copy_from_slice(y);
+            }
+            let isa = crate::Isa::selected();
+            y.par_chunks_mut(CHUNK)
+                .zip(z.par_chunks(CHUNK))
+                .for_each(|(y, z)| {
+                    y.copy_from_slice(z);
+                    crate::linear::activate(isa, act, y);
+                });
         }
     }
 }
@@ -87,18 +84,17 @@ pub fn linear_backward_input(
     assert_eq!(dx.len(), m * k, "linear_backward_input: dx size");
     assert_eq!(dy.len(), m * n, "linear_backward_input: dy size");
     assert_eq!(w.len(), n * k, "linear_backward_input: w size");
-    if !accumulate {
-        dx.fill(0.0);
-    }
     if m == 0 || k == 0 || n == 0 {
+        if !accumulate {
+            dx.fill(0.0);
+        }
         return;
     }
     // dx = dy (W^T)^T: a Linear whose (out, in) weight is W^T (K, N), i.e. whose transposed
     // weight is W itself: packed straight from it.
     let lin = Linear::from_transposed(w, vec![0.0; k], k, n);
     if accumulate {
-        let prev = dx.to_vec();
-        lin.forward(dy, dx, Epilogue::BiasResidual(&prev));
+        lin.accumulate(dy, dx);
     } else {
         lin.forward(dy, dx, Epilogue::Bias);
     }
@@ -122,11 +118,10 @@ pub fn linear_backward_params(
     if m == 0 || k == 0 || n == 0 {
         return;
     }
-    // dW (N, K) = dy^T (N, M) x (M, K): a Linear on rows dy^T whose (out, in) weight is x^T (K, M),
-    // i.e. whose transposed weight is x itself: packed straight from it.
+    // dW (N, K) += dy^T (N, M) x (M, K): a Linear on rows dy^T (read from dy as stored) whose
+    // (out, in) weight is x^T (K, M), i.e. whose transposed weight is x itself: packed straight from it.
     let lin = Linear::from_transposed(x, vec![0.0; k], k, m);
-    let prev = dw.to_vec();
-    lin.forward(&transpose(dy, m, n), dw, Epilogue::BiasResidual(&prev));
+    lin.accumulate_transposed(dy, dw);
 }
 
 /// `acc (W) += sum over rows of x (R, W)`, in fixed chunks (reproducible).
@@ -162,7 +157,15 @@ mod tests {
 
     #[test]
     fn products_match_reference() {
-        for &(m, k, n) in &[(1, 1, 1), (3, 7, 5), (17, 33, 9), (64, 48, 80), (0, 4, 3)] {
+        for &(m, k, n) in &[
+            (1, 1, 1),
+            (3, 7, 5),
+            (17, 33, 9),
+            (64, 48, 80),
+            (0, 4, 3),
+            // Large enough that packing splits over threads and K spans several blocks.
+            (300, 1000, 290),
+        ] {
             let x = data(m * k, 1);
             let w = data(n * k, 2);
             let b = data(n, 3);

@@ -6,6 +6,7 @@
 //! against, together with finite differences of the forwards.
 
 pub mod activation;
+pub mod adamw;
 pub mod attention;
 pub mod dropout;
 pub mod embedding;

@@ -9,6 +9,7 @@
 //! after the two dense layers of each block before their residual LayerNorm.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use ndarray::{Array2, Array3};
 
@@ -22,6 +23,7 @@ use bert_kernels::train::{activation::activation_backward, Dropout};
 use bert_kernels::Activation;
 
 use super::params::ParamSet;
+use super::pool::BufferPool;
 use crate::model::WeightSource;
 use crate::packing::Packing;
 use crate::{BertConfig, BertInputs, BertModelOutput, Error, ForwardOptions, Result};
@@ -64,10 +66,13 @@ pub struct Encoder {
     layers: Vec<LayerParams>,
     pooler: Option<Dense>,
     act: Activation,
+    /// Activation buffers reused across steps (shared by clones and by the tapes).
+    pool: Arc<BufferPool>,
 }
 
 /// What [`Encoder::forward`] saves for [`Encoder::backward`].
 pub struct Tape {
+    pool: Arc<BufferPool>,
     pub(crate) packing: Packing,
     ids: Vec<i64>,
     types: Vec<i64>,
@@ -83,6 +88,33 @@ pub struct Tape {
     pub(crate) hidden: Vec<f32>,
     /// Sequences with at least one token, their first-token rows (S, H) and pooled output (S, H).
     pub(crate) pooled: Option<(Vec<usize>, Vec<f32>, Vec<f32>)>,
+}
+
+impl Drop for Tape {
+    /// Hands the buffers back to the encoder's pool for the next step.
+    fn drop(&mut self) {
+        let pool = &self.pool;
+        for b in [
+            &mut self.emb_sum,
+            &mut self.emb_mean,
+            &mut self.emb_rstd,
+            &mut self.hidden,
+        ] {
+            pool.give(std::mem::take(b));
+        }
+        for l in self.layers.drain(..) {
+            for b in [
+                l.input, l.qkv, l.probs, l.ctx, l.ln1_in, l.ln1_mean, l.ln1_rstd, l.attn, l.z, l.u,
+                l.ln2_in, l.ln2_mean, l.ln2_rstd,
+            ] {
+                pool.give(b);
+            }
+        }
+        if let Some((_, first, pooled)) = self.pooled.take() {
+            pool.give(first);
+            pool.give(pooled);
+        }
+    }
 }
 
 struct LayerTape {
@@ -196,6 +228,7 @@ impl Encoder {
             None
         };
         Ok(Encoder {
+            pool: Arc::default(),
             config: config.clone(),
             word,
             position,
@@ -225,6 +258,11 @@ impl Encoder {
 
     pub fn config(&self) -> &BertConfig {
         &self.config
+    }
+
+    /// The buffers its steps reuse.
+    pub(crate) fn pool(&self) -> &BufferPool {
+        &self.pool
     }
 
     /// Whether the encoder has a pooler (`pooler_output`).
@@ -300,7 +338,7 @@ impl Encoder {
         let hidden_drop = self.dropout(c.hidden_dropout_prob, mode);
         let attn_drop = self.dropout(c.attention_probs_dropout_prob, mode);
 
-        let mut emb_sum = vec![0.0f32; n * h];
+        let mut emb_sum = self.pool.take(n * h);
         embedding_forward(
             &mut emb_sum,
             Tables {
@@ -313,8 +351,8 @@ impl Encoder {
             &types,
             &positions,
         );
-        let (mut emb_mean, mut emb_rstd) = (vec![0.0; n], vec![0.0; n]);
-        let mut hidden = vec![0.0f32; n * h];
+        let (mut emb_mean, mut emb_rstd) = (self.pool.take(n), self.pool.take(n));
+        let mut hidden = self.pool.take(n * h);
         let eps = c.layer_norm_eps as f32;
         layer_norm_forward(
             &mut hidden,
@@ -335,7 +373,7 @@ impl Encoder {
         let mut layers = Vec::with_capacity(self.layers.len());
         for (l, lp) in self.layers.iter().enumerate() {
             let input = hidden;
-            let mut qkv = vec![0.0f32; n * 3 * h];
+            let mut qkv = self.pool.take(n * 3 * h);
             linear_forward(
                 &mut qkv,
                 &input,
@@ -344,8 +382,8 @@ impl Encoder {
                 (n, h, 3 * h),
                 Post::None,
             );
-            let mut probs = vec![0.0f32; probs_len];
-            let mut ctx = vec![0.0f32; n * h];
+            let mut probs = self.pool.take(probs_len);
+            let mut ctx = self.pool.take(n * h);
             attention_forward(
                 &mut ctx,
                 &mut probs,
@@ -359,7 +397,7 @@ impl Encoder {
                 },
             );
             // BertSelfOutput: LayerNorm(dropout(dense(ctx)) + input)
-            let mut ln1_in = vec![0.0f32; n * h];
+            let mut ln1_in = self.pool.take(n * h);
             linear_forward(
                 &mut ln1_in,
                 &ctx,
@@ -372,8 +410,8 @@ impl Encoder {
                 d.apply(&mut ln1_in, stream(l, SITE_ATTN_OUT));
             }
             add_in_place(&mut ln1_in, &input);
-            let (mut ln1_mean, mut ln1_rstd) = (vec![0.0; n], vec![0.0; n]);
-            let mut attn = vec![0.0f32; n * h];
+            let (mut ln1_mean, mut ln1_rstd) = (self.pool.take(n), self.pool.take(n));
+            let mut attn = self.pool.take(n * h);
             layer_norm_forward(
                 &mut attn,
                 &mut ln1_mean,
@@ -384,7 +422,7 @@ impl Encoder {
                 eps,
             );
             // BertIntermediate: act(dense(attn))
-            let (mut z, mut u) = (vec![0.0f32; n * i_sz], vec![0.0f32; n * i_sz]);
+            let (mut z, mut u) = (self.pool.take(n * i_sz), self.pool.take(n * i_sz));
             linear_forward(
                 &mut u,
                 &attn,
@@ -394,7 +432,7 @@ impl Encoder {
                 Post::Activation(self.act, &mut z),
             );
             // BertOutput: LayerNorm(dropout(dense(u)) + attn)
-            let mut ln2_in = vec![0.0f32; n * h];
+            let mut ln2_in = self.pool.take(n * h);
             linear_forward(
                 &mut ln2_in,
                 &u,
@@ -407,8 +445,8 @@ impl Encoder {
                 d.apply(&mut ln2_in, stream(l, SITE_OUT));
             }
             add_in_place(&mut ln2_in, &attn);
-            let (mut ln2_mean, mut ln2_rstd) = (vec![0.0; n], vec![0.0; n]);
-            hidden = vec![0.0f32; n * h];
+            let (mut ln2_mean, mut ln2_rstd) = (self.pool.take(n), self.pool.take(n));
+            hidden = self.pool.take(n * h);
             layer_norm_forward(
                 &mut hidden,
                 &mut ln2_mean,
@@ -444,7 +482,7 @@ impl Encoder {
                 let r = packing.cu_seqlens[s];
                 first.extend_from_slice(&hidden[r * h..(r + 1) * h]);
             }
-            let mut pooled = vec![0.0f32; rows.len() * h];
+            let mut pooled = self.pool.take(rows.len() * h);
             linear_forward(
                 &mut pooled,
                 &first,
@@ -458,6 +496,7 @@ impl Encoder {
         });
 
         Ok(Tape {
+            pool: self.pool.clone(),
             packing,
             ids,
             types,
@@ -487,7 +526,7 @@ impl Encoder {
         let h = self.config.hidden_size;
         let (b, t) = (tape.packing.batch, tape.packing.seq_len);
         let n = tape.packing.len();
-        let mut d_hidden = vec![0.0f32; n * h];
+        let mut d_hidden = self.pool.take_zeroed(n * h);
         if let Some(d) = d_last_hidden_state {
             if d.dim() != (b, t, h) {
                 return Err(Error::Input(format!(
@@ -571,7 +610,7 @@ impl Encoder {
 
         for (l, (lp, lt)) in self.layers.iter().zip(&tape.layers).enumerate().rev() {
             // hidden = LN2(ln2_in); ln2_in = dropout(u Wo^T + bo) + attn
-            let mut d_ln2_in = vec![0.0f32; n * h];
+            let mut d_ln2_in = self.pool.take(n * h);
             {
                 let (gw, gb) = split_pair(gd, &lp.ln2.w, &lp.ln2.b);
                 layer_norm_backward(
@@ -586,7 +625,7 @@ impl Encoder {
                     false,
                 );
             }
-            let mut d_attn = d_ln2_in.clone();
+            let mut d_attn = self.pool.copy_of(&d_ln2_in);
             let mut d_out = d_ln2_in;
             if let Some(d) = hidden_drop {
                 d.apply(&mut d_out, stream(l, SITE_OUT));
@@ -595,11 +634,11 @@ impl Encoder {
                 let (gw, gb) = split_pair(gd, &lp.out.w, &lp.out.b);
                 linear_backward_params(gw, Some(gb), &d_out, &lt.u, (n, i_sz, h));
             }
-            let mut d_u = vec![0.0f32; n * i_sz];
+            let mut d_u = self.pool.take(n * i_sz);
             linear_backward_input(&mut d_u, &d_out, &w[lp.out.w.clone()], (n, i_sz, h), false);
-            let mut d_z = vec![0.0f32; n * i_sz];
+            let mut d_z = self.pool.take(n * i_sz);
             activation_backward(&mut d_z, &d_u, &lt.z, self.act);
-            drop(d_u);
+            self.pool.give(d_u);
             {
                 let (gw, gb) = split_pair(gd, &lp.inter.w, &lp.inter.b);
                 linear_backward_params(gw, Some(gb), &d_z, &lt.attn, (n, h, i_sz));
@@ -611,9 +650,9 @@ impl Encoder {
                 (n, h, i_sz),
                 true,
             );
-            drop(d_z);
+            self.pool.give(d_z);
             // attn = LN1(ln1_in); ln1_in = dropout(ctx Wao^T + bao) + input
-            let mut d_ln1_in = vec![0.0f32; n * h];
+            let mut d_ln1_in = self.pool.take(n * h);
             {
                 let (gw, gb) = split_pair(gd, &lp.ln1.w, &lp.ln1.b);
                 layer_norm_backward(
@@ -628,7 +667,7 @@ impl Encoder {
                     false,
                 );
             }
-            let mut d_input = d_ln1_in.clone();
+            let mut d_input = self.pool.copy_of(&d_ln1_in);
             let mut d_ao = d_ln1_in;
             if let Some(d) = hidden_drop {
                 d.apply(&mut d_ao, stream(l, SITE_ATTN_OUT));
@@ -637,7 +676,7 @@ impl Encoder {
                 let (gw, gb) = split_pair(gd, &lp.attn_out.w, &lp.attn_out.b);
                 linear_backward_params(gw, Some(gb), &d_ao, &lt.ctx, (n, h, h));
             }
-            let mut d_ctx = vec![0.0f32; n * h];
+            let mut d_ctx = self.pool.take(n * h);
             linear_backward_input(
                 &mut d_ctx,
                 &d_ao,
@@ -645,7 +684,7 @@ impl Encoder {
                 (n, h, h),
                 false,
             );
-            let mut d_qkv = vec![0.0f32; n * 3 * h];
+            let mut d_qkv = self.pool.take(n * 3 * h);
             attention_backward(
                 &mut d_qkv,
                 &d_ctx,
@@ -670,14 +709,17 @@ impl Encoder {
                 (n, h, 3 * h),
                 true,
             );
-            d_hidden = d_input;
+            for buf in [d_out, d_attn, d_ao, d_ctx, d_qkv] {
+                self.pool.give(buf);
+            }
+            self.pool.give(std::mem::replace(&mut d_hidden, d_input));
         }
 
         // hidden0 = dropout(LN(word + type + position))
         if let Some(d) = hidden_drop {
             d.apply(&mut d_hidden, EMB_STREAM);
         }
-        let mut d_sum = vec![0.0f32; n * h];
+        let mut d_sum = self.pool.take(n * h);
         {
             let (gw, gb) = split_pair(gd, &self.emb_ln.w, &self.emb_ln.b);
             layer_norm_backward(
@@ -709,6 +751,8 @@ impl Encoder {
             h,
             pad,
         );
+        self.pool.give(d_sum);
+        self.pool.give(d_hidden);
     }
 }
 

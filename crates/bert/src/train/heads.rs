@@ -261,10 +261,13 @@ impl TaskModel {
         }
         let n = tape.packing.len();
         match self.task {
-            Task::SequenceClassification => {
-                self.encoder
-                    .backward_packed(p, &tape, g, vec![0.0; n * h], Some(&dx))
-            }
+            Task::SequenceClassification => self.encoder.backward_packed(
+                p,
+                &tape,
+                g,
+                self.encoder.pool().take_zeroed(n * h),
+                Some(&dx),
+            ),
             _ => self.encoder.backward_packed(p, &tape, g, dx, None),
         }
         Ok(loss)

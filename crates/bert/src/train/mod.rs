@@ -15,6 +15,7 @@ mod loss;
 pub mod metrics;
 pub mod optim;
 mod params;
+mod pool;
 mod trainer;
 
 pub use data::{align_word_labels, collate, Example, Target};

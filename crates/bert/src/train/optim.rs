@@ -2,6 +2,7 @@
 //! `torch.optim.AdamW` (decoupled weight decay, bias correction), no decay on biases and LayerNorm
 //! weights, `get_scheduler` (linear warmup then linear, cosine or constant), `clip_grad_norm_`.
 
+use bert_kernels::train::adamw::{adamw_update, AdamWStep};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -58,33 +59,32 @@ impl AdamW {
             weight_decay,
         } = self.config;
         let t = self.step as i32;
-        let bc1 = 1.0 - beta1.powi(t);
-        let bc2_sqrt = (1.0 - beta2.powi(t)).sqrt();
-        let step_size = lr / bc1;
+        let step = AdamWStep {
+            lr,
+            beta1,
+            beta2,
+            eps,
+            weight_decay: 0.0,
+            bc1: 1.0 - beta1.powi(t),
+            bc2_sqrt: (1.0 - beta2.powi(t)).sqrt(),
+        };
         let tensors = params.tensors().to_vec();
         let (m, v) = (self.m.data_mut(), self.v.data_mut());
         let (p, g) = (params.data_mut(), grads.data());
-        const CHUNK: usize = 1 << 14;
         for t in &tensors {
-            let decay = if t.decays() { weight_decay } else { 0.0 };
             let r = t.range.clone();
+            let step = AdamWStep {
+                weight_decay: if t.decays() { weight_decay } else { 0.0 },
+                ..step
+            };
             // Element-wise, so splitting it over threads changes no result.
-            p[r.clone()]
-                .par_chunks_mut(CHUNK)
-                .zip(g[r.clone()].par_chunks(CHUNK))
-                .zip(m[r.clone()].par_chunks_mut(CHUNK))
-                .zip(v[r].par_chunks_mut(CHUNK))
-                .for_each(|(((p, g), m), v)| {
-                    for i in 0..p.len() {
-                        if decay != 0.0 {
-                            p[i] *= 1.0 - lr * decay;
-                        }
-                        m[i] = beta1 * m[i] + (1.0 - beta1) * g[i];
-                        v[i] = beta2 * v[i] + (1.0 - beta2) * g[i] * g[i];
-                        let denom = v[i].sqrt() / bc2_sqrt + eps;
-                        p[i] -= step_size * m[i] / denom;
-                    }
-                });
+            adamw_update(
+                &mut p[r.clone()],
+                &g[r.clone()],
+                &mut m[r.clone()],
+                &mut v[r],
+                step,
+            );
         }
     }
 }
@@ -97,11 +97,12 @@ pub fn clip_grad_norm(grads: &mut ParamSet, max_norm: f32) -> f32 {
         .tensors()
         .iter()
         .map(|t| {
-            let s: f64 = grads.data()[t.range.clone()]
-                .iter()
-                .map(|&v| v as f64 * v as f64)
-                .sum();
-            s.sqrt() as f32
+            // Fixed chunks, summed in order: the same result on any thread count.
+            let partials: Vec<f64> = grads.data()[t.range.clone()]
+                .par_chunks(1 << 16)
+                .map(|c| c.iter().map(|&v| v as f64 * v as f64).sum::<f64>())
+                .collect();
+            partials.iter().sum::<f64>().sqrt() as f32
         })
         .collect();
     let total = norms
@@ -111,7 +112,7 @@ pub fn clip_grad_norm(grads: &mut ParamSet, max_norm: f32) -> f32 {
         .sqrt() as f32;
     let coef = (max_norm / (total + 1e-6)).min(1.0);
     if coef < 1.0 {
-        grads.data_mut().iter_mut().for_each(|g| *g *= coef);
+        grads.data_mut().par_iter_mut().for_each(|g| *g *= coef);
     }
     total
 }

@@ -15,6 +15,7 @@ use rayon::prelude::*;
 
 use super::Dropout;
 use crate::attention::{matmul, probs_offsets, Path, SendPtr, NR};
+use crate::layernorm::dot8;
 use crate::Isa;
 
 /// The packing and head layout shared by [`attention_forward`] and [`attention_backward`].
@@ -64,14 +65,10 @@ impl Heads<'_> {
 
     /// `out[j] = dropout multiplier of probability element base + j (its place in the packed
     /// buffer) x head mask`.
-    fn multipliers(&self, out: &mut [f32], base: usize, hm: f32) {
+    fn multipliers(&self, isa: Isa, out: &mut [f32], base: usize, hm: f32) {
         match self.dropout {
-            Some((d, stream)) if d.p > 0.0 => {
-                for (j, m) in out.iter_mut().enumerate() {
-                    *m = d.scale(stream, (base + j) as u64) * hm;
-                }
-            }
-            _ => out.fill(hm),
+            Some((d, stream)) => d.multipliers(isa, out, stream, base as u64, hm),
+            None => out.fill(hm),
         }
     }
 }
@@ -213,7 +210,7 @@ pub fn attention_forward_with(
                 unsafe {
                     std::ptr::copy_nonoverlapping(row.as_ptr(), probs_ptr.get().add(base), t)
                 };
-                a.multipliers(keep, base, hm);
+                a.multipliers(isa, keep, base, hm);
                 row.iter_mut().zip(keep.iter()).for_each(|(p, m)| *p *= m);
             }
             // ctx (T4, D16) = Pm (T4, T) V (T, D16); padded rows of Pm are zero.
@@ -290,14 +287,14 @@ pub fn attention_backward_with(
             for i in 0..t {
                 let base = offs[s] + (hd * t + i) * t;
                 let p = &probs[base..base + t];
-                a.multipliers(keep, base, hm);
+                a.multipliers(isa, keep, base, hm);
                 let dp = &mut dpm[i * t16..i * t16 + t];
                 for j in 0..t {
                     pmt[j * t + i] = p[j] * keep[j];
                     dp[j] *= keep[j];
                 }
                 // dS = P (dP - sum_j dP P) / sqrt(D)
-                let rowdot = dot(dp, p);
+                let rowdot = dot8(dp, p);
                 for (j, x) in ds[i * t..(i + 1) * t].iter_mut().enumerate() {
                     *x = p[j] * (dp[j] - rowdot) * scale;
                 }
@@ -324,24 +321,6 @@ pub fn attention_backward_with(
                 scatter(g_ptr, 3 * h, r0, vo, dv, d16, (t, d));
             }
         });
-}
-
-/// Dot product with 8 partial sums (a fixed order: reproducible).
-#[inline]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let mut ca = a.chunks_exact(8);
-    let mut cb = b.chunks_exact(8);
-    for (x, y) in (&mut ca).zip(&mut cb) {
-        for k in 0..8 {
-            acc[k] += x[k] * y[k];
-        }
-    }
-    let mut s: f32 = acc.iter().sum();
-    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
-        s += x * y;
-    }
-    s
 }
 
 #[cfg(test)]

@@ -7,6 +7,8 @@
 
 use rayon::prelude::*;
 
+use crate::Isa;
+
 /// A dropout site's probability and the run's seed.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Dropout {
@@ -44,11 +46,80 @@ impl Dropout {
             return;
         }
         const CHUNK: usize = 16 * 1024;
+        let isa = Isa::selected();
         x.par_chunks_mut(CHUNK).enumerate().for_each(|(c, xs)| {
-            for (i, x) in xs.iter_mut().enumerate() {
-                *x *= self.scale(stream, (c * CHUNK + i) as u64);
-            }
+            self.run(isa, xs, stream, (c * CHUNK) as u64, 1.0, Op::Scale);
         });
+    }
+
+    /// `out[j] = scale(stream, base + j) * mul`: one row of multipliers (attention's, `mul` its
+    /// head mask), with `isa`'s vector code: the same values as [`Dropout::scale`], bit for bit.
+    pub fn multipliers(&self, isa: Isa, out: &mut [f32], stream: u64, base: u64, mul: f32) {
+        if self.p <= 0.0 {
+            out.fill(mul);
+        } else {
+            self.run(isa, out, stream, base, mul, Op::Fill);
+        }
+    }
+
+    fn run(&self, isa: Isa, xs: &mut [f32], stream: u64, base: u64, mul: f32, op: Op) {
+        assert!(isa.is_supported(), "dropout: {isa:?} not supported");
+        #[cfg(target_arch = "x86_64")]
+        {
+            if isa == Isa::Avx512 && is_x86_feature_detected!("avx512dq") {
+                // SAFETY: AVX-512F (the ISA, asserted above) and DQ (just detected).
+                return unsafe { masks_avx512(self, xs, stream, base, mul, op) };
+            }
+            if isa != Isa::Scalar {
+                // SAFETY: AVX-512 and AVX2 machines both have AVX2 + FMA (asserted above for Avx2).
+                return unsafe { masks_avx2(self, xs, stream, base, mul, op) };
+            }
+        }
+        masks(self, xs, stream, base, mul, op)
+    }
+}
+
+/// What [`masks`] does with element `j`'s multiplier `m`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Op {
+    /// `x[j] = m * mul`.
+    Fill,
+    /// `x[j] *= m` (`mul` is 1).
+    Scale,
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq")]
+unsafe fn masks_avx512(d: &Dropout, xs: &mut [f32], stream: u64, base: u64, mul: f32, op: Op) {
+    masks(d, xs, stream, base, mul, op)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn masks_avx2(d: &Dropout, xs: &mut [f32], stream: u64, base: u64, mul: f32, op: Op) {
+    masks(d, xs, stream, base, mul, op)
+}
+
+/// [`Dropout::scale`] for elements `base..base + xs.len()` in a branch-free loop that vectorizes:
+/// the 64-bit hash in vector lanes, `u < p` as the integer test `z >> 40 < ceil(p 2^24)` (`u` is
+/// `(z >> 40) / 2^24` exactly, so the two agree on every value).
+#[inline(always)]
+fn masks(d: &Dropout, xs: &mut [f32], stream: u64, base: u64, mul: f32, op: Op) {
+    let s0 = d
+        .seed
+        .wrapping_add(stream.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let thr = (d.p * (1u64 << 24) as f32).ceil() as u64;
+    let keep = 1.0 / (1.0 - d.p) * mul;
+    for (j, x) in xs.iter_mut().enumerate() {
+        let mut z = s0.wrapping_add((base + j as u64).wrapping_mul(0xd1b5_4a32_d192_ed03));
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        let m = if (z >> 40) < thr { 0.0 } else { keep };
+        match op {
+            Op::Fill => *x = m,
+            Op::Scale => *x *= m,
+        }
     }
 }
 
@@ -73,5 +144,32 @@ mod tests {
         let mut keep = vec![2.0f32; 10];
         Dropout { p: 0.0, seed: 1 }.apply(&mut keep, 0);
         assert_eq!(keep, vec![2.0; 10]);
+    }
+
+    #[test]
+    fn vector_masks_equal_the_scalar_hash_bit_for_bit() {
+        // 0.25 * 2^24 is an integer (the threshold's edge case); 0.1 and 0.37 are not.
+        for p in [0.1f32, 0.25, 0.37, 0.999] {
+            let d = Dropout { p, seed: 99 };
+            for isa in Isa::supported() {
+                let (base, mul) = (1_000_003u64, 0.5f32);
+                let mut m = vec![f32::NAN; 1_037];
+                d.multipliers(isa, &mut m, 5, base, mul);
+                let mut x: Vec<f32> = (0..40_000).map(|i| i as f32 * 0.01 - 7.0).collect();
+                let want_x: Vec<f32> = x
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &v)| v * d.scale(6, i as u64))
+                    .collect();
+                d.apply(&mut x, 6);
+                for (j, &v) in m.iter().enumerate() {
+                    let want = d.scale(5, base + j as u64) * mul;
+                    assert_eq!(v.to_bits(), want.to_bits(), "{isa:?} p {p} element {j}");
+                }
+                for (a, b) in x.iter().zip(&want_x) {
+                    assert_eq!(a.to_bits(), b.to_bits(), "apply, p {p}");
+                }
+            }
+        }
     }
 }

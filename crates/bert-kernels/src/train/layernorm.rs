@@ -3,6 +3,7 @@
 use rayon::prelude::*;
 
 use super::{add_partials, REDUCE_ROWS};
+use crate::layernorm::{dot8, sum8};
 
 /// `out[r] = (x[r] - mean) * rstd * gamma + beta`; stores `mean[r]` and `rstd[r]`.
 /// Same arithmetic as [`crate::layer_norm`] (two-pass statistics).
@@ -63,6 +64,7 @@ pub fn layer_norm_backward(
         .map(|(c, ((dxc, dyc), xc))| {
             let mut dg = vec![0.0f32; h];
             let mut dbv = vec![0.0f32; h];
+            let (mut xhat, mut dn) = (vec![0.0f32; h], vec![0.0f32; h]);
             let r0 = c * REDUCE_ROWS;
             for (i, ((dxr, dyr), xr)) in dxc
                 .chunks_exact_mut(h)
@@ -72,25 +74,22 @@ pub fn layer_norm_backward(
             {
                 let (mu, rs) = (mean[r0 + i], rstd[r0 + i]);
                 // dnorm = dy * gamma; dx = rstd * (dnorm - mean(dnorm) - xhat * mean(dnorm * xhat))
-                let mut s1 = 0.0f32;
-                let mut s2 = 0.0f32;
                 for k in 0..h {
-                    let xhat = (xr[k] - mu) * rs;
-                    let dn = dyr[k] * gamma[k];
-                    s1 += dn;
-                    s2 += dn * xhat;
-                    dg[k] += dyr[k] * xhat;
+                    xhat[k] = (xr[k] - mu) * rs;
+                    dn[k] = dyr[k] * gamma[k];
+                    dg[k] += dyr[k] * xhat[k];
                     dbv[k] += dyr[k];
                 }
-                let (m1, m2) = (s1 / h as f32, s2 / h as f32);
-                for k in 0..h {
-                    let xhat = (xr[k] - mu) * rs;
-                    let v = (dyr[k] * gamma[k] - m1 - xhat * m2) * rs;
-                    if accumulate {
-                        dxr[k] += v;
-                    } else {
-                        dxr[k] = v;
-                    }
+                let m1 = sum8(&dn) / h as f32;
+                let m2 = dot8(&dn, &xhat) / h as f32;
+                let dx_row = dn
+                    .iter()
+                    .zip(&xhat)
+                    .map(|(&d, &xh)| (d - m1 - xh * m2) * rs);
+                if accumulate {
+                    dxr.iter_mut().zip(dx_row).for_each(|(o, v)| *o += v);
+                } else {
+                    dxr.iter_mut().zip(dx_row).for_each(|(o, v)| *o = v);
                 }
             }
             (dg, dbv)

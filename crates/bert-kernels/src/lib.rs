@@ -11,6 +11,7 @@ pub mod isa;
 pub mod layernorm;
 pub mod linear;
 pub mod reference;
+pub mod rng;
 pub mod softmax;
 pub mod train;
 mod vexp;

@@ -7,6 +7,7 @@
 
 use rayon::prelude::*;
 
+use crate::rng::{mix64, GOLDEN};
 use crate::Isa;
 
 /// A dropout site's probability and the run's seed.
@@ -24,13 +25,11 @@ impl Dropout {
         if self.p <= 0.0 {
             return 1.0;
         }
-        let mut z = self
-            .seed
-            .wrapping_add(stream.wrapping_mul(0x9e37_79b9_7f4a_7c15))
-            .wrapping_add(index.wrapping_mul(0xd1b5_4a32_d192_ed03));
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
+        let z = mix64(
+            self.seed
+                .wrapping_add(stream.wrapping_mul(GOLDEN))
+                .wrapping_add(index.wrapping_mul(0xd1b5_4a32_d192_ed03)),
+        );
         // Uniform in [0, 1) from the top 24 bits.
         let u = (z >> 40) as f32 / (1u64 << 24) as f32;
         if u < self.p {
@@ -105,16 +104,11 @@ unsafe fn masks_avx2(d: &Dropout, xs: &mut [f32], stream: u64, base: u64, mul: f
 /// `(z >> 40) / 2^24` exactly, so the two agree on every value).
 #[inline(always)]
 fn masks(d: &Dropout, xs: &mut [f32], stream: u64, base: u64, mul: f32, op: Op) {
-    let s0 = d
-        .seed
-        .wrapping_add(stream.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let s0 = d.seed.wrapping_add(stream.wrapping_mul(GOLDEN));
     let thr = (d.p * (1u64 << 24) as f32).ceil() as u64;
     let keep = 1.0 / (1.0 - d.p) * mul;
     for (j, x) in xs.iter_mut().enumerate() {
-        let mut z = s0.wrapping_add((base + j as u64).wrapping_mul(0xd1b5_4a32_d192_ed03));
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
+        let z = mix64(s0.wrapping_add((base + j as u64).wrapping_mul(0xd1b5_4a32_d192_ed03)));
         let m = if (z >> 40) < thr { 0.0 } else { keep };
         match op {
             Op::Fill => *x = m,

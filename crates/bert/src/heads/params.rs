@@ -4,6 +4,7 @@
 //! (`BertPreTrainedModel._init_weights`,
 //! <https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/models/bert/modeling_bert.py#L786>).
 
+use bert_kernels::rng::SplitMix64;
 use bert_kernels::{Epilogue, Linear};
 use ndarray::{Array1, Array2};
 
@@ -175,29 +176,21 @@ impl LayerNormParams {
 /// A seeded normal generator (splitmix64 + Box-Muller): fresh heads are reproducible from the seed
 /// alone, independently of any global state.
 pub(crate) struct Rng {
-    state: u64,
+    state: SplitMix64,
     spare: Option<f32>,
 }
 
 impl Rng {
     pub(crate) fn new(seed: u64) -> Self {
         Rng {
-            state: seed ^ 0x5eed_b3e7_0000_0001,
+            state: SplitMix64(seed ^ 0x5eed_b3e7_0000_0001),
             spare: None,
         }
     }
 
-    fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
     /// Uniform in (0, 1].
     fn uniform(&mut self) -> f64 {
-        ((self.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64
+        ((self.state.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64
     }
 
     /// A standard normal sample.

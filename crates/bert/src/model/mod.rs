@@ -16,6 +16,7 @@ mod pooler;
 mod self_attention;
 mod self_output;
 
+use bert_kernels::rng::SplitMix64;
 use std::cell::Cell;
 use std::path::Path;
 use std::sync::Mutex;
@@ -106,20 +107,14 @@ impl WeightSource for RandomWeights {
             return Ok(vec![0.0; n]);
         }
         // splitmix64 seeded by the tensor name, so each tensor is independent of load order.
-        let mut state = name
-            .bytes()
-            .fold(self.seed ^ 0x9e37_79b9_7f4a_7c15, |h, b| {
-                (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-            });
+        let mut rng = SplitMix64(
+            name.bytes()
+                .fold(self.seed ^ bert_kernels::rng::GOLDEN, |h, b| {
+                    (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+                }),
+        );
         Ok((0..n)
-            .map(|_| {
-                state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-                let mut z = state;
-                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-                z ^= z >> 31;
-                ((z >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.1
-            })
+            .map(|_| ((rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.1)
             .collect())
     }
     fn contains(&self, _name: &str) -> bool {

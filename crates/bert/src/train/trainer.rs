@@ -6,6 +6,7 @@
 //! each epoch, each step's dropout masks — and reductions run in a fixed order, so a run and its
 //! resumed twin end with the same weights on the same machine and thread count.
 
+use bert_kernels::rng::SplitMix64;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -98,12 +99,9 @@ pub struct Trainer<'m> {
     pad_id: i64,
 }
 
-/// splitmix64 step.
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
+/// One splitmix64 step from state `z`: a hash of `z`.
+fn mix(z: u64) -> u64 {
+    SplitMix64(z).next_u64()
 }
 
 /// A seeded permutation of `0..n` (Fisher-Yates).

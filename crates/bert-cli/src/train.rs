@@ -1,7 +1,8 @@
 //! `bert train`: fine-tunes a checkpoint for sequence or token classification as
 //! `transformers.Trainer` does, and writes a transformers checkpoint (model.safetensors with
 //! transformers' names, config.json with the labels, the tokenizer files, trainer_state.json,
-//! eval_results.json). `bert evaluate` scores a fine-tuned directory on a labelled file.
+//! eval_results.json). `bert evaluate` scores a fine-tuned directory on a labelled file, in f32 or
+//! int8.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -9,10 +10,13 @@ use std::time::Instant;
 
 use bert::train::optim::ScheduleKind;
 use bert::train::{
-    evaluate, save_pretrained, task_metrics, Example, HeadInit, StepLog, Task, TaskModel, Trainer,
-    TrainingArgs,
+    evaluate, evaluate_with, logits_loss, save_pretrained, task_metrics, Example, HeadInit, Labels,
+    Logits, ParamSet, StepLog, Task, TaskModel, Trainer, TrainingArgs,
 };
-use bert::{BertTokenizer, ProblemType};
+use bert::{
+    BertConfig, BertForSequenceClassification, BertForTokenClassification, BertInputs,
+    BertTokenizer, Dtype, ForwardOptions, LoadOptions, ProblemType,
+};
 use clap::ValueEnum;
 use serde_json::json;
 
@@ -154,6 +158,10 @@ pub struct EvaluateArgs {
     pub max_length: usize,
     #[command(flatten)]
     pub columns: ColumnArgs,
+    // f32 scores the training forward (the numbers of `bert train`'s evaluation); int8 the
+    // inference head `bert classify` / `bert ner` load with `--dtype int8` (see `Scorer`).
+    #[command(flatten)]
+    pub dtype: crate::DtypeArgs,
 }
 
 /// The tokenizer's files, copied next to the trained weights.
@@ -326,7 +334,7 @@ pub fn run(args: TrainArgs) -> CliResult {
         if let Some(e) = &eval {
             let eval_start = Instant::now();
             let out = evaluate(&model, &trainer.params, &e.examples, args.batch_size, pad)?;
-            let m = task_metrics(&model, &e.examples, &out);
+            let m = task_metrics(model.config(), &e.examples, &out);
             let entry =
                 json!({"epoch": trainer.state.epoch, "step": trainer.state.global_step, "eval": m});
             if !args.quiet {
@@ -375,9 +383,54 @@ pub fn run(args: TrainArgs) -> CliResult {
     Ok(())
 }
 
+/// What `bert evaluate` runs: in f32 the training forward, exactly as `bert train` evaluates; in
+/// another dtype the inference head loaded with it (`bert classify` / `bert ner`'s model).
+enum Scorer {
+    Train(TaskModel, ParamSet),
+    Sequence(BertForSequenceClassification),
+    Tokens(BertForTokenClassification),
+}
+
+impl Scorer {
+    fn load(model: &str, dir: &Path, task: Task, dtype: Dtype) -> CliResult<Self> {
+        let opts = LoadOptions::dtype(dtype);
+        Ok(match (dtype, task) {
+            (Dtype::F32, _) => {
+                let (m, p) = TaskModel::from_dir(dir, task, &HeadInit::default())?;
+                Scorer::Train(m, p)
+            }
+            (_, Task::TokenClassification) => Scorer::Tokens(
+                BertForTokenClassification::from_pretrained_with(model, &opts)?,
+            ),
+            _ => Scorer::Sequence(BertForSequenceClassification::from_pretrained_with(
+                model, &opts,
+            )?),
+        })
+    }
+
+    fn config(&self) -> &BertConfig {
+        match self {
+            Scorer::Train(m, _) => m.config(),
+            Scorer::Sequence(m) => m.config(),
+            Scorer::Tokens(m) => m.config(),
+        }
+    }
+
+    /// A batch's mean loss and logits.
+    fn forward(&self, inputs: &BertInputs, labels: &Labels) -> bert::Result<(f32, Logits)> {
+        let opts = ForwardOptions::default();
+        let logits = match self {
+            Scorer::Train(m, p) => return m.predict_with_loss(p, inputs, labels, &opts),
+            Scorer::Sequence(m) => Logits::Sequence(m.forward(inputs, &opts)?.logits),
+            Scorer::Tokens(m) => Logits::Tokens(m.forward(inputs, &opts)?.logits),
+        };
+        Ok((logits_loss(self.config(), &logits, labels)?, logits))
+    }
+}
+
 pub fn run_evaluate(args: EvaluateArgs) -> CliResult {
     let dir = bert::hub::resolve(&args.model, bert::hub::Need::Model)?;
-    let config = bert::BertConfig::from_file(dir.join("config.json"))?;
+    let config = BertConfig::from_file(dir.join("config.json"))?;
     let arch = config
         .architectures
         .as_ref()
@@ -396,8 +449,8 @@ pub fn run_evaluate(args: EvaluateArgs) -> CliResult {
             .into())
         }
     };
-    let (model, params) = TaskModel::from_dir(&dir, task, &HeadInit::default())?;
-    let c = model.config();
+    let scorer = Scorer::load(&args.model, &dir, task, args.dtype.dtype)?;
+    let c = scorer.config();
     let labels: Vec<String> = (0..c.num_labels())
         .map(|i| c.id2label[&i].clone())
         .collect();
@@ -420,14 +473,13 @@ pub fn run_evaluate(args: EvaluateArgs) -> CliResult {
         pt,
         c.num_labels(),
     )?;
-    let out = evaluate(
-        &model,
-        &params,
+    let out = evaluate_with(
         &data.examples,
         args.batch_size,
         tok.pad_id(),
+        |inputs, labels| scorer.forward(inputs, labels),
     )?;
-    let m = task_metrics(&model, &data.examples, &out);
+    let m = task_metrics(c, &data.examples, &out);
     println!("{}", json!(m));
     Ok(())
 }

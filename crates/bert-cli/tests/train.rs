@@ -137,16 +137,18 @@ fn train_writes_a_transformers_checkpoint_that_our_pipelines_load() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("\"label\""));
-    let o = bert(&[
-        "evaluate",
-        "-m",
-        out.to_str().unwrap(),
-        "--data",
-        d.join("dev.tsv").to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let m: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let m = run_evaluate(out.to_str().unwrap(), &d.join("dev.tsv"), &[]);
     assert_eq!(m["accuracy"], results["final"]["accuracy"]);
+    let int8 = run_evaluate(
+        out.to_str().unwrap(),
+        &d.join("dev.tsv"),
+        &["--dtype", "int8"],
+    );
+    let (a, b) = (
+        m["accuracy"].as_f64().unwrap(),
+        int8["accuracy"].as_f64().unwrap(),
+    );
+    assert!((a - b).abs() <= 0.125, "f32 {a}, int8 {b} on 8 examples");
 }
 
 #[test]
@@ -216,6 +218,59 @@ fn token_classification_from_conll() {
     assert!(config["id2label"]["4"].is_null());
     let o = bert(&["ner", "-m", out.to_str().unwrap(), "-q", "the dog is cute"]);
     assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// `bert evaluate -m MODEL --data FILE [extra]`: its metrics.
+fn run_evaluate(model: &str, data: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["evaluate", "-m", model, "--data", data.to_str().unwrap()];
+    args.extend(extra);
+    let o = bert(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn evaluate_in_int8_scores_the_quantized_heads_close_to_f32() {
+    let d = dir("int8");
+    let rows: Vec<(String, &str)> = sentences(24, 5)
+        .into_iter()
+        .enumerate()
+        .map(|(i, (t, _))| (t, ["NEG", "NEU", "POS"][i % 3]))
+        .collect();
+    tsv(&d.join("dev.tsv"), &rows);
+    std::fs::write(
+        d.join("dev.conll"),
+        "the DT B-NP O\ndog NN I-NP B-PER\nis VBZ B-VP O\n\nhello UH O O\nfox NN B-NP B-LOC\n\
+         brown JJ I-NP I-LOC\n\nthe DT O O\ncat NN O B-PER\n",
+    )
+    .unwrap();
+    for (name, data, keys) in [
+        (
+            "pipe-seqcls",
+            "dev.tsv",
+            &["accuracy", "macro_f1", "loss"][..],
+        ),
+        (
+            "pipe-tokcls",
+            "dev.conll",
+            &["precision", "recall", "f1", "accuracy", "loss"][..],
+        ),
+    ] {
+        let (m, data) = (model(name), d.join(data));
+        let default = run_evaluate(&m, &data, &[]);
+        let f32 = run_evaluate(&m, &data, &["--dtype", "f32"]);
+        let int8 = run_evaluate(&m, &data, &["--dtype", "int8"]);
+        // f32 is the training forward, as before `--dtype` existed: the same output.
+        assert_eq!(default, f32, "{name}");
+        assert_eq!(f32.as_object().unwrap().len(), keys.len(), "{name}: {f32}");
+        for k in keys {
+            let (a, b) = (f32[k].as_f64().unwrap(), int8[k].as_f64().unwrap());
+            // The tiny random models' margins are small: a loss within 0.05, the metrics within
+            // one example in ten (equal on the AVX-512, AVX2 and portable paths alike today).
+            let tol = if *k == "loss" { 0.05 } else { 0.1 };
+            assert!((a - b).abs() <= tol, "{name} {k}: f32 {a}, int8 {b}");
+        }
+    }
 }
 
 #[test]

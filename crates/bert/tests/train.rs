@@ -8,7 +8,7 @@ mod common;
 use bert::hub::DEFAULT_MODEL;
 use bert::ndarray::{Array2, ArrayD, Ix1, Ix2};
 use bert::train::optim::{clip_grad_norm, AdamW, AdamWConfig, Schedule, ScheduleKind};
-use bert::train::{HeadInit, Labels, Mode, ParamSet, Task, TaskModel};
+use bert::train::{logits_loss, HeadInit, Labels, Mode, ParamSet, Task, TaskModel};
 use bert::{BertInputs, ForwardOptions};
 use common::{fixtures, Golden};
 
@@ -190,6 +190,31 @@ fn multi_label_gradients_match_pytorch() {
 #[test]
 fn token_classification_gradients_match_pytorch() {
     check_grads("tokcls", "heads-tokcls", Task::TokenClassification);
+}
+
+/// `logits_loss`, the loss `bert evaluate --dtype int8` computes from an inference head's padded
+/// logits, is the training head's loss on the same logits, to the bit.
+#[test]
+fn logits_loss_is_the_training_heads_loss() {
+    let seq = Task::SequenceClassification;
+    for (kind, dir, task) in [
+        ("seqcls", "heads-seqcls", seq),
+        ("seqcls-regression", "heads-seqcls-regression", seq),
+        ("seqcls-multilabel", "heads-seqcls-multilabel-pytorch", seq),
+        ("tokcls", "heads-tokcls", Task::TokenClassification),
+    ] {
+        let g = golden(&format!("grads-{kind}"));
+        let dir = fixtures().join("models").join(dir);
+        let (model, params) = TaskModel::from_dir(&dir, task, &HeadInit::default()).unwrap();
+        for case in g.cases() {
+            let l = labels(&g, &case, kind);
+            let (loss, logits) = model
+                .predict_with_loss(&params, &inputs(&g, &case), &l, &options(&g, &case))
+                .unwrap();
+            let again = logits_loss(model.config(), &logits, &l).unwrap();
+            assert_eq!(again, loss, "{kind}/{case}");
+        }
+    }
 }
 
 #[test]

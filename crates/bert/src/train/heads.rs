@@ -199,11 +199,7 @@ impl TaskModel {
 
     /// The loss transformers would use for these labels.
     fn problem_type(&self, labels: &Labels) -> ProblemType {
-        self.config.problem_type.unwrap_or(match labels {
-            _ if self.outputs == 1 => ProblemType::Regression,
-            Labels::Scores(_) => ProblemType::MultiLabelClassification,
-            _ => ProblemType::SingleLabelClassification,
-        })
+        problem_type(&self.config, self.outputs, labels)
     }
 
     fn head_dropout(&self, mode: Mode) -> Option<Dropout> {
@@ -307,32 +303,9 @@ impl TaskModel {
             }
         };
         match (self.task, labels) {
-            (Task::SequenceClassification, labels) => match (self.problem_type(labels), labels) {
-                (ProblemType::SingleLabelClassification, Labels::Classes(l)) => {
-                    check_rows(l.len(), "labels")?;
-                    cross_entropy(logits, l, c)
-                }
-                (
-                    ProblemType::Regression | ProblemType::MultiLabelClassification,
-                    Labels::Scores(t),
-                ) if t.dim() == (b, c) => {
-                    let t: Vec<f32> = t.iter().copied().collect();
-                    Ok(if self.problem_type(labels) == ProblemType::Regression {
-                        mse(logits, &t)
-                    } else {
-                        bce_with_logits(logits, &t)
-                    })
-                }
-                (ProblemType::Regression, Labels::Classes(l)) if c == 1 => {
-                    check_rows(l.len(), "labels")?;
-                    let t: Vec<f32> = l.iter().map(|&v| v as f32).collect();
-                    Ok(mse(logits, &t))
-                }
-                (pt, l) => Err(Error::Input(format!(
-                    "{pt:?} with {c} outputs cannot take labels {}",
-                    describe(l)
-                ))),
-            },
+            (Task::SequenceClassification, labels) => {
+                sequence_loss(self.problem_type(labels), logits, labels, b, c)
+            }
             (Task::TokenClassification, Labels::Tokens(l)) => {
                 if l.dim() != tape.packing_dim() {
                     return Err(Error::Input(format!(
@@ -473,6 +446,90 @@ impl TaskModel {
                 }
             }
         }
+    }
+}
+
+/// The loss transformers would use for these labels: `config.problem_type`, else guessed as
+/// `BertForSequenceClassification.forward` does.
+fn problem_type(config: &BertConfig, outputs: usize, labels: &Labels) -> ProblemType {
+    config.problem_type.unwrap_or(match labels {
+        _ if outputs == 1 => ProblemType::Regression,
+        Labels::Scores(_) => ProblemType::MultiLabelClassification,
+        _ => ProblemType::SingleLabelClassification,
+    })
+}
+
+/// The sequence head's mean loss and its gradient: `logits` (B, C), one row per sequence.
+fn sequence_loss(
+    pt: ProblemType,
+    logits: &[f32],
+    labels: &Labels,
+    b: usize,
+    c: usize,
+) -> Result<(f32, Vec<f32>)> {
+    let check_rows = |n: usize| {
+        if n == b {
+            Ok(())
+        } else {
+            Err(Error::Input(format!(
+                "labels: {n} labels for a batch of {b}"
+            )))
+        }
+    };
+    match (pt, labels) {
+        (ProblemType::SingleLabelClassification, Labels::Classes(l)) => {
+            check_rows(l.len())?;
+            cross_entropy(logits, l, c)
+        }
+        (ProblemType::Regression | ProblemType::MultiLabelClassification, Labels::Scores(t))
+            if t.dim() == (b, c) =>
+        {
+            let t: Vec<f32> = t.iter().copied().collect();
+            Ok(if pt == ProblemType::Regression {
+                mse(logits, &t)
+            } else {
+                bce_with_logits(logits, &t)
+            })
+        }
+        (ProblemType::Regression, Labels::Classes(l)) if c == 1 => {
+            check_rows(l.len())?;
+            let t: Vec<f32> = l.iter().map(|&v| v as f32).collect();
+            Ok(mse(logits, &t))
+        }
+        (pt, l) => Err(Error::Input(format!(
+            "{pt:?} with {c} outputs cannot take labels {}",
+            describe(l)
+        ))),
+    }
+}
+
+/// The mean loss of `labels` on logits padded as transformers returns them, as
+/// [`TaskModel::predict_with_loss`] computes it: for evaluating a model run outside training (an
+/// inference head, e.g. loaded in int8). Padded positions must be labelled -100.
+pub fn logits_loss(config: &BertConfig, logits: &Logits, labels: &Labels) -> Result<f32> {
+    match (logits, labels) {
+        (Logits::Sequence(l), labels) => {
+            let (b, c) = l.dim();
+            let x: Vec<f32> = l.iter().copied().collect();
+            Ok(sequence_loss(problem_type(config, c, labels), &x, labels, b, c)?.0)
+        }
+        (Logits::Tokens(l), Labels::Tokens(t)) => {
+            let (b, t_len, c) = l.dim();
+            if t.dim() != (b, t_len) {
+                return Err(Error::Input(format!(
+                    "token labels have shape {:?}, logits ({b}, {t_len}, {c})",
+                    t.dim()
+                )));
+            }
+            // Row-major over (B, T) with padding ignored: the packed order of the training head.
+            let x: Vec<f32> = l.iter().copied().collect();
+            let t: Vec<i64> = t.iter().copied().collect();
+            Ok(cross_entropy(&x, &t, c)?.0)
+        }
+        (_, l) => Err(Error::Input(format!(
+            "these logits cannot take labels {}",
+            describe(l)
+        ))),
     }
 }
 

@@ -20,10 +20,10 @@ mod trainer;
 
 pub use data::{align_word_labels, collate, Example, Target};
 pub use encoder::{Encoder, Mode, Tape};
-pub use heads::{HeadInit, Labels, Logits, Task, TaskModel};
+pub use heads::{logits_loss, HeadInit, Labels, Logits, Task, TaskModel};
 pub use loss::{bce_with_logits, cross_entropy, mse, IGNORE_INDEX};
 pub use params::{ParamSet, ParamTensor};
 pub use trainer::{
-    evaluate, metrics as task_metrics, save_pretrained, shuffled, EvalOutput, Prediction, StepLog,
-    Trainer, TrainerState, TrainingArgs,
+    evaluate, evaluate_with, metrics as task_metrics, save_pretrained, shuffled, EvalOutput,
+    Prediction, StepLog, Trainer, TrainerState, TrainingArgs,
 };

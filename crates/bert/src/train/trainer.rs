@@ -14,11 +14,11 @@ use serde::{Deserialize, Serialize};
 
 use super::data::{collate, Example, Target};
 use super::encoder::Mode;
-use super::heads::{Logits, TaskModel};
+use super::heads::{Labels, Logits, TaskModel};
 use super::loss::IGNORE_INDEX;
 use super::optim::{clip_grad_norm, AdamW, AdamWConfig, Schedule, ScheduleKind};
 use super::params::ParamSet;
-use crate::{Error, ForwardOptions, Result};
+use crate::{BertConfig, BertInputs, Error, ForwardOptions, Result};
 
 /// Hyper-parameters, with `TrainingArguments`' names and (where the CLI does not say otherwise)
 /// defaults.
@@ -384,13 +384,26 @@ pub fn evaluate(
     batch_size: usize,
     pad_id: i64,
 ) -> Result<EvalOutput> {
+    evaluate_with(examples, batch_size, pad_id, |inputs, labels| {
+        model.predict_with_loss(params, inputs, labels, &ForwardOptions::default())
+    })
+}
+
+/// As [`evaluate`], with another model's forward: `forward` returns a batch's mean loss and its
+/// logits, padded as transformers returns them (an inference head, e.g. loaded in int8, and
+/// [`logits_loss`](super::logits_loss)).
+pub fn evaluate_with(
+    examples: &[Example],
+    batch_size: usize,
+    pad_id: i64,
+    mut forward: impl FnMut(&BertInputs, &Labels) -> Result<(f32, Logits)>,
+) -> Result<EvalOutput> {
     let mut total = 0.0f64;
     let mut predictions = Vec::with_capacity(examples.len());
     for chunk in examples.chunks(batch_size.max(1)) {
         let refs: Vec<&Example> = chunk.iter().collect();
         let (inputs, labels) = collate(&refs, pad_id)?;
-        let (loss, logits) =
-            model.predict_with_loss(params, &inputs, &labels, &ForwardOptions::default())?;
+        let (loss, logits) = forward(&inputs, &labels)?;
         total += loss as f64 * chunk.len() as f64;
         match logits {
             Logits::Sequence(l) => {
@@ -435,13 +448,18 @@ fn argmax(values: impl Iterator<Item = f32>) -> i64 {
 
 /// The metrics of a finished [`evaluate`] for the model's task: accuracy and macro-F1 (single-label),
 /// MSE (regression), subset accuracy and macro-F1 at 0.5 (multi-label), entity precision / recall /
-/// F1 as `seqeval` (tokens, tags from `id2label`).
-pub fn metrics(model: &TaskModel, examples: &[Example], out: &EvalOutput) -> BTreeMap<String, f64> {
+/// F1 as `seqeval` (tokens, tags from `id2label`). `config` is the model's ([`TaskModel::config`]
+/// or an inference head's): its labels and `problem_type`.
+pub fn metrics(
+    config: &BertConfig,
+    examples: &[Example],
+    out: &EvalOutput,
+) -> BTreeMap<String, f64> {
     use super::metrics::{accuracy, entity_scores, macro_f1};
     let mut m = BTreeMap::new();
     m.insert("loss".to_string(), out.loss);
-    let labels = &model.config().id2label;
-    let classes = model.config().num_labels();
+    let labels = &config.id2label;
+    let classes = config.num_labels();
     let (mut pred, mut gold) = (Vec::new(), Vec::new());
     let (mut pred_tags, mut gold_tags) = (Vec::new(), Vec::new());
     let (mut sq, mut count) = (0.0f64, 0usize);
@@ -453,8 +471,7 @@ pub fn metrics(model: &TaskModel, examples: &[Example], out: &EvalOutput) -> BTr
                 pred.push(*p);
             }
             (Target::Scores(g), Prediction::Scores(p))
-                if model.config().problem_type
-                    == Some(crate::ProblemType::MultiLabelClassification) =>
+                if config.problem_type == Some(crate::ProblemType::MultiLabelClassification) =>
             {
                 let bits: Vec<i64> = p.iter().map(|&v| i64::from(v > 0.0)).collect();
                 let gb: Vec<i64> = g.iter().map(|&v| i64::from(v > 0.5)).collect();

@@ -1,5 +1,6 @@
 //! f16-weight vs f32 `Linear` on one BERT layer's four shapes, interleaved in one process: the f16
-//! product with its weights read in the kernel and widened per micro-panel (docs/quantization.md).
+//! product with its weights read in the kernel, widened per micro-panel, and `Auto` (the first at
+//! small M, the second at large M), all with `F16Linear::default_options` (docs/quantization.md).
 //!
 //! ```text
 //! cargo bench -p bert-kernels --bench f16 -- [--threads 2] [--m 8,128,2048] [--reps 11] [--cold-mb 64]
@@ -9,7 +10,7 @@
 
 use std::time::Instant;
 
-use bert_kernels::linear::{F16Read, GemmOptions, Isa};
+use bert_kernels::linear::{F16Read, Isa};
 use bert_kernels::{Epilogue, F16Linear, Linear};
 
 fn arg<T: std::str::FromStr>(name: &str) -> Option<Vec<T>> {
@@ -72,8 +73,8 @@ fn main() {
         let shapes = [(3 * h, h), (h, h), (i, h), (h, i)];
         let f32_bytes: usize = shapes.iter().map(|(n, k)| 4 * n * k).sum();
         let copies = (cold_mb << 20).div_ceil(f32_bytes).max(1);
-        let opts = GemmOptions::new(isa);
-        let reads = [F16Read::InKernel, F16Read::Widened];
+        let opts = F16Linear::default_options(isa);
+        let reads = [F16Read::InKernel, F16Read::Widened, F16Read::Auto];
         let variants: Vec<(String, Vec<Layer>)> = std::iter::once(("f32".to_string(), None))
             .chain(reads.iter().map(|r| (format!("f16 {r:?}"), Some(*r))))
             .map(|(name, read)| {

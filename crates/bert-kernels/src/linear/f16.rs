@@ -5,13 +5,13 @@
 //! with f32 FMAs and the f32 epilogues:
 //! - **in the kernel** (AVX-512): the f16 variant of the f32 microkernel widens each B row with
 //!   `vcvtph2ps` as it loads it; nothing else changes. Best when a task has few row tiles (M = 8),
-//!   where every B byte is read once and the f16 panel halves the memory traffic; and measured no
-//!   slower than widening at M = 128 and 2048 either (`benches/f16.rs`, docs/quantization.md): the
-//!   two `vcvtph2ps` per k step hide behind the tile's 24 FMAs.
+//!   where every B byte is read once and the f16 panel halves the memory traffic. At large M its two
+//!   `vcvtph2ps` per k step cost ~5% against the tile's 24 FMAs (Zen 4).
 //! - **widened**: each (kc, NR) micro-panel is converted once into a per-thread f32 scratch, which the
-//!   f32 kernel reads for every row tile of the task, so the conversion is shared by the row tiles.
-//!   Every ISA has it (AVX2 uses F16C's `vcvtph2ps`, portable Rust [`crate::f16::f16_to_f32`]); it is
-//!   the path of the ISAs without an f16 kernel.
+//!   f32 kernel reads for every row tile of the task, so the conversion is shared by the row tiles:
+//!   with row blocks of 96 rows (8 tiles), close to f32 at M = 2048. Every ISA has it (AVX2 uses
+//!   F16C's `vcvtph2ps`, portable Rust [`crate::f16::f16_to_f32`]); it is the only path of the ISAs
+//!   without an f16 kernel.
 
 use super::driver::{self, BOperand, Product, Widened};
 use super::pack::PackedB;
@@ -20,7 +20,8 @@ use super::{Epilogue, GemmOptions, Isa};
 /// How an f16 product reads its weights (see the module docs).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum F16Read {
-    /// In the kernel where the ISA has an f16 kernel (AVX-512), widened otherwise.
+    /// Widened where a task has at least [`WIDEN_MIN_TILES`] row tiles or the ISA has no f16
+    /// kernel, in the kernel otherwise.
     #[default]
     Auto,
     /// Always in the kernel (AVX-512 only; elsewhere the same as `Widened`).
@@ -28,6 +29,10 @@ pub enum F16Read {
     /// Always widened into per-thread f32 scratch.
     Widened,
 }
+
+/// [`F16Read::Auto`] widens B panels when a task runs at least this many row tiles over each
+/// (docs/quantization.md: in the kernel is faster at M = 8 and 128, widened at M = 2048).
+pub const WIDEN_MIN_TILES: usize = 8;
 
 /// The f16 -> f32 conversion of a widened micro-panel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,7 +129,7 @@ impl F16Linear {
     /// # Panics
     /// If the sizes disagree or `in_features` is 0.
     pub fn new(weight: &[f32], bias: Vec<f32>, out_features: usize, in_features: usize) -> Self {
-        let opts = GemmOptions::new(Isa::selected());
+        let opts = Self::default_options(Isa::selected());
         Self::with_options(
             weight,
             bias,
@@ -132,6 +137,20 @@ impl F16Linear {
             opts,
             F16Read::Auto,
         )
+    }
+
+    /// The f32 blocking of `isa`, with row blocks twice as tall where `isa` has an f16 kernel, so
+    /// that a large product's widened panel is shared by [`WIDEN_MIN_TILES`] row tiles (AVX-512:
+    /// 96 rows of 12).
+    pub fn default_options(isa: Isa) -> GemmOptions {
+        let opts = GemmOptions::new(isa);
+        match driver::kernels_f16(isa, opts.mr, opts.nv) {
+            Some(_) => GemmOptions {
+                mc: 2 * opts.mc,
+                ..opts
+            },
+            None => opts,
+        }
     }
 
     /// As [`F16Linear::new`] with explicit blocking and read path: for tests and benchmarks.
@@ -207,7 +226,8 @@ impl F16Linear {
             widen: Widen::for_isa(isa),
             kernels: driver::kernels(isa, mr, nv).expect("checked at F16Linear::new"),
             min_tiles: match self.read {
-                F16Read::Auto | F16Read::InKernel => usize::MAX,
+                F16Read::Auto => WIDEN_MIN_TILES,
+                F16Read::InKernel => usize::MAX,
                 F16Read::Widened => 0,
             },
         };

@@ -46,21 +46,20 @@ unsafe fn kernel_body<const MR: usize, const NV: usize, const F16: bool>(t: &Til
         _mm_prefetch::<_MM_HINT_T0>(c.add(NV * LANES - 1) as *const i8);
     }
     let mut acc = [[_mm512_setzero_ps(); NV]; MR];
-    let (mut a, b, pf) = (t.a, t.b, t.pf);
-    // Bytes of one B row: f32 or f16.
-    let row_bytes = NV * LANES * if F16 { 2 } else { 4 };
-    let (mut b, mut pf) = (b.cast::<u8>(), pf.cast::<u8>());
+    let (mut a, mut b, mut pf) = (t.a, t.b, t.pf);
+    // Floats' worth of memory one B row spans: an f16 row is half as long.
+    let step = if F16 { NV * LANES / 2 } else { NV * LANES };
     for _ in 0..t.kc {
-        for line in (0..row_bytes).step_by(64) {
+        for line in (0..step).step_by(16) {
             _mm_prefetch::<_MM_HINT_T0>(pf.add(line) as *const i8);
         }
-        pf = pf.add(row_bytes);
+        pf = pf.add(step);
         let mut bv = [_mm512_setzero_ps(); NV];
         for (v, bv) in bv.iter_mut().enumerate() {
             *bv = if F16 {
-                _mm512_cvtph_ps(_mm256_loadu_si256(b.add(v * 32).cast()))
+                _mm512_cvtph_ps(_mm256_loadu_si256(b.cast::<u16>().add(v * LANES).cast()))
             } else {
-                _mm512_loadu_ps(b.add(v * 64).cast())
+                _mm512_loadu_ps(b.add(v * LANES))
             };
         }
         for (i, acc) in acc.iter_mut().enumerate() {
@@ -70,7 +69,7 @@ unsafe fn kernel_body<const MR: usize, const NV: usize, const F16: bool>(t: &Til
             }
         }
         a = a.add(MR);
-        b = b.add(row_bytes);
+        b = b.add(step);
     }
     for (i, acc) in acc.iter().enumerate() {
         let c = t.c.add(i * t.ldc);

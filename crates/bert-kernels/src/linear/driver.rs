@@ -343,8 +343,9 @@ impl<T: Elem> Gemm<'_, T> {
                                 None => (b.as_ptr().cast::<f32>(), next.as_ptr().cast::<f32>()),
                                 Some(w) => {
                                     let half = T::as_f16(b).expect("only f16 panels are widened");
+                                    let next = T::as_f16(next).expect("as b");
                                     wide.resize(half.len(), 0.0);
-                                    w.widen.run(half, wide);
+                                    w.widen.run(half, wide, next);
                                     (wide.as_ptr(), wide.as_ptr())
                                 }
                             };

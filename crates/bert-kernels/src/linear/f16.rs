@@ -58,9 +58,10 @@ impl Widen {
         }
     }
 
-    /// `dst = f32(src)`; the lengths are equal.
-    pub(super) fn run(self, src: &[u16], dst: &mut [f32]) {
-        assert_eq!(src.len(), dst.len());
+    /// `dst = f32(src)`, fetching `next` (the panel widened after this one) into L2 on the way, as
+    /// the f32 kernels' last row tile prefetches the next panel; the lengths are equal.
+    pub(super) fn run(self, src: &[u16], dst: &mut [f32], next: &[u16]) {
+        assert!(src.len() == dst.len() && next.len() == src.len());
         match self {
             Widen::Scalar => {
                 for (d, &h) in dst.iter_mut().zip(src) {
@@ -69,10 +70,10 @@ impl Widen {
             }
             #[cfg(target_arch = "x86_64")]
             // SAFETY: chosen by `for_isa` only where the CPU has F16C; the lengths are equal.
-            Widen::F16c => unsafe { x86::widen_f16c(src, dst) },
+            Widen::F16c => unsafe { x86::widen_f16c(src, dst, next) },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: chosen by `for_isa` only for a supported Isa::Avx512; the lengths are equal.
-            Widen::Avx512 => unsafe { x86::widen_avx512(src, dst) },
+            Widen::Avx512 => unsafe { x86::widen_avx512(src, dst, next) },
         }
     }
 }
@@ -82,11 +83,14 @@ mod x86 {
     use std::arch::x86_64::*;
 
     /// # Safety
-    /// The CPU has AVX and F16C; `src.len() == dst.len()`.
+    /// The CPU has AVX and F16C; the three lengths are equal.
     #[target_feature(enable = "avx,f16c")]
-    pub(super) unsafe fn widen_f16c(src: &[u16], dst: &mut [f32]) {
+    pub(super) unsafe fn widen_f16c(src: &[u16], dst: &mut [f32], next: &[u16]) {
         let body = src.len() / 8 * 8;
         for i in (0..body).step_by(8) {
+            if i % 32 == 0 {
+                _mm_prefetch::<_MM_HINT_T1>(next.as_ptr().add(i).cast());
+            }
             let h = _mm_loadu_si128(src.as_ptr().add(i).cast());
             _mm256_storeu_ps(dst.as_mut_ptr().add(i), _mm256_cvtph_ps(h));
         }
@@ -96,11 +100,14 @@ mod x86 {
     }
 
     /// # Safety
-    /// The CPU has AVX-512F; `src.len() == dst.len()`.
+    /// The CPU has AVX-512F; the three lengths are equal.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn widen_avx512(src: &[u16], dst: &mut [f32]) {
+    pub(super) unsafe fn widen_avx512(src: &[u16], dst: &mut [f32], next: &[u16]) {
         let body = src.len() / 16 * 16;
         for i in (0..body).step_by(16) {
+            if i % 32 == 0 {
+                _mm_prefetch::<_MM_HINT_T1>(next.as_ptr().add(i).cast());
+            }
             let h = _mm256_loadu_si256(src.as_ptr().add(i).cast());
             _mm512_storeu_ps(dst.as_mut_ptr().add(i), _mm512_cvtph_ps(h));
         }
@@ -367,12 +374,12 @@ mod tests {
     fn widen_matches_scalar_for_every_f16() {
         let src: Vec<u16> = (0..=u16::MAX).collect();
         let mut want = vec![0.0; src.len()];
-        Widen::Scalar.run(&src, &mut want);
+        Widen::Scalar.run(&src, &mut want, &src);
         for isa in Isa::supported() {
             let widen = Widen::for_isa(isa);
             // An odd length exercises the scalar tail.
             let mut got = vec![0.0; src.len() - 3];
-            widen.run(&src[3..], &mut got);
+            widen.run(&src[3..], &mut got, &src[3..]);
             for (i, (g, w)) in got.iter().zip(&want[3..]).enumerate() {
                 assert!(
                     g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()),

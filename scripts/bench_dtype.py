@@ -7,7 +7,7 @@ prints the median per-forward (W1, W2F) or per-pass (W3*) time and the ratios to
       --variant f32=target/release/bert --variant int8=target/release/bert:int8 \\
       --variant main-f32=/tmp/bert-main --rounds 5
 
-A variant is NAME=BINARY[:DTYPE]; DTYPE (f32, int8) becomes `--dtype DTYPE` (omitted for a binary
+A variant is NAME=BINARY[:DTYPE]; DTYPE (f32, f16, int8) becomes `--dtype DTYPE` (omitted for a binary
 without the flag). Threads: the binaries' default (all cores) unless --threads.
 """
 import argparse

@@ -146,6 +146,7 @@ pub fn run(args: BenchArgs) -> CliResult {
                     env!("CARGO_PKG_VERSION"),
                     match model.dtype() {
                         bert::Dtype::F32 => "fp32",
+                        bert::Dtype::F16 => "fp16 weights",
                         bert::Dtype::Int8 => "int8 dynamic",
                     }
                 ),

@@ -110,9 +110,11 @@ pub struct InputArgs {
 /// The number format a command's model computes in; shared by the subcommands that run a model.
 #[derive(Args, Clone, Copy, Debug)]
 pub struct DtypeArgs {
-    /// Number format of the encoder's Linear layers: `f32` (exact) or `int8` (weights quantized
-    /// per output channel at load, activations per row at run time: faster, within the accuracy
-    /// bounds of docs/quantization.md). Embeddings, LayerNorm, attention and heads stay f32.
+    /// Number format of the encoder's Linear layers: `f32` (exact), `f16` (weights rounded to f16
+    /// at load, half the memory, f32 arithmetic: embeddings cosine to f32 > 0.99999) or `int8`
+    /// (weights quantized per output channel at load, activations per row at run time: faster,
+    /// within the accuracy bounds of docs/quantization.md). Embeddings, LayerNorm, attention and
+    /// heads stay f32.
     #[arg(long, value_name = "DTYPE", default_value = "f32")]
     pub dtype: bert::Dtype,
 }

@@ -354,7 +354,7 @@ fn pipeline_commands_fail_clearly_on_bad_inputs() {
 }
 
 #[test]
-fn every_model_command_runs_in_int8_and_rejects_unknown_dtypes() {
+fn every_model_command_runs_in_f16_and_int8_and_rejects_unknown_dtypes() {
     let m = |name: &str| root().join("fixtures/models").join(name);
     let (seqcls, tokcls, qa, mlm, rerank, tiny) = (
         m("pipe-seqcls"),
@@ -394,13 +394,15 @@ fn every_model_command_runs_in_int8_and_rejects_unknown_dtypes() {
         vec!["embed", "-m", tiny.to_str().unwrap(), "hello"],
     ];
     for args in runs {
-        let mut int8 = args.clone();
-        int8.extend(["--dtype", "int8"]);
-        let o = bert(&int8);
-        assert!(o.status.success(), "{int8:?}: {}", stderr(&o));
-        assert!(!o.stdout.is_empty(), "{int8:?}: no output");
+        for dtype in ["f16", "int8"] {
+            let mut run = args.clone();
+            run.extend(["--dtype", dtype]);
+            let o = bert(&run);
+            assert!(o.status.success(), "{run:?}: {}", stderr(&o));
+            assert!(!o.stdout.is_empty(), "{run:?}: no output");
+        }
         let mut bad = args.clone();
         bad.extend(["--dtype", "int4"]);
-        fails_with(bert(&bad), &["int4", "f32, int8"]);
+        fails_with(bert(&bad), &["int4", "f32, f16, int8"]);
     }
 }

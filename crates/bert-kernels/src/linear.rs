@@ -10,6 +10,7 @@ mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 mod driver;
+mod f16;
 mod int8;
 #[cfg(target_arch = "x86_64")]
 mod int8_x86;
@@ -17,6 +18,7 @@ mod pack;
 mod portable;
 
 pub use crate::isa::{Isa, ISA_ENV};
+pub use f16::{F16Linear, F16Read, WIDEN_MIN_TILES};
 pub use int8::{
     int8_scale, outlier_columns, quantize_one, Int8Linear, Int8Path, MAX_OUTLIER_COLUMNS,
     OUTLIER_RATIO,

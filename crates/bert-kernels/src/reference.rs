@@ -3,6 +3,11 @@
 
 use crate::{Activation, Epilogue};
 
+/// `v` rounded to f16 and back: the weights an f16 Linear multiplies by.
+pub fn f16_round(v: f32) -> f32 {
+    crate::f16::f16_to_f32(crate::f16::f32_to_f16(v))
+}
+
 /// `y (m, n) = x (m, k) W^T + b`, `W` (n, k) row-major.
 pub fn linear(x: &[f32], w: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
     let mut y = vec![0.0f32; m * n];

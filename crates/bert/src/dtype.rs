@@ -10,6 +10,9 @@ pub enum Dtype {
     /// f32 weights and arithmetic: exact to transformers within docs/numerics.md's tolerances.
     #[default]
     F32,
+    /// Weights rounded at load to f16 (round to nearest even; half the bytes of f32), widened to f32
+    /// in the product: f32 activations, sums, bias / GELU / residual.
+    F16,
     /// Weights quantized at load to int8 per output channel (symmetric), activations quantized per
     /// row at each call, int32 accumulation, bias / GELU / residual in f32 after dequantization.
     Int8,
@@ -17,17 +20,18 @@ pub enum Dtype {
 
 impl Dtype {
     /// Every dtype, in the order `--help` lists them.
-    pub const ALL: [Dtype; 2] = [Dtype::F32, Dtype::Int8];
+    pub const ALL: [Dtype; 3] = [Dtype::F32, Dtype::F16, Dtype::Int8];
 
     /// The lower-case name [`Dtype::parse`] accepts.
     pub fn name(self) -> &'static str {
         match self {
             Dtype::F32 => "f32",
+            Dtype::F16 => "f16",
             Dtype::Int8 => "int8",
         }
     }
 
-    /// Parses `f32` or `int8` (case-insensitive).
+    /// Parses `f32`, `f16` or `int8` (case-insensitive).
     pub fn parse(name: &str) -> Result<Dtype> {
         Dtype::ALL
             .into_iter()
@@ -78,6 +82,6 @@ mod tests {
             assert_eq!(d.to_string().to_uppercase().parse::<Dtype>().unwrap(), d);
         }
         let err = Dtype::parse("int4").unwrap_err().to_string();
-        assert!(err.contains("f32, int8"), "{err}");
+        assert!(err.contains("f32, f16, int8"), "{err}");
     }
 }

@@ -1,4 +1,5 @@
-//! Quantized inference (`LoadOptions { dtype }`) against transformers' outputs and the f32 path:
+//! Quantized inference (`LoadOptions { dtype }`: int8 and f16) against transformers' outputs and the
+//! f32 path:
 //! the max abs error of every output of every golden case, each under a bound written below, and
 //! all-MiniLM-L6-v2 sentence embeddings of 2,000 corpus lines against the f32 embeddings (cosine).
 //! `cargo test -p bert --test quantized -- --nocapture` prints every figure (docs/quantization.md).
@@ -152,11 +153,15 @@ fn embedding_cosines(dtype: Dtype, lines: usize) -> (f32, f32) {
         .zip(q.outer_iter())
         .map(|(a, b)| a.dot(&b) / (a.dot(&a).sqrt() * b.dot(&b).sqrt()))
         .collect();
-    let mean = cos.iter().sum::<f32>() / cos.len() as f32;
+    // 1 - cosine summed in f64: an f32 sum of values this close to 1 rounds the mean to 1.
+    let gap = cos.iter().map(|&c| 1.0 - f64::from(c)).sum::<f64>() / cos.len() as f64;
+    let mean = (1.0 - gap) as f32;
     let min = cos.iter().copied().fold(f32::INFINITY, f32::min);
     println!(
-        "all-MiniLM-L6-v2 {dtype} vs f32 embeddings, {} lines: cosine mean {mean:.6}, min {min:.6}",
-        lines.len()
+        "all-MiniLM-L6-v2 {dtype} vs f32 embeddings, {} lines: cosine mean {mean:.6} \
+         (1 - {gap:.1e}), min {min:.6} (1 - {:.1e})",
+        lines.len(),
+        1.0 - min
     );
     (mean, min)
 }
@@ -179,6 +184,71 @@ fn all_minilm_l6_v2_int8_embeddings_cosine_2000_lines() {
     let (mean, min) = embedding_cosines(Dtype::Int8, 2000);
     assert!(mean >= INT8_COSINE.0, "mean cosine {mean}");
     assert!(min >= INT8_COSINE.1, "min cosine {min}");
+}
+
+/// The tiny fixture models in f16 weights: bounds about 2x the largest error measured (1.8e-3,
+/// 1.2e-3, 1.8e-3 and 3.6e-4 on AVX-512).
+const TINY_F16: [(&str, f32); 4] = [
+    ("last_hidden_state", 4e-3),
+    ("pooler_output", 2.5e-3),
+    ("hidden_states", 4e-3),
+    ("attentions", 8e-4),
+];
+
+#[test]
+fn tiny_fixtures_f16_error_bounds() {
+    for dir in [
+        "tiny-gelu",
+        "tiny-gelu-new",
+        "tiny-relu",
+        "tiny-silu",
+        "tiny-nopooler",
+    ] {
+        let path = fixtures().join("models").join(dir);
+        let model = BertModel::from_dir_with(&path, &LoadOptions::dtype(Dtype::F16)).unwrap();
+        assert_eq!(model.dtype(), Dtype::F16);
+        check(dir, Dtype::F16, &model, dir, &TINY_F16);
+    }
+}
+
+/// all-MiniLM-L6-v2 in f16 weights against transformers (f32): bounds about 2x the errors measured
+/// (1.6e-3, 8.9e-5, 1.7e-3 and 7.8e-4 on AVX-512; docs/quantization.md).
+const MINILM_F16: [(&str, f32); 4] = [
+    ("last_hidden_state", 3.5e-3),
+    ("pooler_output", 2e-4),
+    ("hidden_states", 3.5e-3),
+    ("attentions", 1.6e-3),
+];
+
+#[test]
+fn all_minilm_l6_v2_f16_error_bounds() {
+    let model =
+        BertModel::from_pretrained_with(DEFAULT_MODEL, &LoadOptions::dtype(Dtype::F16)).unwrap();
+    check(
+        "all-MiniLM-L6-v2",
+        Dtype::F16,
+        &model,
+        "all-MiniLM-L6-v2",
+        &MINILM_F16,
+    );
+}
+
+/// f16 embeddings against f32: (mean, min) cosine bounds (the issue's 0.99999 for both).
+const F16_COSINE: (f32, f32) = (0.99999, 0.99999);
+
+#[test]
+fn all_minilm_l6_v2_f16_embeddings_cosine_500_lines() {
+    let (mean, min) = embedding_cosines(Dtype::F16, 500);
+    assert!(mean >= F16_COSINE.0, "mean cosine {mean}");
+    assert!(min >= F16_COSINE.1, "min cosine {min}");
+}
+
+#[test]
+#[ignore = "a minute in the test profile; run with --ignored (docs/quantization.md)"]
+fn all_minilm_l6_v2_f16_embeddings_cosine_2000_lines() {
+    let (mean, min) = embedding_cosines(Dtype::F16, 2000);
+    assert!(mean >= F16_COSINE.0, "mean cosine {mean}");
+    assert!(min >= F16_COSINE.1, "min cosine {min}");
 }
 
 #[test]
@@ -206,5 +276,32 @@ fn int8_model_holds_a_quarter_of_the_linear_weights() {
     assert!(
         q_linear * 10 < linear_f32 * 3,
         "int8 Linear bytes {q_linear} vs f32 {linear_f32}"
+    );
+}
+
+#[test]
+fn f16_model_holds_half_of_the_linear_weights() {
+    let c = bert::BertConfig {
+        vocab_size: 1000,
+        hidden_size: 256,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        intermediate_size: 1024,
+        ..Default::default()
+    };
+    let f = BertModel::random(c.clone(), 1).unwrap();
+    let h = BertModel::random_with(c, 1, &LoadOptions::dtype(Dtype::F16)).unwrap();
+    // As above: 25 H^2 floats of Linear weights; biases and padding stay f32.
+    let linear_f32 = 25 * 256 * 256 * 4;
+    let embeddings = f.memory_bytes() - linear_f32;
+    let h_linear = h.memory_bytes() - embeddings;
+    println!(
+        "random H=256 model: f32 {} bytes, f16 {} bytes",
+        f.memory_bytes(),
+        h.memory_bytes()
+    );
+    assert!(
+        h_linear * 100 < linear_f32 * 51,
+        "f16 Linear bytes {h_linear} vs f32 {linear_f32}"
     );
 }

@@ -19,6 +19,24 @@ pub(super) const LANES: usize = 16;
 /// `NV * 16` floats.
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn kernel<const MR: usize, const NV: usize>(t: &Tile) {
+    kernel_body::<MR, NV, false>(t)
+}
+
+/// As [`kernel`] with B in f16: `b` and `pf` point at `kc * NV * 16` f16 bits (`u16`), each B row
+/// widened to f32 with `vcvtph2ps` (AVX-512F) as it is loaded; the sums stay f32.
+///
+/// # Safety
+/// As [`kernel`], with `b` and `pf` holding `kc * NV * 16` u16.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn kernel_f16<const MR: usize, const NV: usize>(t: &Tile) {
+    kernel_body::<MR, NV, true>(t)
+}
+
+/// The two kernels' code; `F16` is a compile-time constant, so the f32 kernel is the same
+/// instructions it was before f16 existed.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn kernel_body<const MR: usize, const NV: usize, const F16: bool>(t: &Tile) {
     // C is written (and, for later K blocks, read) at the end: start fetching it now.
     for i in 0..MR {
         let c = t.c.add(i * t.ldc);
@@ -29,14 +47,20 @@ pub(super) unsafe fn kernel<const MR: usize, const NV: usize>(t: &Tile) {
     }
     let mut acc = [[_mm512_setzero_ps(); NV]; MR];
     let (mut a, mut b, mut pf) = (t.a, t.b, t.pf);
+    // Floats' worth of memory one B row spans: an f16 row is half as long.
+    let step = if F16 { NV * LANES / 2 } else { NV * LANES };
     for _ in 0..t.kc {
-        for line in (0..NV * LANES).step_by(16) {
+        for line in (0..step).step_by(16) {
             _mm_prefetch::<_MM_HINT_T0>(pf.add(line) as *const i8);
         }
-        pf = pf.add(NV * LANES);
+        pf = pf.add(step);
         let mut bv = [_mm512_setzero_ps(); NV];
         for (v, bv) in bv.iter_mut().enumerate() {
-            *bv = _mm512_loadu_ps(b.add(v * LANES));
+            *bv = if F16 {
+                _mm512_cvtph_ps(_mm256_loadu_si256(b.cast::<u16>().add(v * LANES).cast()))
+            } else {
+                _mm512_loadu_ps(b.add(v * LANES))
+            };
         }
         for (i, acc) in acc.iter_mut().enumerate() {
             let av = _mm512_set1_ps(*a.add(i));
@@ -45,7 +69,7 @@ pub(super) unsafe fn kernel<const MR: usize, const NV: usize>(t: &Tile) {
             }
         }
         a = a.add(MR);
-        b = b.add(NV * LANES);
+        b = b.add(step);
     }
     for (i, acc) in acc.iter().enumerate() {
         let c = t.c.add(i * t.ldc);

@@ -13,7 +13,8 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use super::pack::{pack_a, pack_a_transposed, PackedB};
+use super::f16::Widen;
+use super::pack::{pack_a, pack_a_transposed, Elem, PackedB};
 use super::{Epilogue, GemmOptions, Isa};
 use crate::Activation;
 
@@ -22,7 +23,7 @@ use crate::Activation;
 pub(super) struct Tile {
     /// Packed A row tile, (kc, mr).
     pub a: *const f32,
-    /// Packed B micro-panel, (kc, NR).
+    /// Packed B micro-panel, (kc, NR): f32, or f16 bits (u16) for the f16 kernels.
     pub b: *const f32,
     /// The (kc, NR) micro-panel to prefetch, one row per k step: the next panel on a row block's last
     /// tile (which otherwise re-reads `b` from cache while DRAM idles), else `b` itself.
@@ -93,14 +94,56 @@ pub(super) fn lanes(isa: Isa) -> usize {
     }
 }
 
+/// The kernels that read f16 B panels directly (widening each row as they load it), for tiles of
+/// 1..=mr rows, or `None` where this ISA has none (the f16 product then widens panels into scratch).
+pub(super) fn kernels_f16(isa: Isa, mr: usize, nv: usize) -> Option<&'static [KernelFn]> {
+    macro_rules! table {
+        ($nv:literal; $($mr:literal)*) => {
+            Some(&[$(super::avx512::kernel_f16::<$mr, $nv> as KernelFn),*])
+        };
+    }
+    match (isa, mr, nv) {
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx512, 6, 3) => table!(3; 1 2 3 4 5 6),
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx512, 8, 3) => table!(3; 1 2 3 4 5 6 7 8),
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx512, 12, 2) => table!(2; 1 2 3 4 5 6 7 8 9 10 11 12),
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx512, 14, 2) => table!(2; 1 2 3 4 5 6 7 8 9 10 11 12 13 14),
+        _ => None,
+    }
+}
+
+/// Packed B and how the kernels read it.
+#[derive(Clone, Copy)]
+pub(super) struct BOperand<'a, T> {
+    pub packed: &'a PackedB<T>,
+    /// Microkernels for tiles of 1..=mr rows that read `packed` as it is (f32 kernels for f32 B,
+    /// f16 kernels for f16 B), if this ISA has them.
+    pub kernels: Option<&'static [KernelFn]>,
+    /// f16 B only: when to widen panels for the f32 kernels instead.
+    pub widen: Option<Widened>,
+}
+
+/// Widening f16 B: each (kc, NR) micro-panel is converted once into a per-thread f32 scratch, which
+/// the f32 kernels then read for every row tile of the task.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Widened {
+    pub widen: Widen,
+    /// f32 kernels for tiles of 1..=mr rows.
+    pub kernels: &'static [KernelFn],
+    /// Widen when a task has at least this many row tiles (or when B has no direct kernels).
+    pub min_tiles: usize,
+}
+
 /// The largest register tile any kernel has, in floats: sizes the edge-tile scratch.
 const MAX_TILE: usize = 16 * 64;
 
 /// Everything a task needs, shared by all tasks of one product.
-struct Gemm<'a> {
+struct Gemm<'a, T> {
     opts: GemmOptions,
-    kernels: &'static [KernelFn],
-    b: &'a PackedB,
+    b: BOperand<'a, T>,
     /// (panels * NR): the bias zero-padded to whole panels.
     bias: &'a [f32],
     /// (M, K).
@@ -137,6 +180,8 @@ unsafe impl Sync for SyncPtr {}
 thread_local! {
     /// Each worker's packed-A scratch, reused across calls.
     static A_PACK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// Each worker's f32 copy of the f16 B micro-panel it is working on (see [`BOperand::widen`]).
+    static B_WIDE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// `y (M, N) = epilogue(x (M, K) W^T + bias)` with W packed in `b`.
@@ -149,11 +194,29 @@ pub(super) fn forward(
     y: &mut [f32],
     epi: Epilogue<'_>,
     how: Product,
+    mkn: (usize, usize, usize),
+) {
+    let b = BOperand {
+        packed: b,
+        kernels: kernels(opts.isa, opts.mr, opts.nv),
+        widen: None,
+    };
+    forward_with(opts, b, bias, x, y, epi, how, mkn);
+}
+
+/// [`forward`] with B in any element type and its kernels.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn forward_with<T: Elem>(
+    opts: GemmOptions,
+    b: BOperand<'_, T>,
+    bias: &[f32],
+    x: &[f32],
+    y: &mut [f32],
+    epi: Epilogue<'_>,
+    how: Product,
     (m, k, n): (usize, usize, usize),
 ) {
-    let kernels =
-        kernels(opts.isa, opts.mr, opts.nv).expect("GemmOptions validated at Linear::new");
-    let panels = b.panels();
+    let panels = b.packed.panels();
     let rows = row_blocks(m, opts.mr, opts.mc);
     let work = 2 * m * n * k;
     let threads = rayon::current_num_threads();
@@ -165,7 +228,6 @@ pub(super) fn forward(
     let cols = col_blocks(panels, want.div_ceil(rows.len()));
     let g = Gemm {
         opts,
-        kernels,
         b,
         bias,
         x,
@@ -224,10 +286,13 @@ fn row_tiles((r0, r1): (usize, usize), mr: usize) -> Vec<(usize, usize)> {
 struct Job<'s> {
     /// (kc, mr) packed A.
     a: &'s [f32],
-    /// (kc, NR) packed B.
-    b: &'s [f32],
+    /// (kc, NR) packed B, in the element type `kernels` read.
+    b: *const f32,
+    /// For tiles of 1..=mr rows.
+    kernels: &'static [KernelFn],
     /// (kc, NR), prefetched as the kernel runs (see [`Tile::pf`]).
-    pf: &'s [f32],
+    pf: *const f32,
+    kc: usize,
     /// (first row, rows).
     rows: (usize, usize),
     /// First column.
@@ -238,53 +303,75 @@ struct Job<'s> {
     last: bool,
 }
 
-impl Gemm<'_> {
+impl<T: Elem> Gemm<'_, T> {
     /// Rows `rows` x panels `cols` of `y`, all of K: column chunks of at most `nc` columns, so the
     /// (rows, nc) block of C that each K block updates stays in L2.
     fn task(&self, rows: (usize, usize), cols: (usize, usize)) {
         let tiles = row_tiles(rows, self.opts.mr);
         let nr = self.opts.nr();
         let chunk = (self.opts.nc / nr).max(1);
+        let widened = self
+            .b
+            .widen
+            .filter(|w| self.b.kernels.is_none() || tiles.len() >= w.min_tiles);
+        let kernels = match widened {
+            Some(w) => w.kernels,
+            None => self.b.kernels.expect("Linear::new checked B has kernels"),
+        };
         A_PACK.with_borrow_mut(|apack| {
-            for p0 in (cols.0..cols.1).step_by(chunk) {
-                let p1 = (p0 + chunk).min(cols.1);
-                let blocks = self.b.k_blocks().count();
-                for (q, (k0, kc)) in self.b.k_blocks().enumerate() {
-                    if p0 == cols.0 || blocks > 1 {
-                        if self.how.a_transposed {
-                            pack_a_transposed(self.x, self.m, &tiles, k0, kc, apack);
-                        } else {
-                            pack_a(self.x, self.k, &tiles, k0, kc, apack);
+            B_WIDE.with_borrow_mut(|wide| {
+                for p0 in (cols.0..cols.1).step_by(chunk) {
+                    let p1 = (p0 + chunk).min(cols.1);
+                    let blocks = self.b.packed.k_blocks().count();
+                    for (q, (k0, kc)) in self.b.packed.k_blocks().enumerate() {
+                        if p0 == cols.0 || blocks > 1 {
+                            if self.how.a_transposed {
+                                pack_a_transposed(self.x, self.m, &tiles, k0, kc, apack);
+                            } else {
+                                pack_a(self.x, self.k, &tiles, k0, kc, apack);
+                            }
                         }
-                    }
-                    let last = q + 1 == blocks;
-                    for p in p0..p1 {
-                        let b = self.b.panel((k0, kc), p);
-                        let next = if p + 1 < p1 {
-                            self.b.panel((k0, kc), p + 1)
-                        } else {
-                            b
-                        };
-                        let mut a_off = 0;
-                        for (t, &rows) in tiles.iter().enumerate() {
-                            self.tile(Job {
-                                a: &apack[a_off..a_off + kc * rows.1],
-                                b,
-                                pf: if self.opts.prefetch && t + 1 == tiles.len() {
-                                    next
-                                } else {
-                                    b
-                                },
-                                rows,
-                                j0: p * nr,
-                                accumulate: q > 0 || self.how.accumulate,
-                                last,
-                            });
-                            a_off += kc * rows.1;
+                        let last = q + 1 == blocks;
+                        for p in p0..p1 {
+                            let b = self.b.packed.panel((k0, kc), p);
+                            let next = if p + 1 < p1 {
+                                self.b.packed.panel((k0, kc), p + 1)
+                            } else {
+                                b
+                            };
+                            let (b, next) = match widened {
+                                None => (b.as_ptr().cast::<f32>(), next.as_ptr().cast::<f32>()),
+                                Some(w) => {
+                                    let half = T::as_f16(b).expect("only f16 panels are widened");
+                                    let next = T::as_f16(next).expect("as b");
+                                    wide.resize(half.len(), 0.0);
+                                    w.widen.run(half, wide, next);
+                                    (wide.as_ptr(), wide.as_ptr())
+                                }
+                            };
+                            let mut a_off = 0;
+                            for (t, &rows) in tiles.iter().enumerate() {
+                                self.tile(Job {
+                                    a: &apack[a_off..a_off + kc * rows.1],
+                                    b,
+                                    pf: if self.opts.prefetch && t + 1 == tiles.len() {
+                                        next
+                                    } else {
+                                        b
+                                    },
+                                    kc,
+                                    kernels,
+                                    rows,
+                                    j0: p * nr,
+                                    accumulate: q > 0 || self.how.accumulate,
+                                    last,
+                                });
+                                a_off += kc * rows.1;
+                            }
                         }
                     }
                 }
-            }
+            })
         });
     }
 
@@ -294,12 +381,13 @@ impl Gemm<'_> {
             a,
             b,
             pf,
+            kc,
+            kernels,
             rows: (r0, mr),
             j0,
             accumulate,
             last,
         } = job;
-        let kc = b.len() / self.opts.nr();
         let nr = self.opts.nr();
         let n = self.n;
         let ncols = nr.min(n - j0);
@@ -319,12 +407,12 @@ impl Gemm<'_> {
         };
         // SAFETY: `y` is (M, N) and this task owns rows r0..r0 + mr, columns j0..j0 + ncols of it.
         let c = unsafe { self.y.0.add(r0 * n + j0) };
-        let kernel = self.kernels[mr - 1];
+        let kernel = kernels[mr - 1];
         if ncols == nr {
             let t = Tile {
                 a: a.as_ptr(),
-                b: b.as_ptr(),
-                pf: pf.as_ptr(),
+                b,
+                pf,
                 kc,
                 c,
                 ldc: n,
@@ -332,7 +420,8 @@ impl Gemm<'_> {
                 epi: epi(res.map_or(std::ptr::null(), <[f32]>::as_ptr), n),
             };
             // SAFETY: `kernels` matches the options' ISA, which Linear::new checked the CPU supports;
-            // a is (kc, mr), b and pf are (kc, NR); c and res hold mr rows of NR = ncols floats, n apart.
+            // a is (kc, mr), b and pf are (kc, NR) of the elements `kernels` read; c and res hold mr
+            // rows of NR = ncols floats, n apart.
             unsafe { kernel(&t) };
             return;
         }
@@ -352,8 +441,8 @@ impl Gemm<'_> {
         }
         let t = Tile {
             a: a.as_ptr(),
-            b: b.as_ptr(),
-            pf: pf.as_ptr(),
+            b,
+            pf,
             kc,
             c: cbuf.as_mut_ptr(),
             ldc: nr,

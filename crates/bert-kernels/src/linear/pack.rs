@@ -12,12 +12,39 @@ use rayon::prelude::*;
 /// weights and activations every step; a 384 x 1536 weight takes about 1 ms on one core).
 const PAR_PACK: usize = 1 << 16;
 
-/// Cache-line alignment of the packed weights, in floats (64 bytes).
-const ALIGN: usize = 16;
+/// Cache-line alignment of the packed weights, in bytes.
+const ALIGN_BYTES: usize = 64;
 
-/// W^T (K, N) in the microkernel's panel layout, 64-byte aligned.
-pub(super) struct PackedB {
-    buf: Vec<f32>,
+/// An element of packed B: f32, or f16 bits (`u16`, converted at packing, [`crate::f16`]).
+pub(super) trait Elem: Copy + Default + Send + Sync {
+    fn from_f32(v: f32) -> Self;
+    /// The f16 bits, if this is f16.
+    fn as_f16(s: &[Self]) -> Option<&[u16]>;
+}
+
+impl Elem for f32 {
+    #[inline]
+    fn from_f32(v: f32) -> Self {
+        v
+    }
+    fn as_f16(_: &[Self]) -> Option<&[u16]> {
+        None
+    }
+}
+
+impl Elem for u16 {
+    #[inline]
+    fn from_f32(v: f32) -> Self {
+        crate::f16::f32_to_f16(v)
+    }
+    fn as_f16(s: &[Self]) -> Option<&[u16]> {
+        Some(s)
+    }
+}
+
+/// W^T (K, N) in the microkernel's panel layout, 64-byte aligned, elements `T`.
+pub(super) struct PackedB<T = f32> {
+    buf: Vec<T>,
     start: usize,
     nr: usize,
     panels: usize,
@@ -25,9 +52,10 @@ pub(super) struct PackedB {
     kb: Vec<usize>,
 }
 
-impl PackedB {
+impl<T: Elem> PackedB<T> {
     /// Packs `w` (N, K) row-major (PyTorch layout) into panels of `nr` columns and K blocks of at most
-    /// `kc` rows, the blocks as even as possible (K = 385, kc = 256: 193 + 192, not 256 + 129).
+    /// `kc` rows, the blocks as even as possible (K = 385, kc = 256: 193 + 192, not 256 + 129), each
+    /// value converted to `T`.
     pub(super) fn new(w: &[f32], n: usize, k: usize, nr: usize, kc: usize) -> Self {
         debug_assert_eq!(w.len(), n * k);
         let mut packed = Self::zeroed(n, k, nr, kc);
@@ -37,11 +65,11 @@ impl PackedB {
         for q in kb.windows(2) {
             let (k0, kcq) = (q[0], q[1] - q[0]);
             let block = &mut dst[k0 * panels * nr..(k0 + kcq) * panels * nr];
-            let fill = |(p, panel): (usize, &mut [f32])| {
+            let fill = |(p, panel): (usize, &mut [T])| {
                 for (c, j) in (p * nr..((p + 1) * nr).min(n)).enumerate() {
                     let row = &w[j * k + k0..][..kcq];
                     for (kk, &v) in row.iter().enumerate() {
-                        panel[kk * nr + c] = v;
+                        panel[kk * nr + c] = T::from_f32(v);
                     }
                 }
             };
@@ -55,6 +83,54 @@ impl PackedB {
         packed
     }
 
+    /// Zero buffer and K blocks for (N, K) in panels of `nr` and blocks of at most `kc` rows, the
+    /// blocks as even as possible.
+    fn zeroed(n: usize, k: usize, nr: usize, kc: usize) -> Self {
+        let panels = n.div_ceil(nr);
+        let blocks = k.div_ceil(kc.max(1));
+        let kb: Vec<usize> = (0..=blocks).map(|q| q * k / blocks.max(1)).collect();
+        let len = panels * nr * k;
+        let slack = ALIGN_BYTES / std::mem::size_of::<T>();
+        let buf = vec![T::default(); len + slack];
+        let start = buf.as_ptr().align_offset(ALIGN_BYTES).min(slack);
+        PackedB {
+            buf,
+            start,
+            nr,
+            panels,
+            kb,
+        }
+    }
+
+    /// The packed panels (without the alignment slack), for tests.
+    #[cfg(test)]
+    pub(super) fn panel_data(&self) -> &[T] {
+        let len: usize = self.panels * self.nr * self.kb.last().copied().unwrap_or(0);
+        &self.buf[self.start..self.start + len]
+    }
+
+    /// Elements allocated.
+    pub(super) fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    pub(super) fn panels(&self) -> usize {
+        self.panels
+    }
+
+    /// The K blocks, (first row, rows).
+    pub(super) fn k_blocks(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.kb.windows(2).map(|q| (q[0], q[1] - q[0]))
+    }
+
+    /// The (kc, nr) micro-panel of panel `p` in the K block (`k0`, `kc`).
+    pub(super) fn panel(&self, (k0, kc): (usize, usize), p: usize) -> &[T] {
+        let off = self.start + k0 * self.panels * self.nr + p * kc * self.nr;
+        &self.buf[off..off + kc * self.nr]
+    }
+}
+
+impl PackedB {
     /// The same packing from `wt` (K, N) row-major, i.e. W^T itself (an activation matrix whose
     /// rows are the GEMM's K, or the transpose of a PyTorch weight): each panel row is a contiguous
     /// copy, no transpose needed. `PackedB::from_kn(&transpose(w), ..)` equals `PackedB::new(w, ..)`.
@@ -79,51 +155,6 @@ impl PackedB {
             }
         }
         packed
-    }
-
-    /// Zero buffer and K blocks for (N, K) in panels of `nr` and blocks of at most `kc` rows, the
-    /// blocks as even as possible.
-    fn zeroed(n: usize, k: usize, nr: usize, kc: usize) -> Self {
-        let panels = n.div_ceil(nr);
-        let blocks = k.div_ceil(kc.max(1));
-        let kb: Vec<usize> = (0..=blocks).map(|q| q * k / blocks.max(1)).collect();
-        let len = panels * nr * k;
-        let buf = vec![0.0f32; len + ALIGN];
-        let start = buf.as_ptr().align_offset(ALIGN * 4).min(ALIGN);
-        PackedB {
-            buf,
-            start,
-            nr,
-            panels,
-            kb,
-        }
-    }
-
-    /// The packed panels (without the alignment slack), for tests.
-    #[cfg(test)]
-    pub(super) fn panel_data(&self) -> &[f32] {
-        let len: usize = self.panels * self.nr * self.kb.last().copied().unwrap_or(0);
-        &self.buf[self.start..self.start + len]
-    }
-
-    /// Floats allocated.
-    pub(super) fn capacity(&self) -> usize {
-        self.buf.capacity()
-    }
-
-    pub(super) fn panels(&self) -> usize {
-        self.panels
-    }
-
-    /// The K blocks, (first row, rows).
-    pub(super) fn k_blocks(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
-        self.kb.windows(2).map(|q| (q[0], q[1] - q[0]))
-    }
-
-    /// The (kc, nr) micro-panel of panel `p` in the K block (`k0`, `kc`).
-    pub(super) fn panel(&self, (k0, kc): (usize, usize), p: usize) -> &[f32] {
-        let off = self.start + k0 * self.panels * self.nr + p * kc * self.nr;
-        &self.buf[off..off + kc * self.nr]
     }
 }
 

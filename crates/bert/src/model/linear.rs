@@ -1,12 +1,13 @@
-//! The encoder's `nn.Linear` in the dtype it was loaded with: an enum over bert-kernels' f32 and
-//! int8 layers, so the f32 path calls `Linear::forward` as before behind one predictable branch.
+//! The encoder's `nn.Linear` in the dtype it was loaded with: an enum over bert-kernels' f32, f16
+//! and int8 layers, so the f32 path calls `Linear::forward` as before behind one predictable branch.
 
-use bert_kernels::{Epilogue, Int8Linear, Linear};
+use bert_kernels::{Epilogue, F16Linear, Int8Linear, Linear};
 
 use crate::Dtype;
 
 pub(crate) enum ModelLinear {
     F32(Linear),
+    F16(F16Linear),
     Int8(Int8Linear),
 }
 
@@ -21,6 +22,9 @@ impl ModelLinear {
     ) -> Self {
         match dtype {
             Dtype::F32 => ModelLinear::F32(Linear::new(weight, bias, out_features, in_features)),
+            Dtype::F16 => {
+                ModelLinear::F16(F16Linear::new(&weight, bias, out_features, in_features))
+            }
             Dtype::Int8 => {
                 ModelLinear::Int8(Int8Linear::new(&weight, bias, out_features, in_features))
             }
@@ -32,6 +36,7 @@ impl ModelLinear {
     pub fn forward(&self, x: &[f32], y: &mut [f32], epilogue: Epilogue<'_>) {
         match self {
             ModelLinear::F32(l) => l.forward(x, y, epilogue),
+            ModelLinear::F16(l) => l.forward(x, y, epilogue),
             ModelLinear::Int8(l) => l.forward(x, y, epilogue),
         }
     }
@@ -40,6 +45,7 @@ impl ModelLinear {
     pub fn memory_bytes(&self) -> usize {
         match self {
             ModelLinear::F32(l) => l.memory_bytes(),
+            ModelLinear::F16(l) => l.memory_bytes(),
             ModelLinear::Int8(l) => l.memory_bytes(),
         }
     }

@@ -1,0 +1,400 @@
+//! `F16Linear`: a Linear whose weights are held in f16 (half the bytes of f32), products in f32.
+//!
+//! The weights are converted once at load (round to nearest even, [`crate::f16`]) into the same
+//! (kc, NR) panel layout as the f32 [`super::Linear`]. A product reads them one of two ways, both
+//! with f32 FMAs and the f32 epilogues:
+//! - **in the kernel** (AVX-512): the f16 variant of the f32 microkernel widens each B row with
+//!   `vcvtph2ps` as it loads it; nothing else changes. Best when a task has few row tiles (M = 8),
+//!   where every B byte is read once and the f16 panel halves the memory traffic. At large M its two
+//!   `vcvtph2ps` per k step cost ~5% against the tile's 24 FMAs (Zen 4).
+//! - **widened**: each (kc, NR) micro-panel is converted once into a per-thread f32 scratch, which the
+//!   f32 kernel reads for every row tile of the task, so the conversion is shared by the row tiles:
+//!   with row blocks of 96 rows (8 tiles), close to f32 at M = 2048. Every ISA has it (AVX2 uses
+//!   F16C's `vcvtph2ps`, portable Rust [`crate::f16::f16_to_f32`]); it is the only path of the ISAs
+//!   without an f16 kernel.
+
+use super::driver::{self, BOperand, Product, Widened};
+use super::pack::PackedB;
+use super::{Epilogue, GemmOptions, Isa};
+
+/// How an f16 product reads its weights (see the module docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum F16Read {
+    /// Widened where a task has at least [`WIDEN_MIN_TILES`] row tiles or the ISA has no f16
+    /// kernel, in the kernel otherwise.
+    #[default]
+    Auto,
+    /// Always in the kernel (AVX-512 only; elsewhere the same as `Widened`).
+    InKernel,
+    /// Always widened into per-thread f32 scratch.
+    Widened,
+}
+
+/// [`F16Read::Auto`] widens B panels when a task runs at least this many row tiles over each
+/// (docs/quantization.md: in the kernel is faster at M = 8 and 128, widened at M = 2048).
+pub const WIDEN_MIN_TILES: usize = 8;
+
+/// The f16 -> f32 conversion of a widened micro-panel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Widen {
+    Scalar,
+    /// F16C `vcvtph2ps`, 8 lanes.
+    #[cfg(target_arch = "x86_64")]
+    F16c,
+    /// AVX-512F `vcvtph2ps`, 16 lanes.
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+impl Widen {
+    /// The fastest conversion `isa` (supported by this CPU) allows.
+    fn for_isa(isa: Isa) -> Widen {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => Widen::Avx512,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 if is_x86_feature_detected!("f16c") => Widen::F16c,
+            _ => Widen::Scalar,
+        }
+    }
+
+    /// `dst = f32(src)`, fetching `next` (the panel widened after this one) into L2 on the way, as
+    /// the f32 kernels' last row tile prefetches the next panel; the lengths are equal.
+    pub(super) fn run(self, src: &[u16], dst: &mut [f32], next: &[u16]) {
+        assert!(src.len() == dst.len() && next.len() == src.len());
+        match self {
+            Widen::Scalar => {
+                for (d, &h) in dst.iter_mut().zip(src) {
+                    *d = crate::f16::f16_to_f32(h);
+                }
+            }
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: chosen by `for_isa` only where the CPU has F16C; the lengths are equal.
+            Widen::F16c => unsafe { x86::widen_f16c(src, dst, next) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: chosen by `for_isa` only for a supported Isa::Avx512; the lengths are equal.
+            Widen::Avx512 => unsafe { x86::widen_avx512(src, dst, next) },
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    /// # Safety
+    /// The CPU has AVX and F16C; the three lengths are equal.
+    #[target_feature(enable = "avx,f16c")]
+    pub(super) unsafe fn widen_f16c(src: &[u16], dst: &mut [f32], next: &[u16]) {
+        let body = src.len() / 8 * 8;
+        for i in (0..body).step_by(8) {
+            if i % 32 == 0 {
+                _mm_prefetch::<_MM_HINT_T1>(next.as_ptr().add(i).cast());
+            }
+            let h = _mm_loadu_si128(src.as_ptr().add(i).cast());
+            _mm256_storeu_ps(dst.as_mut_ptr().add(i), _mm256_cvtph_ps(h));
+        }
+        for i in body..src.len() {
+            dst[i] = crate::f16::f16_to_f32(src[i]);
+        }
+    }
+
+    /// # Safety
+    /// The CPU has AVX-512F; the three lengths are equal.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn widen_avx512(src: &[u16], dst: &mut [f32], next: &[u16]) {
+        let body = src.len() / 16 * 16;
+        for i in (0..body).step_by(16) {
+            if i % 32 == 0 {
+                _mm_prefetch::<_MM_HINT_T1>(next.as_ptr().add(i).cast());
+            }
+            let h = _mm256_loadu_si256(src.as_ptr().add(i).cast());
+            _mm512_storeu_ps(dst.as_mut_ptr().add(i), _mm512_cvtph_ps(h));
+        }
+        for i in body..src.len() {
+            dst[i] = crate::f16::f16_to_f32(src[i]);
+        }
+    }
+}
+
+/// A Linear layer with f16 weights, packed once at load; f32 activations, sums and epilogues.
+pub struct F16Linear {
+    /// W^T in f16 bits, in the f32 Linear's panel layout.
+    packed: PackedB<u16>,
+    /// (out) zero-padded to whole panels.
+    bias: Vec<f32>,
+    opts: GemmOptions,
+    read: F16Read,
+    in_features: usize,
+    out_features: usize,
+}
+
+impl F16Linear {
+    /// `weight` (out, in) row-major (PyTorch layout), rounded to f16; `bias` (out) stays f32.
+    /// Packs for [`Isa::selected`] with [`F16Read::Auto`].
+    ///
+    /// # Panics
+    /// If the sizes disagree or `in_features` is 0.
+    pub fn new(weight: &[f32], bias: Vec<f32>, out_features: usize, in_features: usize) -> Self {
+        let opts = Self::default_options(Isa::selected());
+        Self::with_options(
+            weight,
+            bias,
+            (out_features, in_features),
+            opts,
+            F16Read::Auto,
+        )
+    }
+
+    /// The f32 blocking of `isa`, with row blocks twice as tall where `isa` has an f16 kernel, so
+    /// that a large product's widened panel is shared by [`WIDEN_MIN_TILES`] row tiles (AVX-512:
+    /// 96 rows of 12).
+    pub fn default_options(isa: Isa) -> GemmOptions {
+        let opts = GemmOptions::new(isa);
+        match driver::kernels_f16(isa, opts.mr, opts.nv) {
+            Some(_) => GemmOptions {
+                mc: 2 * opts.mc,
+                ..opts
+            },
+            None => opts,
+        }
+    }
+
+    /// As [`F16Linear::new`] with explicit blocking and read path: for tests and benchmarks.
+    ///
+    /// # Panics
+    /// As `new`, and as [`super::Linear::with_options`] for `opts`.
+    pub fn with_options(
+        weight: &[f32],
+        bias: Vec<f32>,
+        (out_features, in_features): (usize, usize),
+        opts: GemmOptions,
+        read: F16Read,
+    ) -> Self {
+        super::Linear::check(weight.len(), &bias, out_features, in_features, opts);
+        let packed = PackedB::<u16>::new(weight, out_features, in_features, opts.nr(), opts.kc);
+        let mut bias = bias;
+        bias.resize(packed.panels() * opts.nr(), 0.0);
+        F16Linear {
+            packed,
+            bias,
+            opts,
+            read,
+            in_features,
+            out_features,
+        }
+    }
+
+    pub fn in_features(&self) -> usize {
+        self.in_features
+    }
+
+    pub fn out_features(&self) -> usize {
+        self.out_features
+    }
+
+    /// Bytes of packed weights (2 each) and bias (4 each) this layer holds.
+    pub fn memory_bytes(&self) -> usize {
+        2 * self.packed.capacity() + 4 * self.bias.capacity()
+    }
+
+    /// The weights as f32 (each the f16 it was rounded to), (out, in) row-major: for tests.
+    pub fn weight_f32(&self) -> Vec<f32> {
+        let (n, nr) = (self.out_features, self.opts.nr());
+        let mut w = vec![0.0; n * self.in_features];
+        for (k0, kc) in self.packed.k_blocks() {
+            for p in 0..self.packed.panels() {
+                let panel = self.packed.panel((k0, kc), p);
+                for (kk, row) in panel.chunks_exact(nr).enumerate() {
+                    for (c, &h) in row.iter().enumerate().take(n.saturating_sub(p * nr)) {
+                        w[(p * nr + c) * self.in_features + k0 + kk] = crate::f16::f16_to_f32(h);
+                    }
+                }
+            }
+        }
+        w
+    }
+
+    /// `y (M, out) = epilogue(x (M, in) W^T + b)`.
+    pub fn forward(&self, x: &[f32], y: &mut [f32], epilogue: Epilogue<'_>) {
+        let (k, n) = (self.in_features, self.out_features);
+        assert_eq!(x.len() % k, 0, "F16Linear: x is not whole rows");
+        let m = x.len() / k;
+        assert_eq!(y.len(), m * n, "F16Linear: y size");
+        if let Epilogue::BiasResidual(res) = epilogue {
+            assert_eq!(res.len(), y.len(), "F16Linear: residual size");
+        }
+        if m == 0 || n == 0 {
+            return;
+        }
+        let (isa, mr, nv) = (self.opts.isa, self.opts.mr, self.opts.nv);
+        let direct = driver::kernels_f16(isa, mr, nv);
+        let widened = Widened {
+            widen: Widen::for_isa(isa),
+            kernels: driver::kernels(isa, mr, nv).expect("checked at F16Linear::new"),
+            min_tiles: match self.read {
+                F16Read::Auto => WIDEN_MIN_TILES,
+                F16Read::InKernel => usize::MAX,
+                F16Read::Widened => 0,
+            },
+        };
+        let b = BOperand {
+            packed: &self.packed,
+            kernels: direct,
+            widen: Some(widened),
+        };
+        driver::forward_with(
+            self.opts,
+            b,
+            &self.bias,
+            x,
+            y,
+            epilogue,
+            Product::default(),
+            (m, k, n),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{reference, Activation};
+
+    /// Values in [-0.5, 0.5), a different sequence per seed.
+    fn data(len: usize, seed: usize) -> Vec<f32> {
+        (0..len)
+            .map(|i| ((i * 7919 + seed * 104_729) % 1000) as f32 / 1000.0 - 0.5)
+            .collect()
+    }
+
+    /// Every kernel shape and read path of every ISA this CPU runs, with default blocking and with
+    /// blocking small enough that the edge shapes cross K blocks, row blocks and column tasks.
+    fn configs() -> Vec<(GemmOptions, F16Read)> {
+        let shapes = [(Isa::Scalar, 4, 1), (Isa::Avx2, 6, 2), (Isa::Avx2, 4, 3)]
+            .into_iter()
+            .chain([(Isa::Avx512, 8, 3), (Isa::Avx512, 12, 2)]);
+        let mut out = Vec::new();
+        for (isa, mr, nv) in shapes.filter(|s| s.0.is_supported()) {
+            let base = GemmOptions {
+                mr,
+                nv,
+                ..GemmOptions::new(isa)
+            };
+            let small = GemmOptions {
+                kc: 16,
+                mc: 2 * mr,
+                tasks_per_thread: 64,
+                min_task_flops: 1,
+                ..base
+            };
+            for opts in [base, small] {
+                for read in [F16Read::Auto, F16Read::InKernel, F16Read::Widened] {
+                    out.push((opts, read));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_isa_and_read_path_matches_reference_on_edge_shapes() {
+        let configs = configs();
+        assert!(configs.iter().any(|c| c.0.isa == Isa::Scalar));
+        for m in [1, 2, 7, 13, 64, 100] {
+            for k in [1, 3, 17, 37, 385] {
+                for n in [1, 3, 17, 37, 385] {
+                    let (x, w, b, res) =
+                        (data(m * k, 1), data(n * k, 2), data(n, 3), data(m * n, 4));
+                    // The reference runs on the weights rounded to f16, so only the summation
+                    // order differs.
+                    let wh: Vec<f32> = w.iter().map(|&v| reference::f16_round(v)).collect();
+                    let epis = [
+                        Epilogue::Bias,
+                        Epilogue::BiasActivation(Activation::Gelu),
+                        Epilogue::BiasActivation(Activation::Relu),
+                        Epilogue::BiasResidual(&res),
+                    ];
+                    let wants: Vec<_> = epis
+                        .iter()
+                        .map(|&e| reference::linear_epilogue(&x, &wh, &b, (m, k, n), e))
+                        .collect();
+                    for &(opts, read) in &configs {
+                        let lin = F16Linear::with_options(&w, b.clone(), (n, k), opts, read);
+                        for (&epi, want) in epis.iter().zip(&wants) {
+                            let mut y = vec![f32::NAN; m * n];
+                            lin.forward(&x, &mut y, epi);
+                            let err = y
+                                .iter()
+                                .zip(want)
+                                .map(|(a, b)| (a - b).abs())
+                                .fold(0.0, f32::max);
+                            assert!(
+                                err < 1e-4,
+                                "{m}x{k}x{n} {epi:?} {opts:?} {read:?}: max abs error {err}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn weights_are_the_f16_rounding_and_half_the_bytes() {
+        let (n, k) = (37, 385);
+        let w = data(n * k, 5);
+        let lin = F16Linear::new(&w, vec![0.0; n], n, k);
+        let want: Vec<f32> = w.iter().map(|&v| reference::f16_round(v)).collect();
+        assert_eq!(lin.weight_f32(), want);
+        let f32_lin = super::super::Linear::new(w, vec![0.0; n], n, k);
+        assert!(lin.memory_bytes() * 10 < f32_lin.memory_bytes() * 6);
+    }
+
+    #[test]
+    fn one_and_two_threads_agree() {
+        let (m, k, n) = (37, 300, 200);
+        let (x, w, b) = (data(m * k, 5), data(n * k, 6), data(n, 7));
+        for (opts, read) in configs() {
+            let lin = F16Linear::with_options(&w, b.clone(), (n, k), opts, read);
+            let run = |threads| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let mut y = vec![0.0; m * n];
+                pool.install(|| lin.forward(&x, &mut y, Epilogue::Bias));
+                y
+            };
+            assert_eq!(run(1), run(2), "{opts:?} {read:?}");
+        }
+    }
+
+    #[test]
+    fn widen_matches_scalar_for_every_f16() {
+        let src: Vec<u16> = (0..=u16::MAX).collect();
+        let mut want = vec![0.0; src.len()];
+        Widen::Scalar.run(&src, &mut want, &src);
+        for isa in Isa::supported() {
+            let widen = Widen::for_isa(isa);
+            // An odd length exercises the scalar tail.
+            let mut got = vec![0.0; src.len() - 3];
+            widen.run(&src[3..], &mut got, &src[3..]);
+            for (i, (g, w)) in got.iter().zip(&want[3..]).enumerate() {
+                assert!(
+                    g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()),
+                    "{widen:?} {:#06x}: {g} vs {w}",
+                    i + 3
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn zero_rows_and_zero_out_features_are_empty_products() {
+        let lin = F16Linear::new(&[], Vec::new(), 0, 4);
+        lin.forward(&[1.0; 8], &mut [], Epilogue::Bias);
+        let lin = F16Linear::new(&[1.0; 12], vec![0.0; 3], 3, 4);
+        lin.forward(&[], &mut [], Epilogue::Bias);
+    }
+}

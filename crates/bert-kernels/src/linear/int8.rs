@@ -304,10 +304,19 @@ impl Int8Linear {
         let width = self.panels * nr;
         let mut out = vec![0.0f32; cols.len() * width];
         let packed = &self.buf[self.start..];
+        // Column c of panel p: bytes `c % 4` of the (k4, NR, 4) group `c / 4`, 4 apart. Walked panel
+        // by panel (no division per element: this runs on every call that has outliers).
         for (row, &c) in out.chunks_exact_mut(width).zip(cols) {
-            for (j, v) in row.iter_mut().enumerate() {
-                let q = packed[(j / nr) * self.k4 * nr * 4 + ((c / 4) * nr + j % nr) * 4 + c % 4];
-                *v = q as f32 * self.sw[j];
+            let first = (c / 4) * nr * 4 + c % 4;
+            for (p, (dst, sw)) in row
+                .chunks_exact_mut(nr)
+                .zip(self.sw.chunks_exact(nr))
+                .enumerate()
+            {
+                let src = &packed[p * self.k4 * nr * 4 + first..];
+                for (jj, (v, &s)) in dst.iter_mut().zip(sw).enumerate() {
+                    *v = src[jj * 4] as f32 * s;
+                }
             }
         }
         out

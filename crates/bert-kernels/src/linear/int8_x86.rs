@@ -33,23 +33,7 @@ pub(super) unsafe fn quantize_tile_avx512(t: QuantTile<'_>) {
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 pub(super) unsafe fn vnni_kernel<const R: usize>(t: &QTile) {
     const NV: usize = 3;
-    let mut acc = [[_mm512_setzero_si512(); NV]; R];
-    let (mut a, mut b) = (t.a, t.b);
-    for _ in 0..t.k4 {
-        // Three named B vectors: with `zip` over an array of them LLVM stored more accumulators
-        // to the stack on every step.
-        let b0 = _mm512_loadu_si512(b as *const _);
-        let b1 = _mm512_loadu_si512(b.add(64) as *const _);
-        let b2 = _mm512_loadu_si512(b.add(128) as *const _);
-        for (i, acc) in acc.iter_mut().enumerate() {
-            let av = _mm512_set1_epi32((a.add(4 * i) as *const i32).read_unaligned());
-            acc[0] = _mm512_dpbusd_epi32(acc[0], av, b0);
-            acc[1] = _mm512_dpbusd_epi32(acc[1], av, b1);
-            acc[2] = _mm512_dpbusd_epi32(acc[2], av, b2);
-        }
-        a = a.add(t.a_step);
-        b = b.add(NV * 64);
-    }
+    let acc = vnni_sums::<R>(t);
     for (i, acc) in acc.iter().enumerate() {
         let sa = _mm512_set1_ps(*t.sa.add(i));
         let c = t.c.add(i * t.ldc);
@@ -73,6 +57,35 @@ pub(super) unsafe fn vnni_kernel<const R: usize>(t: &QTile) {
     }
 }
 
+/// The K loop of [`vnni_kernel`], on its own so that its accumulators stay in registers: inlined
+/// into the kernel's body (whose epilogue loops over the outlier columns at run time) LLVM stored all
+/// 3R of them to the stack on every k step, which halved the kernel's throughput.
+///
+/// # Safety
+/// As [`vnni_kernel`].
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn vnni_sums<const R: usize>(t: &QTile) -> [[__m512i; 3]; R] {
+    const NV: usize = 3;
+    let mut acc = [[_mm512_setzero_si512(); NV]; R];
+    let (mut a, mut b) = (t.a, t.b);
+    for _ in 0..t.k4 {
+        // Three named B vectors: with `zip` over an array of them LLVM stored more accumulators
+        // to the stack on every step.
+        let b0 = _mm512_loadu_si512(b as *const _);
+        let b1 = _mm512_loadu_si512(b.add(64) as *const _);
+        let b2 = _mm512_loadu_si512(b.add(128) as *const _);
+        for (i, acc) in acc.iter_mut().enumerate() {
+            let av = _mm512_set1_epi32((a.add(4 * i) as *const i32).read_unaligned());
+            acc[0] = _mm512_dpbusd_epi32(acc[0], av, b0);
+            acc[1] = _mm512_dpbusd_epi32(acc[1], av, b1);
+            acc[2] = _mm512_dpbusd_epi32(acc[2], av, b2);
+        }
+        a = a.add(t.a_step);
+        b = b.add(NV * 64);
+    }
+    acc
+}
+
 /// AVX2: `C[R, 16]` in 2R ymm accumulators. Each product of 4 bytes is `vpmaddubsw(|a|, sign(a) w)`
 /// (no i16 saturation: 2 * 127 * 127 < 2^15) then `vpmaddwd` with ones into i32.
 ///
@@ -82,25 +95,7 @@ pub(super) unsafe fn vnni_kernel<const R: usize>(t: &QTile) {
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn avx2_kernel<const R: usize>(t: &QTile) {
     const NV: usize = 2;
-    let ones = _mm256_set1_epi16(1);
-    let mut acc = [[_mm256_setzero_si256(); NV]; R];
-    let (mut a, mut b) = (t.a, t.b);
-    for _ in 0..t.k4 {
-        let mut bv = [_mm256_setzero_si256(); NV];
-        for (v, bv) in bv.iter_mut().enumerate() {
-            *bv = _mm256_loadu_si256(b.add(v * 32) as *const _);
-        }
-        for (i, acc) in acc.iter_mut().enumerate() {
-            let av = _mm256_set1_epi32((a.add(4 * i) as *const i32).read_unaligned());
-            let abs = _mm256_sign_epi8(av, av);
-            for (acc, bv) in acc.iter_mut().zip(&bv) {
-                let p16 = _mm256_maddubs_epi16(abs, _mm256_sign_epi8(*bv, av));
-                *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(p16, ones));
-            }
-        }
-        a = a.add(t.a_step);
-        b = b.add(NV * 32);
-    }
+    let acc = avx2_sums::<R>(t);
     for (i, acc) in acc.iter().enumerate() {
         let sa = _mm256_set1_ps(*t.sa.add(i));
         let c = t.c.add(i * t.ldc);
@@ -122,6 +117,35 @@ pub(super) unsafe fn avx2_kernel<const R: usize>(t: &QTile) {
     if let Some(act) = t.act {
         super::avx2::activate_block(t.c, t.ldc, R, NV, act);
     }
+}
+
+/// The K loop of [`avx2_kernel`], on its own for the reason [`vnni_sums`] is.
+///
+/// # Safety
+/// As [`avx2_kernel`].
+#[target_feature(enable = "avx2,fma")]
+unsafe fn avx2_sums<const R: usize>(t: &QTile) -> [[__m256i; 2]; R] {
+    const NV: usize = 2;
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [[_mm256_setzero_si256(); NV]; R];
+    let (mut a, mut b) = (t.a, t.b);
+    for _ in 0..t.k4 {
+        let mut bv = [_mm256_setzero_si256(); NV];
+        for (v, bv) in bv.iter_mut().enumerate() {
+            *bv = _mm256_loadu_si256(b.add(v * 32) as *const _);
+        }
+        for (i, acc) in acc.iter_mut().enumerate() {
+            let av = _mm256_set1_epi32((a.add(4 * i) as *const i32).read_unaligned());
+            let abs = _mm256_sign_epi8(av, av);
+            for (acc, bv) in acc.iter_mut().zip(&bv) {
+                let p16 = _mm256_maddubs_epi16(abs, _mm256_sign_epi8(*bv, av));
+                *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(p16, ones));
+            }
+        }
+        a = a.add(t.a_step);
+        b = b.add(NV * 32);
+    }
+    acc
 }
 
 /// Register-only loop of `iters` x 12 independent 512-bit FMAs; returns the flops done.

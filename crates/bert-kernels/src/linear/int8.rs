@@ -580,29 +580,63 @@ pub(super) fn quantize_tile_generic(t: QuantTile<'_>, shift: bool) {
         scales,
     } = t;
     let k4 = k.div_ceil(4);
+    // Outlier columns are computed in f32: here they are multiplied by 0 (quantized as 0), with no
+    // copy of the row.
+    let keep: Vec<f32> = if outliers.is_empty() {
+        Vec::new()
+    } else {
+        let mut m = vec![1.0f32; k];
+        outliers.iter().for_each(|&c| m[c] = 0.0);
+        m
+    };
+    let flip = if shift { 0x80u8 } else { 0 };
     let mut row_q = vec![0u8; k4 * 4];
-    let mut masked = vec![0.0f32; if outliers.is_empty() { 0 } else { k }];
     for (i, (row, s)) in xs.chunks_exact(k).zip(scales.iter_mut()).enumerate() {
-        // Outlier columns are computed in f32: quantize them as 0.
-        let row = if outliers.is_empty() {
-            row
-        } else {
-            masked.copy_from_slice(row);
-            outliers.iter().for_each(|&c| masked[c] = 0.0);
-            &masked[..]
-        };
-        let max = row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let max = max_abs(row, &keep);
         let (scale, inv) = int8_scale(max);
         *s = scale;
-        let flip = if shift { 0x80u8 } else { 0 };
-        for (q, &v) in row_q.iter_mut().zip(row) {
-            *q = (quantize_one(v, inv) as u8) ^ flip;
+        if keep.is_empty() {
+            for (q, &v) in row_q.iter_mut().zip(row) {
+                *q = (quantize_one(v, inv) as u8) ^ flip;
+            }
+        } else {
+            for ((q, &v), &m) in row_q.iter_mut().zip(row).zip(&keep) {
+                *q = (quantize_one(v * m, inv) as u8) ^ flip;
+            }
         }
         // Padding k: any byte times the zero-padded weights gives 0.
-        for g in 0..k4 {
-            dst[(g * mr + i) * 4..][..4].copy_from_slice(&row_q[g * 4..g * 4 + 4]);
+        for (g, w) in row_q.chunks_exact(4).enumerate() {
+            dst[(g * mr + i) * 4..][..4].copy_from_slice(w);
         }
     }
+}
+
+/// The largest |row[c] * keep[c]| (`keep` empty: all 1), NaN ignored (as `f32::max`), in 8 lanes
+/// so that it vectorizes.
+#[inline(always)]
+fn max_abs(row: &[f32], keep: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let mut rows = row.chunks_exact(8);
+    if keep.is_empty() {
+        for c in &mut rows {
+            for j in 0..8 {
+                acc[j] = acc[j].max(c[j].abs());
+            }
+        }
+    } else {
+        for (c, m) in (&mut rows).zip(keep.chunks_exact(8)) {
+            for j in 0..8 {
+                acc[j] = acc[j].max((c[j] * m[j]).abs());
+            }
+        }
+    }
+    let tail = row.len() - rows.remainder().len();
+    let mut max = acc.iter().fold(0.0f32, |m, &v| m.max(v));
+    for (j, &v) in rows.remainder().iter().enumerate() {
+        let m = keep.get(tail + j).copied().unwrap_or(1.0);
+        max = max.max((v * m).abs());
+    }
+    max
 }
 
 /// Portable microkernel: `C[R, 8]` in i32, then dequantization and the epilogue.

@@ -580,15 +580,7 @@ pub(super) fn quantize_tile_generic(t: QuantTile<'_>, shift: bool) {
         scales,
     } = t;
     let k4 = k.div_ceil(4);
-    // Outlier columns are computed in f32: here they are multiplied by 0 (quantized as 0), with no
-    // copy of the row.
-    let keep: Vec<f32> = if outliers.is_empty() {
-        Vec::new()
-    } else {
-        let mut m = vec![1.0f32; k];
-        outliers.iter().for_each(|&c| m[c] = 0.0);
-        m
-    };
+    let keep = outlier_mask(k, outliers);
     let flip = if shift { 0x80u8 } else { 0 };
     let mut row_q = vec![0u8; k4 * 4];
     for (i, (row, s)) in xs.chunks_exact(k).zip(scales.iter_mut()).enumerate() {
@@ -605,16 +597,39 @@ pub(super) fn quantize_tile_generic(t: QuantTile<'_>, shift: bool) {
             }
         }
         // Padding k: any byte times the zero-padded weights gives 0.
-        for (g, w) in row_q.chunks_exact(4).enumerate() {
-            dst[(g * mr + i) * 4..][..4].copy_from_slice(w);
-        }
+        scatter_row(dst, &row_q, mr, i);
+    }
+}
+
+/// Outlier columns are computed in f32: in the int8 product they are multiplied by 0 (quantized as
+/// 0), with no copy of the row. Empty when there are none.
+#[inline(always)]
+pub(super) fn outlier_mask(k: usize, outliers: &[usize]) -> Vec<f32> {
+    if outliers.is_empty() {
+        return Vec::new();
+    }
+    let mut m = vec![1.0f32; k];
+    outliers.iter().for_each(|&c| m[c] = 0.0);
+    m
+}
+
+/// Stores row `i`'s quantized bytes `row_q` (K4 x 4) into the (K4, mr, 4) tile `dst`.
+#[inline(always)]
+pub(super) fn scatter_row(dst: &mut [u8], row_q: &[u8], mr: usize, i: usize) {
+    for (g, w) in row_q.chunks_exact(4).enumerate() {
+        // Fixed-size arrays: a slice copy of a run-time length 4 became a call to memmove.
+        let w: [u8; 4] = [w[0], w[1], w[2], w[3]];
+        let d: &mut [u8; 4] = (&mut dst[(g * mr + i) * 4..][..4])
+            .try_into()
+            .expect("4 bytes");
+        *d = w;
     }
 }
 
 /// The largest |row[c] * keep[c]| (`keep` empty: all 1), NaN ignored (as `f32::max`), in 8 lanes
 /// so that it vectorizes.
 #[inline(always)]
-fn max_abs(row: &[f32], keep: &[f32]) -> f32 {
+pub(super) fn max_abs(row: &[f32], keep: &[f32]) -> f32 {
     let mut acc = [0.0f32; 8];
     let mut rows = row.chunks_exact(8);
     if keep.is_empty() {
@@ -680,6 +695,52 @@ unsafe fn portable_kernel<const R: usize>(t: &QTile) {
 
 #[cfg(test)]
 mod tests {
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx512_quantizer_equals_the_generic_one_byte_for_byte() {
+        if !(is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw")) {
+            return;
+        }
+        let (k, mr) = (389, 6);
+        let mut xs: Vec<f32> = (0..mr * k)
+            .map(|i| ((i * 7919 % 1013) as f32 - 506.0) * 0.013)
+            .collect();
+        xs[5] = f32::NAN;
+        xs[k + 9] = f32::INFINITY;
+        xs[2 * k + 17] = 1e30;
+        xs[3 * k..4 * k].fill(0.0);
+        // Exact halves of the step: ties must round to even on both paths.
+        for (j, v) in xs[4 * k..4 * k + 40].iter_mut().enumerate() {
+            *v = (j as f32 - 20.0) * 0.5;
+        }
+        xs[4 * k + 100] = 127.0;
+        for outliers in [vec![], vec![3usize, 40, 388]] {
+            let run = |avx: bool| {
+                let mut dst = vec![0u8; k.div_ceil(4) * 4 * mr];
+                let mut scales = vec![0.0f32; mr];
+                let t = QuantTile {
+                    xs: &xs,
+                    k,
+                    mr,
+                    outliers: &outliers,
+                    dst: &mut dst,
+                    scales: &mut scales,
+                };
+                if avx {
+                    // SAFETY: AVX-512F and BW detected above.
+                    unsafe { super::super::int8_x86::quantize_tile_avx512(t) }
+                } else {
+                    quantize_tile_generic(t, true)
+                }
+                (dst, scales)
+            };
+            let (a, b) = (run(true), run(false));
+            assert_eq!(a.0, b.0, "bytes, outliers {outliers:?}");
+            let bits = |s: &[f32]| s.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&a.1), bits(&b.1), "scales");
+        }
+    }
+
     use super::*;
     use crate::reference;
 

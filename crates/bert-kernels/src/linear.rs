@@ -126,9 +126,7 @@ impl Linear {
         in_features: usize,
     ) -> Self {
         let opts = GemmOptions::new(Isa::selected());
-        Self::check(weight.len(), bias, out_features, in_features, opts);
-        let packed = PackedB::new(weight, out_features, in_features, opts.nr(), opts.kc);
-        Self::from_packed(packed, bias.to_vec(), out_features, in_features, opts)
+        Self::pack(weight, bias.to_vec(), out_features, in_features, opts)
     }
 
     /// As [`Linear::new`], with an explicit ISA and blocking: for tests and benchmarks.
@@ -143,9 +141,19 @@ impl Linear {
         in_features: usize,
         opts: GemmOptions,
     ) -> Self {
+        Self::pack(&weight, bias, out_features, in_features, opts)
+    }
+
+    /// Checks, then packs `weight` (out, in) row-major: the body of `with_options` and `from_slice`.
+    fn pack(
+        weight: &[f32],
+        bias: Vec<f32>,
+        out_features: usize,
+        in_features: usize,
+        opts: GemmOptions,
+    ) -> Self {
         Self::check(weight.len(), &bias, out_features, in_features, opts);
-        let packed = PackedB::new(&weight, out_features, in_features, opts.nr(), opts.kc);
-        drop(weight);
+        let packed = PackedB::new(weight, out_features, in_features, opts.nr(), opts.kc);
         Self::from_packed(packed, bias, out_features, in_features, opts)
     }
 
@@ -279,12 +287,7 @@ impl Linear {
 
     fn product(&self, x: &[f32], y: &mut [f32], epilogue: Epilogue<'_>, how: Product) {
         let (k, n) = (self.in_features, self.out_features);
-        assert_eq!(x.len() % k, 0, "Linear: x is not whole rows");
-        let m = x.len() / k;
-        assert_eq!(y.len(), m * n, "Linear: y size");
-        if let Epilogue::BiasResidual(res) = epilogue {
-            assert_eq!(res.len(), y.len(), "Linear: residual size");
-        }
+        let m = rows("Linear", x, y, (k, n), epilogue);
         if m == 0 || n == 0 {
             return;
         }
@@ -299,6 +302,18 @@ impl Linear {
             (m, k, n),
         );
     }
+}
+
+/// The rows M of a product `y (M, n) = epilogue(x (M, k) W^T + b)`, after checking that `x` is whole
+/// rows and that `y` and any residual are (M, n): the shape checks of every Linear's `forward`.
+fn rows(what: &str, x: &[f32], y: &[f32], (k, n): (usize, usize), epilogue: Epilogue<'_>) -> usize {
+    assert_eq!(x.len() % k, 0, "{what}: x is not whole rows");
+    let m = x.len() / k;
+    assert_eq!(y.len(), m * n, "{what}: y size");
+    if let Epilogue::BiasResidual(res) = epilogue {
+        assert_eq!(res.len(), y.len(), "{what}: residual size");
+    }
+    m
 }
 
 /// Applies `act` in place with `isa`'s vector code (the epilogue's), scalar [`Activation::apply`] for

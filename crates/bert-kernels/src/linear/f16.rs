@@ -218,12 +218,7 @@ impl F16Linear {
     /// `y (M, out) = epilogue(x (M, in) W^T + b)`.
     pub fn forward(&self, x: &[f32], y: &mut [f32], epilogue: Epilogue<'_>) {
         let (k, n) = (self.in_features, self.out_features);
-        assert_eq!(x.len() % k, 0, "F16Linear: x is not whole rows");
-        let m = x.len() / k;
-        assert_eq!(y.len(), m * n, "F16Linear: y size");
-        if let Epilogue::BiasResidual(res) = epilogue {
-            assert_eq!(res.len(), y.len(), "F16Linear: residual size");
-        }
+        let m = super::rows("F16Linear", x, y, (k, n), epilogue);
         if m == 0 || n == 0 {
             return;
         }

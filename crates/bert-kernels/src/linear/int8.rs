@@ -325,12 +325,7 @@ impl Int8Linear {
     /// `y (M, out) = epilogue(x (M, in) W^T + b)`, x quantized per row.
     pub fn forward(&self, x: &[f32], y: &mut [f32], epilogue: Epilogue<'_>) {
         let (k, n) = (self.in_features, self.out_features);
-        assert_eq!(x.len() % k, 0, "Int8Linear: x is not whole rows");
-        let m = x.len() / k;
-        assert_eq!(y.len(), m * n, "Int8Linear: y size");
-        if let Epilogue::BiasResidual(res) = epilogue {
-            assert_eq!(res.len(), y.len(), "Int8Linear: residual size");
-        }
+        let m = super::rows("Int8Linear", x, y, (k, n), epilogue);
         if m == 0 || n == 0 {
             return;
         }

@@ -29,7 +29,6 @@ impl BufferPool {
             let mut b = free.swap_remove(i);
             drop(free);
             b.resize(len, 0.0);
-            b.truncate(len);
             return b;
         }
         // None is large enough: replace the largest (so the pool does not grow with varying shapes).

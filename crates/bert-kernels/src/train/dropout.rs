@@ -99,13 +99,19 @@ unsafe fn masks_avx2(d: &Dropout, xs: &mut [f32], stream: u64, base: u64, mul: f
     masks(d, xs, stream, base, mul, op)
 }
 
+/// The integer form of [`Dropout::scale`]'s test `u < p`, `u = (z >> 40) / 2^24` exact: an element is
+/// dropped when `z >> 40 < drop_below(p)`.
+fn drop_below(p: f32) -> u64 {
+    (p * (1u64 << 24) as f32).ceil() as u64
+}
+
 /// [`Dropout::scale`] for elements `base..base + xs.len()` in a branch-free loop that vectorizes:
 /// the 64-bit hash in vector lanes, `u < p` as the integer test `z >> 40 < ceil(p 2^24)` (`u` is
 /// `(z >> 40) / 2^24` exactly, so the two agree on every value).
 #[inline(always)]
 fn masks(d: &Dropout, xs: &mut [f32], stream: u64, base: u64, mul: f32, op: Op) {
     let s0 = d.seed.wrapping_add(stream.wrapping_mul(GOLDEN));
-    let thr = (d.p * (1u64 << 24) as f32).ceil() as u64;
+    let thr = drop_below(d.p);
     let keep = 1.0 / (1.0 - d.p) * mul;
     for (j, x) in xs.iter_mut().enumerate() {
         let z = mix64(s0.wrapping_add((base + j as u64).wrapping_mul(0xd1b5_4a32_d192_ed03)));
@@ -138,6 +144,17 @@ mod tests {
         let mut keep = vec![2.0f32; 10];
         Dropout { p: 0.0, seed: 1 }.apply(&mut keep, 0);
         assert_eq!(keep, vec![2.0; 10]);
+    }
+
+    #[test]
+    fn integer_threshold_equals_the_float_test_at_its_edge() {
+        for p in [0.1f32, 0.25, 0.37, 0.5, 0.999, 1e-7] {
+            let t = drop_below(p);
+            for k in t.saturating_sub(2)..t + 3 {
+                let u = k as f32 / (1u64 << 24) as f32;
+                assert_eq!(k < t, u < p, "p {p}, k {k}");
+            }
+        }
     }
 
     #[test]

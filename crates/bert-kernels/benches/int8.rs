@@ -114,6 +114,27 @@ fn main() {
             });
             let (f, i) = (median(tf), median(ti));
             println!("| {model} | {m} | {f:.1} | {i:.1} | {:.2} |", i / f);
+            if std::env::var_os("INT8_SHAPES").is_some() {
+                pool.install(|| {
+                    for (l, &(k, n)) in layer.iter().enumerate() {
+                        let fl = 2.0 * (m * k * n) as f64;
+                        let it = ((2e9 * 0.01 / fl) as usize).max(1);
+                        let mut v = Vec::new();
+                        for _ in 0..reps {
+                            v.push(
+                                fl / time(it, |i| {
+                                    i8s[i % (4 * copies)][l].forward(
+                                        &xs[l],
+                                        &mut ys[l],
+                                        Epilogue::Bias,
+                                    )
+                                }) / 1e9,
+                            );
+                        }
+                        println!("  int8 K {k} N {n}: {:.1} GOP/s", median(v));
+                    }
+                });
+            }
         }
     }
 }

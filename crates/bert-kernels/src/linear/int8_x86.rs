@@ -20,10 +20,15 @@ pub(super) unsafe fn quantize_tile_avx2(t: QuantTile<'_>) {
 /// [`quantize_tile_generic`] for AVX-512, A stored as u8 = q + 128 for `vpdpbusd`: the same bytes,
 /// 16 values per step (`vcvtps2dq` rounds half to even as the scalar rule does; NaN lanes are
 /// zeroed first, as `NaN as i8` is 0), where LLVM's vectorization of the generic body spent its
-/// time moving lanes one by one.
+/// time moving lanes one by one. A full tile of 8 rows is quantized 16 columns at a time and
+/// stored transposed into the (K/4, 8, 4) layout by two `vpermt2d` (two 64-byte stores where a
+/// row at a time takes 32 4-byte ones).
 ///
 /// # Safety
 /// The CPU supports AVX-512F and BW.
+///
+/// # Panics
+/// If the tile has more than 8 rows (the VNNI tile's).
 #[target_feature(enable = "avx512f,avx512bw")]
 pub(super) unsafe fn quantize_tile_avx512(t: QuantTile<'_>) {
     let QuantTile {
@@ -35,30 +40,106 @@ pub(super) unsafe fn quantize_tile_avx512(t: QuantTile<'_>) {
         scales,
     } = t;
     let keep = outlier_mask(k, outliers);
-    let mut row_q = vec![0u8; k.div_ceil(4) * 4];
+    let rows = xs.len() / k;
+    assert!(rows <= 8, "quantize_tile_avx512: at most 8 rows per tile");
+    let mut inv = [0.0f32; 8];
+    for ((row, s), inv) in xs.chunks_exact(k).zip(scales.iter_mut()).zip(&mut inv) {
+        (*s, *inv) = int8_scale(max_abs(row, &keep));
+    }
     let body = k / 16 * 16;
+    // One row's 16 columns from `c`: u8 = q + 128.
     let (lo, hi) = (_mm512_set1_ps(-127.0), _mm512_set1_ps(127.0));
     let flip = _mm_set1_epi8(0x80u8 as i8);
-    for (i, (row, s)) in xs.chunks_exact(k).zip(scales.iter_mut()).enumerate() {
-        let (scale, inv) = int8_scale(max_abs(row, &keep));
-        *s = scale;
-        let vinv = _mm512_set1_ps(inv);
+    let quant16 = |row: &[f32], c: usize, vinv: __m512| {
+        let mut v = _mm512_loadu_ps(row.as_ptr().add(c));
+        if !keep.is_empty() {
+            v = _mm512_mul_ps(v, _mm512_loadu_ps(keep.as_ptr().add(c)));
+        }
+        v = _mm512_mul_ps(v, vinv);
+        v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_ORD_Q>(v, v), v);
+        v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+        _mm_xor_si128(_mm512_cvtepi32_epi8(_mm512_cvtps_epi32(v)), flip)
+    };
+    if mr == 8 && rows == 8 {
+        // Rows 0-3 in `r03` and 4-7 in `r47` as 16 words (row r, group g at word 4r + g of the
+        // pair); group g's 8 rows are words 4r + g, r = 0..8.
+        let idx = |g0: i32| {
+            let w = |j: i32| (j % 8) * 4 + g0 + j / 8;
+            _mm512_setr_epi32(
+                w(0),
+                w(1),
+                w(2),
+                w(3),
+                w(4),
+                w(5),
+                w(6),
+                w(7),
+                w(8),
+                w(9),
+                w(10),
+                w(11),
+                w(12),
+                w(13),
+                w(14),
+                w(15),
+            )
+        };
+        let (idx01, idx23) = (idx(0), idx(2));
+        let vinv = inv.map(|v| _mm512_set1_ps(v));
+        let rows: [&[f32]; 8] = std::array::from_fn(|i| &xs[i * k..(i + 1) * k]);
         for c in (0..body).step_by(16) {
-            let mut v = _mm512_loadu_ps(row.as_ptr().add(c));
-            if !keep.is_empty() {
-                v = _mm512_mul_ps(v, _mm512_loadu_ps(keep.as_ptr().add(c)));
-            }
-            v = _mm512_mul_ps(v, vinv);
-            v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_ORD_Q>(v, v), v);
-            v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
-            let q = _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(v));
-            _mm_storeu_si128(row_q.as_mut_ptr().add(c).cast(), _mm_xor_si128(q, flip));
+            let q: [__m128i; 8] = std::array::from_fn(|i| quant16(rows[i], c, vinv[i]));
+            let join = |a: &[__m128i]| {
+                let v = _mm512_castsi128_si512(a[0]);
+                let v = _mm512_inserti32x4::<1>(v, a[1]);
+                let v = _mm512_inserti32x4::<2>(v, a[2]);
+                _mm512_inserti32x4::<3>(v, a[3])
+            };
+            let (r03, r47) = (join(&q[..4]), join(&q[4..]));
+            let out = dst.as_mut_ptr().add(c / 4 * 32);
+            _mm512_storeu_si512(out.cast(), _mm512_permutex2var_epi32(r03, idx01, r47));
+            _mm512_storeu_si512(
+                out.add(64).cast(),
+                _mm512_permutex2var_epi32(r03, idx23, r47),
+            );
+        }
+        for (i, row) in rows.iter().enumerate() {
+            scatter_tail(dst, row, &keep, body, inv[i], mr, i);
+        }
+        return;
+    }
+    // A partial tile (or another mr): a row at a time through a row buffer.
+    let mut row_q = vec![0u8; k.div_ceil(4) * 4];
+    for (i, row) in xs.chunks_exact(k).enumerate() {
+        let vinv = _mm512_set1_ps(inv[i]);
+        for c in (0..body).step_by(16) {
+            _mm_storeu_si128(row_q.as_mut_ptr().add(c).cast(), quant16(row, c, vinv));
         }
         for c in body..k {
             let m = keep.get(c).copied().unwrap_or(1.0);
-            row_q[c] = (quantize_one(row[c] * m, inv) as u8) ^ 0x80;
+            row_q[c] = (quantize_one(row[c] * m, inv[i]) as u8) ^ 0x80;
         }
         scatter_row(dst, &row_q, mr, i);
+    }
+}
+
+/// Columns `from..` of row `i` (the part past the 16-column steps), with the K padding as 0, into
+/// the (K/4, mr, 4) tile `dst`, one byte at a time (`from` is a multiple of 4).
+fn scatter_tail(
+    dst: &mut [u8],
+    row: &[f32],
+    keep: &[f32],
+    from: usize,
+    inv: f32,
+    mr: usize,
+    i: usize,
+) {
+    for c in from..row.len().div_ceil(4) * 4 {
+        let q = match row.get(c) {
+            Some(&v) => (quantize_one(v * keep.get(c).copied().unwrap_or(1.0), inv) as u8) ^ 0x80,
+            None => 0,
+        };
+        dst[((c / 4) * mr + i) * 4 + c % 4] = q;
     }
 }
 

@@ -74,7 +74,12 @@ fn main() {
         let f32_bytes: usize = shapes.iter().map(|(n, k)| 4 * n * k).sum();
         let copies = (cold_mb << 20).div_ceil(f32_bytes).max(1);
         let opts = F16Linear::default_options(isa);
-        let reads = [F16Read::InKernel, F16Read::Widened, F16Read::Auto];
+        let reads = [
+            F16Read::InKernel,
+            F16Read::Widened,
+            F16Read::WidenedAll,
+            F16Read::Auto,
+        ];
         let variants: Vec<(String, Vec<Layer>)> = std::iter::once(("f32".to_string(), None))
             .chain(reads.iter().map(|r| (format!("f16 {r:?}"), Some(*r))))
             .map(|(name, read)| {

@@ -18,7 +18,7 @@ mod pack;
 mod portable;
 
 pub use crate::isa::{Isa, ISA_ENV};
-pub use f16::{F16Linear, F16Read, WIDEN_MIN_TILES};
+pub use f16::{F16Linear, F16Read, WIDEN_ALL_MIN_ROWS, WIDEN_MIN_TILES};
 pub use int8::{
     int8_scale, outlier_columns, quantize_one, Int8Linear, Int8Path, MAX_OUTLIER_COLUMNS,
     OUTLIER_RATIO,

@@ -1,17 +1,19 @@
 //! `F16Linear`: a Linear whose weights are held in f16 (half the bytes of f32), products in f32.
 //!
 //! The weights are converted once at load (round to nearest even, [`crate::f16`]) into the same
-//! (kc, NR) panel layout as the f32 [`super::Linear`]. A product reads them one of two ways, both
+//! (kc, NR) panel layout as the f32 [`super::Linear`]. A product reads them one of three ways, all
 //! with f32 FMAs and the f32 epilogues:
 //! - **in the kernel** (AVX-512): the f16 variant of the f32 microkernel widens each B row with
 //!   `vcvtph2ps` as it loads it; nothing else changes. Best when a task has few row tiles (M = 8),
 //!   where every B byte is read once and the f16 panel halves the memory traffic. At large M its two
 //!   `vcvtph2ps` per k step cost ~5% against the tile's 24 FMAs (Zen 4).
 //! - **widened**: each (kc, NR) micro-panel is converted once into a per-thread f32 scratch, which the
-//!   f32 kernel reads for every row tile of the task, so the conversion is shared by the row tiles:
-//!   with row blocks of 96 rows (8 tiles), close to f32 at M = 2048. Every ISA has it (AVX2 uses
-//!   F16C's `vcvtph2ps`, portable Rust [`crate::f16::f16_to_f32`]); it is the only path of the ISAs
-//!   without an f16 kernel.
+//!   f32 kernel reads for every row tile of the task, so the conversion is shared by the row tiles
+//!   of a row block (96 rows). Every ISA has it (AVX2 uses F16C's `vcvtph2ps`, portable Rust
+//!   [`crate::f16::f16_to_f32`]); it is the only path of the ISAs without an f16 kernel.
+//! - **widened whole**: for large products ([`WIDEN_ALL_MIN_ROWS`] rows and more), all of B is
+//!   converted once per call into a per-thread f32 copy and the f32 product runs on it, unchanged:
+//!   the conversion is shared by all M rows, so f16 runs at f32's speed where compute dominates.
 
 use super::driver::{self, BOperand, Product, Widened};
 use super::pack::PackedB;
@@ -20,19 +22,30 @@ use super::{Epilogue, GemmOptions, Isa};
 /// How an f16 product reads its weights (see the module docs).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum F16Read {
-    /// Widened where a task has at least [`WIDEN_MIN_TILES`] row tiles or the ISA has no f16
+    /// Whole B widened for products of at least [`WIDEN_ALL_MIN_ROWS`] rows; below, widened
+    /// panel by panel where a task has at least [`WIDEN_MIN_TILES`] row tiles or the ISA has no f16
     /// kernel, in the kernel otherwise.
     #[default]
     Auto,
     /// Always in the kernel (AVX-512 only; elsewhere the same as `Widened`).
     InKernel,
-    /// Always widened into per-thread f32 scratch.
+    /// Always widened panel by panel into per-thread f32 scratch.
     Widened,
+    /// Always the whole B widened into per-thread f32 scratch, then the f32 product.
+    WidenedAll,
 }
 
 /// [`F16Read::Auto`] widens B panels when a task runs at least this many row tiles over each
 /// (docs/quantization.md: in the kernel is faster at M = 8 and 128, widened at M = 2048).
 pub const WIDEN_MIN_TILES: usize = 8;
+
+/// [`F16Read::Auto`] widens the whole of B once, then runs the f32 product, from this many rows:
+/// the conversion (N x K) is then shared by every row of the product, where panel-by-panel
+/// widening repeats it for each row block and left f16 4-6% behind f32 at M = 256-2048 (Zen 4,
+/// `cargo bench --bench f16`: whole 0.98x f32 at M = 256, 0.99-1.01x at 512 and 2048; at M = 128
+/// the kernel's own widening is ahead, 0.97-0.98x against 0.95-0.96x). The price is a per-thread
+/// f32 scratch the size of the largest such B (bert-base: 9.4 MB).
+pub const WIDEN_ALL_MIN_ROWS: usize = 256;
 
 /// The f16 -> f32 conversion of a widened micro-panel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,6 +128,11 @@ mod x86 {
             dst[i] = crate::f16::f16_to_f32(src[i]);
         }
     }
+}
+
+thread_local! {
+    /// The caller's f32 copy of a whole widened B ([`F16Read::WidenedAll`]), reused across calls.
+    static WIDE_B: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// A Linear layer with f16 weights, packed once at load; f32 activations, sums and epilogues.
@@ -223,6 +241,42 @@ impl F16Linear {
             return;
         }
         let (isa, mr, nv) = (self.opts.isa, self.opts.mr, self.opts.nv);
+        let widen_all = match self.read {
+            F16Read::Auto => m >= WIDEN_ALL_MIN_ROWS,
+            F16Read::WidenedAll => true,
+            F16Read::InKernel | F16Read::Widened => false,
+        };
+        if widen_all {
+            // The f32 product with the f32 row blocks (the f16 ones are taller for panel widening).
+            let opts = GemmOptions {
+                mc: self.opts.mc.min(GemmOptions::new(isa).mc),
+                ..self.opts
+            };
+            let widen = Widen::for_isa(isa);
+            let mut run = |buf: Vec<f32>| {
+                let packed = self
+                    .packed
+                    .widened(buf, |src, dst| widen.run(src, dst, src));
+                driver::forward(
+                    opts,
+                    &packed,
+                    &self.bias,
+                    x,
+                    y,
+                    epilogue,
+                    Product::default(),
+                    (m, k, n),
+                );
+                packed.into_buf()
+            };
+            // A caller that re-enters (a rayon worker stealing another product while it waits)
+            // gets a fresh buffer.
+            WIDE_B.with(|cell| match cell.try_borrow_mut() {
+                Ok(mut buf) => *buf = run(std::mem::take(&mut *buf)),
+                Err(_) => drop(run(Vec::new())),
+            });
+            return;
+        }
         let direct = driver::kernels_f16(isa, mr, nv);
         let widened = Widened {
             widen: Widen::for_isa(isa),
@@ -230,7 +284,7 @@ impl F16Linear {
             min_tiles: match self.read {
                 F16Read::Auto => WIDEN_MIN_TILES,
                 F16Read::InKernel => usize::MAX,
-                F16Read::Widened => 0,
+                F16Read::Widened | F16Read::WidenedAll => 0,
             },
         };
         let b = BOperand {
@@ -284,7 +338,12 @@ mod tests {
                 ..base
             };
             for opts in [base, small] {
-                for read in [F16Read::Auto, F16Read::InKernel, F16Read::Widened] {
+                for read in [
+                    F16Read::Auto,
+                    F16Read::InKernel,
+                    F16Read::Widened,
+                    F16Read::WidenedAll,
+                ] {
                     out.push((opts, read));
                 }
             }

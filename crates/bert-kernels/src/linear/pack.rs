@@ -130,6 +130,50 @@ impl<T: Elem> PackedB<T> {
     }
 }
 
+impl PackedB<u16> {
+    /// The same panels widened to f32 into `buf` (grown as needed, its old contents overwritten, so
+    /// a caller can reuse one buffer across products; [`PackedB::into_buf`] gives it back), by
+    /// `widen(src, dst)` over equal-length chunks, in parallel for large B.
+    pub(super) fn widened(
+        &self,
+        mut buf: Vec<f32>,
+        widen: impl Fn(&[u16], &mut [f32]) + Sync,
+    ) -> PackedB<f32> {
+        let len = self.panels * self.nr * self.kb.last().copied().unwrap_or(0);
+        let slack = ALIGN_BYTES / std::mem::size_of::<f32>();
+        if buf.len() < len + slack {
+            buf.resize(len + slack, 0.0);
+        }
+        let start = buf.as_ptr().align_offset(ALIGN_BYTES).min(slack);
+        let (src, dst) = (
+            &self.buf[self.start..self.start + len],
+            &mut buf[start..start + len],
+        );
+        const CHUNK: usize = 1 << 14;
+        if len >= PAR_PACK {
+            dst.par_chunks_mut(CHUNK)
+                .zip(src.par_chunks(CHUNK))
+                .for_each(|(d, s)| widen(s, d));
+        } else {
+            widen(src, dst);
+        }
+        PackedB {
+            buf,
+            start,
+            nr: self.nr,
+            panels: self.panels,
+            kb: self.kb.clone(),
+        }
+    }
+}
+
+impl<T> PackedB<T> {
+    /// The buffer, to be reused (see [`PackedB::widened`]).
+    pub(super) fn into_buf(self) -> Vec<T> {
+        self.buf
+    }
+}
+
 impl PackedB {
     /// The same packing from `wt` (K, N) row-major, i.e. W^T itself (an activation matrix whose
     /// rows are the GEMM's K, or the transpose of a PyTorch weight): each panel row is a contiguous

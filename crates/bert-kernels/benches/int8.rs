@@ -6,7 +6,7 @@
 //! ```
 //! Figures are GFLOP/s (f32) and GOP/s (int8), 2 M N K / time; medians of `--reps` interleaved
 //! repetitions with weights rotated over copies totalling `--cold-mb` (beyond L3, as a model streams
-//! them).
+//! them). `INT8_SHAPES=1` also prints each of the four int8 Linears on its own (weights not rotated).
 
 use std::time::Instant;
 

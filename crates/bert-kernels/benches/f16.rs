@@ -1,6 +1,7 @@
 //! f16-weight vs f32 `Linear` on one BERT layer's four shapes, interleaved in one process: the f16
-//! product with its weights read in the kernel, widened per micro-panel, and `Auto` (the first at
-//! small M, the second at large M), all with `F16Linear::default_options` (docs/quantization.md).
+//! product with its weights read in the kernel, widened per micro-panel, widened whole, and `Auto`
+//! (the first at M < 256, the last at 256 and more), all with `F16Linear::default_options`
+//! (docs/quantization.md).
 //!
 //! ```text
 //! cargo bench -p bert-kernels --bench f16 -- [--threads 2] [--m 8,128,2048] [--reps 11] [--cold-mb 64]
@@ -8,32 +9,13 @@
 //! Figures are GFLOP/s, 2 M N K / time, medians of `--reps` interleaved repetitions, weights rotated
 //! over copies totalling `--cold-mb` (beyond L3, as a model streams them).
 
+mod common;
+
 use std::time::Instant;
 
 use bert_kernels::linear::{F16Read, Isa};
 use bert_kernels::{Epilogue, F16Linear, Linear};
-
-fn arg<T: std::str::FromStr>(name: &str) -> Option<Vec<T>> {
-    let args: Vec<String> = std::env::args().collect();
-    let i = args.iter().position(|a| a == name)?;
-    Some(
-        args.get(i + 1)?
-            .split(',')
-            .filter_map(|t| t.parse().ok())
-            .collect(),
-    )
-}
-
-fn data(len: usize, seed: usize) -> Vec<f32> {
-    (0..len)
-        .map(|i| ((i * 7919 + seed * 104_729) % 1000) as f32 / 1000.0 - 0.5)
-        .collect()
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
+use common::{arg, data, median};
 
 /// One layer's four Linears ((N, K): QKV, attention output, FFN up, FFN down) in one variant.
 enum Layer {

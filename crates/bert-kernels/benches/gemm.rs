@@ -24,10 +24,13 @@
 //! has the results.
 
 use std::process::Command;
+mod common;
+
 use std::time::Instant;
 
 use bert_kernels::linear::{GemmOptions, Isa, ISA_ENV};
 use bert_kernels::{Activation, Epilogue, Linear};
+use common::data;
 
 #[derive(Clone, Debug)]
 struct Args {
@@ -249,12 +252,6 @@ fn run_child(isa: Isa, threads: usize, cands: &str, ours: &str) -> String {
 
 /// A candidate: computes `y = x W^T + b` for the shape it was built for.
 type Candidate<'a> = Box<dyn FnMut(&[f32], &mut [f32]) + Send + 'a>;
-
-fn data(len: usize, seed: usize) -> Vec<f32> {
-    (0..len)
-        .map(|i| ((i * 7919 + seed * 104_729) % 1000) as f32 / 1000.0 - 0.5)
-        .collect()
-}
 
 /// Times the candidates and prints tab-separated lines for `run_config`: `@names`, `@note`, and one
 /// `@row stat m k n seconds,...` per shape and statistic (0 median, 1 best).

@@ -8,32 +8,13 @@
 //! repetitions with weights rotated over copies totalling `--cold-mb` (beyond L3, as a model streams
 //! them). `INT8_SHAPES=1` also prints each of the four int8 Linears on its own (weights not rotated).
 
+mod common;
+
 use std::time::Instant;
 
 use bert_kernels::linear::Isa;
 use bert_kernels::{Epilogue, Int8Linear, Int8Path, Linear};
-
-fn arg<T: std::str::FromStr>(name: &str) -> Option<Vec<T>> {
-    let args: Vec<String> = std::env::args().collect();
-    let i = args.iter().position(|a| a == name)?;
-    Some(
-        args.get(i + 1)?
-            .split(',')
-            .filter_map(|t| t.parse().ok())
-            .collect(),
-    )
-}
-
-fn data(len: usize, seed: usize) -> Vec<f32> {
-    (0..len)
-        .map(|i| ((i * 7919 + seed * 104_729) % 1000) as f32 / 1000.0 - 0.5)
-        .collect()
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
+use common::{arg, data, median};
 
 /// Runs `f` over `iters` calls, seconds per call.
 fn time(iters: usize, mut f: impl FnMut(usize)) -> f64 {

@@ -23,9 +23,9 @@
 //! Every candidate computes `y = x W^T + b` with W (N, K) row-major as PyTorch stores it. docs/gemm.md
 //! has the results.
 
-use std::process::Command;
 mod common;
 
+use std::process::Command;
 use std::time::Instant;
 
 use bert_kernels::linear::{GemmOptions, Isa, ISA_ENV};

@@ -393,12 +393,7 @@ pub fn peak_vnni(iters: usize) -> Option<f64> {
 mod tests {
     use super::*;
     use crate::reference;
-
-    fn data(len: usize, seed: usize) -> Vec<f32> {
-        (0..len)
-            .map(|i| (((i + seed) * 7919 % 1000) as f32 / 500.0 - 1.0) * 0.5)
-            .collect()
-    }
+    use crate::reference::test_data;
 
     #[test]
     fn matches_reference_on_edge_shapes() {
@@ -410,10 +405,10 @@ mod tests {
             (13, 37, 32),
             (64, 64, 64),
         ] {
-            let x = data(m * k, 1);
-            let w = data(n * k, 2);
-            let b = data(n, 3);
-            let res = data(m * n, 4);
+            let x = test_data(m * k, 1, 0.5);
+            let w = test_data(n * k, 2, 0.5);
+            let b = test_data(n, 3, 0.5);
+            let res = test_data(m * n, 4, 0.5);
             let lin = Linear::new(w.clone(), b.clone(), n, k);
             for epi in [
                 Epilogue::Bias,
@@ -435,13 +430,7 @@ mod tests {
 mod isa_tests {
     use super::*;
     use crate::reference;
-
-    /// Values in [-0.5, 0.5), a different sequence per seed.
-    fn data(len: usize, seed: usize) -> Vec<f32> {
-        (0..len)
-            .map(|i| ((i * 7919 + seed * 104_729) % 1000) as f32 / 1000.0 - 0.5)
-            .collect()
-    }
+    use crate::reference::test_data;
 
     /// Every compiled kernel shape of every ISA this CPU runs, with default blocking and with blocking
     /// small enough that the edge shapes cross K blocks, row blocks and many column tasks.
@@ -480,8 +469,12 @@ mod isa_tests {
         for m in [1, 2, 7, 13, 64, 100] {
             for k in [1, 3, 17, 37, 385] {
                 for n in [1, 3, 17, 37, 385] {
-                    let (x, w, b, res) =
-                        (data(m * k, 1), data(n * k, 2), data(n, 3), data(m * n, 4));
+                    let (x, w, b, res) = (
+                        test_data(m * k, 1, 0.5),
+                        test_data(n * k, 2, 0.5),
+                        test_data(n, 3, 0.5),
+                        test_data(m * n, 4, 0.5),
+                    );
                     let epis = [
                         Epilogue::Bias,
                         Epilogue::BiasActivation(Activation::Gelu),
@@ -518,14 +511,14 @@ mod isa_tests {
     #[test]
     fn from_transposed_packs_as_new_of_the_transpose() {
         for (k, n) in [(1, 1), (3, 17), (37, 385), (385, 37), (64, 48)] {
-            let w = data(n * k, 8);
+            let w = test_data(n * k, 8, 0.5);
             let mut wt = vec![0.0; n * k];
             for r in 0..n {
                 for c in 0..k {
                     wt[c * n + r] = w[r * k + c];
                 }
             }
-            let (b, x) = (data(n, 9), data(13 * k, 10));
+            let (b, x) = (test_data(n, 9, 0.5), test_data(13 * k, 10, 0.5));
             for opts in configs() {
                 let a = Linear::with_options(w.clone(), b.clone(), n, k, opts);
                 let t = Linear::from_transposed_with_options(&wt, b.clone(), n, k, opts);
@@ -545,7 +538,11 @@ mod isa_tests {
     #[test]
     fn one_and_two_threads_agree() {
         let (m, k, n) = (37, 300, 200);
-        let (x, w, b) = (data(m * k, 5), data(n * k, 6), data(n, 7));
+        let (x, w, b) = (
+            test_data(m * k, 5, 0.5),
+            test_data(n * k, 6, 0.5),
+            test_data(n, 7, 0.5),
+        );
         for opts in configs() {
             let lin = Linear::with_options(w.clone(), b.clone(), n, k, opts);
             let run = |threads| {

@@ -3,6 +3,14 @@
 
 use crate::{Activation, Epilogue};
 
+/// Deterministic inputs for the kernel tests and benches: `len` values in [-scale, scale), a
+/// different sequence per `seed` (a multiplicative walk mod 1000: no RNG, the same on every machine).
+pub fn test_data(len: usize, seed: usize, scale: f32) -> Vec<f32> {
+    (0..len)
+        .map(|i| (((i * 7919 + seed * 104_729) % 1000) as f32 / 500.0 - 1.0) * scale)
+        .collect()
+}
+
 /// `v` rounded to f16 and back: the weights an f16 Linear multiplies by.
 pub fn f16_round(v: f32) -> f32 {
     crate::f16::f16_to_f32(crate::f16::f32_to_f16(v))

@@ -13,11 +13,9 @@ pub fn arg<T: std::str::FromStr>(name: &str) -> Option<Vec<T>> {
     )
 }
 
-/// Values in [-0.5, 0.5), a different sequence per seed.
+/// Values in [-0.5, 0.5), a different sequence per seed: the kernel tests' inputs.
 pub fn data(len: usize, seed: usize) -> Vec<f32> {
-    (0..len)
-        .map(|i| ((i * 7919 + seed * 104_729) % 1000) as f32 / 1000.0 - 0.5)
-        .collect()
+    bert_kernels::reference::test_data(len, seed, 0.5)
 }
 
 /// The middle value (the upper one of an even count).

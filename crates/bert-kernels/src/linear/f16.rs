@@ -308,14 +308,8 @@ impl F16Linear {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reference::test_data;
     use crate::{reference, Activation};
-
-    /// Values in [-0.5, 0.5), a different sequence per seed.
-    fn data(len: usize, seed: usize) -> Vec<f32> {
-        (0..len)
-            .map(|i| ((i * 7919 + seed * 104_729) % 1000) as f32 / 1000.0 - 0.5)
-            .collect()
-    }
 
     /// Every kernel shape and read path of every ISA this CPU runs, with default blocking and with
     /// blocking small enough that the edge shapes cross K blocks, row blocks and column tasks.
@@ -358,8 +352,12 @@ mod tests {
         for m in [1, 2, 7, 13, 64, 100] {
             for k in [1, 3, 17, 37, 385] {
                 for n in [1, 3, 17, 37, 385] {
-                    let (x, w, b, res) =
-                        (data(m * k, 1), data(n * k, 2), data(n, 3), data(m * n, 4));
+                    let (x, w, b, res) = (
+                        test_data(m * k, 1, 0.5),
+                        test_data(n * k, 2, 0.5),
+                        test_data(n, 3, 0.5),
+                        test_data(m * n, 4, 0.5),
+                    );
                     // The reference runs on the weights rounded to f16, so only the summation
                     // order differs.
                     let wh: Vec<f32> = w.iter().map(|&v| reference::f16_round(v)).collect();
@@ -397,7 +395,7 @@ mod tests {
     #[test]
     fn weights_are_the_f16_rounding_and_half_the_bytes() {
         let (n, k) = (37, 385);
-        let w = data(n * k, 5);
+        let w = test_data(n * k, 5, 0.5);
         let lin = F16Linear::new(&w, vec![0.0; n], n, k);
         let want: Vec<f32> = w.iter().map(|&v| reference::f16_round(v)).collect();
         assert_eq!(lin.weight_f32(), want);
@@ -408,7 +406,11 @@ mod tests {
     #[test]
     fn one_and_two_threads_agree() {
         let (m, k, n) = (37, 300, 200);
-        let (x, w, b) = (data(m * k, 5), data(n * k, 6), data(n, 7));
+        let (x, w, b) = (
+            test_data(m * k, 5, 0.5),
+            test_data(n * k, 6, 0.5),
+            test_data(n, 7, 0.5),
+        );
         for (opts, read) in configs() {
             let lin = F16Linear::with_options(&w, b.clone(), (n, k), opts, read);
             let run = |threads| {

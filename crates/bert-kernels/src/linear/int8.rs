@@ -806,13 +806,7 @@ mod tests {
 
     use super::*;
     use crate::reference;
-
-    /// Values in [-0.5, 0.5), a different sequence per seed.
-    fn data(len: usize, seed: usize) -> Vec<f32> {
-        (0..len)
-            .map(|i| ((i * 7919 + seed * 104_729) % 1000) as f32 / 1000.0 - 0.5)
-            .collect()
-    }
+    use crate::reference::test_data;
 
     fn paths() -> Vec<Int8Path> {
         let mut p: Vec<_> = Isa::supported()
@@ -855,8 +849,12 @@ mod tests {
             for m in [1, 2, 7, 9, 13, 64, 100] {
                 for k in [1, 3, 4, 17, 37, 385] {
                     for n in [1, 3, 17, 48, 49, 97] {
-                        let (x, w, b, res) =
-                            (data(m * k, 1), data(n * k, 2), data(n, 3), data(m * n, 4));
+                        let (x, w, b, res) = (
+                            test_data(m * k, 1, 0.5),
+                            test_data(n * k, 2, 0.5),
+                            test_data(n, 3, 0.5),
+                            test_data(m * n, 4, 0.5),
+                        );
                         let lin = Int8Linear::with_path(&w, b.clone(), n, k, path);
                         for epi in [
                             Epilogue::Bias,
@@ -882,7 +880,11 @@ mod tests {
         // 0.5 is at most K * 0.5 * 0.5 * (1/127) (half a step on each side), and typically
         // sqrt(K) times smaller.
         let (m, k, n) = (33, 384, 96);
-        let (x, w, b) = (data(m * k, 5), data(n * k, 6), data(n, 7));
+        let (x, w, b) = (
+            test_data(m * k, 5, 0.5),
+            test_data(n * k, 6, 0.5),
+            test_data(n, 7, 0.5),
+        );
         let exact = reference::linear(&x, &w, &b, m, k, n);
         let bound = k as f32 * 0.25 / 127.0;
         for path in paths() {
@@ -903,14 +905,14 @@ mod tests {
         // Three columns 50x the rest: taken out of the int8 product, so the other columns keep
         // their resolution and the result is near the f32 product.
         let (m, k, n) = (9, 64, 40);
-        let mut x = data(m * k, 11);
+        let mut x = test_data(m * k, 11, 0.5);
         for row in x.chunks_mut(k) {
             for c in [3, 17, 40] {
                 row[c] *= 50.0;
             }
         }
         assert_eq!(outlier_columns(&x, k), vec![3, 17, 40]);
-        let (w, b) = (data(n * k, 12), data(n, 13));
+        let (w, b) = (test_data(n * k, 12, 0.5), test_data(n, 13, 0.5));
         let exact = reference::linear(&x, &w, &b, m, k, n);
         let want = reference::linear_int8_epilogue(&x, &w, &b, (m, k, n), Epilogue::Bias);
         for path in paths() {
@@ -927,7 +929,7 @@ mod tests {
             assert!(err < 0.3, "{path:?} vs f32: {err}");
         }
         // At most MAX_OUTLIER_COLUMNS, the largest.
-        let mut x = data(4 * k, 14);
+        let mut x = test_data(4 * k, 14, 0.5);
         for row in x.chunks_mut(k) {
             for (i, v) in row.iter_mut().take(20).enumerate() {
                 *v = 10.0 + i as f32;
@@ -961,9 +963,9 @@ mod tests {
     #[test]
     fn zero_rows_and_threads_agree() {
         let (m, k, n) = (37, 300, 200);
-        let mut x = data(m * k, 8);
+        let mut x = test_data(m * k, 8, 0.5);
         x[k..2 * k].iter_mut().for_each(|v| *v = 0.0);
-        let (w, b) = (data(n * k, 9), data(n, 10));
+        let (w, b) = (test_data(n * k, 9, 0.5), test_data(n, 10, 0.5));
         for path in paths() {
             let lin = Int8Linear::with_path(&w, b.clone(), n, k, path);
             let run = |threads| {

@@ -148,12 +148,7 @@ pub fn col_sums(acc: &mut [f32], x: &[f32], width: usize) {
 mod tests {
     use super::*;
     use crate::reference;
-
-    fn data(len: usize, seed: usize) -> Vec<f32> {
-        (0..len)
-            .map(|i| (((i + seed) * 7919 % 1000) as f32 / 500.0 - 1.0) * 0.5)
-            .collect()
-    }
+    use crate::reference::test_data;
 
     #[test]
     fn products_match_reference() {
@@ -166,20 +161,20 @@ mod tests {
             // Large enough that packing splits over threads and K spans several blocks.
             (300, 1000, 290),
         ] {
-            let x = data(m * k, 1);
-            let w = data(n * k, 2);
-            let b = data(n, 3);
-            let dy = data(m * n, 4);
+            let x = test_data(m * k, 1, 0.5);
+            let w = test_data(n * k, 2, 0.5);
+            let b = test_data(n, 3, 0.5);
+            let dy = test_data(m * n, 4, 0.5);
             let mut y = vec![0.0; m * n];
             linear_forward(&mut y, &x, &w, &b, (m, k, n), Post::None);
             let want = reference::linear(&x, &w, &b, m, k, n);
             close(&y, &want, "forward");
 
-            let mut dx = data(m * k, 5);
+            let mut dx = test_data(m * k, 5, 0.5);
             let mut want_dx = dx.clone();
             linear_backward_input(&mut dx, &dy, &w, (m, k, n), true);
-            let mut dw = data(n * k, 6);
-            let mut db = data(n, 7);
+            let mut dw = test_data(n * k, 6, 0.5);
+            let mut db = test_data(n, 7, 0.5);
             let (mut want_dw, mut want_db) = (dw.clone(), db.clone());
             linear_backward_params(&mut dw, Some(&mut db), &dy, &x, (m, k, n));
             reference::linear_backward(
@@ -214,7 +209,12 @@ mod tests {
     #[test]
     fn activation_and_residual_posts() {
         let (m, k, n) = (5, 6, 7);
-        let (x, w, b, r) = (data(m * k, 1), data(n * k, 2), data(n, 3), data(m * n, 4));
+        let (x, w, b, r) = (
+            test_data(m * k, 1, 0.5),
+            test_data(n * k, 2, 0.5),
+            test_data(n, 3, 0.5),
+            test_data(m * n, 4, 0.5),
+        );
         let mut y = vec![0.0; m * n];
         let mut z = vec![0.0; m * n];
         linear_forward(

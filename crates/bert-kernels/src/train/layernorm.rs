@@ -104,20 +104,18 @@ pub fn layer_norm_backward(
 mod tests {
     use super::*;
     use crate::reference;
-
-    fn data(len: usize, seed: usize, scale: f32) -> Vec<f32> {
-        (0..len)
-            .map(|i| (((i + seed) * 7919 % 1000) as f32 / 500.0 - 1.0) * scale)
-            .collect()
-    }
+    use crate::reference::test_data;
 
     #[test]
     fn forward_and_backward_match_reference() {
         for &(rows, h) in &[(1, 1), (1, 7), (3, 8), (70, 33), (130, 16)] {
-            let x = data(rows * h, 1, 2.0);
-            let g = data(h, 2, 0.5).iter().map(|v| v + 1.0).collect::<Vec<_>>();
-            let b = data(h, 3, 0.3);
-            let dy = data(rows * h, 4, 1.0);
+            let x = test_data(rows * h, 1, 2.0);
+            let g = test_data(h, 2, 0.5)
+                .iter()
+                .map(|v| v + 1.0)
+                .collect::<Vec<_>>();
+            let b = test_data(h, 3, 0.3);
+            let dy = test_data(rows * h, 4, 1.0);
             let (mut y, mut mean, mut rstd) =
                 (vec![0.0; rows * h], vec![0.0; rows], vec![0.0; rows]);
             layer_norm_forward(&mut y, &mut mean, &mut rstd, &x, &g, &b, 1e-5);
@@ -125,8 +123,8 @@ mod tests {
             for (a, w) in y.iter().zip(&want) {
                 assert!((a - w).abs() < 1e-5, "forward {rows}x{h}: {a} vs {w}");
             }
-            let mut dx = data(rows * h, 5, 1.0);
-            let (mut dg, mut db) = (data(h, 6, 1.0), data(h, 7, 1.0));
+            let mut dx = test_data(rows * h, 5, 1.0);
+            let (mut dg, mut db) = (test_data(h, 6, 1.0), test_data(h, 7, 1.0));
             let (mut wdx, mut wdg, mut wdb) = (dx.clone(), dg.clone(), db.clone());
             layer_norm_backward(&mut dx, &mut dg, &mut db, &dy, &x, &mean, &rstd, &g, true);
             reference::layer_norm_backward(&mut wdx, &mut wdg, &mut wdb, &dy, &x, &g, 1e-5);
@@ -148,10 +146,13 @@ mod tests {
     #[test]
     fn backward_matches_finite_differences() {
         let (rows, h) = (3, 10);
-        let x = data(rows * h, 11, 1.5);
-        let g = data(h, 12, 0.5).iter().map(|v| v + 1.0).collect::<Vec<_>>();
-        let b = data(h, 13, 0.3);
-        let dy = data(rows * h, 14, 1.0);
+        let x = test_data(rows * h, 11, 1.5);
+        let g = test_data(h, 12, 0.5)
+            .iter()
+            .map(|v| v + 1.0)
+            .collect::<Vec<_>>();
+        let b = test_data(h, 13, 0.3);
+        let dy = test_data(rows * h, 14, 1.0);
         let loss = |x: &[f32], g: &[f32], b: &[f32]| -> f64 {
             let y = reference::layer_norm(x, g, b, 1e-5);
             y.iter().zip(&dy).map(|(a, d)| *a as f64 * *d as f64).sum()

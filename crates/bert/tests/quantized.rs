@@ -96,8 +96,8 @@ const TINY_INT8: [(&str, f32); 4] = [
     ("attentions", 0.02),
 ];
 
-#[test]
-fn tiny_fixtures_int8_error_bounds() {
+/// The golden tiny fixture models, each loaded in `dtype` and checked against `bounds`.
+fn check_tiny_fixtures(dtype: Dtype, bounds: &[(&str, f32)]) {
     for dir in [
         "tiny-gelu",
         "tiny-gelu-new",
@@ -106,10 +106,27 @@ fn tiny_fixtures_int8_error_bounds() {
         "tiny-nopooler",
     ] {
         let path = fixtures().join("models").join(dir);
-        let model = BertModel::from_dir_with(&path, &LoadOptions::dtype(Dtype::Int8)).unwrap();
-        assert_eq!(model.dtype(), Dtype::Int8);
-        check(dir, Dtype::Int8, &model, dir, &TINY_INT8);
+        let model = BertModel::from_dir_with(&path, &LoadOptions::dtype(dtype)).unwrap();
+        assert_eq!(model.dtype(), dtype);
+        check(dir, dtype, &model, dir, bounds);
     }
+}
+
+/// all-MiniLM-L6-v2 loaded in `dtype`, checked against `bounds`.
+fn check_minilm(dtype: Dtype, bounds: &[(&str, f32)]) {
+    let model = BertModel::from_pretrained_with(DEFAULT_MODEL, &LoadOptions::dtype(dtype)).unwrap();
+    check(
+        "all-MiniLM-L6-v2",
+        dtype,
+        &model,
+        "all-MiniLM-L6-v2",
+        bounds,
+    );
+}
+
+#[test]
+fn tiny_fixtures_int8_error_bounds() {
+    check_tiny_fixtures(Dtype::Int8, &TINY_INT8);
 }
 
 /// all-MiniLM-L6-v2 in int8 against transformers (f32): bounds about 2x the errors measured
@@ -123,15 +140,7 @@ const MINILM_INT8: [(&str, f32); 4] = [
 
 #[test]
 fn all_minilm_l6_v2_int8_error_bounds() {
-    let model =
-        BertModel::from_pretrained_with(DEFAULT_MODEL, &LoadOptions::dtype(Dtype::Int8)).unwrap();
-    check(
-        "all-MiniLM-L6-v2",
-        Dtype::Int8,
-        &model,
-        "all-MiniLM-L6-v2",
-        &MINILM_INT8,
-    );
+    check_minilm(Dtype::Int8, &MINILM_INT8);
 }
 
 /// Cosine similarity of all-MiniLM-L6-v2 sentence embeddings (mean pooling + Normalize) in
@@ -166,24 +175,27 @@ fn embedding_cosines(dtype: Dtype, lines: usize) -> (f32, f32) {
     (mean, min)
 }
 
+/// [`embedding_cosines`] of `dtype` over `lines` lines at least `bounds` (mean, min).
+fn check_cosines(dtype: Dtype, lines: usize, bounds: (f32, f32)) {
+    let (mean, min) = embedding_cosines(dtype, lines);
+    assert!(mean >= bounds.0, "{dtype}: mean cosine {mean}");
+    assert!(min >= bounds.1, "{dtype}: min cosine {min}");
+}
+
 /// int8 embeddings against f32: (mean, min) cosine bounds.
 const INT8_COSINE: (f32, f32) = (0.999, 0.995);
 
 /// The first 500 corpus lines (the part of the 2,000-line check `cargo test` can afford).
 #[test]
 fn all_minilm_l6_v2_int8_embeddings_cosine_500_lines() {
-    let (mean, min) = embedding_cosines(Dtype::Int8, 500);
-    assert!(mean >= INT8_COSINE.0, "mean cosine {mean}");
-    assert!(min >= INT8_COSINE.1, "min cosine {min}");
+    check_cosines(Dtype::Int8, 500, INT8_COSINE);
 }
 
 /// The check on 2,000 lines: `cargo test --release -p bert --test quantized -- --ignored`.
 #[test]
 #[ignore = "a minute in the test profile; run with --ignored (docs/quantization.md)"]
 fn all_minilm_l6_v2_int8_embeddings_cosine_2000_lines() {
-    let (mean, min) = embedding_cosines(Dtype::Int8, 2000);
-    assert!(mean >= INT8_COSINE.0, "mean cosine {mean}");
-    assert!(min >= INT8_COSINE.1, "min cosine {min}");
+    check_cosines(Dtype::Int8, 2000, INT8_COSINE);
 }
 
 /// The tiny fixture models in f16 weights: bounds about 2x the largest error measured (1.8e-3,
@@ -197,18 +209,7 @@ const TINY_F16: [(&str, f32); 4] = [
 
 #[test]
 fn tiny_fixtures_f16_error_bounds() {
-    for dir in [
-        "tiny-gelu",
-        "tiny-gelu-new",
-        "tiny-relu",
-        "tiny-silu",
-        "tiny-nopooler",
-    ] {
-        let path = fixtures().join("models").join(dir);
-        let model = BertModel::from_dir_with(&path, &LoadOptions::dtype(Dtype::F16)).unwrap();
-        assert_eq!(model.dtype(), Dtype::F16);
-        check(dir, Dtype::F16, &model, dir, &TINY_F16);
-    }
+    check_tiny_fixtures(Dtype::F16, &TINY_F16);
 }
 
 /// all-MiniLM-L6-v2 in f16 weights against transformers (f32): bounds about 2x the errors measured
@@ -222,15 +223,7 @@ const MINILM_F16: [(&str, f32); 4] = [
 
 #[test]
 fn all_minilm_l6_v2_f16_error_bounds() {
-    let model =
-        BertModel::from_pretrained_with(DEFAULT_MODEL, &LoadOptions::dtype(Dtype::F16)).unwrap();
-    check(
-        "all-MiniLM-L6-v2",
-        Dtype::F16,
-        &model,
-        "all-MiniLM-L6-v2",
-        &MINILM_F16,
-    );
+    check_minilm(Dtype::F16, &MINILM_F16);
 }
 
 /// f16 embeddings against f32: (mean, min) cosine bounds (the 0.99999 for both).
@@ -238,21 +231,19 @@ const F16_COSINE: (f32, f32) = (0.99999, 0.99999);
 
 #[test]
 fn all_minilm_l6_v2_f16_embeddings_cosine_500_lines() {
-    let (mean, min) = embedding_cosines(Dtype::F16, 500);
-    assert!(mean >= F16_COSINE.0, "mean cosine {mean}");
-    assert!(min >= F16_COSINE.1, "min cosine {min}");
+    check_cosines(Dtype::F16, 500, F16_COSINE);
 }
 
 #[test]
 #[ignore = "a minute in the test profile; run with --ignored (docs/quantization.md)"]
 fn all_minilm_l6_v2_f16_embeddings_cosine_2000_lines() {
-    let (mean, min) = embedding_cosines(Dtype::F16, 2000);
-    assert!(mean >= F16_COSINE.0, "mean cosine {mean}");
-    assert!(min >= F16_COSINE.1, "min cosine {min}");
+    check_cosines(Dtype::F16, 2000, F16_COSINE);
 }
 
-#[test]
-fn int8_model_holds_a_quarter_of_the_linear_weights() {
+/// Bytes of Linear weights of a random H = 256, 2-layer model in f32 and in `dtype`, the embedding
+/// tables (the same in both) subtracted: 2 layers x (3 + 1 + 4 + 4) H^2 + pooler H^2 = 25 H^2
+/// floats in f32; in `dtype` biases and padding stay f32.
+fn linear_bytes(dtype: Dtype) -> (usize, usize) {
     let c = bert::BertConfig {
         vocab_size: 1000,
         hidden_size: 256,
@@ -262,17 +253,21 @@ fn int8_model_holds_a_quarter_of_the_linear_weights() {
         ..Default::default()
     };
     let f = BertModel::random(c.clone(), 1).unwrap();
-    let q = BertModel::random_with(c, 1, &LoadOptions::dtype(Dtype::Int8)).unwrap();
-    // Linear weights: 2 layers x (3 + 1 + 4 + 4) H^2 + pooler H^2 = 25 H^2 floats.
+    let q = BertModel::random_with(c, 1, &LoadOptions::dtype(dtype)).unwrap();
     let linear_f32 = 25 * 256 * 256 * 4;
-    let embeddings = f.memory_bytes() - linear_f32;
     assert!(f.memory_bytes() >= linear_f32);
-    let q_linear = q.memory_bytes() - embeddings;
+    let embeddings = f.memory_bytes() - linear_f32;
     println!(
-        "random H=256 model: f32 {} bytes, int8 {} bytes",
+        "random H=256 model: f32 {} bytes, {dtype} {} bytes",
         f.memory_bytes(),
         q.memory_bytes()
     );
+    (linear_f32, q.memory_bytes() - embeddings)
+}
+
+#[test]
+fn int8_model_holds_a_quarter_of_the_linear_weights() {
+    let (linear_f32, q_linear) = linear_bytes(Dtype::Int8);
     assert!(
         q_linear * 10 < linear_f32 * 3,
         "int8 Linear bytes {q_linear} vs f32 {linear_f32}"
@@ -281,25 +276,7 @@ fn int8_model_holds_a_quarter_of_the_linear_weights() {
 
 #[test]
 fn f16_model_holds_half_of_the_linear_weights() {
-    let c = bert::BertConfig {
-        vocab_size: 1000,
-        hidden_size: 256,
-        num_hidden_layers: 2,
-        num_attention_heads: 4,
-        intermediate_size: 1024,
-        ..Default::default()
-    };
-    let f = BertModel::random(c.clone(), 1).unwrap();
-    let h = BertModel::random_with(c, 1, &LoadOptions::dtype(Dtype::F16)).unwrap();
-    // As above: 25 H^2 floats of Linear weights; biases and padding stay f32.
-    let linear_f32 = 25 * 256 * 256 * 4;
-    let embeddings = f.memory_bytes() - linear_f32;
-    let h_linear = h.memory_bytes() - embeddings;
-    println!(
-        "random H=256 model: f32 {} bytes, f16 {} bytes",
-        f.memory_bytes(),
-        h.memory_bytes()
-    );
+    let (linear_f32, h_linear) = linear_bytes(Dtype::F16);
     assert!(
         h_linear * 100 < linear_f32 * 51,
         "f16 Linear bytes {h_linear} vs f32 {linear_f32}"

@@ -426,40 +426,47 @@ mod tests {
     }
 }
 
+/// For each kernel shape (ISA, mr, nv) this CPU runs, its default blocking and a blocking small
+/// enough that edge shapes cross K blocks, row blocks and many column tasks: the f32 and f16 tests'
+/// configurations.
+#[cfg(test)]
+pub(crate) fn test_blockings(shapes: &[(Isa, usize, usize)]) -> Vec<GemmOptions> {
+    let mut out = Vec::new();
+    for &(isa, mr, nv) in shapes.iter().filter(|s| s.0.is_supported()) {
+        let base = GemmOptions {
+            mr,
+            nv,
+            ..GemmOptions::new(isa)
+        };
+        out.push(base);
+        out.push(GemmOptions {
+            kc: 16,
+            mc: 2 * mr,
+            tasks_per_thread: 64,
+            min_task_flops: 1,
+            ..base
+        });
+    }
+    out
+}
+
 #[cfg(test)]
 mod isa_tests {
     use super::*;
     use crate::reference;
     use crate::reference::test_data;
 
-    /// Every compiled kernel shape of every ISA this CPU runs, with default blocking and with blocking
-    /// small enough that the edge shapes cross K blocks, row blocks and many column tasks.
+    /// Every compiled kernel shape of every ISA this CPU runs, with default and small blocking.
     fn configs() -> Vec<GemmOptions> {
-        let shapes = [(Isa::Scalar, 4, 1), (Isa::Avx2, 6, 2), (Isa::Avx2, 4, 3)]
-            .into_iter()
-            .chain([
-                (Isa::Avx512, 6, 3),
-                (Isa::Avx512, 8, 3),
-                (Isa::Avx512, 12, 2),
-                (Isa::Avx512, 14, 2),
-            ]);
-        let mut out = Vec::new();
-        for (isa, mr, nv) in shapes.filter(|s| s.0.is_supported()) {
-            let base = GemmOptions {
-                mr,
-                nv,
-                ..GemmOptions::new(isa)
-            };
-            out.push(base);
-            out.push(GemmOptions {
-                kc: 16,
-                mc: 2 * mr,
-                tasks_per_thread: 64,
-                min_task_flops: 1,
-                ..base
-            });
-        }
-        out
+        test_blockings(&[
+            (Isa::Scalar, 4, 1),
+            (Isa::Avx2, 6, 2),
+            (Isa::Avx2, 4, 3),
+            (Isa::Avx512, 6, 3),
+            (Isa::Avx512, 8, 3),
+            (Isa::Avx512, 12, 2),
+            (Isa::Avx512, 14, 2),
+        ])
     }
 
     #[test]
@@ -492,11 +499,7 @@ mod isa_tests {
                         for (&epi, want) in epis.iter().zip(&wants) {
                             let mut y = vec![f32::NAN; m * n];
                             lin.forward(&x, &mut y, epi);
-                            let err = y
-                                .iter()
-                                .zip(want)
-                                .map(|(a, b)| (a - b).abs())
-                                .fold(0.0, f32::max);
+                            let err = reference::max_abs_diff(&y, want);
                             assert!(
                                 err < 1e-4,
                                 "{m}x{k}x{n} {epi:?} {opts:?}: max abs error {err}"

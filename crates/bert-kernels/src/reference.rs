@@ -11,6 +11,19 @@ pub fn test_data(len: usize, seed: usize, scale: f32) -> Vec<f32> {
         .collect()
 }
 
+/// The largest |a[i] - b[i]|, a NaN on either side counting as infinite (so an output left
+/// unwritten in a NaN-filled buffer fails a test instead of vanishing in `f32::max`).
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "max_abs_diff: lengths");
+    a.iter()
+        .zip(b)
+        .map(|(a, b)| (a - b).abs())
+        .fold(
+            0.0,
+            |m, d| if d.is_nan() { f32::INFINITY } else { m.max(d) },
+        )
+}
+
 /// `v` rounded to f16 and back: the weights an f16 Linear multiplies by.
 pub fn f16_round(v: f32) -> f32 {
     crate::f16::f16_to_f32(crate::f16::f32_to_f16(v))

@@ -311,38 +311,26 @@ mod tests {
     use crate::reference::test_data;
     use crate::{reference, Activation};
 
-    /// Every kernel shape and read path of every ISA this CPU runs, with default blocking and with
-    /// blocking small enough that the edge shapes cross K blocks, row blocks and column tasks.
+    /// Every kernel shape and read path of every ISA this CPU runs, with default and small
+    /// blocking ([`super::super::test_blockings`]).
     fn configs() -> Vec<(GemmOptions, F16Read)> {
-        let shapes = [(Isa::Scalar, 4, 1), (Isa::Avx2, 6, 2), (Isa::Avx2, 4, 3)]
+        let blockings = super::super::test_blockings(&[
+            (Isa::Scalar, 4, 1),
+            (Isa::Avx2, 6, 2),
+            (Isa::Avx2, 4, 3),
+            (Isa::Avx512, 8, 3),
+            (Isa::Avx512, 12, 2),
+        ]);
+        let reads = [
+            F16Read::Auto,
+            F16Read::InKernel,
+            F16Read::Widened,
+            F16Read::WidenedAll,
+        ];
+        blockings
             .into_iter()
-            .chain([(Isa::Avx512, 8, 3), (Isa::Avx512, 12, 2)]);
-        let mut out = Vec::new();
-        for (isa, mr, nv) in shapes.filter(|s| s.0.is_supported()) {
-            let base = GemmOptions {
-                mr,
-                nv,
-                ..GemmOptions::new(isa)
-            };
-            let small = GemmOptions {
-                kc: 16,
-                mc: 2 * mr,
-                tasks_per_thread: 64,
-                min_task_flops: 1,
-                ..base
-            };
-            for opts in [base, small] {
-                for read in [
-                    F16Read::Auto,
-                    F16Read::InKernel,
-                    F16Read::Widened,
-                    F16Read::WidenedAll,
-                ] {
-                    out.push((opts, read));
-                }
-            }
-        }
-        out
+            .flat_map(|opts| reads.map(|read| (opts, read)))
+            .collect()
     }
 
     #[test]
@@ -376,11 +364,7 @@ mod tests {
                         for (&epi, want) in epis.iter().zip(&wants) {
                             let mut y = vec![f32::NAN; m * n];
                             lin.forward(&x, &mut y, epi);
-                            let err = y
-                                .iter()
-                                .zip(want)
-                                .map(|(a, b)| (a - b).abs())
-                                .fold(0.0, f32::max);
+                            let err = reference::max_abs_diff(&y, want);
                             assert!(
                                 err < 1e-4,
                                 "{m}x{k}x{n} {epi:?} {opts:?} {read:?}: max abs error {err}"

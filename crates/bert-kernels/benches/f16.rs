@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use bert_kernels::linear::{F16Read, Isa};
 use bert_kernels::{Epilogue, F16Linear, Linear};
-use common::{arg, data, median};
+use common::{data, median, LayerBench};
 
 /// One layer's four Linears ((N, K): QKV, attention output, FFN up, FFN down) in one variant.
 enum Layer {
@@ -41,14 +41,13 @@ impl Layer {
 }
 
 fn main() {
-    let threads = arg::<usize>("--threads").map_or(2, |v| v[0]);
-    let ms = arg::<usize>("--m").unwrap_or(vec![8, 128, 2048]);
-    let reps = arg::<usize>("--reps").map_or(11, |v| v[0]);
-    let cold_mb = arg::<usize>("--cold-mb").map_or(64, |v| v[0]);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .unwrap();
+    let LayerBench {
+        threads,
+        ms,
+        reps,
+        cold_mb,
+        pool,
+    } = LayerBench::from_args();
     let isa = Isa::selected();
     println!("threads {threads}, ISA {isa:?}");
     for (model, h, i) in [("MiniLM-L6", 384, 1536), ("bert-base", 768, 3072)] {

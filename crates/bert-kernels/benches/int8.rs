@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use bert_kernels::linear::Isa;
 use bert_kernels::{Epilogue, Int8Linear, Int8Path, Linear};
-use common::{arg, data, median};
+use common::{data, median, LayerBench};
 
 /// Runs `f` over `iters` calls, seconds per call.
 fn time(iters: usize, mut f: impl FnMut(usize)) -> f64 {
@@ -26,14 +26,13 @@ fn time(iters: usize, mut f: impl FnMut(usize)) -> f64 {
 }
 
 fn main() {
-    let threads = arg::<usize>("--threads").map_or(2, |v| v[0]);
-    let ms = arg::<usize>("--m").unwrap_or(vec![8, 128, 2048]);
-    let reps = arg::<usize>("--reps").map_or(11, |v| v[0]);
-    let cold_mb = arg::<usize>("--cold-mb").map_or(64, |v| v[0]);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .unwrap();
+    let LayerBench {
+        threads,
+        ms,
+        reps,
+        cold_mb,
+        pool,
+    } = LayerBench::from_args();
     let isa = Isa::selected();
     let path = Int8Path::for_isa(isa).unwrap();
     println!("threads {threads}, f32 ISA {isa:?}, int8 path {path:?}");

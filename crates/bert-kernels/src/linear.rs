@@ -450,6 +450,23 @@ pub(crate) fn test_blockings(shapes: &[(Isa, usize, usize)]) -> Vec<GemmOptions>
     out
 }
 
+/// `forward(y)` into a zeroed buffer of `len` floats, run on a pool of `threads` threads: the
+/// tests that one and two threads give the same bits.
+#[cfg(test)]
+pub(crate) fn output_on_threads(
+    threads: usize,
+    len: usize,
+    forward: impl FnOnce(&mut [f32]) + Send,
+) -> Vec<f32> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    let mut y = vec![0.0; len];
+    pool.install(|| forward(&mut y));
+    y
+}
+
 #[cfg(test)]
 mod isa_tests {
     use super::*;
@@ -549,13 +566,9 @@ mod isa_tests {
         for opts in configs() {
             let lin = Linear::with_options(w.clone(), b.clone(), n, k, opts);
             let run = |threads| {
-                let pool = rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .unwrap();
-                let mut y = vec![0.0; m * n];
-                pool.install(|| lin.forward(&x, &mut y, Epilogue::Bias));
-                y
+                crate::linear::output_on_threads(threads, m * n, |y| {
+                    lin.forward(&x, y, Epilogue::Bias)
+                })
             };
             assert_eq!(run(1), run(2), "{opts:?}");
         }

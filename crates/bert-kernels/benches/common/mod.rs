@@ -24,3 +24,31 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
+
+/// The layer benches' options: `--threads` (2), `--m` (8,128,2048), `--reps` (11), `--cold-mb` (64),
+/// and a rayon pool of `threads`.
+#[allow(dead_code)]
+pub struct LayerBench {
+    pub threads: usize,
+    pub ms: Vec<usize>,
+    pub reps: usize,
+    pub cold_mb: usize,
+    pub pool: rayon::ThreadPool,
+}
+
+#[allow(dead_code)]
+impl LayerBench {
+    pub fn from_args() -> Self {
+        let threads = arg::<usize>("--threads").map_or(2, |v| v[0]);
+        LayerBench {
+            threads,
+            ms: arg::<usize>("--m").unwrap_or(vec![8, 128, 2048]),
+            reps: arg::<usize>("--reps").map_or(11, |v| v[0]),
+            cold_mb: arg::<usize>("--cold-mb").map_or(64, |v| v[0]),
+            pool: rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap(),
+        }
+    }
+}

@@ -398,13 +398,9 @@ mod tests {
         for (opts, read) in configs() {
             let lin = F16Linear::with_options(&w, b.clone(), (n, k), opts, read);
             let run = |threads| {
-                let pool = rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .unwrap();
-                let mut y = vec![0.0; m * n];
-                pool.install(|| lin.forward(&x, &mut y, Epilogue::Bias));
-                y
+                crate::linear::output_on_threads(threads, m * n, |y| {
+                    lin.forward(&x, y, Epilogue::Bias)
+                })
             };
             assert_eq!(run(1), run(2), "{opts:?} {read:?}");
         }

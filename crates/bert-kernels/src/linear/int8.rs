@@ -821,7 +821,10 @@ mod tests {
         a.iter()
             .zip(b)
             .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
-            .fold(0.0, |m, d| if d.is_nan() { f32::INFINITY } else { m.max(d) })
+            .fold(
+                0.0,
+                |m, d| if d.is_nan() { f32::INFINITY } else { m.max(d) },
+            )
     }
 
     #[test]
@@ -961,13 +964,9 @@ mod tests {
         for path in paths() {
             let lin = Int8Linear::with_path(&w, b.clone(), n, k, path);
             let run = |threads| {
-                let pool = rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .unwrap();
-                let mut y = vec![0.0; m * n];
-                pool.install(|| lin.forward(&x, &mut y, Epilogue::Bias));
-                y
+                crate::linear::output_on_threads(threads, m * n, |y| {
+                    lin.forward(&x, y, Epilogue::Bias)
+                })
             };
             let one = run(1);
             assert_eq!(one, run(2), "{path:?}");

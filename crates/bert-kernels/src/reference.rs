@@ -11,7 +11,7 @@ pub fn test_data(len: usize, seed: usize, scale: f32) -> Vec<f32> {
         .collect()
 }
 
-/// The largest |a[i] - b[i]|, a NaN on either side counting as infinite (so an output left
+/// The largest `|a[i] - b[i]|`, a NaN on either side counting as infinite (so an output left
 /// unwritten in a NaN-filled buffer fails a test instead of vanishing in `f32::max`).
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "max_abs_diff: lengths");

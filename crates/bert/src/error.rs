@@ -85,6 +85,15 @@ pub enum Error {
     /// A model could not be found locally nor fetched.
     #[error("cannot get model `{model}`: {msg}")]
     Hub { model: String, msg: String },
+
+    /// A training or evaluation data file (JSON lines, TSV / CSV, CoNLL) is unusable: `line`
+    /// (1-based) names the line at fault where there is one.
+    #[error("{}{}: {msg}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Data {
+        path: PathBuf,
+        line: Option<usize>,
+        msg: String,
+    },
 }
 
 /// "invalid JSON: " for text that is not JSON at all; nothing for a well-formed document whose
@@ -107,6 +116,18 @@ impl Error {
     pub(crate) fn checkpoint(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
         Error::Checkpoint {
             path: path.into(),
+            msg: msg.into(),
+        }
+    }
+
+    pub(crate) fn data(
+        path: impl Into<PathBuf>,
+        line: Option<usize>,
+        msg: impl Into<String>,
+    ) -> Self {
+        Error::Data {
+            path: path.into(),
+            line,
             msg: msg.into(),
         }
     }

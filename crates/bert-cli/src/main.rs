@@ -3,7 +3,6 @@
 
 mod bench;
 mod classify;
-mod dataset;
 mod embed;
 mod encode;
 mod fill_mask;

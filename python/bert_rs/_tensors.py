@@ -22,7 +22,10 @@ def to_numpy(x: Any, dtype: Any, name: str, ndim: int | None = None) -> np.ndarr
     """
     if is_torch(x):
         x = x.detach().cpu().numpy()
-    a = np.asarray(x)
+    try:
+        a = np.asarray(x)
+    except ValueError:  # numpy 2 refuses ragged nested lists outright
+        a = np.asarray(x, dtype=object)
     if a.dtype == object:
         raise ValueError(f"{name} is ragged or not numeric: pad it to one length (padding=True)")
     if np.issubdtype(np.dtype(dtype), np.integer):

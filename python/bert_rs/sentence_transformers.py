@@ -23,6 +23,12 @@ def _progress(total: int, show: bool | None) -> Any:
     return tqdm(total=total, desc="Batches", unit="batch")
 
 
+def _normalize(emb: np.ndarray) -> None:
+    """L2-normalizes the rows of `emb` in place (sentence-transformers' `normalize_embeddings`)."""
+    norms = np.linalg.norm(emb, axis=1, keepdims=True)
+    np.divide(emb, np.maximum(norms, 1e-12), out=emb)
+
+
 class SentenceTransformer:
     """`SentenceTransformer(directory or hub id)`; `encode(sentences)` -> (N, dim) float32."""
 
@@ -94,8 +100,7 @@ class SentenceTransformer:
         emb, truncated = self._encode(texts, batch_size, show_progress_bar)
         self.last_truncated = int(truncated.sum())
         if normalize_embeddings and not self._st.normalizes:
-            norms = np.linalg.norm(emb, axis=1, keepdims=True)
-            np.divide(emb, np.maximum(norms, 1e-12), out=emb)
+            _normalize(emb)
         if single:
             emb = emb[0]
         if convert_to_tensor:

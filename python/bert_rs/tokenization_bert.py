@@ -186,6 +186,8 @@ class BertTokenizer:
                     f"text and text_pair must both be a str or lists of the same length "
                     f"({len(texts)} texts, {len(pairs)} pairs)"
                 )
+            if not batched and pairs[0] == "":
+                pairs = None  # transformers' single call: an empty text_pair is no pair at all
         pad_mode, trunc_len = self._strategies(padding, truncation, max_length)
         ids, types, special, _ = self._tok.encode(texts, pairs, trunc_len)
         if pad_mode != "none":

@@ -32,6 +32,7 @@ from .modeling_bert import (
 from .modeling_outputs import ModelOutput
 from .pipelines import pipeline
 from .sentence_transformers import CrossEncoder, SentenceTransformer
+from .training import evaluate, train
 from .tokenization_bert import AutoTokenizer, BatchEncoding, BertTokenizer, BertTokenizerFast
 
 __all__ = [
@@ -62,5 +63,7 @@ __all__ = [
     "SentenceTransformer",
     "__version__",
     "default_num_threads",
+    "evaluate",
     "pipeline",
+    "train",
 ]

@@ -179,6 +179,8 @@ def embed_dataset(
         fn_constructor_kwargs={"model": model, "column": column, **kwargs},
         batch_format="pyarrow",
         batch_size=batch_size,
-        concurrency=concurrency,
+        # An autoscaling pool: starting all workers at once could take every CPU of a small
+        # cluster before the read's file listing (1 CPU in Ray 2.60) runs, and wait forever.
+        concurrency=(1, concurrency) if concurrency > 1 else 1,
         num_cpus=num_cpus_per_worker,
     )

@@ -9,6 +9,7 @@ mod pipelines;
 mod pool;
 mod sentence;
 mod tokenizer;
+mod train;
 
 use pyo3::prelude::*;
 
@@ -20,6 +21,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<sentence::Reranker>()?;
     m.add_class::<pipelines::Pipeline>()?;
     m.add_function(wrap_pyfunction!(default_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(train::train, m)?)?;
+    m.add_function(wrap_pyfunction!(train::evaluate, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

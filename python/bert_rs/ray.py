@@ -15,6 +15,10 @@ it. Every input row comes out once, with all its columns, in a batch with three 
 - `error`: null, or why the row could not be embedded (a null text, bytes that are not UTF-8);
   such a row's embedding is NaN. An empty string is embedded, as `bert embed` does.
 
+On a cluster whose CPUs would all go to the workers, pass `concurrency=(1, n)`: Ray 2.60 lists a
+read's files in a task that needs a CPU of its own, and a full pool started first leaves it none
+(the job then waits forever).
+
 A worker that dies is restarted by Ray Data and its batch retried (actors default to unlimited
 restarts and task retries there), so no row is lost or written twice.
 """
@@ -161,13 +165,13 @@ def embed_dataset(
     ds: Any,
     column: str = "text",
     model: str = "sentence-transformers/all-MiniLM-L6-v2",
-    concurrency: int = 1,
+    concurrency: int | tuple[int, int] = 1,
     num_cpus_per_worker: float = 1,
     batch_size: int = 256,
     **options: Any,
 ) -> Any:
-    """`ds` with an embedding column added (see the module's text): `concurrency` workers of
-    `num_cpus_per_worker` CPUs each, each running `batch_size` rows per call (`options` go to
+    """`ds` with an embedding column added (see the module's text): `concurrency` workers (or a
+    `(min, max)` autoscaling range, as Ray Data takes it) of `num_cpus_per_worker` CPUs each, each running `batch_size` rows per call (`options` go to
     `SentenceEmbedder`: output_column, dtype, normalize_embeddings, max_seq_length, and
     batch_size of the forward passes as `encode_batch_size`)."""
     kwargs = dict(options)
@@ -179,8 +183,6 @@ def embed_dataset(
         fn_constructor_kwargs={"model": model, "column": column, **kwargs},
         batch_format="pyarrow",
         batch_size=batch_size,
-        # An autoscaling pool: starting all workers at once could take every CPU of a small
-        # cluster before the read's file listing (1 CPU in Ray 2.60) runs, and wait forever.
-        concurrency=(1, concurrency) if concurrency > 1 else 1,
+        concurrency=concurrency,
         num_cpus=num_cpus_per_worker,
     )

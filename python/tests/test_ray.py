@@ -71,7 +71,7 @@ def test_parquet_corpus_matches_bert_embed(ray_cluster, tmp_path, lines, referen
     write_corpus(tmp_path / "in.parquet", lines)
     ds = ray_cluster.data.read_parquet(str(tmp_path / "in.parquet"))
     out = bert_rs.ray.embed_dataset(
-        ds, column="text", model=minilm_dir, concurrency=2, num_cpus_per_worker=1, batch_size=50
+        ds, column="text", model=minilm_dir, concurrency=(1, 2), num_cpus_per_worker=1, batch_size=50
     )
     out.write_parquet(str(tmp_path / "out"), **IO)
     check_output(read_back(tmp_path / "out"), lines, reference)

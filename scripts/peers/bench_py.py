@@ -8,7 +8,10 @@ Peers:
   ort-raw      ONNX Runtime CPU EP on the plain torch.onnx.export graph (session opt level ALL)
   ort-opt      ... on the onnxruntime.transformers optimizer output (fused Attention etc.)
   ort-int8     ... on quantize_dynamic(model-opt.onnx) (int8 weights, dynamic u8 activations)
+  bert-rs-py   the Python package bert_rs (BertModel.from_pretrained, model(**feed)) on W1/W2/W2F/W3
+  st-torch     sentence-transformers (torch), for the package's workloads only
 Training workloads T1/T2 (torch-eager, torch-sdpa only): train_py.py.
+The Python package's workloads E3 / R3 (bert-rs-py, st-torch): python_pkg.py.
 
 Usage: /tmp/ref/bin/python bench_py.py --peer torch-sdpa --model /tmp/peerbench/models/minilm-l6 \
           --workload W2 [--corpus data/fortunes-en.txt] [--iters N] [--warmup N] [--threads 2]
@@ -23,7 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import common  # noqa: E402
 
-PEERS = ["torch-sdpa", "torch-eager", "ort-raw", "ort-opt", "ort-int8"]
+PEERS = ["torch-sdpa", "torch-eager", "ort-raw", "ort-opt", "ort-int8", "bert-rs-py", "st-torch"]
 ONNX_FILES = {"ort-raw": "model.onnx", "ort-opt": "model-opt.onnx", "ort-int8": "model-opt-int8.onnx"}
 
 
@@ -66,7 +69,22 @@ class OrtPeer:
         return self.sess.run(["last_hidden_state", "pooler_output"], {k: feed[k] for k in self.inputs})
 
 
+class BertRsPeer:
+    """bert_rs.BertModel: `model(**feed)`, numpy in and out (no copy of the outputs)."""
+
+    def __init__(self, model_dir, threads):
+        import bert_rs
+
+        self.model = bert_rs.BertModel.from_pretrained(model_dir, num_threads=threads)
+        self.desc = f"bert_rs {bert_rs.__version__} (Python package)"
+
+    def __call__(self, feed):
+        return self.model(**feed)
+
+
 def make_peer(peer, model_dir, threads, onnx_dir=None):
+    if peer == "bert-rs-py":
+        return BertRsPeer(model_dir, threads)
     if peer in ("torch-sdpa", "torch-eager"):
         return TorchPeer(model_dir, peer.split("-")[1], threads)
     if peer in ONNX_FILES:
@@ -163,6 +181,15 @@ def main():
     ap.add_argument("--onnx-dir")
     a = ap.parse_args()
     common.set_thread_env(a.threads)
+    if a.workload in ("E3", "R3"):  # the Python package's workloads (python_pkg.py)
+        import python_pkg
+
+        run = python_pkg.run_e3 if a.workload == "E3" else python_pkg.run_r3
+        r, desc = run(a.peer, a.model, a.corpus, a.threads, a.iters, a.warmup)
+        r = {"peer": a.peer, "model": os.path.basename(os.path.normpath(a.model)), "workload": a.workload, **r,
+             "threads": a.threads, "impl": desc}
+        print(json.dumps(r))
+        return
     if a.workload.startswith("T"):  # training (train_py.py): torch peers only
         if a.peer not in ("torch-sdpa", "torch-eager"):
             raise SystemExit(f"{a.peer} does not train; T1/T2 peers: torch-eager, torch-sdpa")

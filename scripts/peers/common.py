@@ -51,6 +51,8 @@ DEFAULTS = {  # (warmup, iters)
     "W3U": (2, 1),
     "T1": (2, 30),  # warm-up and timed counted in steps (batches) for T*
     "T2": (1, 5),
+    "E3": (1, 3),  # the Python package (python_pkg.py): encode of the W3 corpus, one call per iter
+    "R3": (0, 1),  # ... and a Ray Data job over it x4
 }
 WORKLOADS = list(DEFAULTS)
 

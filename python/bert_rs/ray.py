@@ -9,15 +9,17 @@
 Each worker (a Ray actor) loads the model once and sizes its thread pool from the CPUs Ray gave
 it. Every input row comes out once, with all its columns, in a batch with three columns added:
 
-- `embedding` (or the name given): float32 (dim,) per row;
+- `embedding` (or the name given): float32 (dim,) per row (`TextClassifier`: `label` and
+  `score`; `EntityTagger`: `entities`, the NER pipeline's list per row);
 - `truncated`: whether the text was longer than the model's max_seq_length and was cut, as
   `bert embed` counts it;
 - `error`: null, or why the row could not be embedded (a null text, bytes that are not UTF-8);
   such a row's embedding is NaN. An empty string is embedded, as `bert embed` does.
 
-On a cluster whose CPUs would all go to the workers, pass `concurrency=(1, n)`: Ray 2.60 lists a
-read's files in a task that needs a CPU of its own, and a full pool started first leaves it none
-(the job then waits forever).
+A block goes to one worker: a corpus in one parquet file is one block, so give several files or
+`ds.repartition(n)` first. On a cluster whose CPUs would all go to the workers, pass
+`concurrency=(1, n)`: Ray 2.60 lists a read's files in a task that needs a CPU of its own, and a
+full pool started first leaves it none (the job then waits forever).
 
 A worker that dies is restarted by Ray Data and its batch retried (actors default to unlimited
 restarts and task retries there), so no row is lost or written twice.
@@ -130,6 +132,81 @@ class SentenceEmbedder:
         )
 
 
+class _PipelineUDF:
+    """What the pipeline UDFs share: the worker's pipeline, the column, good rows apart from bad."""
+
+    task = ""
+
+    def __init__(
+        self,
+        model: str,
+        column: str = "text",
+        dtype: str = "float32",
+        num_threads: int | None = None,
+        **options: Any,
+    ) -> None:
+        from .pipelines import pipeline
+
+        self.column = column
+        self.pipe = pipeline(
+            self.task, model=model, dtype=dtype, num_threads=num_threads or _worker_threads()
+        )
+        self.options = options
+
+    def _run(self, batch: Any) -> tuple[list[Any], list[str | None]]:
+        """The pipeline's result for each row (None for a bad row) and the rows' errors."""
+        texts, errors = _decode(_column_values(batch, self.column))
+        good = [i for i, e in enumerate(errors) if e is None]
+        results: list[Any] = [None] * len(texts)
+        if good:
+            for i, r in zip(good, self._call([texts[i] for i in good])):
+                results[i] = r
+        return results, errors
+
+    def _call(self, texts: list[str]) -> list[Any]:
+        raise NotImplementedError
+
+
+class TextClassifier(_PipelineUDF):
+    """A callable class for `Dataset.map_batches`: the text-classification pipeline's best label
+    of each row as columns `label` and `score` (NaN for a bad row), and `error`. Options:
+    `function_to_apply`, `batch_size`."""
+
+    task = "text-classification"
+
+    def _call(self, texts: list[str]) -> list[Any]:
+        out = self.pipe._native.text_classification(
+            [(t, None) for t in texts], top_k=1, **self.options
+        )
+        return [r[0] for r in out]
+
+    def __call__(self, batch: Any) -> Any:
+        results, errors = self._run(batch)
+        labels = [r["label"] if r else None for r in results]
+        scores = np.array([r["score"] if r else np.nan for r in results], dtype=np.float32)
+        return _add_columns(batch, {"label": labels, "score": scores, "error": errors})
+
+
+class EntityTagger(_PipelineUDF):
+    """A callable class for `Dataset.map_batches`: the token-classification pipeline's entities
+    of each row as column `entities` (a list of `{entity_group | entity, score, word, start,
+    end}`; null for a bad row), and `error`. Options: `aggregation_strategy` ("simple" here),
+    `ignore_labels`, `stride`."""
+
+    task = "token-classification"
+
+    def _call(self, texts: list[str]) -> list[Any]:
+        opts = {"aggregation_strategy": "simple", **self.options}
+        return self.pipe._native.token_classification(texts, **opts)
+
+    def __call__(self, batch: Any) -> Any:
+        results, errors = self._run(batch)
+        return _add_columns(batch, {"entities": results, "error": errors})
+
+
+_STRING_COLUMNS = ("error", "label")
+
+
 def _add_columns(batch: Any, columns: dict[str, Any]) -> Any:
     """`batch` with `columns` added, in the batch's own format."""
     import pyarrow as pa
@@ -142,8 +219,10 @@ def _add_columns(batch: Any, columns: dict[str, Any]) -> Any:
                 )
             elif isinstance(values, np.ndarray):
                 arr = pa.array(values)
-            else:
+            elif name in _STRING_COLUMNS:
                 arr = pa.array(values, type=pa.string())
+            else:
+                arr = pa.array(values)
             if name in batch.column_names:
                 batch = batch.drop_columns([name])
             batch = batch.append_column(name, arr)

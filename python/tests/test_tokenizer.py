@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import bert_rs
-from conftest import FIXTURES, MINILM
+from conftest import FIXTURES
 
 TOK = FIXTURES / "tokenizer"
 

@@ -53,14 +53,9 @@ impl Pool {
 
     fn get(&self) -> PyResult<Arc<rayon::ThreadPool>> {
         let pid = std::process::id();
-        // A child forked while another thread held this lock inherits it locked: take it over.
-        let mut guard = match self.inner.try_lock() {
-            Ok(g) => g,
-            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => {
-                self.inner.lock().unwrap_or_else(|p| p.into_inner())
-            }
-        };
+        // Held only while a pool is looked up or built (never while it runs a job), so a fork
+        // lands inside it only if it happens during one of those few microseconds.
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         match guard.as_ref() {
             Some((owner, pool)) if *owner == pid => return Ok(Arc::clone(pool)),
             Some(_) => {

@@ -3,11 +3,7 @@
 
 use bert::heads::AutoModel;
 use bert::ndarray::{Array2, Array3, Array4};
-use bert::{
-    BertForMaskedLM, BertForMultipleChoice, BertForNextSentencePrediction, BertForPreTraining,
-    BertForQuestionAnswering, BertForSequenceClassification, BertForTokenClassification,
-    BertInputs, BertModel, Dtype, ForwardOptions, LoadOptions,
-};
+use bert::{BertInputs, Dtype, ForwardOptions, LoadOptions};
 use numpy::{IntoPyArray, PyReadonlyArray2};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -15,19 +11,6 @@ use pyo3::types::{PyDict, PyTuple};
 
 use crate::errors::{check_memory, guarded, IntoPy};
 use crate::pool::{default_threads, Pool};
-
-/// The transformers class names `Model` loads (`AutoModel` picks one from config.json).
-const CLASSES: [&str; 9] = [
-    "AutoModel",
-    "BertModel",
-    "BertForSequenceClassification",
-    "BertForTokenClassification",
-    "BertForQuestionAnswering",
-    "BertForMultipleChoice",
-    "BertForMaskedLM",
-    "BertForNextSentencePrediction",
-    "BertForPreTraining",
-];
 
 /// The dtype named as the Python API names it (`float32`, `float16`, `int8`) or as the CLI does.
 pub fn parse_dtype(name: &str) -> PyResult<Dtype> {
@@ -53,32 +36,25 @@ pub fn threads(num_threads: Option<usize>) -> PyResult<usize> {
     }
 }
 
-fn load(class: &str, model: &str, opts: &LoadOptions) -> bert::Result<AutoModel> {
-    Ok(match class {
-        "AutoModel" => AutoModel::from_pretrained_with(model, opts)?,
-        "BertModel" => AutoModel::Bert(BertModel::from_pretrained_with(model, opts)?),
-        "BertForSequenceClassification" => AutoModel::SequenceClassification(
-            BertForSequenceClassification::from_pretrained_with(model, opts)?,
-        ),
-        "BertForTokenClassification" => AutoModel::TokenClassification(
-            BertForTokenClassification::from_pretrained_with(model, opts)?,
-        ),
-        "BertForQuestionAnswering" => AutoModel::QuestionAnswering(
-            BertForQuestionAnswering::from_pretrained_with(model, opts)?,
-        ),
-        "BertForMultipleChoice" => {
-            AutoModel::MultipleChoice(BertForMultipleChoice::from_pretrained_with(model, opts)?)
-        }
-        "BertForMaskedLM" => {
-            AutoModel::MaskedLM(BertForMaskedLM::from_pretrained_with(model, opts)?)
-        }
-        "BertForNextSentencePrediction" => AutoModel::NextSentencePrediction(
-            BertForNextSentencePrediction::from_pretrained_with(model, opts)?,
-        ),
-        "BertForPreTraining" => {
-            AutoModel::PreTraining(BertForPreTraining::from_pretrained_with(model, opts)?)
-        }
-        _ => unreachable!("checked against CLASSES"),
+/// Resolves `model` (a directory or hub id), then runs `load` on a new pool of `num_threads` (as
+/// the Python API names them) with the GIL released: loading packs every weight in parallel.
+/// Returns what `load` built, the pool and the directory.
+pub fn load_on_pool<T: Send>(
+    py: Python<'_>,
+    model: &str,
+    dtype: &str,
+    num_threads: Option<usize>,
+    load: impl FnOnce(&str, &LoadOptions) -> bert::Result<T> + Send,
+) -> PyResult<(T, Pool, String)> {
+    let opts = LoadOptions::dtype(parse_dtype(dtype)?);
+    let pool = Pool::new(threads(num_threads)?);
+    py.detach(|| {
+        guarded("loading the model", || {
+            let dir = bert::hub::resolve(model, bert::hub::Need::Model).py()?;
+            let dir = dir.display().to_string();
+            let loaded = pool.install(|| load(&dir, &opts))?.py()?;
+            Ok((loaded, pool, dir))
+        })
     })
 }
 
@@ -120,28 +96,24 @@ impl Model {
         dtype: &str,
         num_threads: Option<usize>,
     ) -> PyResult<Self> {
-        if !CLASSES.contains(&class_name) {
+        if class_name != "AutoModel" && !bert::heads::ARCHITECTURES.contains(&class_name) {
             return Err(PyValueError::new_err(format!(
-                "class `{class_name}` is not one of {}",
-                CLASSES.join(", ")
+                "class `{class_name}` is not AutoModel or one of {}",
+                bert::heads::ARCHITECTURES.join(", ")
             )));
         }
-        let opts = LoadOptions::dtype(parse_dtype(dtype)?);
-        let pool = Pool::new(threads(num_threads)?);
-        let class = class_name.to_string();
-        py.detach(|| {
-            guarded("loading the model", || {
-                let dir = bert::hub::resolve(&model, bert::hub::Need::Model).py()?;
-                let path = dir.display().to_string();
-                // Loading packs every weight in parallel: on the model's pool too.
-                let model = pool.install(|| load(&class, &path, &opts))?.py()?;
-                Ok(Model {
-                    model,
-                    pool,
-                    dir: path,
-                })
-            })
-        })
+        let (model, pool, dir) =
+            load_on_pool(
+                py,
+                &model,
+                dtype,
+                num_threads,
+                |dir, opts| match class_name {
+                    "AutoModel" => AutoModel::from_pretrained_with(dir, opts),
+                    class => AutoModel::from_pretrained_as(class, dir, opts),
+                },
+            )?;
+        Ok(Model { model, pool, dir })
     }
 
     /// The directory the checkpoint was read from.

@@ -16,7 +16,7 @@ use pythonize::pythonize;
 use serde::Serialize;
 
 use crate::errors::{guarded, IntoPy};
-use crate::model::{parse_dtype, threads};
+use crate::model::load_on_pool;
 use crate::pool::Pool;
 
 // A pipeline is loaded once and matched on, never moved in bulk (as bert's AutoModel).
@@ -38,45 +38,33 @@ pub struct Pipeline {
     pool: Pool,
 }
 
-fn load(task: &str, path: &str, opts: &LoadOptions) -> PyResult<Task> {
-    let tok = || BertTokenizer::from_pretrained(path);
-    let r = match task {
+fn load(task: &str, path: &str, opts: &LoadOptions) -> bert::Result<Task> {
+    let tokenizer = || BertTokenizer::from_pretrained(path);
+    Ok(match task {
         "text-classification" | "sentiment-analysis" => {
-            BertForSequenceClassification::from_pretrained_with(path, opts).and_then(|model| {
-                Ok(Task::TextClassification(TextClassification {
-                    model,
-                    tokenizer: tok()?,
-                }))
+            Task::TextClassification(TextClassification {
+                model: BertForSequenceClassification::from_pretrained_with(path, opts)?,
+                tokenizer: tokenizer()?,
             })
         }
-        "token-classification" | "ner" => {
-            BertForTokenClassification::from_pretrained_with(path, opts).and_then(|model| {
-                Ok(Task::TokenClassification(TokenClassification {
-                    model,
-                    tokenizer: tok()?,
-                }))
-            })
-        }
-        "question-answering" => BertForQuestionAnswering::from_pretrained_with(path, opts)
-            .and_then(|model| {
-                Ok(Task::QuestionAnswering(QuestionAnswering {
-                    model,
-                    tokenizer: tok()?,
-                }))
-            }),
-        "fill-mask" => BertForMaskedLM::from_pretrained_with(path, opts).and_then(|model| {
-            Ok(Task::FillMask(FillMask {
-                model,
-                tokenizer: tok()?,
-            }))
+        "token-classification" | "ner" => Task::TokenClassification(TokenClassification {
+            model: BertForTokenClassification::from_pretrained_with(path, opts)?,
+            tokenizer: tokenizer()?,
+        }),
+        "question-answering" => Task::QuestionAnswering(QuestionAnswering {
+            model: BertForQuestionAnswering::from_pretrained_with(path, opts)?,
+            tokenizer: tokenizer()?,
+        }),
+        "fill-mask" => Task::FillMask(FillMask {
+            model: BertForMaskedLM::from_pretrained_with(path, opts)?,
+            tokenizer: tokenizer()?,
         }),
         other => {
-            return Err(PyValueError::new_err(format!(
+            return Err(bert::Error::Input(format!(
                 "unknown task `{other}`; this package runs {TASKS}"
             )))
         }
-    };
-    r.py()
+    })
 }
 
 fn wrong_task(method: &str) -> PyErr {
@@ -94,16 +82,10 @@ impl Pipeline {
         dtype: &str,
         num_threads: Option<usize>,
     ) -> PyResult<Self> {
-        let opts = LoadOptions::dtype(parse_dtype(dtype)?);
-        let pool = Pool::new(threads(num_threads)?);
-        py.detach(|| {
-            guarded("loading the pipeline", || {
-                let dir = bert::hub::resolve(&model, bert::hub::Need::Model).py()?;
-                let path = dir.display().to_string();
-                let task = pool.install(|| load(&task, &path, &opts))??;
-                Ok(Pipeline { task, pool })
-            })
-        })
+        let (task, pool, _) = load_on_pool(py, &model, dtype, num_threads, |dir, opts| {
+            load(&task, dir, opts)
+        })?;
+        Ok(Pipeline { task, pool })
     }
 
     /// For each (text, text_pair or None): its labels with scores, best first, at most `top_k`

@@ -8,13 +8,13 @@
 use std::sync::mpsc::sync_channel;
 
 use bert::ndarray::{s, Array2};
-use bert::{BertForSequenceClassification, BertTokenizer, LoadOptions, SentenceEmbeddings};
+use bert::{BertForSequenceClassification, BertTokenizer, SentenceEmbeddings};
 use numpy::{IntoPyArray, PyArray1, PyArray2};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use crate::errors::{check_memory, guarded, IntoPy};
-use crate::model::{parse_dtype, threads};
+use crate::model::load_on_pool;
 use crate::pool::Pool;
 
 /// Embeddings (N, dim) and, per text, whether it was truncated.
@@ -43,21 +43,10 @@ impl Embedder {
         dtype: &str,
         num_threads: Option<usize>,
     ) -> PyResult<Self> {
-        let opts = LoadOptions::dtype(parse_dtype(dtype)?);
-        let pool = Pool::new(threads(num_threads)?);
-        py.detach(|| {
-            guarded("loading the model", || {
-                let dir = bert::hub::resolve(&model, bert::hub::Need::Model).py()?;
-                let st = pool
-                    .install(|| SentenceEmbeddings::from_dir_with(&dir, &opts))?
-                    .py()?;
-                Ok(Embedder {
-                    st,
-                    pool,
-                    dir: dir.display().to_string(),
-                })
-            })
-        })
+        let (st, pool, dir) = load_on_pool(py, &model, dtype, num_threads, |dir, opts| {
+            SentenceEmbeddings::from_dir_with(dir, opts)
+        })?;
+        Ok(Embedder { st, pool, dir })
     }
 
     #[getter]
@@ -186,23 +175,15 @@ impl Reranker {
         num_threads: Option<usize>,
         max_length: Option<usize>,
     ) -> PyResult<Self> {
-        let opts = LoadOptions::dtype(parse_dtype(dtype)?);
-        let pool = Pool::new(threads(num_threads)?);
-        py.detach(|| {
-            guarded("loading the model", || {
-                let dir = bert::hub::resolve(&model, bert::hub::Need::Model).py()?;
-                let path = dir.display().to_string();
-                let clf = pool
-                    .install(|| BertForSequenceClassification::from_pretrained_with(&path, &opts))?
-                    .py()?;
-                let mut tok = BertTokenizer::from_dir(&dir).py()?;
-                if let Some(n) = max_length {
-                    tok = tok.with_max_length(n);
-                }
-                let ce = bert::CrossEncoder::new(clf, tok).py()?;
-                Ok(Reranker { ce, pool })
-            })
-        })
+        let (ce, pool, _) = load_on_pool(py, &model, dtype, num_threads, |dir, opts| {
+            let clf = BertForSequenceClassification::from_pretrained_with(dir, opts)?;
+            let mut tok = BertTokenizer::from_dir(dir)?;
+            if let Some(n) = max_length {
+                tok = tok.with_max_length(n);
+            }
+            bert::CrossEncoder::new(clf, tok)
+        })?;
+        Ok(Reranker { ce, pool })
     }
 
     /// `sigmoid(logit)` of each (query, passage) pair, in batches of `batch_size`.

@@ -53,9 +53,28 @@ impl AutoModel {
         Self::from_opened(super::open_dir(dir.as_ref(), &LoadOptions::default())?)
     }
 
+    /// Loads a directory or hub id as the transformers class `class` (one of
+    /// [`ARCHITECTURES`]), whatever its config.json names: transformers'
+    /// `BertForX.from_pretrained` rather than `AutoModel`'s choice (a head's tensors must be
+    /// there; `BertModel` takes the encoder of any checkpoint).
+    pub fn from_pretrained_as(class: &str, model: &str, opts: &LoadOptions) -> Result<Self> {
+        if !ARCHITECTURES.contains(&class) {
+            return Err(Error::Config(format!(
+                "class `{class}` is not one this crate loads ({})",
+                ARCHITECTURES.join(", ")
+            )));
+        }
+        Self::load_as(class, super::open(model, opts)?)
+    }
+
     fn from_opened(o: Opened) -> Result<Self> {
         let arch = architecture(o.bert.config())?;
-        Ok(match arch.as_str() {
+        Self::load_as(&arch, o)
+    }
+
+    /// `o` as class `arch`, one of [`ARCHITECTURES`].
+    fn load_as(arch: &str, o: Opened) -> Result<Self> {
+        Ok(match arch {
             "BertModel" => AutoModel::Bert(o.bert),
             "BertForSequenceClassification" => {
                 AutoModel::SequenceClassification(BertForSequenceClassification::from_opened(o)?)
@@ -74,7 +93,7 @@ impl AutoModel {
                 AutoModel::NextSentencePrediction(BertForNextSentencePrediction::from_opened(o)?)
             }
             "BertForPreTraining" => AutoModel::PreTraining(BertForPreTraining::from_opened(o)?),
-            _ => unreachable!("architecture() returns only names of ARCHITECTURES"),
+            _ => unreachable!("callers pass only names of ARCHITECTURES"),
         })
     }
 

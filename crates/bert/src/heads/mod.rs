@@ -59,7 +59,7 @@ use ndarray::{Array2, Array3};
 use crate::weights::Checkpoint;
 use crate::{BertConfig, BertInputs, BertModel, BertModelOutput, Error, LoadOptions, Result};
 
-pub use auto::AutoModel;
+pub use auto::{AutoModel, ARCHITECTURES};
 pub use masked_lm::{BertForMaskedLM, MaskedLMOutput, MaskedLMPositionsOutput};
 pub use multiple_choice::{BertForMultipleChoice, MultipleChoiceModelOutput};
 pub use next_sentence::{BertForNextSentencePrediction, NextSentencePredictorOutput};

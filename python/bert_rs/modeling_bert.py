@@ -25,21 +25,12 @@ from .modeling_outputs import (
     TokenClassifierOutput,
 )
 
-_DTYPES = {"float32": "float32", "float16": "float16", "int8": "int8"}
-
-
 def _dtype_name(dtype: Any) -> str:
-    """"float32" | "float16" | "int8", also from numpy / torch dtypes and transformers' "auto"."""
+    """The dtype's name for the engine, which checks it (float32, float16, int8 and their short
+    names): torch / numpy dtypes by name, transformers' "auto" and None as float32."""
     if dtype is None or dtype == "auto":
         return "float32"
-    name = str(dtype).replace("torch.", "")
-    if name in ("float", "fp32"):
-        name = "float32"
-    if name in ("half", "fp16"):
-        name = "float16"
-    if name not in _DTYPES:
-        raise ValueError(f"dtype must be 'float32', 'float16' or 'int8', got {dtype!r}")
-    return name
+    return str(dtype).replace("torch.", "")
 
 
 class BertPreTrainedModel:

@@ -160,33 +160,27 @@ def test_bad_rows_get_an_answer_not_a_crash(ray_cluster, tmp_path, minilm_dir, b
     assert np.abs(emb[:3] - ref).max() <= 1e-6  # the empty text is embedded, the long one truncated
 
 
-def test_classification_and_ner_columns(ray_cluster, tmp_path):
+def run_udf(ray, udf, model: str, texts: list[str]) -> list[dict]:
+    """`udf` mapped over `texts` (with ids) on one worker; the rows in id order."""
+    ds = ray.data.from_items([{"id": i, "text": t} for i, t in enumerate(texts)])
+    out = ds.map_batches(
+        udf, fn_constructor_kwargs={"model": model}, batch_format="pyarrow", concurrency=1, num_cpus=1
+    )
+    return sorted(out.take_all(), key=lambda r: r["id"])
+
+
+def test_classification_and_ner_columns(ray_cluster):
     from conftest import golden_json, model_dir
 
     g = golden_json("pipe-seqcls")
     plain = [c for c in g["cases"] if not c["kwargs"] and "text_pair" not in c]
-    texts = [c["text"] for c in plain]
-    ds = ray_cluster.data.from_items([{"id": i, "text": t} for i, t in enumerate(texts)])
-    rows = sorted(
-        ds.map_batches(
-            bert_rs.ray.TextClassifier, fn_constructor_kwargs={"model": model_dir("pipe-seqcls")},
-            batch_format="pyarrow", concurrency=1, num_cpus=1,
-        ).take_all(),
-        key=lambda r: r["id"],
-    )
+    rows = run_udf(ray_cluster, bert_rs.ray.TextClassifier, model_dir("pipe-seqcls"), [c["text"] for c in plain])
     for r, c in zip(rows, plain):
         assert r["label"] == c["output"][0]["label"]
         assert abs(r["score"] - c["output"][0]["score"]) <= 2e-5
     tg = golden_json("pipe-tokcls")
     simple = [c for c in tg["cases"] if c["kwargs"] == {"aggregation_strategy": "simple"}]
-    ds = ray_cluster.data.from_items([{"id": i, "text": c["text"]} for i, c in enumerate(simple)])
-    rows = sorted(
-        ds.map_batches(
-            bert_rs.ray.EntityTagger, fn_constructor_kwargs={"model": model_dir("pipe-tokcls")},
-            batch_format="pyarrow", concurrency=1, num_cpus=1,
-        ).take_all(),
-        key=lambda r: r["id"],
-    )
+    rows = run_udf(ray_cluster, bert_rs.ray.EntityTagger, model_dir("pipe-tokcls"), [c["text"] for c in simple])
     for r, c in zip(rows, simple):
         got = [{k: v for k, v in e.items() if v is not None} for e in r["entities"]]
         assert [e["word"] for e in got] == [e["word"] for e in c["output"]]

@@ -99,13 +99,18 @@ impl Embedder {
         }
         let dim = self.st.dimension();
         check_memory((texts.len() * dim * 4) as u64, "the embeddings")?;
+        // The model's tokenizer as is; a copy (its vocabulary with it) only for another length.
+        let other_length;
         let tok = match max_length {
             Some(0) => return Err(PyValueError::new_err("max_length must be at least 1")),
-            Some(n) => self.st.tokenizer().clone().with_max_length(n),
-            None => self.st.tokenizer().clone(),
+            Some(n) if n != self.st.max_seq_length() => {
+                other_length = self.st.tokenizer().clone().with_max_length(n);
+                &other_length
+            }
+            _ => self.st.tokenizer(),
         };
         let (emb, truncated) =
-            py.detach(|| guarded("encode", || self.encode_pipelined(&tok, &texts, batch_size)))?;
+            py.detach(|| guarded("encode", || self.encode_pipelined(tok, &texts, batch_size)))?;
         Ok((emb.into_pyarray(py), truncated.into_pyarray(py)))
     }
 }

@@ -43,6 +43,9 @@ import tokenizers  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fixtures_family import build_family  # noqa: E402
 from transformers import (  # noqa: E402
     AutoTokenizer,
     BertConfig,
@@ -1848,7 +1851,8 @@ def main():
     ap.add_argument("--minilm", default=os.environ.get("MINILM_DIR", DEFAULT_MINILM))
     here = os.path.dirname(os.path.abspath(__file__))
     ap.add_argument("--out", default=os.path.join(os.path.dirname(here), "fixtures"))
-    ap.add_argument("--only", choices=["train"], help="regenerate one section (its inputs must exist)")
+    ap.add_argument("--only", choices=["train", "family"],
+                    help="regenerate one section (its inputs must exist)")
     args = ap.parse_args()
 
     need = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
@@ -1870,6 +1874,10 @@ def main():
         build_train(out, args.minilm)
         log("done")
         return
+    if args.only == "family":
+        build_family(out, write_golden)
+        log("done")
+        return
     for sub in ("models", "golden", "tokenizer"):
         fresh_dir(os.path.join(out, sub))
 
@@ -1880,6 +1888,7 @@ def main():
     build_sentence(out, args.minilm)
     build_pipelines(out)
     build_train(out, args.minilm)
+    build_family(out, write_golden)
     log("notes: " + json.dumps(notes, sort_keys=True))
     log("done")
 

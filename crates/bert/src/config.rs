@@ -109,9 +109,13 @@ pub struct BertConfig {
     /// Only `absolute` is supported; `relative_key` and `relative_key_query` are rejected at load.
     pub position_embedding_type: String,
     pub classifier_dropout: Option<f64>,
-    /// `bert` for BERT checkpoints; other families (roberta, ...) are rejected because their
-    /// embeddings differ in ways that would silently give wrong numbers.
+    /// The family (`bert`, `roberta`, `xlm-roberta`, `distilbert`, `electra`; see
+    /// [`crate::architecture`]); any other is rejected at load.
     pub model_type: Option<String>,
+    /// ELECTRA's embedding width when it differs from `hidden_size` (then `embeddings_project`
+    /// maps it to `hidden_size`); `None` elsewhere.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embedding_size: Option<usize>,
     /// The class that wrote the checkpoint (`BertForSequenceClassification`, ...): what
     /// [`crate::heads::AutoModel`] loads.
     pub architectures: Option<Vec<String>>,
@@ -155,6 +159,7 @@ impl Default for BertConfig {
             position_embedding_type: "absolute".to_string(),
             classifier_dropout: None,
             model_type: Some("bert".to_string()),
+            embedding_size: None,
             architectures: None,
             id2label: default_labels(2).0,
             label2id: default_labels(2).1,
@@ -201,8 +206,10 @@ impl BertConfig {
             path: "config.json".into(),
             source,
         };
-        let mut config: BertConfig = serde_json::from_str(text).map_err(json_err)?;
-        let labels: LabelFields = serde_json::from_str(text).map_err(json_err)?;
+        let value: serde_json::Value = serde_json::from_str(text).map_err(json_err)?;
+        let value = family_keys::to_bert(value);
+        let mut config: BertConfig = serde_json::from_value(value.clone()).map_err(json_err)?;
+        let labels: LabelFields = serde_json::from_value(value).map_err(json_err)?;
         match labels.id2label {
             Some(id2label) => {
                 config.label2id = labels.label2id.unwrap_or_default();
@@ -236,14 +243,23 @@ impl BertConfig {
         self.num_labels = Some(labels.len());
     }
 
+    /// The document transformers' config class of this family reads (DistilBERT's own key names).
+    pub fn to_json_value(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).expect("plain struct");
+        v["model_type"] = crate::architecture::Architecture::of(self).model_type.into();
+        family_keys::from_bert(v)
+    }
+
+    /// The width of the embedding tables: `embedding_size` (ELECTRA) or `hidden_size`.
+    pub fn embedding_width(&self) -> usize {
+        self.embedding_size.unwrap_or(self.hidden_size)
+    }
+
     /// Checks that the configuration describes a model this crate can run.
     pub fn validate(&self) -> Result<()> {
-        if let Some(mt) = &self.model_type {
-            if mt != "bert" {
-                return Err(Error::Config(format!(
-                    "model_type `{mt}` is not supported (only `bert`)"
-                )));
-            }
+        crate::architecture::Architecture::of_model_type(self.model_type.as_deref())?;
+        if self.embedding_size == Some(0) {
+            return Err(Error::Config("embedding_size must be positive".into()));
         }
         if self.position_embedding_type != "absolute" {
             return Err(Error::Config(format!(
@@ -317,6 +333,91 @@ impl BertConfig {
     }
 }
 
+/// The config keys of families whose `config.json` does not use BERT's names or defaults.
+mod family_keys {
+    use serde_json::{json, Map, Value};
+
+    /// DistilBERT's names for BERT's keys (`DistilBertConfig`).
+    const DISTILBERT: [(&str, &str); 7] = [
+        ("dim", "hidden_size"),
+        ("n_layers", "num_hidden_layers"),
+        ("n_heads", "num_attention_heads"),
+        ("hidden_dim", "intermediate_size"),
+        ("activation", "hidden_act"),
+        ("dropout", "hidden_dropout_prob"),
+        ("attention_dropout", "attention_probs_dropout_prob"),
+    ];
+
+    /// The defaults of each family's config class that differ from `BertConfig`'s.
+    fn defaults(model_type: &str) -> Value {
+        match model_type {
+            "roberta" => json!({"vocab_size": 50265, "pad_token_id": 1}),
+            "xlm-roberta" => json!({"pad_token_id": 1}),
+            "electra" => json!({"embedding_size": 128, "hidden_size": 256,
+                "num_attention_heads": 4, "intermediate_size": 1024}),
+            "distilbert" => json!({"dim": 768, "n_layers": 6, "n_heads": 12,
+                "hidden_dim": 3072, "activation": "gelu", "dropout": 0.1,
+                "attention_dropout": 0.1}),
+            _ => json!({}),
+        }
+    }
+
+    /// `config.json` in BERT's keys: the family's defaults filled in, DistilBERT's keys renamed
+    /// (it has no token types: one all-zero type; its LayerNorms use eps 1e-12).
+    pub fn to_bert(v: Value) -> Value {
+        let Value::Object(mut m) = v else { return v };
+        let mt = m
+            .get("model_type")
+            .and_then(Value::as_str)
+            .unwrap_or("bert")
+            .to_string();
+        if let Value::Object(d) = defaults(&mt) {
+            for (k, v) in d {
+                m.entry(k).or_insert(v);
+            }
+        }
+        if mt == "electra" && m.get("embedding_size") == m.get("hidden_size") {
+            m.remove("embedding_size");
+        }
+        if mt == "distilbert" {
+            for (theirs, ours) in DISTILBERT {
+                if let Some(v) = m.remove(theirs) {
+                    m.insert(ours.to_string(), v);
+                }
+            }
+            m.insert("type_vocab_size".into(), 1.into());
+            m.insert("layer_norm_eps".into(), json!(1e-12));
+        }
+        Value::Object(m)
+    }
+
+    /// The inverse of [`to_bert`] for saving.
+    pub fn from_bert(v: Value) -> Value {
+        let Value::Object(mut m) = v else { return v };
+        if m.get("model_type").and_then(Value::as_str) == Some("distilbert") {
+            let mut out = Map::new();
+            for (k, v) in m {
+                match DISTILBERT.iter().find(|(_, ours)| *ours == k) {
+                    Some((theirs, _)) => {
+                        out.insert(theirs.to_string(), v);
+                    }
+                    None if k == "type_vocab_size" || k == "layer_norm_eps" => {}
+                    None => {
+                        out.insert(k, v);
+                    }
+                }
+            }
+            return Value::Object(out);
+        }
+        if m.get("model_type").and_then(Value::as_str) == Some("electra") {
+            if let Some(h) = m.get("hidden_size").cloned() {
+                m.entry("embedding_size").or_insert(h);
+            }
+        }
+        Value::Object(m)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -361,6 +462,39 @@ mod tests {
     }
 
     #[test]
+    fn distilbert_keys_round_trip() {
+        let c = BertConfig::from_json_str(
+            r#"{"model_type": "distilbert", "dim": 32, "n_layers": 2, "n_heads": 4,
+                "hidden_dim": 37, "activation": "gelu", "vocab_size": 99}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (c.hidden_size, c.num_hidden_layers, c.num_attention_heads),
+            (32, 2, 4)
+        );
+        assert_eq!((c.intermediate_size, c.type_vocab_size), (37, 1));
+        let v = c.to_json_value();
+        assert_eq!((v["dim"].as_u64(), v["hidden_dim"].as_u64()), (Some(32), Some(37)));
+        assert!(v.get("hidden_size").is_none() && v.get("type_vocab_size").is_none());
+        let back = BertConfig::from_json_str(&v.to_string()).unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn family_defaults() {
+        let c = BertConfig::from_json_str(r#"{"model_type": "roberta"}"#).unwrap();
+        assert_eq!((c.vocab_size, c.pad_token_id), (50265, Some(1)));
+        let c = BertConfig::from_json_str(r#"{"model_type": "electra"}"#).unwrap();
+        assert_eq!((c.embedding_size, c.hidden_size), (Some(128), 256));
+        let c = BertConfig::from_json_str(
+            r#"{"model_type": "electra", "embedding_size": 64, "hidden_size": 64}"#,
+        )
+        .unwrap();
+        assert_eq!(c.embedding_size, None);
+        assert_eq!(c.to_json_value()["embedding_size"].as_u64(), Some(64));
+    }
+
+    #[test]
     fn activations_parse() {
         for (s, a) in [
             ("gelu", HiddenAct::Gelu),
@@ -388,8 +522,8 @@ mod tests {
         let e = BertConfig::from_json_str(r#"{"hidden_size": 100, "num_attention_heads": 3}"#)
             .unwrap_err();
         assert!(e.to_string().contains("not a multiple"), "{e}");
-        let e = BertConfig::from_json_str(r#"{"model_type": "roberta"}"#).unwrap_err();
-        assert!(e.to_string().contains("roberta"), "{e}");
+        let e = BertConfig::from_json_str(r#"{"model_type": "gpt2"}"#).unwrap_err();
+        assert!(e.to_string().contains("gpt2"), "{e}");
         let e = BertConfig::from_json_str(r#"{"num_hidden_layers": 0}"#).unwrap_err();
         assert!(e.to_string().contains("num_hidden_layers"), "{e}");
     }

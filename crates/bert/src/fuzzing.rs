@@ -12,6 +12,7 @@ use memmap2::{Mmap, MmapMut};
 
 use crate::model::BertModel;
 use crate::tokenizer::TokenizerFiles;
+use crate::architecture::ARCHITECTURES;
 use crate::weights::{self, Checkpoint};
 use crate::{BertConfig, BertTokenizer, Error, Result};
 
@@ -83,7 +84,7 @@ pub struct Weights(Checkpoint);
 impl Weights {
     /// The weights of a model directory.
     pub fn from_dir(dir: &Path) -> Result<Self> {
-        Checkpoint::from_dir(dir).map(Weights)
+        Checkpoint::from_dir(dir, &ARCHITECTURES[0]).map(Weights)
     }
 }
 
@@ -136,7 +137,7 @@ fn map_bytes(path: &Path, data: &[u8]) -> Result<Arc<Mmap>> {
 
 /// The checks of [`Checkpoint::from_files`], then every tensor to f32, one at a time.
 fn convert(path: &Path, raw: Vec<(String, weights::RawTensor)>) -> Result<usize> {
-    let checkpoint = Checkpoint::from_raw(path, raw)?;
+    let checkpoint = Checkpoint::from_raw(path, raw, &ARCHITECTURES[0])?;
     let shapes: Vec<(String, Vec<usize>)> = checkpoint
         .shapes()
         .map(|(n, s)| (n.to_string(), s.to_vec()))

@@ -17,6 +17,7 @@
 
 pub use ndarray;
 
+pub mod architecture;
 mod config;
 mod dtype;
 mod error;

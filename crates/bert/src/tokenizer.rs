@@ -55,6 +55,9 @@ struct TokenizerConfig {
     pad_token: String,
     cls_token: String,
     mask_token: String,
+    /// Whether the tokenizer class returns `token_type_ids` (`model_input_names`; DistilBERT's
+    /// does not, and its model takes none).
+    token_types: bool,
 }
 
 impl TokenizerConfig {
@@ -105,6 +108,13 @@ impl TokenizerConfig {
             pad_token: token("pad_token", "[PAD]"),
             cls_token: token("cls_token", "[CLS]"),
             mask_token: token("mask_token", "[MASK]"),
+            token_types: match map.get("model_input_names").and_then(Value::as_array) {
+                Some(names) => names.iter().any(|n| n == "token_type_ids"),
+                None => !map
+                    .get("tokenizer_class")
+                    .and_then(Value::as_str)
+                    .is_some_and(|c| c.starts_with("DistilBert")),
+            },
         })
     }
 
@@ -136,6 +146,8 @@ pub struct BertTokenizer {
     unk_id: Option<i64>,
     mask_token: String,
     clean_up_tokenization_spaces: bool,
+    /// `false`: every `type_ids` is 0 (the tokenizer returns no `token_type_ids`).
+    token_types: bool,
 }
 
 impl std::fmt::Debug for BertTokenizer {
@@ -233,6 +245,7 @@ impl BertTokenizer {
             unk_id,
             mask_token: config.mask_token.clone(),
             clean_up_tokenization_spaces: config.clean_up_tokenization_spaces,
+            token_types: config.token_types,
         };
         tok = tok.with_max_length(config.model_max_length.unwrap_or(DEFAULT_MAX_LENGTH));
         Ok(tok)
@@ -350,7 +363,7 @@ impl BertTokenizer {
             std::borrow::Cow::Borrowed(words),
         ));
         let e = guarded(&what, || self.inner.encode(input, true))?;
-        Ok((to_encoding(&e), e.get_word_ids().to_vec()))
+        Ok((self.to_encoding(&e), e.get_word_ids().to_vec()))
     }
 
     /// A batch of one text.
@@ -511,7 +524,23 @@ impl BertTokenizer {
                 self.inner.encode_batch(inputs, true)
             }
         })?;
-        Ok(encodings.iter().map(to_encoding).collect())
+        Ok(encodings.iter().map(|e| self.to_encoding(e)).collect())
+    }
+
+    /// Our [`Encoding`] of a `tokenizers` encoding; segment ids zeroed for a tokenizer that
+    /// returns no `token_type_ids`.
+    fn to_encoding(&self, e: &tokenizers::Encoding) -> Encoding {
+        let mut out = to_encoding(e);
+        if !self.token_types {
+            out.type_ids.fill(0);
+        }
+        out
+    }
+
+    /// Whether the tokenizer returns `token_type_ids` (transformers' `model_input_names`):
+    /// DistilBERT's does not, and every `type_ids` of its encodings is 0.
+    pub fn returns_token_type_ids(&self) -> bool {
+        self.token_types
     }
 }
 

@@ -1,16 +1,18 @@
-//! `AutoModel`: the class named by `config.json`'s `architectures`, as transformers'
+//! `AutoModel`: the class (of any family) named by `config.json`'s `architectures`, as transformers'
 //! `AutoModel*.from_pretrained` picks it.
 
 use std::path::Path;
 
 use super::{
     BertForMaskedLM, BertForMultipleChoice, BertForNextSentencePrediction, BertForPreTraining,
-    BertForQuestionAnswering, BertForSequenceClassification, BertForTokenClassification, Opened,
+    BertForQuestionAnswering, BertForSequenceClassification, BertForTokenClassification,
+    ElectraForPreTraining, Opened,
 };
+use crate::architecture::{self, Architecture, Class};
 use crate::{BertConfig, BertModel, Error, LoadOptions, Result};
 
-/// Any BERT class this crate loads, chosen by `architectures[0]` (a plain [`BertModel`] when the
-/// config has none).
+/// Any class this crate loads, chosen by `architectures[0]` (the family's base model when the
+/// config has none). The same Rust head serves every family ([`crate::architecture`]).
 // A model is loaded once and matched on, never moved in bulk: boxing the variants would only make
 // every match noisier.
 #[allow(clippy::large_enum_variant)]
@@ -23,19 +25,8 @@ pub enum AutoModel {
     MaskedLM(BertForMaskedLM),
     NextSentencePrediction(BertForNextSentencePrediction),
     PreTraining(BertForPreTraining),
+    Discriminator(ElectraForPreTraining),
 }
-
-/// The `architectures` names [`AutoModel`] accepts.
-pub const ARCHITECTURES: [&str; 8] = [
-    "BertModel",
-    "BertForSequenceClassification",
-    "BertForTokenClassification",
-    "BertForQuestionAnswering",
-    "BertForMultipleChoice",
-    "BertForMaskedLM",
-    "BertForNextSentencePrediction",
-    "BertForPreTraining",
-];
 
 impl AutoModel {
     /// Loads a directory or hub id as the class its `config.json` names.
@@ -53,62 +44,83 @@ impl AutoModel {
         Self::from_opened(super::open_dir(dir.as_ref(), &LoadOptions::default())?)
     }
 
-    /// Loads a directory or hub id as the transformers class `class` (one of
-    /// [`ARCHITECTURES`]), whatever its config.json names: transformers'
-    /// `BertForX.from_pretrained` rather than `AutoModel`'s choice (a head's tensors must be
-    /// there; `BertModel` takes the encoder of any checkpoint).
+    /// Loads a directory or hub id as the transformers class `class` (any name of
+    /// [`architecture::class_names`]), whatever its config.json names: transformers'
+    /// `XForY.from_pretrained` rather than `AutoModel`'s choice (a head's tensors must be there;
+    /// the base class takes the encoder of any checkpoint of its family).
     pub fn from_pretrained_as(class: &str, model: &str, opts: &LoadOptions) -> Result<Self> {
-        if !ARCHITECTURES.contains(&class) {
+        let Some((arch, c)) = architecture::find_class(class) else {
             return Err(Error::Config(format!(
                 "class `{class}` is not one this crate loads ({})",
-                ARCHITECTURES.join(", ")
+                architecture::class_names().collect::<Vec<_>>().join(", ")
+            )));
+        };
+        let o = super::open(model, opts)?;
+        let theirs = Architecture::of(o.bert.config());
+        if !std::ptr::eq(arch, theirs) {
+            return Err(Error::Config(format!(
+                "{model} is a `{}` checkpoint, not a {class}; load it as {} (or AutoModel)",
+                theirs.model_type,
+                theirs.class_name(c).unwrap_or(
+                    theirs
+                        .class_name(Class::Model)
+                        .expect("every family has a base class")
+                )
             )));
         }
-        Self::load_as(class, super::open(model, opts)?)
+        Self::load_as(c, o)
     }
 
     fn from_opened(o: Opened) -> Result<Self> {
-        let arch = architecture(o.bert.config())?;
-        Self::load_as(&arch, o)
+        let class = class_of(o.bert.config())?;
+        Self::load_as(class, o)
     }
 
-    /// `o` as class `arch`, one of [`ARCHITECTURES`].
-    fn load_as(arch: &str, o: Opened) -> Result<Self> {
-        Ok(match arch {
-            "BertModel" => AutoModel::Bert(o.bert),
-            "BertForSequenceClassification" => {
+    /// `o` as `class`.
+    fn load_as(class: Class, o: Opened) -> Result<Self> {
+        Ok(match class {
+            Class::Model => AutoModel::Bert(o.bert),
+            Class::SequenceClassification => {
                 AutoModel::SequenceClassification(BertForSequenceClassification::from_opened(o)?)
             }
-            "BertForTokenClassification" => {
+            Class::TokenClassification => {
                 AutoModel::TokenClassification(BertForTokenClassification::from_opened(o)?)
             }
-            "BertForQuestionAnswering" => {
+            Class::QuestionAnswering => {
                 AutoModel::QuestionAnswering(BertForQuestionAnswering::from_opened(o)?)
             }
-            "BertForMultipleChoice" => {
+            Class::MultipleChoice => {
                 AutoModel::MultipleChoice(BertForMultipleChoice::from_opened(o)?)
             }
-            "BertForMaskedLM" => AutoModel::MaskedLM(BertForMaskedLM::from_opened(o)?),
-            "BertForNextSentencePrediction" => {
+            Class::MaskedLM => AutoModel::MaskedLM(BertForMaskedLM::from_opened(o)?),
+            Class::NextSentencePrediction => {
                 AutoModel::NextSentencePrediction(BertForNextSentencePrediction::from_opened(o)?)
             }
-            "BertForPreTraining" => AutoModel::PreTraining(BertForPreTraining::from_opened(o)?),
-            _ => unreachable!("callers pass only names of ARCHITECTURES"),
+            Class::PreTraining => AutoModel::PreTraining(BertForPreTraining::from_opened(o)?),
+            Class::Discriminator => AutoModel::Discriminator(ElectraForPreTraining::from_opened(o)?),
         })
     }
 
-    /// The transformers class name of the loaded model.
-    pub fn architecture(&self) -> &'static str {
+    /// What the model puts on the encoder.
+    pub fn class(&self) -> Class {
         match self {
-            AutoModel::Bert(_) => ARCHITECTURES[0],
-            AutoModel::SequenceClassification(_) => ARCHITECTURES[1],
-            AutoModel::TokenClassification(_) => ARCHITECTURES[2],
-            AutoModel::QuestionAnswering(_) => ARCHITECTURES[3],
-            AutoModel::MultipleChoice(_) => ARCHITECTURES[4],
-            AutoModel::MaskedLM(_) => ARCHITECTURES[5],
-            AutoModel::NextSentencePrediction(_) => ARCHITECTURES[6],
-            AutoModel::PreTraining(_) => ARCHITECTURES[7],
+            AutoModel::Bert(_) => Class::Model,
+            AutoModel::SequenceClassification(_) => Class::SequenceClassification,
+            AutoModel::TokenClassification(_) => Class::TokenClassification,
+            AutoModel::QuestionAnswering(_) => Class::QuestionAnswering,
+            AutoModel::MultipleChoice(_) => Class::MultipleChoice,
+            AutoModel::MaskedLM(_) => Class::MaskedLM,
+            AutoModel::NextSentencePrediction(_) => Class::NextSentencePrediction,
+            AutoModel::PreTraining(_) => Class::PreTraining,
+            AutoModel::Discriminator(_) => Class::Discriminator,
         }
+    }
+
+    /// The transformers class name of the loaded model (`RobertaForSequenceClassification`, ...).
+    pub fn architecture(&self) -> &'static str {
+        Architecture::of(self.bert().config())
+            .class_name(self.class())
+            .expect("loaded classes exist in their family")
     }
 
     /// The encoder under the head.
@@ -122,23 +134,25 @@ impl AutoModel {
             AutoModel::MaskedLM(m) => m.bert(),
             AutoModel::NextSentencePrediction(m) => m.bert(),
             AutoModel::PreTraining(m) => m.bert(),
+            AutoModel::Discriminator(m) => m.bert(),
         }
     }
 }
 
-/// `architectures[0]`, `BertModel` when absent; an error for a class this crate does not load.
-fn architecture(config: &BertConfig) -> Result<String> {
-    let arch = config
-        .architectures
-        .as_ref()
-        .and_then(|a| a.first().cloned())
-        .unwrap_or_else(|| "BertModel".to_string());
-    if ARCHITECTURES.contains(&arch.as_str()) {
-        Ok(arch)
-    } else {
-        Err(Error::Config(format!(
-            "architectures names `{arch}`, which this crate does not load (it loads {})",
-            ARCHITECTURES.join(", ")
-        )))
+/// The class `architectures[0]` names, the base class when absent; an error for a class this
+/// crate does not load or one of another family than `model_type`.
+fn class_of(config: &BertConfig) -> Result<Class> {
+    let arch = Architecture::of(config);
+    let Some(name) = config.architectures.as_ref().and_then(|a| a.first()) else {
+        return Ok(Class::Model);
+    };
+    match architecture::find_class(name) {
+        Some((a, c)) if std::ptr::eq(a, arch) => Ok(c),
+        _ => Err(Error::Config(format!(
+            "architectures names `{name}`, which this crate does not load for model_type `{}` \
+             (it loads {})",
+            arch.model_type,
+            arch.classes().map(|(_, n)| n).collect::<Vec<_>>().join(", ")
+        ))),
     }
 }

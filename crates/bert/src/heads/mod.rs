@@ -42,6 +42,7 @@
 //! Dropout (`classifier_dropout`, `hidden_dropout_prob`) is the identity at inference, as in `eval()`.
 
 mod auto;
+mod discriminator;
 mod masked_lm;
 mod multiple_choice;
 mod next_sentence;
@@ -59,7 +60,8 @@ use ndarray::{Array2, Array3};
 use crate::weights::Checkpoint;
 use crate::{BertConfig, BertInputs, BertModel, BertModelOutput, Error, LoadOptions, Result};
 
-pub use auto::{AutoModel, ARCHITECTURES};
+pub use auto::AutoModel;
+pub use discriminator::{DiscriminatorOutput, ElectraForPreTraining};
 pub use masked_lm::{BertForMaskedLM, MaskedLMOutput, MaskedLMPositionsOutput};
 pub use multiple_choice::{BertForMultipleChoice, MultipleChoiceModelOutput};
 pub use next_sentence::{BertForNextSentencePrediction, NextSentencePredictorOutput};

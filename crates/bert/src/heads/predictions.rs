@@ -107,7 +107,10 @@ impl BertLMPredictionHead {
         };
         BertLMPredictionHead {
             transform_dense,
-            act: c.hidden_act.kernel(),
+            act: crate::architecture::Architecture::of(c)
+                .mlm_act
+                .unwrap_or(c.hidden_act)
+                .kernel(),
             transform_layer_norm,
             decoder: Linear::new(weight, bias.to_vec(), v, h),
             bias,

@@ -1,11 +1,15 @@
 //! `BertForSequenceClassification`: a Linear over `pooler_output`
-//! (<https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/models/bert/modeling_bert.py#L1444>).
+//! (<https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/models/bert/modeling_bert.py#L1444>),
+//! and the family's variants of it ([`crate::architecture::Classifier`]): RoBERTa's and
+//! ELECTRA's `classifier.dense` + tanh / GELU + `classifier.out_proj` on the first token
+//! (`RobertaClassificationHead`), DistilBERT's `pre_classifier` + ReLU + `classifier`.
 
 use std::path::Path;
 
 use ndarray::{Array2, Array3, Array4};
 
 use super::params::Rng;
+use crate::architecture::{Architecture, HeadAct};
 use super::{
     apply, apply_labels, check_labels, pooled, require, require_pooler, Dense, NewHead, Opened,
     POOLER,
@@ -25,9 +29,13 @@ pub struct SequenceClassifierOutput {
     pub attentions: Option<Vec<Array4<f32>>>,
 }
 
-/// `logits = classifier(dropout(pooler_output))`; the labels are `config().id2label`.
+/// `logits = classifier(dropout(pooler_output))`, or `classifier(act(dense(first token)))` in the
+/// families with a head of their own; the labels are `config().id2label`.
 pub struct BertForSequenceClassification {
     bert: BertModel,
+    /// (H, H) the head's own dense layer on the first token and its activation (`None`: BERT's
+    /// pooler).
+    pub dense: Option<(Dense, HeadAct)>,
     /// (num_labels, H)
     pub classifier: Dense,
 }
@@ -51,32 +59,51 @@ impl BertForSequenceClassification {
     pub(crate) fn from_opened(o: Opened) -> Result<Self> {
         let c = o.bert.config();
         check_labels(c)?;
-        require(
-            &o.checkpoint,
-            NAME,
-            c,
-            &[POOLER[0], POOLER[1], "classifier.weight", "classifier.bias"],
-        )?;
-        let classifier = Dense::load_classifier(
-            &o.checkpoint,
-            "classifier",
-            c.num_labels(),
-            "num_labels",
-            c.hidden_size,
-        )?;
+        let head = Architecture::of(c).classifier;
+        let (w, b) = (format!("{}.weight", head.out), format!("{}.bias", head.out));
+        let mut names = vec![w.as_str(), b.as_str()];
+        let dense_names = head
+            .dense
+            .map(|(d, _)| [format!("{d}.weight"), format!("{d}.bias")]);
+        match &dense_names {
+            Some([dw, db]) => names.extend([dw.as_str(), db.as_str()]),
+            None => names.extend(POOLER),
+        }
+        require(&o.checkpoint, NAME, c, &names)?;
+        let h = c.hidden_size;
+        let dense = match head.dense {
+            Some((name, act)) => Some((Dense::load(&o.checkpoint, name, h, h)?, act)),
+            None => None,
+        };
+        let classifier =
+            Dense::load_classifier(&o.checkpoint, head.out, c.num_labels(), "num_labels", h)?;
         Ok(BertForSequenceClassification {
             bert: o.bert,
+            dense,
             classifier,
         })
     }
 
-    /// A fresh, untrained classifier on `bert` (which must have a pooler), for fine-tuning.
+    /// A fresh, untrained classifier on `bert` (which must have a pooler when the family's
+    /// head reads it), for fine-tuning.
     pub fn with_new_head(mut bert: BertModel, init: &NewHead) -> Result<Self> {
         apply_labels(&mut bert, init)?;
-        require_pooler(NAME, &bert)?;
         let c = bert.config();
-        let classifier = Dense::init(c.num_labels(), c.hidden_size, c, &mut Rng::new(init.seed))?;
-        Ok(BertForSequenceClassification { bert, classifier })
+        let head = Architecture::of(c).classifier;
+        let mut rng = Rng::new(init.seed);
+        let dense = match head.dense {
+            Some((_, act)) => Some((Dense::init(c.hidden_size, c.hidden_size, c, &mut rng)?, act)),
+            None => {
+                require_pooler(NAME, &bert)?;
+                None
+            }
+        };
+        let classifier = Dense::init(c.num_labels(), c.hidden_size, c, &mut rng)?;
+        Ok(BertForSequenceClassification {
+            bert,
+            dense,
+            classifier,
+        })
     }
 
     /// The encoder.
@@ -96,7 +123,14 @@ impl BertForSequenceClassification {
         opts: &ForwardOptions,
     ) -> Result<SequenceClassifierOutput> {
         let out = self.bert.forward(inputs, opts)?;
-        let pooled = pooled(NAME, &out)?;
+        let own;
+        let pooled = match &self.dense {
+            Some((dense, act)) => {
+                own = first_token(dense, *act, &out.last_hidden_state, inputs);
+                &own
+            }
+            None => pooled(NAME, &out)?,
+        };
         let b = pooled.nrows();
         let logits = apply(
             &self.classifier,
@@ -111,4 +145,36 @@ impl BertForSequenceClassification {
             attentions: out.attentions,
         })
     }
+}
+
+/// (B, H) `act(dense(x))` of each sequence's first real token (transformers takes
+/// `features[:, 0, :]`, the same token under right padding); as the pooler, a row without
+/// tokens gets zeros.
+pub(crate) fn first_token(
+    dense: &Dense,
+    act: HeadAct,
+    hidden: &Array3<f32>,
+    inputs: &BertInputs,
+) -> Array2<f32> {
+    let (b, _, h) = hidden.dim();
+    let firsts: Vec<(usize, usize)> = (0..b)
+        .filter_map(|i| {
+            let row = inputs.attention_mask.row(i);
+            row.iter().position(|&m| m != 0).map(|j| (i, j))
+        })
+        .collect();
+    let x: Vec<f32> = firsts
+        .iter()
+        .flat_map(|&(i, j)| hidden.slice(ndarray::s![i, j, ..]).to_vec())
+        .collect();
+    let mut y = apply(dense, &x);
+    act.apply(&mut y);
+    let mut out = Array2::zeros((b, h));
+    for (k, &(i, _)) in firsts.iter().enumerate() {
+        out.row_mut(i)
+            .iter_mut()
+            .zip(&y[k * h..(k + 1) * h])
+            .for_each(|(o, &v)| *o = v);
+    }
+    out
 }

@@ -1,10 +1,17 @@
 //! `BertEmbeddings`: word + token type + absolute position embeddings, then LayerNorm
 //! (<https://github.com/huggingface/transformers/blob/v4.57.1/src/transformers/models/bert/modeling_bert.py#L70>).
+//!
+//! The family variants ([`crate::architecture`]) change only what goes in: RoBERTa's position
+//! ids (made by the caller), DistilBERT's missing token-type table (one all-zero row here, so
+//! `x + 0` leaves the sum exact), ELECTRA's narrower tables and `embeddings_project`.
 
 use rayon::prelude::*;
 
+use bert_kernels::Epilogue;
+
 use super::layer_norm::LayerNorm;
-use super::WeightSource;
+use super::{linear, ModelLinear, WeightSource};
+use crate::architecture::Architecture;
 use crate::profile::{self, Phase};
 use crate::weights::F32Tensor;
 use crate::{BertConfig, Result};
@@ -18,7 +25,10 @@ pub(crate) struct BertEmbeddings {
     /// (TV, H)
     token_type_embeddings: F32Tensor,
     layer_norm: LayerNorm,
-    hidden: usize,
+    /// (H, E) ELECTRA's `embeddings_project` when the tables are narrower than the encoder.
+    project: Option<ModelLinear>,
+    /// E, the tables' width.
+    width: usize,
 }
 
 impl BertEmbeddings {
@@ -47,20 +57,32 @@ impl BertEmbeddings {
     }
 
     pub fn load(w: &dyn WeightSource, c: &BertConfig) -> Result<Self> {
-        let h = c.hidden_size;
+        let e = c.embedding_width();
+        let token_type_embeddings = if Architecture::of(c).token_types {
+            w.get_mapped(
+                "embeddings.token_type_embeddings.weight",
+                &[c.type_vocab_size, e],
+            )?
+        } else {
+            F32Tensor::Owned(vec![0.0; e])
+        };
+        let project = match c.embedding_size {
+            Some(e) if e != c.hidden_size => {
+                Some(linear(w, "embeddings_project", c.hidden_size, e)?)
+            }
+            _ => None,
+        };
         Ok(BertEmbeddings {
             word_embeddings: w
-                .get_mapped("embeddings.word_embeddings.weight", &[c.vocab_size, h])?,
+                .get_mapped("embeddings.word_embeddings.weight", &[c.vocab_size, e])?,
             position_embeddings: w.get_mapped(
                 "embeddings.position_embeddings.weight",
-                &[c.max_position_embeddings, h],
+                &[c.max_position_embeddings, e],
             )?,
-            token_type_embeddings: w.get_mapped(
-                "embeddings.token_type_embeddings.weight",
-                &[c.type_vocab_size, h],
-            )?,
-            layer_norm: LayerNorm::load(w, "embeddings.LayerNorm", h, c.layer_norm_eps)?,
-            hidden: h,
+            token_type_embeddings,
+            layer_norm: LayerNorm::load(w, "embeddings.LayerNorm", e, c.layer_norm_eps)?,
+            project,
+            width: e,
         })
     }
 
@@ -70,17 +92,30 @@ impl BertEmbeddings {
     }
 
     /// `out (N, H) = LayerNorm(word[ids] + token_type[types] + position[positions])` for packed
-    /// tokens. Ids must already be validated against the table sizes.
+    /// tokens (then `embeddings_project` when there is one). Ids must already be validated
+    /// against the table sizes.
     pub fn forward(&self, ids: &[i64], types: &[i64], positions: &[i64], out: &mut [f32]) {
+        let Some(project) = &self.project else {
+            profile::timed(Phase::Elementwise, || {
+                self.gather(ids, types, positions, out)
+            });
+            self.layer_norm.forward(out);
+            return;
+        };
+        // (N, E)
+        let mut narrow = vec![0.0f32; ids.len() * self.width];
         profile::timed(Phase::Elementwise, || {
-            self.gather(ids, types, positions, out)
+            self.gather(ids, types, positions, &mut narrow)
         });
-        self.layer_norm.forward(out);
+        self.layer_norm.forward(&mut narrow);
+        profile::timed(Phase::Gemm, || {
+            project.forward(&narrow, out, Epilogue::Bias)
+        });
     }
 
-    /// `out (N, H) = word[ids] + token_type[types] + position[positions]`.
+    /// `out (N, E) = word[ids] + token_type[types] + position[positions]`.
     fn gather(&self, ids: &[i64], types: &[i64], positions: &[i64], out: &mut [f32]) {
-        let h = self.hidden;
+        let h = self.width;
         out.par_chunks_mut(h).enumerate().for_each(|(i, row)| {
             let word = &self.word_embeddings[ids[i] as usize * h..][..h];
             let ty = &self.token_type_embeddings[types[i] as usize * h..][..h];

@@ -23,6 +23,7 @@ use std::sync::Mutex;
 
 use ndarray::{Array2, Array3, Array4};
 
+use crate::architecture::Architecture;
 use crate::packing::Packing;
 use crate::profile::{self, Phase};
 use crate::weights::{Checkpoint, F32Tensor};
@@ -344,10 +345,7 @@ impl BertModel {
             let packing = Packing::from_mask(&inputs.attention_mask);
             let ids = packing.gather(&inputs.input_ids);
             let types = packing.gather(&inputs.token_type_ids);
-            let positions = match &opts.position_ids {
-                Some(p) => packing.gather(p),
-                None => packing.cols.iter().map(|&t| t as i64).collect(),
-            };
+            let positions = positions(c, inputs, opts, &packing);
             (packing, ids, types, positions)
         });
         let head_mask = opts
@@ -423,6 +421,23 @@ impl BertModel {
     }
 }
 
+/// The packed position id of every token: the caller's `position_ids`, else the family's rule
+/// ([`Architecture::default_positions`]), else `0..T`.
+pub(crate) fn positions(
+    c: &BertConfig,
+    inputs: &BertInputs,
+    opts: &ForwardOptions,
+    packing: &Packing,
+) -> Vec<i64> {
+    match &opts.position_ids {
+        Some(p) => packing.gather(p),
+        None => match Architecture::of(c).default_positions(c, &inputs.input_ids) {
+            Some(p) => packing.gather(&p),
+            None => packing.cols.iter().map(|&t| t as i64).collect(),
+        },
+    }
+}
+
 /// Checks shapes and value ranges of everything a forward pass of a model with config `c` reads.
 pub(crate) fn validate(c: &BertConfig, inputs: &BertInputs, opts: &ForwardOptions) -> Result<()> {
     let dim = inputs.input_ids.dim();
@@ -444,6 +459,15 @@ pub(crate) fn validate(c: &BertConfig, inputs: &BertInputs, opts: &ForwardOption
         }
     }
     check_range("input_ids", &inputs.input_ids, c.vocab_size, "vocab_size")?;
+    let arch = Architecture::of(c);
+    if !arch.token_types {
+        if let Some(((i, j), &v)) = inputs.token_type_ids.indexed_iter().find(|(_, &v)| v != 0) {
+            return Err(Error::Input(format!(
+                "token_type_ids[{i}, {j}] = {v}: a {} model takes no token_type_ids",
+                arch.model_type
+            )));
+        }
+    }
     check_range(
         "token_type_ids",
         &inputs.token_type_ids,
@@ -474,10 +498,12 @@ pub(crate) fn validate(c: &BertConfig, inputs: &BertInputs, opts: &ForwardOption
                 "max_position_embeddings",
             )?;
         }
-        None if t > c.max_position_embeddings => {
+        None if t > arch.max_len(c) => {
             return Err(Error::Input(format!(
-                "sequence length {t} exceeds max_position_embeddings {} of this model; \
-                 truncate the input (e.g. BertTokenizer::with_max_length)",
+                "sequence length {t} exceeds the {} positions of this model \
+                 (max_position_embeddings {}); truncate the input (e.g. \
+                 BertTokenizer::with_max_length)",
+                arch.max_len(c),
                 c.max_position_embeddings
             )));
         }
@@ -507,7 +533,7 @@ pub(crate) fn open_dir(dir: &Path) -> Result<(BertConfig, Checkpoint)> {
         ));
     }
     let config = BertConfig::from_file(dir.join("config.json"))?;
-    let checkpoint = Checkpoint::from_dir(dir)?;
+    let checkpoint = Checkpoint::from_dir(dir, Architecture::of(&config))?;
     Ok((config, checkpoint))
 }
 

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use memmap2::{Mmap, UncheckedAdvice};
 
+use crate::architecture::Architecture;
 use crate::{Error, Result};
 
 /// Element type of a stored tensor. Everything is converted to f32 at load.
@@ -104,21 +105,23 @@ impl std::ops::Deref for F32Tensor {
 pub(crate) struct Checkpoint {
     tensors: HashMap<String, (RawTensor, Arc<PathBuf>)>,
     files: Vec<PathBuf>,
+    arch: &'static Architecture,
 }
 
 impl Checkpoint {
     /// Loads the weights of a model directory: `model.safetensors`, else the shards listed in
     /// `model.safetensors.index.json`, else `pytorch_model.bin` (or its shards).
-    pub(crate) fn from_dir(dir: &Path) -> Result<Self> {
+    pub(crate) fn from_dir(dir: &Path, arch: &'static Architecture) -> Result<Self> {
         let files = weight_files(dir)?;
-        Self::from_files(&files)
+        Self::from_files(&files, arch)
     }
 
-    /// Loads the given checkpoint files; the format is chosen by extension.
-    pub(crate) fn from_files(files: &[PathBuf]) -> Result<Self> {
+    /// Loads the given checkpoint files of family `arch`; the format is chosen by extension.
+    pub(crate) fn from_files(files: &[PathBuf], arch: &'static Architecture) -> Result<Self> {
         let mut checkpoint = Checkpoint {
             tensors: HashMap::new(),
             files: files.to_vec(),
+            arch,
         };
         // Normalized name -> the name it had in the file, to report a tensor stored twice.
         let mut original: HashMap<String, String> = HashMap::new();
@@ -133,10 +136,15 @@ impl Checkpoint {
     }
 
     /// The checkpoint of one file already read by its reader (the fuzz targets' entry).
-    pub(crate) fn from_raw(file: &Path, raw: Vec<(String, RawTensor)>) -> Result<Self> {
+    pub(crate) fn from_raw(
+        file: &Path,
+        raw: Vec<(String, RawTensor)>,
+        arch: &'static Architecture,
+    ) -> Result<Self> {
         let mut checkpoint = Checkpoint {
             tensors: HashMap::new(),
             files: vec![file.to_path_buf()],
+            arch,
         };
         checkpoint.add(file, raw, &mut HashMap::new())?;
         Ok(checkpoint)
@@ -163,7 +171,7 @@ impl Checkpoint {
                     ),
                 ));
             }
-            if let Some(key) = names::normalize(&name) {
+            if let Some(key) = names::normalize(self.arch, &name) {
                 if let Some(prev) = original.insert(key.clone(), name.clone()) {
                     return Err(Error::tensor(
                         &name,

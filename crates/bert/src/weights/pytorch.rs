@@ -148,7 +148,7 @@ impl<'m> Archive<'m> {
             let spec = match value {
                 Leaf::Tensor(spec) => spec,
                 Leaf::Unsupported(what) => {
-                    if super::names::normalize(&name).is_none() {
+                    if !super::names::read_by_any(&name) {
                         continue;
                     }
                     return Err(Error::tensor(
@@ -166,7 +166,7 @@ impl<'m> Archive<'m> {
                 Elem::Other => {
                     // Integer buffers (e.g. `embeddings.position_ids`) are not weights; skip them unless
                     // the model needs them.
-                    if super::names::normalize(&name).is_none() {
+                    if !super::names::read_by_any(&name) {
                         continue;
                     }
                     return Err(Error::tensor(

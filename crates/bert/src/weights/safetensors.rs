@@ -29,7 +29,7 @@ pub(crate) fn from_map(path: &Path, map: &Arc<Mmap>) -> Result<Vec<(String, RawT
             other => {
                 // Integer buffers (e.g. `embeddings.position_ids`) are not weights; skip them unless
                 // the model needs them, in which case the loader reports the dtype.
-                if super::names::normalize(&name).is_none() {
+                if !super::names::read_by_any(&name) {
                     continue;
                 }
                 return Err(Error::tensor(

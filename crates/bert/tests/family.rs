@@ -1,0 +1,191 @@
+//! The BERT family against transformers 4.57 (goldens by `scripts/fixtures_family.py`): tiny
+//! random RoBERTa, XLM-RoBERTa, DistilBERT and ELECTRA models of every class, with tokenizers
+//! trained on `fixtures/family/corpus.txt`: token ids, type ids and byte offsets exactly; the four
+//! outputs within 1e-4 (attentions 1e-5); every head's logits within 1e-4.
+
+mod common;
+
+use bert::architecture::Class;
+use bert::ndarray::{ArrayD, Dimension, IxDyn};
+use bert::{AutoModel, BertTokenizer, ForwardOptions};
+use common::{check_case, fixtures, Golden, TOL_HIDDEN};
+use serde_json::Value;
+
+const FAMILIES: [&str; 4] = ["roberta", "xlm-roberta", "distilbert", "electra"];
+
+fn dir(family: &str, kind: &str) -> std::path::PathBuf {
+    fixtures().join("family").join(family).join(kind)
+}
+
+fn kinds(family: &str) -> Vec<String> {
+    let mut k: Vec<String> = std::fs::read_dir(fixtures().join("family").join(family))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    k.sort();
+    k
+}
+
+#[test]
+fn tokenizers_match_transformers() {
+    for family in FAMILIES {
+        let tok = BertTokenizer::from_dir(dir(family, "model")).unwrap();
+        let path = fixtures()
+            .join("family")
+            .join(family)
+            .join("tokenizer-golden.json");
+        let rows: Vec<Value> = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert!(rows.len() > 20, "{family}: too few tokenizer cases");
+        for row in rows {
+            let text = row["text"].as_str().unwrap();
+            // transformers truncates only when asked to (ours defaults to model_max_length).
+            let max_length = row["max_length"].as_u64().unwrap_or(10_000);
+            let tok = tok.clone().with_max_length(max_length as usize);
+            let e = match row["pair"].as_str() {
+                Some(b) => tok.tokenize_pair(text, b).unwrap(),
+                None => tok.tokenize(text).unwrap(),
+            };
+            let ids: Vec<i64> = serde_json::from_value(row["ids"].clone()).unwrap();
+            assert_eq!(e.ids, ids, "{family} {row}");
+            // RoBERTa's, XLM-R's and DistilBERT's tokenizers return no token_type_ids: ours are 0.
+            match row["type_ids"].as_array() {
+                Some(t) => {
+                    let t: Vec<i64> = t.iter().map(|v| v.as_i64().unwrap()).collect();
+                    assert_eq!(e.type_ids, t, "{family} {row}");
+                }
+                None => assert!(e.type_ids.iter().all(|&t| t == 0), "{family} {row}"),
+            }
+            if let Some(off) = row.get("offsets") {
+                let off: Vec<(usize, usize)> = serde_json::from_value(off.clone()).unwrap();
+                assert_eq!(e.offsets, off, "{family} offsets {row}");
+                let decoded = tok.decode(&e.ids, true).unwrap();
+                assert_eq!(decoded, row["decoded"].as_str().unwrap(), "{family} {row}");
+            }
+        }
+    }
+}
+
+/// Max |ours - want| over real positions of the golden's case (dims 0, 1 = batch, token).
+fn check_logits(label: &str, g: &Golden, case: &str, name: &str, ours: ArrayD<f32>) {
+    let want = &g.f32s[&format!("{case}.{name}")];
+    assert_eq!(ours.shape(), want.shape(), "{label} {case}.{name}: shape");
+    let mask = g.ids(&format!("{case}.attention_mask")).unwrap();
+    let mut worst = 0.0f32;
+    for (idx, &w) in want.indexed_iter() {
+        let idx = idx.slice().to_vec();
+        // (B, T, ...) outputs: only real tokens; (B, C) sequence logits: every row.
+        if ours.ndim() >= 2 && ours.shape()[1] == mask.ncols() && mask[[idx[0], idx[1]]] == 0 {
+            continue;
+        }
+        let d = (ours[IxDyn(&idx)] - w).abs();
+        assert!(!d.is_nan(), "{label} {case}.{name}: NaN at {idx:?}");
+        worst = worst.max(d);
+    }
+    assert!(
+        worst <= TOL_HIDDEN,
+        "{label} {case}.{name}: max abs diff {worst:e} exceeds {TOL_HIDDEN:e}"
+    );
+}
+
+#[test]
+fn every_class_matches_transformers() {
+    let mut checked = 0;
+    for family in FAMILIES {
+        for kind in kinds(family) {
+            let label = format!("{family}/{kind}");
+            let d = dir(family, &kind);
+            let g = Golden::load_path(&d.join("golden.safetensors"));
+            let model = AutoModel::from_dir(&d).unwrap_or_else(|e| panic!("{label}: {e}"));
+            assert_eq!(model.architecture(), g.meta["class"], "{label}");
+            for case in g.cases() {
+                let inputs = g.inputs(&case);
+                let opts = g.options(&case);
+                let plain = ForwardOptions {
+                    head_mask: opts.head_mask.clone(),
+                    ..Default::default()
+                };
+                match &model {
+                    AutoModel::Bert(m) => {
+                        let out = m.forward(&inputs, &opts).unwrap();
+                        check_case(&label, &g, &case, &out);
+                    }
+                    AutoModel::SequenceClassification(m) => {
+                        let out = m.forward(&inputs, &plain).unwrap();
+                        check_logits(&label, &g, &case, "logits", out.logits.into_dyn());
+                    }
+                    AutoModel::TokenClassification(m) => {
+                        let out = m.forward(&inputs, &plain).unwrap();
+                        check_logits(&label, &g, &case, "logits", out.logits.into_dyn());
+                    }
+                    AutoModel::QuestionAnswering(m) => {
+                        let out = m.forward(&inputs, &plain).unwrap();
+                        check_logits(&label, &g, &case, "start_logits", out.start_logits.into_dyn());
+                        check_logits(&label, &g, &case, "end_logits", out.end_logits.into_dyn());
+                    }
+                    AutoModel::MaskedLM(m) => {
+                        let out = m.forward(&inputs, &plain).unwrap();
+                        check_logits(&label, &g, &case, "logits", out.logits.into_dyn());
+                    }
+                    AutoModel::Discriminator(m) => {
+                        let out = m.forward(&inputs, &plain).unwrap();
+                        check_logits(&label, &g, &case, "logits", out.logits.into_dyn());
+                    }
+                    _ => panic!("{label}: unexpected class {}", model.architecture()),
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 40, "only {checked} cases checked");
+}
+
+#[test]
+fn distilbert_has_no_pooler_and_refuses_token_types() {
+    let d = dir("distilbert", "model");
+    let model = AutoModel::from_dir(&d).unwrap();
+    assert_eq!(model.class(), Class::Model);
+    let g = Golden::load_path(&d.join("golden.safetensors"));
+    let mut inputs = g.inputs("pairs");
+    let out = model.bert().forward(&inputs, &Default::default()).unwrap();
+    assert!(out.pooler_output.is_none());
+    inputs.token_type_ids[[0, 1]] = 1;
+    let e = model
+        .bert()
+        .forward(&inputs, &Default::default())
+        .unwrap_err();
+    assert!(e.to_string().contains("takes no token_type_ids"), "{e}");
+}
+
+#[test]
+fn classes_of_another_family_are_refused() {
+    let e = AutoModel::from_pretrained_as(
+        "BertForSequenceClassification",
+        dir("roberta", "seqcls").to_str().unwrap(),
+        &Default::default(),
+    )
+    .err()
+    .unwrap();
+    assert!(e.to_string().contains("RobertaForSequenceClassification"), "{e}");
+    let m = AutoModel::from_pretrained_as(
+        "RobertaModel",
+        dir("roberta", "seqcls").to_str().unwrap(),
+        &Default::default(),
+    )
+    .unwrap();
+    assert_eq!(m.architecture(), "RobertaModel");
+}
+
+#[test]
+fn roberta_inputs_longer_than_its_positions_are_refused() {
+    let d = dir("roberta", "model");
+    let model = AutoModel::from_dir(&d).unwrap();
+    // max_position_embeddings 42 with padding_idx 1: 40 tokens at most.
+    let ids = bert::ndarray::Array2::from_elem((1, 41), 5i64);
+    let e = model
+        .bert()
+        .forward(&bert::BertInputs::from_ids(ids), &Default::default())
+        .unwrap_err();
+    assert!(e.to_string().contains("exceeds the 40 positions"), "{e}");
+}

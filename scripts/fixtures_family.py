@@ -1,0 +1,279 @@
+"""Section 7 of make_fixtures.py: the BERT family (RoBERTa, XLM-RoBERTa, DistilBERT, ELECTRA).
+
+For each family: a tokenizer trained by the `tokenizers` library on fixtures/family/corpus.txt
+(byte-level BPE for RoBERTa, Unigram for XLM-R, WordPiece for DistilBERT and ELECTRA) and saved
+through transformers' fast tokenizer class; tiny random models of each class the crate loads,
+saved with `save_pretrained`; and goldens: the tokenizer's ids / type ids / byte offsets on
+singles, pairs and truncation, the base model's four outputs, every head's logits, and the
+gradients of a sequence-classification and a token-classification loss.
+
+Run through make_fixtures.py (`--only family` regenerates this section alone).
+"""
+
+import json
+import os
+import shutil
+
+import torch
+import transformers
+from tokenizers import (ByteLevelBPETokenizer, BertWordPieceTokenizer,
+                        SentencePieceUnigramTokenizer)
+from tokenizers.processors import TemplateProcessing
+from transformers import (DistilBertConfig, DistilBertForMaskedLM, DistilBertForQuestionAnswering,
+                          DistilBertForSequenceClassification, DistilBertForTokenClassification,
+                          DistilBertModel, DistilBertTokenizerFast, ElectraConfig,
+                          ElectraForPreTraining, ElectraForQuestionAnswering,
+                          ElectraForSequenceClassification, ElectraForTokenClassification,
+                          ElectraModel, ElectraTokenizerFast, RobertaConfig, RobertaForMaskedLM,
+                          RobertaForQuestionAnswering, RobertaForSequenceClassification,
+                          RobertaForTokenClassification, RobertaModel, RobertaTokenizerFast,
+                          XLMRobertaConfig, XLMRobertaForMaskedLM, XLMRobertaForQuestionAnswering,
+                          XLMRobertaForSequenceClassification, XLMRobertaForTokenClassification,
+                          XLMRobertaModel, XLMRobertaTokenizerFast)
+
+SEED = 20240917
+TINY = dict(hidden_size=32, num_attention_heads=4, num_hidden_layers=2, intermediate_size=37,
+            hidden_act="gelu", initializer_range=0.02)
+
+FAMILIES = {
+    "roberta": dict(
+        config=lambda v: RobertaConfig(vocab_size=v, max_position_embeddings=42, type_vocab_size=1,
+                                       pad_token_id=1, bos_token_id=0, eos_token_id=2,
+                                       layer_norm_eps=1e-5, **TINY),
+        classes={"model": RobertaModel, "seqcls": RobertaForSequenceClassification,
+                 "tokcls": RobertaForTokenClassification, "qa": RobertaForQuestionAnswering,
+                 "mlm": RobertaForMaskedLM}),
+    "xlm-roberta": dict(
+        config=lambda v: XLMRobertaConfig(vocab_size=v, max_position_embeddings=42,
+                                          type_vocab_size=1, pad_token_id=1, bos_token_id=0,
+                                          eos_token_id=2, layer_norm_eps=1e-5,
+                                          **dict(TINY, hidden_act="gelu_new")),
+        classes={"model": XLMRobertaModel, "seqcls": XLMRobertaForSequenceClassification,
+                 "tokcls": XLMRobertaForTokenClassification, "qa": XLMRobertaForQuestionAnswering,
+                 "mlm": XLMRobertaForMaskedLM}),
+    "distilbert": dict(
+        config=lambda v: DistilBertConfig(vocab_size=v, max_position_embeddings=40, dim=32,
+                                          n_heads=4, n_layers=2, hidden_dim=37,
+                                          activation="gelu", pad_token_id=0),
+        classes={"model": DistilBertModel, "seqcls": DistilBertForSequenceClassification,
+                 "tokcls": DistilBertForTokenClassification, "qa": DistilBertForQuestionAnswering,
+                 "mlm": DistilBertForMaskedLM}),
+    "electra": dict(
+        config=lambda v: ElectraConfig(vocab_size=v, max_position_embeddings=40, type_vocab_size=2,
+                                       embedding_size=16, pad_token_id=0, layer_norm_eps=1e-12,
+                                       **TINY),
+        classes={"model": ElectraModel, "seqcls": ElectraForSequenceClassification,
+                 "tokcls": ElectraForTokenClassification, "qa": ElectraForQuestionAnswering,
+                 "discriminator": ElectraForPreTraining}),
+}
+
+TEXTS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Hello world",
+    "Paris is the capital of France.",
+    "",
+    "  leading and trailing spaces  ",
+    "Der schnelle braune Fuchs springt über den faulen Hund.",
+    "東京は日本の首都です。",
+    "unseen words: zyxwvut qqq!",
+    "Numbers: 3.14159, 2,718 and 10:30.",
+]
+PAIRS = [
+    ("Where is Paris?", "Paris is the capital of France."),
+    ("Hello", "world"),
+    ("A much longer first segment that will need truncation to fit the limit", "short"),
+]
+LABELS = {"seqcls": ["negative", "neutral", "positive"],
+          "tokcls": ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]}
+
+
+def gen(offset):
+    g = torch.Generator()
+    g.manual_seed(SEED + offset)
+    return g
+
+
+def train_tokenizer(family, corpus, tdir):
+    """Trains the family's tokenizer model and saves it through transformers' fast class."""
+    os.makedirs(tdir, exist_ok=True)
+    if family == "roberta":
+        bpe = ByteLevelBPETokenizer()
+        bpe.train([corpus], vocab_size=400, min_frequency=1, show_progress=False,
+                  special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+        bpe.save_model(tdir)
+        tok = RobertaTokenizerFast(vocab_file=os.path.join(tdir, "vocab.json"),
+                                   merges_file=os.path.join(tdir, "merges.txt"), model_max_length=40)
+        os.remove(os.path.join(tdir, "vocab.json"))
+        os.remove(os.path.join(tdir, "merges.txt"))
+    elif family == "xlm-roberta":
+        uni = SentencePieceUnigramTokenizer()
+        uni.train([corpus], vocab_size=300, show_progress=False,
+                  special_tokens=["<s>", "<pad>", "</s>", "<unk>"], unk_token="<unk>")
+        uni.add_special_tokens(["<mask>"])
+        uni.post_processor = TemplateProcessing(
+            single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>",
+            special_tokens=[("<s>", 0), ("</s>", 2)])
+        tok = XLMRobertaTokenizerFast(tokenizer_object=uni._tokenizer, bos_token="<s>",
+                                      eos_token="</s>", sep_token="</s>", cls_token="<s>",
+                                      unk_token="<unk>", pad_token="<pad>", mask_token="<mask>",
+                                      model_max_length=40)
+    else:
+        wp = BertWordPieceTokenizer(lowercase=True)
+        wp.train([corpus], vocab_size=300, min_frequency=1, show_progress=False,
+                 special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+        wp.save_model(tdir)
+        cls = DistilBertTokenizerFast if family == "distilbert" else ElectraTokenizerFast
+        tok = cls(vocab_file=os.path.join(tdir, "vocab.txt"), model_max_length=40)
+    tok.save_pretrained(tdir)
+    return tok
+
+
+@torch.no_grad()
+def reinit(model, g):
+    """Seeded values of meaningful size for every parameter, in named_parameters order."""
+    for name, p in model.named_parameters():
+        if p.dim() == 1 and "norm" in name.lower() and name.endswith("weight"):
+            v = 1.0 + 0.2 * torch.randn(p.shape, generator=g)
+        elif p.dim() == 1:
+            v = 0.2 * torch.randn(p.shape, generator=g)
+        elif "embeddings" in name:
+            v = torch.randn(p.shape, generator=g)
+        else:
+            v = torch.randn(p.shape, generator=g) / (p.shape[1] ** 0.5)
+        p.copy_(v)
+
+
+def encode_cases(tok, family):
+    """Padded batches the model goldens run on, from the family's own tokenizer."""
+    cases = {
+        "singles": tok(TEXTS[:3] + TEXTS[5:7], padding=True, return_tensors="pt"),
+        "pairs": tok([a for a, _ in PAIRS[:2]], [b for _, b in PAIRS[:2]], padding=True,
+                     return_tensors="pt"),
+    }
+    out = {}
+    for name, enc in cases.items():
+        ids = enc["input_ids"]
+        out[name] = dict(input_ids=ids, attention_mask=enc["attention_mask"],
+                         token_type_ids=enc.get("token_type_ids", torch.zeros_like(ids)))
+    return out
+
+
+def model_kwargs(family, inp):
+    kw = dict(input_ids=inp["input_ids"], attention_mask=inp["attention_mask"])
+    if family != "distilbert":
+        kw["token_type_ids"] = inp["token_type_ids"]
+    if "head_mask" in inp:
+        kw["head_mask"] = inp["head_mask"]
+    return kw
+
+
+@torch.no_grad()
+def outputs(family, kind, model, inp):
+    out = model(**model_kwargs(family, inp), output_hidden_states=True, output_attentions=True,
+                return_dict=True)
+    res = {}
+    if kind == "model":
+        res["last_hidden_state"] = out.last_hidden_state
+        if getattr(out, "pooler_output", None) is not None:
+            res["pooler_output"] = out.pooler_output
+    elif kind == "qa":
+        res["start_logits"], res["end_logits"] = out.start_logits, out.end_logits
+    else:
+        res["logits"] = out.logits
+    if kind == "model":  # the heads' goldens keep only their logits (the files stay small)
+        for i, h in enumerate(out.hidden_states):
+            res[f"hidden_states.{i}"] = h
+        for i, a in enumerate(out.attentions):
+            res[f"attentions.{i}"] = a
+    return res
+
+
+def grads(family, model, inp, labels):
+    model.zero_grad(set_to_none=True)
+    out = model(**model_kwargs(family, inp), labels=labels, return_dict=True)
+    out.loss.backward()
+    res = {"loss": out.loss.detach().reshape(1)}
+    for name, p in model.named_parameters():
+        g = p.grad if p.grad is not None else torch.zeros_like(p)
+        res[f"grad.{name}"] = g.detach().clone()
+    return res
+
+
+def byte_offsets(text, offsets):
+    return [[len(text[:s].encode()), len(text[:e].encode())] for s, e in offsets]
+
+
+def tokenizer_golden(tok):
+    rows = []
+    for text in TEXTS:
+        for max_length in (None, 6):
+            kw = dict(truncation=True, max_length=max_length) if max_length else {}
+            e = tok(text, return_offsets_mapping=True, **kw)
+            rows.append(dict(text=text, max_length=max_length, ids=e["input_ids"],
+                             type_ids=e.get("token_type_ids"),
+                             offsets=byte_offsets(text, e["offset_mapping"]),
+                             decoded=tok.decode(e["input_ids"], skip_special_tokens=True)))
+    for a, b in PAIRS:
+        for max_length in (None, 12):
+            kw = dict(truncation=True, max_length=max_length) if max_length else {}
+            e = tok(a, b, **kw)
+            rows.append(dict(text=a, pair=b, max_length=max_length, ids=e["input_ids"],
+                             type_ids=e.get("token_type_ids")))
+    return rows
+
+
+def build_family(out, write_golden):
+    corpus = os.path.join(out, "family", "corpus.txt")
+    for fi, (family, spec) in enumerate(FAMILIES.items()):
+        root = os.path.join(out, "family", family)
+        if os.path.exists(root):
+            shutil.rmtree(root)
+        tdir = os.path.join(root, "tokenizer")
+        tok = train_tokenizer(family, corpus, tdir)
+        with open(os.path.join(root, "tokenizer-golden.json"), "w", encoding="utf-8") as f:
+            json.dump(tokenizer_golden(tok), f, ensure_ascii=False, indent=0)
+            f.write("\n")
+        cases = encode_cases(tok, family)
+        base = torch.nn.Module()
+        for ci, (kind, cls) in enumerate(spec["classes"].items()):
+            config = spec["config"](len(tok))
+            if kind in LABELS:
+                config.id2label = dict(enumerate(LABELS[kind]))
+                config.label2id = {l: i for i, l in config.id2label.items()}
+            torch.manual_seed(SEED)
+            model = cls(config)
+            reinit(model, gen(900 + 10 * fi + ci))
+            model.eval()
+            mdir = os.path.join(root, kind)
+            model.save_pretrained(mdir)
+            tok.save_pretrained(mdir)
+            model = cls.from_pretrained(mdir, attn_implementation="eager", dtype=torch.float32)
+            model.eval()
+            tensors = {}
+            kcases = dict(cases)
+            if kind == "model":
+                L, NH = config.num_hidden_layers, config.num_attention_heads
+                hm = torch.tensor([[1.0, 0.0, 0.5, 1.0], [0.25, 1.0, 1.0, 0.0]])[:L, :NH]
+                kcases["head_mask"] = dict(cases["singles"], head_mask=hm)
+            for cname, inp in kcases.items():
+                for k, v in inp.items():
+                    want = torch.float32 if k == "head_mask" else torch.int64
+                    tensors[f"{cname}.{k}"] = v.to(want).clone().contiguous()
+                for k, v in outputs(family, kind, model, inp).items():
+                    tensors[f"{cname}.{k}"] = v.detach().clone().contiguous()
+            if kind in ("seqcls", "tokcls"):
+                inp = cases["singles"]
+                g = gen(950 + fi)
+                B, T = inp["input_ids"].shape
+                if kind == "seqcls":
+                    labels = torch.randint(0, 3, (B,), generator=g)
+                else:
+                    labels = torch.randint(0, 5, (B, T), generator=g)
+                    labels[inp["attention_mask"] == 0] = -100
+                    labels[:, 0] = -100
+                tensors["grads.labels"] = labels
+                for k, v in grads(family, model, inp, labels).items():
+                    tensors[f"grads.{k}"] = v.contiguous()
+            write_golden(os.path.join(mdir, "golden.safetensors"), tensors, kcases,
+                         {"class": cls.__name__, "transformers": transformers.__version__})
+        shutil.rmtree(tdir)

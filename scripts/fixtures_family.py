@@ -37,14 +37,14 @@ TINY = dict(hidden_size=32, num_attention_heads=4, num_hidden_layers=2, intermed
 
 FAMILIES = {
     "roberta": dict(
-        config=lambda v: RobertaConfig(vocab_size=v, max_position_embeddings=42, type_vocab_size=1,
+        config=lambda v: RobertaConfig(vocab_size=v, max_position_embeddings=66, type_vocab_size=1,
                                        pad_token_id=1, bos_token_id=0, eos_token_id=2,
                                        layer_norm_eps=1e-5, **TINY),
         classes={"model": RobertaModel, "seqcls": RobertaForSequenceClassification,
                  "tokcls": RobertaForTokenClassification, "qa": RobertaForQuestionAnswering,
                  "mlm": RobertaForMaskedLM}),
     "xlm-roberta": dict(
-        config=lambda v: XLMRobertaConfig(vocab_size=v, max_position_embeddings=42,
+        config=lambda v: XLMRobertaConfig(vocab_size=v, max_position_embeddings=66,
                                           type_vocab_size=1, pad_token_id=1, bos_token_id=0,
                                           eos_token_id=2, layer_norm_eps=1e-5,
                                           **dict(TINY, hidden_act="gelu_new")),
@@ -52,14 +52,14 @@ FAMILIES = {
                  "tokcls": XLMRobertaForTokenClassification, "qa": XLMRobertaForQuestionAnswering,
                  "mlm": XLMRobertaForMaskedLM}),
     "distilbert": dict(
-        config=lambda v: DistilBertConfig(vocab_size=v, max_position_embeddings=40, dim=32,
+        config=lambda v: DistilBertConfig(vocab_size=v, max_position_embeddings=64, dim=32,
                                           n_heads=4, n_layers=2, hidden_dim=37,
                                           activation="gelu", pad_token_id=0),
         classes={"model": DistilBertModel, "seqcls": DistilBertForSequenceClassification,
                  "tokcls": DistilBertForTokenClassification, "qa": DistilBertForQuestionAnswering,
                  "mlm": DistilBertForMaskedLM}),
     "electra": dict(
-        config=lambda v: ElectraConfig(vocab_size=v, max_position_embeddings=40, type_vocab_size=2,
+        config=lambda v: ElectraConfig(vocab_size=v, max_position_embeddings=64, type_vocab_size=2,
                                        embedding_size=16, pad_token_id=0, layer_norm_eps=1e-12,
                                        **TINY),
         classes={"model": ElectraModel, "seqcls": ElectraForSequenceClassification,
@@ -102,7 +102,7 @@ def train_tokenizer(family, corpus, tdir):
                   special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
         bpe.save_model(tdir)
         tok = RobertaTokenizerFast(vocab_file=os.path.join(tdir, "vocab.json"),
-                                   merges_file=os.path.join(tdir, "merges.txt"), model_max_length=40)
+                                   merges_file=os.path.join(tdir, "merges.txt"), model_max_length=64)
         os.remove(os.path.join(tdir, "vocab.json"))
         os.remove(os.path.join(tdir, "merges.txt"))
     elif family == "xlm-roberta":
@@ -116,14 +116,14 @@ def train_tokenizer(family, corpus, tdir):
         tok = XLMRobertaTokenizerFast(tokenizer_object=uni._tokenizer, bos_token="<s>",
                                       eos_token="</s>", sep_token="</s>", cls_token="<s>",
                                       unk_token="<unk>", pad_token="<pad>", mask_token="<mask>",
-                                      model_max_length=40)
+                                      model_max_length=64)
     else:
         wp = BertWordPieceTokenizer(lowercase=True)
         wp.train([corpus], vocab_size=300, min_frequency=1, show_progress=False,
                  special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
         wp.save_model(tdir)
         cls = DistilBertTokenizerFast if family == "distilbert" else ElectraTokenizerFast
-        tok = cls(vocab_file=os.path.join(tdir, "vocab.txt"), model_max_length=40)
+        tok = cls(vocab_file=os.path.join(tdir, "vocab.txt"), model_max_length=64)
     tok.save_pretrained(tdir)
     return tok
 
@@ -222,6 +222,84 @@ def tokenizer_golden(tok):
     return rows
 
 
+PIPE_TEXTS = [
+    "Paris is the capital of France.",
+    "She sells sea shells by the sea shore in New York.",
+    "Der schnelle braune Fuchs springt über den faulen Hund.",
+    "unseen words: zyxwvut qqq!",
+]
+PIPE_QA = [
+    ("Where is Paris?", "Paris is the capital of France and has many museums."),
+    ("What does she sell?", "She sells sea shells by the sea shore."),
+]
+
+
+def plain(obj):
+    """Pipeline output as JSON values (numpy scalars to Python)."""
+    if isinstance(obj, dict):
+        return {k: plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    if hasattr(obj, "item"):
+        return obj.item()
+    return obj
+
+
+def build_pipelines(out, root, family, tok):
+    """transformers' pipelines on the family's head models, in the format of fixtures/golden/pipe-*.json."""
+    from transformers import pipeline
+    eager = dict(model_kwargs={"attn_implementation": "eager"}, device="cpu")
+
+    def save(task, kind, cases):
+        d = os.path.join(root, kind)
+        with open(os.path.join(root, f"pipe-{kind}.json"), "w", encoding="utf-8") as f:
+            json.dump({"task": task, "model": os.path.relpath(d, out),
+                       "transformers": transformers.__version__, "cases": cases}, f,
+                      ensure_ascii=False, indent=0)
+            f.write("\n")
+
+    def load(task, kind):
+        d = os.path.join(root, kind)
+        return pipeline(task, model=d, tokenizer=d, **eager)
+
+    p = load("text-classification", "seqcls")
+    cases = []
+    for t in PIPE_TEXTS:
+        for kw in ({}, {"top_k": None}):
+            cases.append({"text": t, "kwargs": kw, "output": plain(p(t, **kw))})
+    for q, c in PIPE_QA:
+        cases.append({"text": q, "text_pair": c, "kwargs": {"top_k": None},
+                      "output": plain(p({"text": q, "text_pair": c}, top_k=None))})
+    save("text-classification", "seqcls", cases)
+
+    p = load("token-classification", "tokcls")
+    cases = []
+    for t in PIPE_TEXTS:
+        for agg in ("none", "simple", "first", "average", "max"):
+            cases.append({"text": t, "kwargs": {"aggregation_strategy": agg},
+                          "output": plain(p(t, aggregation_strategy=agg))})
+    assert any(c["output"] for c in cases)
+    save("token-classification", "tokcls", cases)
+
+    p = load("question-answering", "qa")
+    cases = []
+    for q, c in PIPE_QA:
+        for kw in ({}, {"top_k": 3}):
+            cases.append({"question": q, "context": c, "kwargs": kw,
+                          "output": plain(p(question=q, context=c, **kw))})
+    save("question-answering", "qa", cases)
+
+    if "mlm" in FAMILIES[family]["classes"]:
+        p = load("fill-mask", "mlm")
+        m = tok.mask_token
+        cases = []
+        for t in (f"Paris is the {m} of France.", f"The quick brown {m} jumps over the lazy dog.",
+                  f"{m} is the capital of {m}."):
+            for kw in ({}, {"top_k": 2}):
+                cases.append({"text": t, "kwargs": kw, "output": plain(p(t, **kw))})
+        save("fill-mask", "mlm", cases)
+
+
 def build_family(out, write_golden):
     corpus = os.path.join(out, "family", "corpus.txt")
     for fi, (family, spec) in enumerate(FAMILIES.items()):
@@ -276,4 +354,5 @@ def build_family(out, write_golden):
                     tensors[f"grads.{k}"] = v.contiguous()
             write_golden(os.path.join(mdir, "golden.safetensors"), tensors, kcases,
                          {"class": cls.__name__, "transformers": transformers.__version__})
+        build_pipelines(out, root, family, tok)
         shutil.rmtree(tdir)

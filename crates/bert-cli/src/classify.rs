@@ -3,6 +3,7 @@
 
 use std::io::Write;
 
+use bert::architecture::Class;
 use bert::pipelines::{ClassificationFunction, TextClassification, TextClassificationOptions};
 use bert::BertForSequenceClassification;
 
@@ -36,7 +37,7 @@ pub fn run(args: ClassifyArgs) -> CliResult {
     let model = task::load(
         "classify",
         &args.input.model,
-        &["BertForSequenceClassification"],
+        &[Class::SequenceClassification],
         |m| BertForSequenceClassification::from_pretrained_with(m, &args.dtype.load_options()),
         |m| m.config(),
     )?;

@@ -4,6 +4,7 @@
 
 use std::io::Write;
 
+use bert::architecture::Class;
 use bert::pipelines::{FillMask, FillMaskOptions};
 use bert::BertForMaskedLM;
 
@@ -30,7 +31,7 @@ pub fn run(args: FillMaskArgs) -> CliResult {
     let model = task::load(
         "fill-mask",
         &args.input.model,
-        &["BertForMaskedLM", "BertForPreTraining"],
+        &[Class::MaskedLM, Class::PreTraining],
         |m| BertForMaskedLM::from_pretrained_with(m, &args.dtype.load_options()),
         |m| m.config(),
     )?;

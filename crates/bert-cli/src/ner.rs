@@ -6,6 +6,7 @@
 
 use std::io::Write;
 
+use bert::architecture::Class;
 use bert::pipelines::{AggregationStrategy, TokenClassification, TokenClassificationOptions};
 use bert::BertForTokenClassification;
 
@@ -36,7 +37,7 @@ pub fn run(args: NerArgs) -> CliResult {
     let model = task::load(
         "ner",
         &args.input.model,
-        &["BertForTokenClassification"],
+        &[Class::TokenClassification],
         |m| BertForTokenClassification::from_pretrained_with(m, &args.dtype.load_options()),
         |m| m.config(),
     )?;

@@ -5,6 +5,7 @@
 
 use std::io::Write;
 
+use bert::architecture::Class;
 use bert::pipelines::{QuestionAnswering, QuestionAnsweringOptions};
 use bert::BertForQuestionAnswering;
 
@@ -81,7 +82,7 @@ pub fn run(args: QaArgs) -> CliResult {
     let model = task::load(
         "qa",
         &args.model,
-        &["BertForQuestionAnswering"],
+        &[Class::QuestionAnswering],
         |m| BertForQuestionAnswering::from_pretrained_with(m, &args.dtype.load_options()),
         |m| m.config(),
     )?;

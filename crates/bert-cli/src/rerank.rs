@@ -4,6 +4,7 @@
 
 use std::io::Write;
 
+use bert::architecture::Class;
 use bert::pipelines::CrossEncoder;
 use bert::BertForSequenceClassification;
 
@@ -47,7 +48,7 @@ pub fn run(args: RerankArgs) -> CliResult {
     let model = task::load(
         "rerank",
         &args.input.model,
-        &["BertForSequenceClassification"],
+        &[Class::SequenceClassification],
         |m| BertForSequenceClassification::from_pretrained_with(m, &args.dtype.load_options()),
         |m| m.config(),
     )?;

@@ -3,46 +3,68 @@
 
 use std::io::Write;
 
+use bert::architecture::{self, Architecture, Class};
+
 use crate::CliResult;
 
-/// Fails unless the checkpoint's `config.json` `architectures` name one of `wanted` (a checkpoint
-/// without `architectures` is let through: loading its head then says what is missing). A
-/// sequence classifier's `classifier.*` would load as a token classifier's, so the tensors alone
-/// cannot tell them apart.
+/// Fails unless the checkpoint's `config.json` `architectures` name a class of `wanted`, in any
+/// family (a checkpoint without `architectures` is let through: loading its head then says what
+/// is missing). A sequence classifier's `classifier.*` would load as a token classifier's, so the
+/// tensors alone cannot tell them apart.
 pub fn check_head(
     command: &str,
     config: &bert::BertConfig,
-    wanted: &[&str],
+    wanted: &[Class],
     model: &str,
 ) -> CliResult {
     let Some(archs) = config.architectures.as_ref().filter(|a| !a.is_empty()) else {
         return Ok(());
     };
-    if archs.iter().any(|a| wanted.contains(&a.as_str())) {
+    let class = |a: &String| architecture::find_class(a).map(|(_, c)| c);
+    if archs
+        .iter()
+        .any(|a| class(a).is_some_and(|c| wanted.contains(&c)))
+    {
         return Ok(());
     }
     let hint = archs
         .iter()
-        .find_map(|a| command_for(a))
+        .find_map(|a| class(a).and_then(command_for))
         .map(|c| format!("; {c} runs it"))
         .unwrap_or_default();
+    // The checkpoint's family: by its class (a config rebuilt from an error has only that).
+    let family = archs
+        .iter()
+        .find_map(|a| architecture::find_class(a))
+        .map_or_else(|| Architecture::of(config), |(a, _)| a);
+    let names: Vec<&str> = wanted
+        .iter()
+        .filter_map(|&c| family.class_name(c))
+        .collect();
     Err(format!(
         "{model}: `bert {command}` needs a {} checkpoint, but this one is {} (config.json \
          architectures){hint}",
-        wanted.join(" or "),
+        if names.is_empty() {
+            format!(
+                "{:?} (which {} models do not have)",
+                wanted[0], family.model_type
+            )
+        } else {
+            names.join(" or ")
+        },
         archs.join(", ")
     )
     .into())
 }
 
 /// The command that runs a head.
-fn command_for(arch: &str) -> Option<&'static str> {
-    Some(match arch {
-        "BertForSequenceClassification" => "`bert classify` (or `bert rerank`, with one label)",
-        "BertForTokenClassification" => "`bert ner`",
-        "BertForQuestionAnswering" => "`bert qa`",
-        "BertForMaskedLM" | "BertForPreTraining" => "`bert fill-mask`",
-        "BertModel" => "`bert encode`",
+fn command_for(class: Class) -> Option<&'static str> {
+    Some(match class {
+        Class::SequenceClassification => "`bert classify` (or `bert rerank`, with one label)",
+        Class::TokenClassification => "`bert ner`",
+        Class::QuestionAnswering => "`bert qa`",
+        Class::MaskedLM | Class::PreTraining => "`bert fill-mask`",
+        Class::Model => "`bert encode`",
         _ => return None,
     })
 }
@@ -51,7 +73,7 @@ fn command_for(arch: &str) -> Option<&'static str> {
 pub fn load<T>(
     command: &str,
     model: &str,
-    wanted: &[&str],
+    wanted: &[Class],
     from_pretrained: impl Fn(&str) -> bert::Result<T>,
     config: impl Fn(&T) -> &bert::BertConfig,
 ) -> CliResult<T> {

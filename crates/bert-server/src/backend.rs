@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use bert::architecture::{self, Architecture, Class};
 use bert::pipelines::{
     normalize, pool, Answer, Entity, QuestionAnswering, QuestionAnsweringOptions,
     SentenceEmbeddings, TokenClassification, TokenClassificationOptions,
@@ -59,14 +60,15 @@ impl Backend {
             .as_ref()
             .and_then(|a| a.first().cloned())
             .unwrap_or_else(|| "BertModel".to_string());
-        let positions = config.max_position_embeddings;
+        let class = architecture::find_class(&architecture).map(|(_, c)| c);
+        let positions = Architecture::of(&config).max_len(&config);
         let tokenizer = || -> bert::Result<BertTokenizer> {
             let tok = BertTokenizer::from_dir(dir)?;
             let n = tok.max_length().min(positions);
             Ok(tok.with_max_length(n))
         };
-        let (backend, head, tokenizer, lowercase, pooling) = match architecture.as_str() {
-            "BertForSequenceClassification" => {
+        let (backend, head, tokenizer, lowercase, pooling) = match class {
+            Some(Class::SequenceClassification) => {
                 let tokenizer = tokenizer()?;
                 let model = BertForSequenceClassification::from_dir(dir)?;
                 let t = tokenizer.clone();
@@ -78,7 +80,7 @@ impl Backend {
                     None,
                 )
             }
-            "BertForTokenClassification" => {
+            Some(Class::TokenClassification) => {
                 let tokenizer = tokenizer()?;
                 let model = BertForTokenClassification::from_dir(dir)?;
                 let t = tokenizer.clone();
@@ -91,7 +93,7 @@ impl Backend {
                     None,
                 )
             }
-            "BertForQuestionAnswering" => {
+            Some(Class::QuestionAnswering) => {
                 let tokenizer = tokenizer()?;
                 let model = BertForQuestionAnswering::from_dir(dir)?;
                 let t = tokenizer.clone();

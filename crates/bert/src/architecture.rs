@@ -93,6 +93,8 @@ pub enum Class {
 pub struct Classifier {
     /// The head's dense layer (canonical name) and its activation; `None` reads `pooler_output`.
     pub dense: Option<(&'static str, HeadAct)>,
+    /// Dropout on the first token before `dense` (RoBERTa's and ELECTRA's heads), in training.
+    pub dropout_before_dense: bool,
     /// The output Linear (canonical name).
     pub out: &'static str,
 }
@@ -110,6 +112,8 @@ pub struct Architecture {
     /// Whether the embeddings have a token-type table (DistilBERT: none; a `token_type_ids`
     /// input is an error).
     pub token_types: bool,
+    /// Whether training applies dropout after the attention's output layer (DistilBERT: no).
+    pub attention_output_dropout: bool,
     /// The layers' path in checkpoint keys (canonical `encoder.layer`).
     layers: &'static str,
     /// In-layer renames `(checkpoint, canonical)`, matched on the name's start.
@@ -137,23 +141,31 @@ pub static ARCHITECTURES: [Architecture; 5] = [
         base: "bert",
         positions: Positions::Absolute,
         token_types: true,
+        attention_output_dropout: true,
         layers: "encoder.layer",
         layer_names: &[],
         head_names: &[],
         head_modules: &BERT_HEADS,
         classifier: Classifier {
             dense: None,
+            dropout_before_dense: false,
             out: "classifier",
         },
         mlm_act: None,
         classes: &[
             (Class::Model, "BertModel"),
-            (Class::SequenceClassification, "BertForSequenceClassification"),
+            (
+                Class::SequenceClassification,
+                "BertForSequenceClassification",
+            ),
             (Class::TokenClassification, "BertForTokenClassification"),
             (Class::QuestionAnswering, "BertForQuestionAnswering"),
             (Class::MultipleChoice, "BertForMultipleChoice"),
             (Class::MaskedLM, "BertForMaskedLM"),
-            (Class::NextSentencePrediction, "BertForNextSentencePrediction"),
+            (
+                Class::NextSentencePrediction,
+                "BertForNextSentencePrediction",
+            ),
             (Class::PreTraining, "BertForPreTraining"),
         ],
     },
@@ -163,6 +175,7 @@ pub static ARCHITECTURES: [Architecture; 5] = [
         base: "roberta",
         positions: Positions::AfterPadding,
         token_types: true,
+        attention_output_dropout: true,
         layers: "encoder.layer",
         layer_names: &[],
         head_names: ROBERTA_HEAD_NAMES,
@@ -171,7 +184,10 @@ pub static ARCHITECTURES: [Architecture; 5] = [
         mlm_act: Some(HiddenAct::Gelu),
         classes: &[
             (Class::Model, "RobertaModel"),
-            (Class::SequenceClassification, "RobertaForSequenceClassification"),
+            (
+                Class::SequenceClassification,
+                "RobertaForSequenceClassification",
+            ),
             (Class::TokenClassification, "RobertaForTokenClassification"),
             (Class::QuestionAnswering, "RobertaForQuestionAnswering"),
             (Class::MaskedLM, "RobertaForMaskedLM"),
@@ -183,6 +199,7 @@ pub static ARCHITECTURES: [Architecture; 5] = [
         base: "roberta",
         positions: Positions::AfterPadding,
         token_types: true,
+        attention_output_dropout: true,
         layers: "encoder.layer",
         layer_names: &[],
         head_names: ROBERTA_HEAD_NAMES,
@@ -191,8 +208,14 @@ pub static ARCHITECTURES: [Architecture; 5] = [
         mlm_act: Some(HiddenAct::Gelu),
         classes: &[
             (Class::Model, "XLMRobertaModel"),
-            (Class::SequenceClassification, "XLMRobertaForSequenceClassification"),
-            (Class::TokenClassification, "XLMRobertaForTokenClassification"),
+            (
+                Class::SequenceClassification,
+                "XLMRobertaForSequenceClassification",
+            ),
+            (
+                Class::TokenClassification,
+                "XLMRobertaForTokenClassification",
+            ),
             (Class::QuestionAnswering, "XLMRobertaForQuestionAnswering"),
             (Class::MaskedLM, "XLMRobertaForMaskedLM"),
         ],
@@ -203,6 +226,7 @@ pub static ARCHITECTURES: [Architecture; 5] = [
         base: "distilbert",
         positions: Positions::Absolute,
         token_types: false,
+        attention_output_dropout: false,
         layers: "transformer.layer",
         layer_names: &[
             ("attention.q_lin.", "attention.self.query."),
@@ -220,7 +244,10 @@ pub static ARCHITECTURES: [Architecture; 5] = [
                 "vocab_layer_norm.",
                 Some("cls.predictions.transform.LayerNorm."),
             ),
-            ("vocab_projector.weight", Some("cls.predictions.decoder.weight")),
+            (
+                "vocab_projector.weight",
+                Some("cls.predictions.decoder.weight"),
+            ),
             ("vocab_projector.bias", Some("cls.predictions.bias")),
         ],
         head_modules: &[
@@ -233,13 +260,20 @@ pub static ARCHITECTURES: [Architecture; 5] = [
         ],
         classifier: Classifier {
             dense: Some(("pre_classifier", HeadAct::Relu)),
+            dropout_before_dense: false,
             out: "classifier",
         },
         mlm_act: None,
         classes: &[
             (Class::Model, "DistilBertModel"),
-            (Class::SequenceClassification, "DistilBertForSequenceClassification"),
-            (Class::TokenClassification, "DistilBertForTokenClassification"),
+            (
+                Class::SequenceClassification,
+                "DistilBertForSequenceClassification",
+            ),
+            (
+                Class::TokenClassification,
+                "DistilBertForTokenClassification",
+            ),
             (Class::QuestionAnswering, "DistilBertForQuestionAnswering"),
             (Class::MaskedLM, "DistilBertForMaskedLM"),
         ],
@@ -250,18 +284,23 @@ pub static ARCHITECTURES: [Architecture; 5] = [
         base: "electra",
         positions: Positions::Absolute,
         token_types: true,
+        attention_output_dropout: true,
         layers: "encoder.layer",
         layer_names: &[],
         head_names: &[],
         head_modules: &["discriminator_predictions.", "classifier.", "qa_outputs."],
         classifier: Classifier {
             dense: Some(("classifier.dense", HeadAct::Gelu)),
+            dropout_before_dense: true,
             out: "classifier.out_proj",
         },
         mlm_act: None,
         classes: &[
             (Class::Model, "ElectraModel"),
-            (Class::SequenceClassification, "ElectraForSequenceClassification"),
+            (
+                Class::SequenceClassification,
+                "ElectraForSequenceClassification",
+            ),
             (Class::TokenClassification, "ElectraForTokenClassification"),
             (Class::QuestionAnswering, "ElectraForQuestionAnswering"),
             (Class::Discriminator, "ElectraForPreTraining"),
@@ -271,6 +310,7 @@ pub static ARCHITECTURES: [Architecture; 5] = [
 
 const ROBERTA_CLASSIFIER: Classifier = Classifier {
     dense: Some(("classifier.dense", HeadAct::Tanh)),
+    dropout_before_dense: true,
     out: "classifier.out_proj",
 };
 
@@ -281,7 +321,10 @@ const ROBERTA_HEAD_NAMES: &[(&str, Option<&str>)] = &[
         "lm_head.layer_norm.",
         Some("cls.predictions.transform.LayerNorm."),
     ),
-    ("lm_head.decoder.weight", Some("cls.predictions.decoder.weight")),
+    (
+        "lm_head.decoder.weight",
+        Some("cls.predictions.decoder.weight"),
+    ),
     ("lm_head.decoder.bias", None),
     ("lm_head.bias", Some("cls.predictions.bias")),
 ];
@@ -485,7 +528,10 @@ mod tests {
                 "bert.encoder.layer.0.output.LayerNorm.gamma",
                 Some("encoder.layer.0.output.LayerNorm.weight"),
             ),
-            ("embeddings.LayerNorm.beta", Some("embeddings.LayerNorm.bias")),
+            (
+                "embeddings.LayerNorm.beta",
+                Some("embeddings.LayerNorm.bias"),
+            ),
             ("pooler.dense.weight", Some("pooler.dense.weight")),
             ("bert.embeddings.position_ids", None),
             ("bert.classifier.weight", None),
@@ -578,16 +624,22 @@ mod tests {
         let ids = ndarray::array![[0, 5, 6, 2, 1, 1], [0, 7, 2, 1, 1, 1]];
         let p = a.default_positions(&c, &ids).unwrap();
         assert_eq!(p, ndarray::array![[2, 3, 4, 5, 1, 1], [2, 3, 4, 1, 1, 1]]);
-        assert_eq!(a.max_len(&BertConfig {
-            max_position_embeddings: 514,
-            ..c
-        }), 512);
+        assert_eq!(
+            a.max_len(&BertConfig {
+                max_position_embeddings: 514,
+                ..c
+            }),
+            512
+        );
     }
 
     #[test]
     fn classes_are_found_by_name() {
         let (a, c) = find_class("XLMRobertaForTokenClassification").unwrap();
-        assert_eq!((a.family, c), (Family::XlmRoberta, Class::TokenClassification));
+        assert_eq!(
+            (a.family, c),
+            (Family::XlmRoberta, Class::TokenClassification)
+        );
         assert!(find_class("GPT2Model").is_none());
         assert!(class_names().any(|n| n == "ElectraForPreTraining"));
     }

@@ -246,7 +246,9 @@ impl BertConfig {
     /// The document transformers' config class of this family reads (DistilBERT's own key names).
     pub fn to_json_value(&self) -> serde_json::Value {
         let mut v = serde_json::to_value(self).expect("plain struct");
-        v["model_type"] = crate::architecture::Architecture::of(self).model_type.into();
+        v["model_type"] = crate::architecture::Architecture::of(self)
+            .model_type
+            .into();
         family_keys::from_bert(v)
     }
 
@@ -338,7 +340,7 @@ mod family_keys {
     use serde_json::{json, Map, Value};
 
     /// DistilBERT's names for BERT's keys (`DistilBertConfig`).
-    const DISTILBERT: [(&str, &str); 7] = [
+    const DISTILBERT: [(&str, &str); 8] = [
         ("dim", "hidden_size"),
         ("n_layers", "num_hidden_layers"),
         ("n_heads", "num_attention_heads"),
@@ -346,6 +348,7 @@ mod family_keys {
         ("activation", "hidden_act"),
         ("dropout", "hidden_dropout_prob"),
         ("attention_dropout", "attention_probs_dropout_prob"),
+        ("seq_classif_dropout", "classifier_dropout"),
     ];
 
     /// The defaults of each family's config class that differ from `BertConfig`'s.
@@ -474,7 +477,10 @@ mod tests {
         );
         assert_eq!((c.intermediate_size, c.type_vocab_size), (37, 1));
         let v = c.to_json_value();
-        assert_eq!((v["dim"].as_u64(), v["hidden_dim"].as_u64()), (Some(32), Some(37)));
+        assert_eq!(
+            (v["dim"].as_u64(), v["hidden_dim"].as_u64()),
+            (Some(32), Some(37))
+        );
         assert!(v.get("hidden_size").is_none() && v.get("type_vocab_size").is_none());
         let back = BertConfig::from_json_str(&v.to_string()).unwrap();
         assert_eq!(back, c);

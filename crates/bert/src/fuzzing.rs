@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use memmap2::{Mmap, MmapMut};
 
+use crate::architecture::ARCHITECTURES;
 use crate::model::BertModel;
 use crate::tokenizer::TokenizerFiles;
-use crate::architecture::ARCHITECTURES;
 use crate::weights::{self, Checkpoint};
 use crate::{BertConfig, BertTokenizer, Error, Result};
 

@@ -144,6 +144,7 @@ pub struct BertTokenizer {
     max_length: usize,
     pad_id: i64,
     unk_id: Option<i64>,
+    cls_id: Option<i64>,
     mask_token: String,
     clean_up_tokenization_spaces: bool,
     /// `false`: every `type_ids` is 0 (the tokenizer returns no `token_type_ids`).
@@ -238,11 +239,13 @@ impl BertTokenizer {
             .token_to_id(&config.pad_token)
             .map_or(0, |id| id as i64);
         let unk_id = inner.token_to_id(&config.unk_token).map(i64::from);
+        let cls_id = inner.token_to_id(&config.cls_token).map(i64::from);
         let mut tok = BertTokenizer {
             inner,
             max_length: 0,
             pad_id,
             unk_id,
+            cls_id,
             mask_token: config.mask_token.clone(),
             clean_up_tokenization_spaces: config.clean_up_tokenization_spaces,
             token_types: config.token_types,
@@ -290,6 +293,12 @@ impl BertTokenizer {
     /// The id of the unknown token (`[UNK]`), if the vocabulary has it.
     pub fn unk_id(&self) -> Option<i64> {
         self.unk_id
+    }
+
+    /// The id of the classifier token (`cls_token` of `tokenizer_config.json`: `[CLS]`, `<s>`),
+    /// if the vocabulary has it.
+    pub fn cls_id(&self) -> Option<i64> {
+        self.cls_id
     }
 
     /// The mask token of `tokenizer_config.json` (default `[MASK]`).

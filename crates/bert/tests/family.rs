@@ -121,7 +121,13 @@ fn every_class_matches_transformers() {
                     }
                     AutoModel::QuestionAnswering(m) => {
                         let out = m.forward(&inputs, &plain).unwrap();
-                        check_logits(&label, &g, &case, "start_logits", out.start_logits.into_dyn());
+                        check_logits(
+                            &label,
+                            &g,
+                            &case,
+                            "start_logits",
+                            out.start_logits.into_dyn(),
+                        );
                         check_logits(&label, &g, &case, "end_logits", out.end_logits.into_dyn());
                     }
                     AutoModel::MaskedLM(m) => {
@@ -167,7 +173,10 @@ fn classes_of_another_family_are_refused() {
     )
     .err()
     .unwrap();
-    assert!(e.to_string().contains("RobertaForSequenceClassification"), "{e}");
+    assert!(
+        e.to_string().contains("RobertaForSequenceClassification"),
+        "{e}"
+    );
     let m = AutoModel::from_pretrained_as(
         "RobertaModel",
         dir("roberta", "seqcls").to_str().unwrap(),
@@ -181,11 +190,123 @@ fn classes_of_another_family_are_refused() {
 fn roberta_inputs_longer_than_its_positions_are_refused() {
     let d = dir("roberta", "model");
     let model = AutoModel::from_dir(&d).unwrap();
-    // max_position_embeddings 42 with padding_idx 1: 40 tokens at most.
-    let ids = bert::ndarray::Array2::from_elem((1, 41), 5i64);
+    // max_position_embeddings 66 with padding_idx 1: 64 tokens at most.
+    let ids = bert::ndarray::Array2::from_elem((1, 65), 5i64);
     let e = model
         .bert()
         .forward(&bert::BertInputs::from_ids(ids), &Default::default())
         .unwrap_err();
-    assert!(e.to_string().contains("exceeds the 40 positions"), "{e}");
+    assert!(e.to_string().contains("exceeds the 64 positions"), "{e}");
+}
+
+/// Loss and every gradient of a sequence- and a token-classification loss against PyTorch's
+/// (`loss.backward()` in eval mode), relative to each tensor's largest gradient; then the model
+/// saved by `save_pretrained` carries transformers' parameter names and reloads to the same logits.
+#[test]
+fn fine_tuning_gradients_match_pytorch() {
+    use bert::train::{save_pretrained, HeadInit, Labels, Mode, Task, TaskModel};
+    let mut checked = 0;
+    for family in FAMILIES {
+        for (kind, task) in [
+            ("seqcls", Task::SequenceClassification),
+            ("tokcls", Task::TokenClassification),
+        ] {
+            let label = format!("{family}/{kind}");
+            let d = dir(family, kind);
+            let g = Golden::load_path(&d.join("golden.safetensors"));
+            let (model, params) = TaskModel::from_dir(&d, task, &HeadInit::default()).unwrap();
+            let mut want: Vec<String> = g
+                .f32s
+                .keys()
+                .filter_map(|k| k.strip_prefix("grads.grad.").map(String::from))
+                .collect();
+            let mut ours: Vec<String> = params
+                .tensors()
+                .iter()
+                .map(|t| model.checkpoint_name(&t.name))
+                .collect();
+            want.sort();
+            ours.sort();
+            assert_eq!(ours, want, "{label}: parameter names");
+            let inputs = g.inputs("singles");
+            let labels = match task {
+                Task::SequenceClassification => {
+                    Labels::Classes(g.i64s["grads.labels"].iter().copied().collect::<Vec<i64>>())
+                }
+                _ => Labels::Tokens(g.ids("grads.labels").unwrap()),
+            };
+            let mut grads = params.zeros_like();
+            let loss = model
+                .train_step(
+                    &params,
+                    &mut grads,
+                    &inputs,
+                    &labels,
+                    &ForwardOptions::default(),
+                    Mode::Eval,
+                    1.0,
+                )
+                .unwrap();
+            let want_loss = g.f32s["grads.loss"][[0]];
+            assert!(
+                (loss - want_loss).abs() <= 1e-5 * want_loss.abs().max(1.0),
+                "{label}: loss {loss} vs {want_loss}"
+            );
+            for t in grads.tensors() {
+                let name = model.checkpoint_name(&t.name);
+                let theirs: Vec<f32> = g.f32s[&format!("grads.grad.{name}")]
+                    .iter()
+                    .copied()
+                    .collect();
+                let ours = grads.get(&t.name).unwrap();
+                let scale = theirs.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+                let d = ours
+                    .iter()
+                    .zip(&theirs)
+                    .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()))
+                    / scale;
+                // The key bias has no effect on softmax: its gradient is rounding noise in both.
+                if name.ends_with("attention.self.key.bias") || name.ends_with("k_lin.bias") {
+                    assert!(ours.iter().all(|v| v.abs() < 1e-5), "{label}: {name}");
+                    continue;
+                }
+                assert!(
+                    d <= 1e-4,
+                    "{label}: grad of {name} differs by {d:e} of its max"
+                );
+            }
+            // Saved as transformers names it, and loaded back by the inference model.
+            let out = std::env::temp_dir()
+                .join(format!("bert-family-{}-{label}", std::process::id()).replace('/', "-"));
+            save_pretrained(&model, &params, &out, &[]).unwrap();
+            let st = std::fs::read(out.join("model.safetensors")).unwrap();
+            let mut saved: Vec<String> = safetensors::SafeTensors::deserialize(&st)
+                .unwrap()
+                .names()
+                .into_iter()
+                .map(String::from)
+                .collect();
+            saved.sort();
+            assert_eq!(saved, want, "{label}: saved names");
+            let back = AutoModel::from_dir(&out).unwrap();
+            assert_eq!(back.architecture(), g.meta["class"], "{label}");
+            let logits = match &back {
+                AutoModel::SequenceClassification(m) => m
+                    .forward(&inputs, &Default::default())
+                    .unwrap()
+                    .logits
+                    .into_dyn(),
+                AutoModel::TokenClassification(m) => m
+                    .forward(&inputs, &Default::default())
+                    .unwrap()
+                    .logits
+                    .into_dyn(),
+                _ => unreachable!(),
+            };
+            check_logits(&label, &g, "singles", "logits", logits);
+            std::fs::remove_dir_all(&out).unwrap();
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 8);
 }

@@ -90,8 +90,14 @@ fn text_classification_matches_transformers() {
         let g = golden(name);
         let p = TextClassification::from_pretrained(&model(name)).unwrap();
         assert_eq!(ClassificationFunction::for_config(p.model.config()), f);
+        check_text_classification(name, &g, &p);
+    }
+}
+
+fn check_text_classification(name: &str, g: &Value, p: &TextClassification) {
+    {
         let mut worst = 0.0f64;
-        for (i, c) in cases(&g).iter().enumerate() {
+        for (i, c) in cases(g).iter().enumerate() {
             let text = c["text"].as_str().unwrap();
             let pair = c.get("text_pair").and_then(Value::as_str);
             let opts = TextClassificationOptions {
@@ -146,8 +152,12 @@ fn cross_encoder_matches_transformers_and_sentence_transformers() {
 fn token_classification_matches_transformers() {
     let g = golden("pipe-tokcls");
     let p = TokenClassification::from_pretrained(&model("pipe-tokcls")).unwrap();
+    check_token_classification("pipe-tokcls", &g, &p);
+}
+
+fn check_token_classification(name: &str, g: &Value, p: &TokenClassification) {
     let mut worst = 0.0f64;
-    for (i, c) in cases(&g).iter().enumerate() {
+    for (i, c) in cases(g).iter().enumerate() {
         let kw = &c["kwargs"];
         let mut opts = TokenClassificationOptions {
             aggregation_strategy: kw["aggregation_strategy"]
@@ -165,10 +175,10 @@ fn token_classification_matches_transformers() {
         worst = worst.max(compare(
             &serde_json::to_value(ours).unwrap(),
             &c["output"],
-            &format!("pipe-tokcls case {i} {kw}"),
+            &format!("{name} case {i} {kw}"),
         ));
     }
-    eprintln!("pipe-tokcls: max score diff {worst:.2e}");
+    eprintln!("{name}: max score diff {worst:.2e}");
 }
 
 #[test]
@@ -194,8 +204,12 @@ fn token_classification_refuses_to_merge_windows_without_aggregation() {
 fn question_answering_matches_transformers() {
     let g = golden("pipe-qa");
     let p = QuestionAnswering::from_pretrained(&model("pipe-qa")).unwrap();
+    check_question_answering("pipe-qa", &g, &p);
+}
+
+fn check_question_answering(name: &str, g: &Value, p: &QuestionAnswering) {
     let mut worst = 0.0f64;
-    for (i, c) in cases(&g).iter().enumerate() {
+    for (i, c) in cases(g).iter().enumerate() {
         let kw = &c["kwargs"];
         let u = |k: &str| kw.get(k).map(|v| v.as_u64().unwrap() as usize);
         let opts = QuestionAnsweringOptions {
@@ -219,10 +233,10 @@ fn question_answering_matches_transformers() {
         worst = worst.max(compare(
             &ours,
             &c["output"],
-            &format!("pipe-qa case {i} {kw}"),
+            &format!("{name} case {i} {kw}"),
         ));
     }
-    eprintln!("pipe-qa: max score diff {worst:.2e}");
+    eprintln!("{name}: max score diff {worst:.2e}");
 }
 
 #[test]
@@ -261,8 +275,12 @@ fn question_answering_rejects_a_question_that_leaves_no_room() {
 fn fill_mask_matches_transformers() {
     let g = golden("pipe-mlm");
     let p = FillMask::from_pretrained(&model("pipe-mlm")).unwrap();
+    check_fill_mask("pipe-mlm", &g, &p);
+}
+
+fn check_fill_mask(name: &str, g: &Value, p: &FillMask) {
     let mut worst = 0.0f64;
-    for (i, c) in cases(&g).iter().enumerate() {
+    for (i, c) in cases(g).iter().enumerate() {
         let kw = &c["kwargs"];
         let opts = FillMaskOptions {
             top_k: kw.get("top_k").map_or(5, |v| v.as_u64().unwrap() as usize),
@@ -279,10 +297,10 @@ fn fill_mask_matches_transformers() {
         worst = worst.max(compare(
             &ours,
             &c["output"],
-            &format!("pipe-mlm case {i} {kw}"),
+            &format!("{name} case {i} {kw}"),
         ));
     }
-    eprintln!("pipe-mlm: max score diff {worst:.2e}");
+    eprintln!("{name}: max score diff {worst:.2e}");
 }
 
 #[test]
@@ -395,4 +413,45 @@ fn batches_match_transformers() {
         .fill_batch(&["a [MASK]", "no mask"], &Default::default())
         .unwrap_err();
     assert!(err.to_string().contains("input 1"), "{err}");
+}
+
+/// The same pipelines on RoBERTa, XLM-R, DistilBERT and ELECTRA heads
+/// (`fixtures/family/*/pipe-*.json`, by `scripts/fixtures_family.py`).
+#[test]
+fn family_pipelines_match_transformers() {
+    let mut checked = 0;
+    for family in ["roberta", "xlm-roberta", "distilbert", "electra"] {
+        let root = fixtures().join("family").join(family);
+        for kind in ["seqcls", "tokcls", "qa", "mlm"] {
+            let path = root.join(format!("pipe-{kind}.json"));
+            if !path.exists() {
+                assert!(family == "electra" && kind == "mlm", "{}", path.display());
+                continue;
+            }
+            let g: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            let m = fixtures().join(g["model"].as_str().unwrap());
+            let m = m.to_str().unwrap();
+            let name = format!("{family}/pipe-{kind}");
+            match kind {
+                "seqcls" => check_text_classification(
+                    &name,
+                    &g,
+                    &TextClassification::from_pretrained(m).unwrap(),
+                ),
+                "tokcls" => check_token_classification(
+                    &name,
+                    &g,
+                    &TokenClassification::from_pretrained(m).unwrap(),
+                ),
+                "qa" => check_question_answering(
+                    &name,
+                    &g,
+                    &QuestionAnswering::from_pretrained(m).unwrap(),
+                ),
+                _ => check_fill_mask(&name, &g, &FillMask::from_pretrained(m).unwrap()),
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 15);
 }

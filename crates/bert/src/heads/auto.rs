@@ -97,7 +97,9 @@ impl AutoModel {
                 AutoModel::NextSentencePrediction(BertForNextSentencePrediction::from_opened(o)?)
             }
             Class::PreTraining => AutoModel::PreTraining(BertForPreTraining::from_opened(o)?),
-            Class::Discriminator => AutoModel::Discriminator(ElectraForPreTraining::from_opened(o)?),
+            Class::Discriminator => {
+                AutoModel::Discriminator(ElectraForPreTraining::from_opened(o)?)
+            }
         })
     }
 
@@ -152,7 +154,10 @@ fn class_of(config: &BertConfig) -> Result<Class> {
             "architectures names `{name}`, which this crate does not load for model_type `{}` \
              (it loads {})",
             arch.model_type,
-            arch.classes().map(|(_, n)| n).collect::<Vec<_>>().join(", ")
+            arch.classes()
+                .map(|(_, n)| n)
+                .collect::<Vec<_>>()
+                .join(", ")
         ))),
     }
 }

@@ -78,7 +78,11 @@ impl ElectraForPreTraining {
     }
 
     /// Runs the model; the head runs on real tokens only.
-    pub fn forward(&self, inputs: &BertInputs, opts: &ForwardOptions) -> Result<DiscriminatorOutput> {
+    pub fn forward(
+        &self,
+        inputs: &BertInputs,
+        opts: &ForwardOptions,
+    ) -> Result<DiscriminatorOutput> {
         let out = self.bert.forward(inputs, opts)?;
         let (rows, positions) = real_rows(&out.last_hidden_state, inputs);
         let mut x = apply(&self.dense, &rows);

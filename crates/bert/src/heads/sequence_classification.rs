@@ -9,11 +9,11 @@ use std::path::Path;
 use ndarray::{Array2, Array3, Array4};
 
 use super::params::Rng;
-use crate::architecture::{Architecture, HeadAct};
 use super::{
     apply, apply_labels, check_labels, pooled, require, require_pooler, Dense, NewHead, Opened,
     POOLER,
 };
+use crate::architecture::{Architecture, HeadAct};
 use crate::{BertConfig, BertInputs, BertModel, ForwardOptions, LoadOptions, Result};
 
 const NAME: &str = "BertForSequenceClassification";
@@ -35,7 +35,8 @@ pub struct BertForSequenceClassification {
     bert: BertModel,
     /// (H, H) the head's own dense layer on the first token and its activation (`None`: BERT's
     /// pooler).
-    pub dense: Option<(Dense, HeadAct)>,
+    /// (Boxed: most checkpoints are BERT's, and the head stays small beside the others.)
+    pub dense: Option<Box<(Dense, HeadAct)>>,
     /// (num_labels, H)
     pub classifier: Dense,
 }
@@ -72,7 +73,7 @@ impl BertForSequenceClassification {
         require(&o.checkpoint, NAME, c, &names)?;
         let h = c.hidden_size;
         let dense = match head.dense {
-            Some((name, act)) => Some((Dense::load(&o.checkpoint, name, h, h)?, act)),
+            Some((name, act)) => Some(Box::new((Dense::load(&o.checkpoint, name, h, h)?, act))),
             None => None,
         };
         let classifier =
@@ -92,7 +93,10 @@ impl BertForSequenceClassification {
         let head = Architecture::of(c).classifier;
         let mut rng = Rng::new(init.seed);
         let dense = match head.dense {
-            Some((_, act)) => Some((Dense::init(c.hidden_size, c.hidden_size, c, &mut rng)?, act)),
+            Some((_, act)) => Some(Box::new((
+                Dense::init(c.hidden_size, c.hidden_size, c, &mut rng)?,
+                act,
+            ))),
             None => {
                 require_pooler(NAME, &bert)?;
                 None
@@ -125,8 +129,8 @@ impl BertForSequenceClassification {
         let out = self.bert.forward(inputs, opts)?;
         let own;
         let pooled = match &self.dense {
-            Some((dense, act)) => {
-                own = first_token(dense, *act, &out.last_hidden_state, inputs);
+            Some(d) => {
+                own = first_token(&d.0, d.1, &out.last_hidden_state, inputs);
                 &own
             }
             None => pooled(NAME, &out)?,

@@ -156,14 +156,14 @@ impl QuestionAnswering {
         opts: &QuestionAnsweringOptions,
     ) -> Vec<Answer> {
         let chars: Vec<char> = context.chars().collect();
-        let cls = self.tokenizer.token_to_id("[CLS]");
+        let cls = self.tokenizer.cls_id();
         let pre_topk = opts.top_k * 2 + 10;
         let mut min_null = 1_000_000f64;
         let mut answers: Vec<Answer> = Vec::new();
         for (i, enc) in windows.iter().enumerate() {
             let w = row + i;
             let n = enc.len();
-            // p_mask 0 (allowed) on context tokens and [CLS]; `undesired_tokens` in transformers.
+            // p_mask 0 (allowed) on context tokens and the CLS token ([CLS], <s>); `undesired_tokens` in transformers.
             let allowed: Vec<bool> = enc
                 .get_sequence_ids()
                 .iter()

@@ -200,7 +200,8 @@ impl TokenClassification {
     }
 
     /// `gather_pre_entities`: text tokens with their scores, offsets and whether they continue a
-    /// word (a token string longer or shorter than its text span, like `##ing` for `ing`).
+    /// word (a token string longer or shorter than its text span, like `##ing` for `ing`; for a
+    /// tokenizer without a continuation prefix, a token not preceded by a space).
     fn pre_entities(
         &self,
         window: &tokenizers::Encoding,
@@ -208,6 +209,14 @@ impl TokenClassification {
         scores: impl Fn(usize) -> Vec<f32>,
     ) -> Vec<PreEntity> {
         let unk_id = self.tokenizer.unk_id();
+        let word_aware = match self.tokenizer.inner().get_model() {
+            tokenizers::ModelWrapper::WordPiece(m) => !m.continuing_subword_prefix.is_empty(),
+            tokenizers::ModelWrapper::BPE(m) => m
+                .continuing_subword_prefix
+                .as_ref()
+                .is_some_and(|p| !p.is_empty()),
+            _ => false,
+        };
         let mut out = Vec::new();
         for (idx, (&id, &(start, end))) in window
             .get_ids()
@@ -223,7 +232,13 @@ impl TokenClassification {
                 .tokenizer
                 .id_to_token(i64::from(id))
                 .unwrap_or_default();
-            let mut is_subword = word.chars().count() != word_ref.chars().count();
+            // transformers: a word-aware model (WordPiece's `##`) tells by the token's length;
+            // the others (byte-level BPE, Unigram) by the text: no space before the token.
+            let mut is_subword = if word_aware {
+                word.chars().count() != word_ref.chars().count()
+            } else {
+                start > 0 && !chars[start - 1..(start + 1).min(chars.len())].contains(&' ')
+            };
             if Some(i64::from(id)) == unk_id {
                 word = word_ref;
                 is_subword = false;

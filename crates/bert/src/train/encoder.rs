@@ -6,7 +6,12 @@
 //! [`ParamSet`] that the optimizer updates between steps. Module by module, as `modeling_bert.py`:
 //! embeddings -> L x (self-attention, self-output, intermediate, output) -> pooler. Dropout sits
 //! where transformers has it: after the embeddings' LayerNorm, on the attention probabilities, and
-//! after the two dense layers of each block before their residual LayerNorm.
+//! after the two dense layers of each block before their residual LayerNorm (DistilBERT has none
+//! after the attention's output layer).
+//!
+//! The family variants come from [`Architecture`], as in inference: position ids, a missing
+//! token-type table (DistilBERT), ELECTRA's `embeddings_project`, and the "pooler" of a sequence
+//! classifier (BERT's `pooler.dense` + tanh, or the family head's dense layer and activation).
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -24,6 +29,7 @@ use bert_kernels::Activation;
 
 use super::params::ParamSet;
 use super::pool::BufferPool;
+use crate::architecture::{Architecture, HeadAct};
 use crate::model::WeightSource;
 use crate::packing::Packing;
 use crate::{BertConfig, BertInputs, BertModelOutput, Error, ForwardOptions, Result};
@@ -55,16 +61,33 @@ struct LayerParams {
     ln2: Dense,
 }
 
+/// What pools a sequence for a classifier: a dense layer on its first token and an activation.
+#[derive(Clone, Debug)]
+pub(crate) struct PoolerSpec {
+    /// The dense layer's parameter name without `.weight` / `.bias` (`bert.pooler.dense`,
+    /// `classifier.dense`, `pre_classifier`).
+    pub name: String,
+    /// Where its weights are read from (canonical checkpoint key, without `.weight`).
+    pub source: String,
+    pub act: HeadAct,
+    /// Dropout on the first token before the dense layer (`RobertaClassificationHead`).
+    pub dropout_before: bool,
+}
+
 /// The encoder's place in a [`ParamSet`]; the values live in the set.
 #[derive(Clone, Debug)]
 pub struct Encoder {
     config: BertConfig,
+    arch: &'static Architecture,
     word: Range<usize>,
     position: Range<usize>,
-    token_type: Range<usize>,
+    /// `None`: no token types (DistilBERT); a zero row stands in.
+    token_type: Option<Range<usize>>,
     emb_ln: Dense,
+    /// ELECTRA's `embeddings_project` (H, E), when the tables are narrower than H.
+    project: Option<Dense>,
     layers: Vec<LayerParams>,
-    pooler: Option<Dense>,
+    pooler: Option<(Dense, HeadAct, bool)>,
     act: Activation,
     /// Activation buffers reused across steps (shared by clones and by the tapes).
     pool: Arc<BufferPool>,
@@ -79,15 +102,20 @@ pub struct Tape {
     positions: Vec<i64>,
     head_mask: Option<Vec<f32>>,
     mode: Mode,
-    /// (N, H) embedding sum before its LayerNorm, and the LayerNorm's statistics.
+    /// (N, E) embedding sum before its LayerNorm, and the LayerNorm's statistics.
     emb_sum: Vec<f32>,
     emb_mean: Vec<f32>,
     emb_rstd: Vec<f32>,
+    /// (N, E) the input of `embeddings_project` (after dropout), when there is one.
+    emb_out: Vec<f32>,
     layers: Vec<LayerTape>,
     /// (N, H) the last layer's output (packed `last_hidden_state`).
     pub(crate) hidden: Vec<f32>,
-    /// Sequences with at least one token, their first-token rows (S, H) and pooled output (S, H).
+    /// Sequences with at least one token, their first-token rows (S, H) (after dropout, when
+    /// the head has one there) and pooled output (S, H).
     pub(crate) pooled: Option<(Vec<usize>, Vec<f32>, Vec<f32>)>,
+    /// (S, H) the pooler's pre-activation (its backward for GELU needs it).
+    pooled_pre: Vec<f32>,
 }
 
 impl Drop for Tape {
@@ -98,7 +126,9 @@ impl Drop for Tape {
             &mut self.emb_sum,
             &mut self.emb_mean,
             &mut self.emb_rstd,
+            &mut self.emb_out,
             &mut self.hidden,
+            &mut self.pooled_pre,
         ] {
             pool.give(std::mem::take(b));
         }
@@ -150,36 +180,50 @@ const EMB_STREAM: u64 = 0;
 const SITE_ATTN_PROBS: u64 = 1;
 const SITE_ATTN_OUT: u64 = 2;
 const SITE_OUT: u64 = 3;
+/// The dropout stream of a classifier's dropout before its dense layer.
+const POOLER_STREAM: u64 = 5;
 
 impl Encoder {
-    /// Adds the encoder's tensors from `w` to `params` under `prefix` + their `BertModel` names
-    /// (`prefix` is `bert.` inside a `BertFor*` model); `pooler` adds the pooler.
+    /// Adds the encoder's tensors from `w` to `params` under `prefix` + their canonical
+    /// `BertModel` names (`prefix` is the family's `bert.` / `roberta.` ... inside a task model);
+    /// `pooler` adds what pools a sequence.
     pub(crate) fn load(
         config: &BertConfig,
         w: &dyn WeightSource,
         params: &mut ParamSet,
         prefix: &str,
-        pooler: bool,
+        pooler: Option<PoolerSpec>,
     ) -> Result<Self> {
         config.validate()?;
         let c = config;
-        let (h, i) = (c.hidden_size, c.intermediate_size);
+        let arch = Architecture::of(c);
+        let (h, i, e) = (c.hidden_size, c.intermediate_size, c.embedding_width());
+        let mut pooler_params = None;
         let mut add = |name: &str, shape: &[usize]| -> Result<Range<usize>> {
             let v = w.get(name, shape)?;
             params.push(&format!("{prefix}{name}"), shape, v)
         };
-        let word = add("embeddings.word_embeddings.weight", &[c.vocab_size, h])?;
+        let word = add("embeddings.word_embeddings.weight", &[c.vocab_size, e])?;
         let position = add(
             "embeddings.position_embeddings.weight",
-            &[c.max_position_embeddings, h],
+            &[c.max_position_embeddings, e],
         )?;
-        let token_type = add(
-            "embeddings.token_type_embeddings.weight",
-            &[c.type_vocab_size, h],
-        )?;
+        let token_type = if arch.token_types {
+            Some(add(
+                "embeddings.token_type_embeddings.weight",
+                &[c.type_vocab_size, e],
+            )?)
+        } else {
+            None
+        };
         let emb_ln = Dense {
-            w: add("embeddings.LayerNorm.weight", &[h])?,
-            b: add("embeddings.LayerNorm.bias", &[h])?,
+            w: add("embeddings.LayerNorm.weight", &[e])?,
+            b: add("embeddings.LayerNorm.bias", &[e])?,
+        };
+        let project = if e != h {
+            Some(dense(&mut add, "embeddings_project", h, e)?)
+        } else {
+            None
         };
         let mut layers = Vec::with_capacity(c.num_hidden_layers);
         for l in 0..c.num_hidden_layers {
@@ -219,23 +263,28 @@ impl Encoder {
                 ln2,
             });
         }
-        let pooler = if pooler {
-            Some(Dense {
-                w: add("pooler.dense.weight", &[h, h])?,
-                b: add("pooler.dense.bias", &[h])?,
-            })
-        } else {
-            None
-        };
+        if let Some(spec) = pooler {
+            let mut get = |part: &str, shape: &[usize]| -> Result<Range<usize>> {
+                let v = w.get(&format!("{}.{part}", spec.source), shape)?;
+                params.push(&format!("{}.{part}", spec.name), shape, v)
+            };
+            let d = Dense {
+                w: get("weight", &[h, h])?,
+                b: get("bias", &[h])?,
+            };
+            pooler_params = Some((d, spec.act, spec.dropout_before));
+        }
         Ok(Encoder {
             pool: Arc::default(),
             config: config.clone(),
+            arch,
             word,
             position,
             token_type,
             emb_ln,
+            project,
             layers,
-            pooler,
+            pooler: pooler_params,
             act: config.hidden_act.kernel(),
         })
     }
@@ -250,7 +299,12 @@ impl Encoder {
     /// As [`Encoder::from_pretrained`], from a local directory.
     pub fn from_dir(dir: &std::path::Path, pooler: bool) -> Result<(Self, ParamSet)> {
         let (config, checkpoint) = crate::model::open_dir(dir)?;
-        let pooler = pooler && checkpoint.contains("pooler.dense.weight");
+        let pooler = (pooler && checkpoint.contains("pooler.dense.weight")).then(|| PoolerSpec {
+            name: "pooler.dense".into(),
+            source: "pooler.dense".into(),
+            act: HeadAct::Tanh,
+            dropout_before: false,
+        });
         let mut params = ParamSet::new();
         let enc = Self::load(&config, &checkpoint, &mut params, "", pooler)?;
         Ok((enc, params))
@@ -326,11 +380,9 @@ impl Encoder {
         let packing = Packing::from_mask(&inputs.attention_mask);
         let ids = packing.gather(&inputs.input_ids);
         let types = packing.gather(&inputs.token_type_ids);
-        let positions = match &opts.position_ids {
-            Some(pos) => packing.gather(pos),
-            None => packing.cols.iter().map(|&t| t as i64).collect(),
-        };
+        let positions = crate::model::positions(c, inputs, opts, &packing);
         let n = packing.len();
+        let e = c.embedding_width();
         let head_mask = opts
             .head_mask
             .as_ref()
@@ -338,24 +390,28 @@ impl Encoder {
         let hidden_drop = self.dropout(c.hidden_dropout_prob, mode);
         let attn_drop = self.dropout(c.attention_probs_dropout_prob, mode);
 
-        let mut emb_sum = self.pool.take(n * h);
+        let mut emb_sum = self.pool.take(n * e);
+        let no_types = vec![0.0f32; e];
         embedding_forward(
             &mut emb_sum,
             Tables {
                 word: &w[self.word.clone()],
-                token_type: &w[self.token_type.clone()],
+                token_type: match &self.token_type {
+                    Some(r) => &w[r.clone()],
+                    None => &no_types,
+                },
                 position: &w[self.position.clone()],
-                hidden: h,
+                hidden: e,
             },
             &ids,
             &types,
             &positions,
         );
         let (mut emb_mean, mut emb_rstd) = (self.pool.take(n), self.pool.take(n));
-        let mut hidden = self.pool.take(n * h);
+        let mut emb_out = self.pool.take(n * e);
         let eps = c.layer_norm_eps as f32;
         layer_norm_forward(
-            &mut hidden,
+            &mut emb_out,
             &mut emb_mean,
             &mut emb_rstd,
             &emb_sum,
@@ -364,8 +420,24 @@ impl Encoder {
             eps,
         );
         if let Some(d) = hidden_drop {
-            d.apply(&mut hidden, EMB_STREAM);
+            d.apply(&mut emb_out, EMB_STREAM);
         }
+        // ELECTRA: hidden = embeddings_project(emb_out); elsewhere the embeddings are the input.
+        let mut hidden = match &self.project {
+            Some(pr) => {
+                let mut x = self.pool.take(n * h);
+                linear_forward(
+                    &mut x,
+                    &emb_out,
+                    &w[pr.w.clone()],
+                    &w[pr.b.clone()],
+                    (n, e, h),
+                    Post::None,
+                );
+                x
+            }
+            None => std::mem::take(&mut emb_out),
+        };
 
         let probs_len = *bert_kernels::attention::probs_offsets(&packing.cu_seqlens, nh)
             .last()
@@ -406,7 +478,7 @@ impl Encoder {
                 (n, h, h),
                 Post::None,
             );
-            if let Some(d) = hidden_drop {
+            if let (Some(d), true) = (hidden_drop, self.arch.attention_output_dropout) {
                 d.apply(&mut ln1_in, stream(l, SITE_ATTN_OUT));
             }
             add_in_place(&mut ln1_in, &input);
@@ -473,7 +545,8 @@ impl Encoder {
             });
         }
 
-        let pooled = self.pooler.as_ref().map(|pd| {
+        let mut pooled_pre = Vec::new();
+        let pooled = self.pooler.as_ref().map(|(pd, act, drop_first)| {
             let rows: Vec<usize> = (0..packing.batch)
                 .filter(|&s| packing.cu_seqlens[s + 1] > packing.cu_seqlens[s])
                 .collect();
@@ -481,6 +554,9 @@ impl Encoder {
             for &s in &rows {
                 let r = packing.cu_seqlens[s];
                 first.extend_from_slice(&hidden[r * h..(r + 1) * h]);
+            }
+            if let (Some(d), true) = (self.classifier_dropout(mode), drop_first) {
+                d.apply(&mut first, POOLER_STREAM);
             }
             let mut pooled = self.pool.take(rows.len() * h);
             linear_forward(
@@ -491,7 +567,8 @@ impl Encoder {
                 (rows.len(), h, h),
                 Post::None,
             );
-            pooled.iter_mut().for_each(|v| *v = v.tanh());
+            pooled_pre = self.pool.copy_of(&pooled);
+            act.apply(&mut pooled);
             (rows, first, pooled)
         });
 
@@ -506,10 +583,18 @@ impl Encoder {
             emb_sum,
             emb_mean,
             emb_rstd,
+            emb_out,
             layers,
             hidden,
             pooled,
+            pooled_pre,
         })
+    }
+
+    /// The classifier head's dropout (`classifier_dropout`, else `hidden_dropout_prob`).
+    fn classifier_dropout(&self, mode: Mode) -> Option<Dropout> {
+        let c = &self.config;
+        self.dropout(c.classifier_dropout.unwrap_or(c.hidden_dropout_prob), mode)
     }
 
     /// Accumulates into `g` the gradient of every encoder parameter, given the gradient of the loss
@@ -585,20 +670,30 @@ impl Encoder {
         let hidden_drop = self.dropout(c.hidden_dropout_prob, tape.mode);
         let attn_drop = self.dropout(c.attention_probs_dropout_prob, tape.mode);
 
-        if let (Some(dp), Some(pd), Some((rows, first, pooled))) =
+        if let (Some(dp), Some((pd, act, drop_first)), Some((rows, first, pooled))) =
             (d_pooled, &self.pooler, &tape.pooled)
         {
-            // pooled = tanh(first W^T + b)
+            // pooled = act(first W^T + b)
             let s = rows.len();
-            let dpre: Vec<f32> = dp
-                .iter()
-                .zip(pooled)
-                .map(|(g, y)| g * (1.0 - y * y))
-                .collect();
+            let dpre: Vec<f32> = match act.kernel() {
+                None => dp
+                    .iter()
+                    .zip(pooled)
+                    .map(|(g, y)| g * (1.0 - y * y))
+                    .collect(),
+                Some(k) => {
+                    let mut d = vec![0.0f32; dp.len()];
+                    activation_backward(&mut d, dp, &tape.pooled_pre, k);
+                    d
+                }
+            };
             let (gw, gb) = split_pair(gd, &pd.w, &pd.b);
             linear_backward_params(gw, Some(gb), &dpre, first, (s, h, h));
             let mut dfirst = vec![0.0f32; s * h];
             linear_backward_input(&mut dfirst, &dpre, &w[pd.w.clone()], (s, h, h), false);
+            if let (Some(d), true) = (self.classifier_dropout(tape.mode), drop_first) {
+                d.apply(&mut dfirst, POOLER_STREAM);
+            }
             for (k, &seq) in rows.iter().enumerate() {
                 let r = tape.packing.cu_seqlens[seq];
                 add_in_place(
@@ -669,7 +764,7 @@ impl Encoder {
             }
             let mut d_input = self.pool.copy_of(&d_ln1_in);
             let mut d_ao = d_ln1_in;
-            if let Some(d) = hidden_drop {
+            if let (Some(d), true) = (hidden_drop, self.arch.attention_output_dropout) {
                 d.apply(&mut d_ao, stream(l, SITE_ATTN_OUT));
             }
             {
@@ -715,11 +810,20 @@ impl Encoder {
             self.pool.give(std::mem::replace(&mut d_hidden, d_input));
         }
 
-        // hidden0 = dropout(LN(word + type + position))
+        // hidden0 = project(dropout(LN(word + type + position))), project the identity but in
+        // ELECTRA.
+        let e = c.embedding_width();
+        if let Some(pr) = &self.project {
+            let (gw, gb) = split_pair(gd, &pr.w, &pr.b);
+            linear_backward_params(gw, Some(gb), &d_hidden, &tape.emb_out, (n, e, h));
+            let mut d_emb = self.pool.take(n * e);
+            linear_backward_input(&mut d_emb, &d_hidden, &w[pr.w.clone()], (n, e, h), false);
+            self.pool.give(std::mem::replace(&mut d_hidden, d_emb));
+        }
         if let Some(d) = hidden_drop {
             d.apply(&mut d_hidden, EMB_STREAM);
         }
-        let mut d_sum = self.pool.take(n * h);
+        let mut d_sum = self.pool.take(n * e);
         {
             let (gw, gb) = split_pair(gd, &self.emb_ln.w, &self.emb_ln.b);
             layer_norm_backward(
@@ -738,8 +842,19 @@ impl Encoder {
             .pad_token_id
             .filter(|&p| p >= 0 && (p as usize) < c.vocab_size)
             .map(|p| p as usize);
-        let (word, rest) = split3(gd, &self.word, &self.token_type, &self.position);
-        let (ty, pos) = rest;
+        let mut no_types = Vec::new();
+        let (word, ty, pos) = match &self.token_type {
+            Some(tt) => {
+                let (word, (ty, pos)) = split3(gd, &self.word, tt, &self.position);
+                (word, ty, pos)
+            }
+            None => {
+                // DistilBERT: the token-type gradient goes to a scratch row.
+                no_types = vec![0.0f32; e];
+                let (word, pos) = split_pair(gd, &self.word, &self.position);
+                (word, &mut no_types[..], pos)
+            }
+        };
         embedding_backward(
             word,
             ty,
@@ -748,9 +863,10 @@ impl Encoder {
             &tape.ids,
             &tape.types,
             &tape.positions,
-            h,
+            e,
             pad,
         );
+        drop(no_types);
         self.pool.give(d_sum);
         self.pool.give(d_hidden);
     }

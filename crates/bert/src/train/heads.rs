@@ -17,9 +17,10 @@ use bert_kernels::train::gemm::{
 };
 use bert_kernels::train::Dropout;
 
-use super::encoder::{split_pair, Encoder, Mode, Tape};
+use super::encoder::{split_pair, Encoder, Mode, PoolerSpec, Tape};
 use super::loss::{bce_with_logits, cross_entropy, mse, IGNORE_INDEX};
 use super::params::ParamSet;
+use crate::architecture::{Architecture, Class, HeadAct};
 use crate::heads::params::Rng;
 use crate::model::WeightSource;
 use crate::weights::Checkpoint;
@@ -37,19 +38,32 @@ pub enum Task {
 }
 
 impl Task {
-    /// transformers' class name (`architectures` in config.json).
+    /// transformers' BERT class name (see [`Task::class_name`] for other families).
     pub fn architecture(self) -> &'static str {
+        self.class_name(&crate::architecture::ARCHITECTURES[0])
+    }
+
+    /// The class of the task.
+    pub fn class(self) -> Class {
         match self {
-            Task::SequenceClassification => "BertForSequenceClassification",
-            Task::TokenClassification => "BertForTokenClassification",
-            Task::QuestionAnswering => "BertForQuestionAnswering",
+            Task::SequenceClassification => Class::SequenceClassification,
+            Task::TokenClassification => Class::TokenClassification,
+            Task::QuestionAnswering => Class::QuestionAnswering,
         }
     }
 
-    fn head_prefix(self) -> &'static str {
+    /// transformers' class name in family `arch` (`architectures` in config.json).
+    pub fn class_name(self, arch: &Architecture) -> &'static str {
+        arch.class_name(self.class())
+            .expect("every family has the three fine-tuning classes")
+    }
+
+    /// The output Linear of the head (canonical name).
+    fn head_prefix(self, arch: &Architecture) -> &'static str {
         match self {
             Task::QuestionAnswering => "qa_outputs",
-            _ => "classifier",
+            Task::TokenClassification => "classifier",
+            Task::SequenceClassification => arch.classifier.out,
         }
     }
 }
@@ -137,21 +151,37 @@ impl TaskModel {
         if task == Task::QuestionAnswering {
             config.set_labels(&["LABEL_0", "LABEL_1"]);
         }
-        config.architectures = Some(vec![task.architecture().to_string()]);
+        let arch = Architecture::of(&config);
+        config.architectures = Some(vec![task.class_name(arch).to_string()]);
         let mut params = ParamSet::new();
-        let pooler = task == Task::SequenceClassification;
+        let base = format!("{}.", arch.base);
+        // What pools a sequence: BERT's pooler, or the family head's own dense layer.
+        let pooler = (task == Task::SequenceClassification).then(|| {
+            let head = arch.classifier;
+            let (source, act) = head.dense.unwrap_or(("pooler.dense", HeadAct::Tanh));
+            PoolerSpec {
+                name: match head.dense {
+                    Some(_) => source.to_string(),
+                    None => format!("{base}{source}"),
+                },
+                source: source.to_string(),
+                act,
+                dropout_before: head.dropout_before_dense,
+            }
+        });
         let source = FreshPooler {
             checkpoint: &checkpoint,
             config: &config,
             seed: init.seed,
+            fresh: pooler.as_ref().map(|p| format!("{}.", p.source)),
         };
-        let encoder = Encoder::load(&config, &source, &mut params, "bert.", pooler)?;
+        let encoder = Encoder::load(&config, &source, &mut params, &base, pooler)?;
         let outputs = match task {
             Task::QuestionAnswering => 2,
             _ => config.num_labels(),
         };
         let h = config.hidden_size;
-        let prefix = task.head_prefix();
+        let prefix = task.head_prefix(arch);
         let (wn, bn) = (format!("{prefix}.weight"), format!("{prefix}.bias"));
         let reuse = same_labels
             && checkpoint.shape(&wn) == Some(&[outputs, h][..])
@@ -195,6 +225,21 @@ impl TaskModel {
 
     pub fn encoder(&self) -> &Encoder {
         &self.encoder
+    }
+
+    /// The name transformers' class keeps parameter `name` of this model's [`ParamSet`] under
+    /// (the set holds canonical names under the family's base prefix:
+    /// `distilbert.encoder.layer.0.attention.self.query.weight` is saved as
+    /// `distilbert.transformer.layer.0.attention.q_lin.weight`).
+    pub fn checkpoint_name(&self, name: &str) -> String {
+        let arch = Architecture::of(&self.config);
+        match name
+            .strip_prefix(arch.base)
+            .and_then(|r| r.strip_prefix('.'))
+        {
+            Some(key) => arch.checkpoint_name(key, true),
+            None => arch.checkpoint_name(name, false),
+        }
     }
 
     /// The loss transformers would use for these labels.
@@ -333,7 +378,7 @@ impl TaskModel {
             }
             (task, l) => Err(Error::Input(format!(
                 "{} cannot take labels {}",
-                task.architecture(),
+                task.class_name(Architecture::of(&self.config)),
                 describe(l)
             ))),
         }
@@ -557,17 +602,26 @@ impl Tape {
     }
 }
 
-/// The checkpoint's tensors, with a seeded fresh pooler when the checkpoint has none (transformers
-/// initializes a missing pooler the same way: N(0, initializer_range²), bias 0).
+/// The checkpoint's tensors, with a seeded fresh pooler (BERT's, or the family head's dense layer)
+/// when the checkpoint has none (transformers initializes a missing one the same way:
+/// N(0, initializer_range²), bias 0).
 struct FreshPooler<'a> {
     checkpoint: &'a Checkpoint,
     config: &'a BertConfig,
     seed: u64,
+    /// The pooler's name prefix (`pooler.dense.`, `classifier.dense.`), when there is one.
+    fresh: Option<String>,
+}
+
+impl FreshPooler<'_> {
+    fn is_pooler(&self, name: &str) -> bool {
+        self.fresh.as_ref().is_some_and(|p| name.starts_with(p))
+    }
 }
 
 impl WeightSource for FreshPooler<'_> {
     fn get(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
-        if name.starts_with("pooler.") && !self.checkpoint.contains(name) {
+        if self.is_pooler(name) && !self.checkpoint.contains(name) {
             let n: usize = shape.iter().product();
             if name.ends_with(".bias") {
                 return Ok(vec![0.0; n]);
@@ -579,6 +633,6 @@ impl WeightSource for FreshPooler<'_> {
         self.checkpoint.get(name, shape)
     }
     fn contains(&self, name: &str) -> bool {
-        name.starts_with("pooler.") || self.checkpoint.contains(name)
+        self.is_pooler(name) || self.checkpoint.contains(name)
     }
 }

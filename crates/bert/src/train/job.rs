@@ -21,6 +21,7 @@ use super::params::ParamSet;
 use super::trainer::{
     evaluate, evaluate_with, metrics, save_pretrained, StepLog, Trainer, TrainingArgs,
 };
+use crate::architecture::Class;
 use crate::hub::{self, Need};
 use crate::{
     BertConfig, BertForSequenceClassification, BertForTokenClassification, BertInputs,
@@ -443,7 +444,9 @@ impl Default for EvalJob {
 }
 
 /// What [`run_evaluate`] runs: in f32 the training forward, exactly as [`run_train`] evaluates; in
-/// another dtype the inference head loaded with it (the pipelines' model).
+/// another dtype the inference head loaded with it (the pipelines' model). Built once per job and
+/// never moved: boxing the variants would only add indirection.
+#[allow(clippy::large_enum_variant)]
 enum Scorer {
     Train(TaskModel, ParamSet),
     Sequence(BertForSequenceClassification),
@@ -495,12 +498,13 @@ fn checkpoint_task(model: &str, config: &BertConfig) -> Result<Task> {
         .and_then(|a| a.first())
         .map(String::as_str)
         .unwrap_or_default();
-    match arch {
-        "BertForSequenceClassification" => Ok(Task::SequenceClassification),
-        "BertForTokenClassification" => Ok(Task::TokenClassification),
-        other => Err(Error::Config(format!(
-            "{model}: evaluation needs a BertForSequenceClassification or \
-             BertForTokenClassification checkpoint (config.json architectures: `{other}`)"
+    match crate::architecture::find_class(arch) {
+        Some((_, Class::SequenceClassification)) => Ok(Task::SequenceClassification),
+        Some((_, Class::TokenClassification)) => Ok(Task::TokenClassification),
+        _ => Err(Error::Config(format!(
+            "{model}: evaluation needs a sequence or token classification checkpoint \
+             (BertForSequenceClassification, RobertaForTokenClassification, ...; config.json \
+             architectures: `{arch}`)"
         ))),
     }
 }

@@ -122,6 +122,16 @@ impl ParamSet {
         path: &Path,
         metadata: Option<HashMap<String, String>>,
     ) -> Result<()> {
+        self.save_safetensors_as(path, metadata, str::to_string)
+    }
+
+    /// As [`ParamSet::save_safetensors`], each tensor under `name(its name)`.
+    pub fn save_safetensors_as(
+        &self,
+        path: &Path,
+        metadata: Option<HashMap<String, String>>,
+        name: impl Fn(&str) -> String,
+    ) -> Result<()> {
         let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = self
             .tensors
             .iter()
@@ -132,7 +142,7 @@ impl ParamSet {
                     t.shape.clone(),
                     bytes,
                 )
-                .map(|v| (t.name.clone(), v))
+                .map(|v| (name(&t.name), v))
                 .map_err(|e| Error::Input(format!("tensor `{}`: {e}", t.name)))
             })
             .collect::<Result<_>>()?;

@@ -321,10 +321,12 @@ pub fn save_pretrained(
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let mut meta = std::collections::HashMap::new();
     meta.insert("format".to_string(), "pt".to_string());
-    params.save_safetensors(&dir.join("model.safetensors"), Some(meta))?;
-    let mut config = serde_json::to_value(model.config()).expect("plain struct");
-    config["model_type"] = "bert".into();
-    write_json(&dir.join("config.json"), &config)?;
+    // The family's own names (`distilbert.transformer.layer.0.attention.q_lin.weight`, ...), so
+    // that transformers' class loads the directory with no missing keys.
+    params.save_safetensors_as(&dir.join("model.safetensors"), Some(meta), |name| {
+        model.checkpoint_name(name)
+    })?;
+    write_json(&dir.join("config.json"), &model.config().to_json_value())?;
     for f in extra_files {
         if let Some(name) = f.file_name() {
             std::fs::copy(f, dir.join(name)).map_err(|e| Error::io(f, e))?;

@@ -41,7 +41,7 @@ pub fn run(args: ClassifyArgs) -> CliResult {
         |m| BertForSequenceClassification::from_pretrained_with(m, &args.dtype.load_options()),
         |m| m.config(),
     )?;
-    let positions = model.config().max_position_embeddings;
+    let positions = model.config().max_input_length();
     let tokenizer = crate::input::tokenizer(&args.input, Some(positions))?;
     let pipe = TextClassification { model, tokenizer };
     let opts = TextClassificationOptions {

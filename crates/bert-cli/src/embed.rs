@@ -152,7 +152,7 @@ pub fn run(args: EmbedArgs) -> CliResult {
         eprintln!("note: {note}");
     }
     // sentence-transformers' max_seq_length, unless --max-length says otherwise.
-    let positions = st.model().config().max_position_embeddings;
+    let positions = st.model().config().max_input_length();
     let tok = st.tokenizer().clone();
     let default = tok.max_length();
     let tok = crate::input::with_max_length(tok, &args.input, default, Some(positions))?;

@@ -57,7 +57,7 @@ pub fn run(args: EncodeArgs) -> CliResult {
     }
     let items = source.items()?; // no input: say so before loading anything
     let model = BertModel::from_pretrained_with(&args.input.model, &args.dtype.load_options())?;
-    let tok = crate::input::tokenizer(&args.input, Some(model.config().max_position_embeddings))?;
+    let tok = crate::input::tokenizer(&args.input, Some(model.config().max_input_length()))?;
     let job = Job {
         model,
         tok: Arc::new(tok),

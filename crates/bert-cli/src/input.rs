@@ -271,7 +271,7 @@ fn parse_jsonl(line: &str) -> Result<(String, Option<String>), String> {
     Ok((text, text_pair))
 }
 
-/// Loads the tokenizer named by `args`. `positions` is the model's `max_position_embeddings` when
+/// Loads the tokenizer named by `args`. `positions` is the model's longest input (`max_input_length`) when
 /// a model will read the tokens: `--max-length` may not exceed it, and the tokenizer's own
 /// default is capped by it.
 pub fn tokenizer(args: &InputArgs, positions: Option<usize>) -> CliResult<bert::BertTokenizer> {
@@ -295,7 +295,7 @@ pub fn with_max_length(
         (Some(n), Some(p)) if n > p => {
             return Err(format!(
                 "--max-length {n} is more than the {p} positions of this model \
-                 (max_position_embeddings); use --max-length {p} or less"
+                 (its position table); use --max-length {p} or less"
             )
             .into())
         }

@@ -92,7 +92,7 @@ pub struct InputArgs {
     #[arg(long, short = 'm', default_value = bert::hub::DEFAULT_MODEL)]
     pub model: String,
     /// Truncate each input to this many tokens, special tokens included (default: the tokenizer's
-    /// model_max_length, else 512, at most the model's max_position_embeddings; for `embed`, the
+    /// model_max_length, else 512, at most the model's longest input (max_position_embeddings, less RoBERTa's padding offset); for `embed`, the
     /// model's max_seq_length; for `ner` and `qa`, the window length). How many inputs were
     /// truncated is reported on stderr.
     #[arg(long, value_name = "N")]

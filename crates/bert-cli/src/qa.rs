@@ -86,7 +86,7 @@ pub fn run(args: QaArgs) -> CliResult {
         |m| BertForQuestionAnswering::from_pretrained_with(m, &args.dtype.load_options()),
         |m| m.config(),
     )?;
-    let positions = model.config().max_position_embeddings;
+    let positions = model.config().max_input_length();
     let tokenizer = crate::input::tokenizer(&input, Some(positions))?;
     let pipe = QuestionAnswering { model, tokenizer };
     let opts = QuestionAnsweringOptions {

@@ -61,7 +61,7 @@ pub fn run(args: RerankArgs) -> CliResult {
         )
         .into());
     }
-    let positions = model.config().max_position_embeddings;
+    let positions = model.config().max_input_length();
     let tokenizer = crate::input::tokenizer(&args.input, Some(positions))?;
     let ce = CrossEncoder::new(model, tokenizer.clone())?;
     let tokenizer = std::sync::Arc::new(tokenizer);

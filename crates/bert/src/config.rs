@@ -252,6 +252,12 @@ impl BertConfig {
         family_keys::from_bert(v)
     }
 
+    /// The longest input, in tokens, the position table holds: `max_position_embeddings`, less
+    /// RoBERTa's and XLM-R's `padding_idx + 1` offset (514 -> 512).
+    pub fn max_input_length(&self) -> usize {
+        crate::architecture::Architecture::of(self).max_len(self)
+    }
+
     /// The width of the embedding tables: `embedding_size` (ELECTRA) or `hidden_size`.
     pub fn embedding_width(&self) -> usize {
         self.embedding_size.unwrap_or(self.hidden_size)

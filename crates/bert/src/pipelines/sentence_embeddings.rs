@@ -305,11 +305,11 @@ impl SentenceEmbeddings {
             SentenceBertConfig::default()
         };
         // sentence-transformers' Transformer module: max_seq_length from sentence_bert_config.json,
-        // else min(max_position_embeddings, tokenizer.model_max_length).
+        // else min(max_input_length, tokenizer.model_max_length).
         let max_len = st.max_seq_length.unwrap_or_else(|| {
             tokenizer
                 .max_length()
-                .min(model.config().max_position_embeddings)
+                .min(model.config().max_input_length())
         });
         tokenizer = tokenizer.with_max_length(max_len);
         Ok(SentenceEmbeddings {

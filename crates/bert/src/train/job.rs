@@ -69,7 +69,7 @@ pub struct TrainJob {
     /// Examples per forward/backward pass.
     pub batch_size: usize,
     /// Tokens per example at most, special tokens included (run_glue.py's default 128; at most
-    /// the model's `max_position_embeddings`).
+    /// the model's `longest input (`BertConfig::max_input_length`)`).
     pub max_length: usize,
     /// Warmup steps as a fraction of all optimizer steps.
     pub warmup_ratio: f64,
@@ -317,7 +317,7 @@ pub fn run_train(
         seed: job.seed,
     };
     let (model, params) = TaskModel::from_dir(&model_dir, task, &init)?;
-    let max_length = job.max_length.min(model.config().max_position_embeddings);
+    let max_length = job.max_length.min(model.config().max_input_length());
     let tok = BertTokenizer::from_dir(&model_dir)?.with_max_length(max_length);
     let num_labels = model.config().num_labels();
     let train = train_records.examples(&job.train, &tok, &labels, pt, num_labels)?;
@@ -521,7 +521,7 @@ pub fn run_evaluate(job: &EvalJob) -> Result<Value> {
     let labels: Vec<String> = (0..c.num_labels())
         .map(|i| c.id2label.get(&i).cloned().unwrap_or(format!("LABEL_{i}")))
         .collect();
-    let max_length = job.max_length.min(c.max_position_embeddings);
+    let max_length = job.max_length.min(c.max_input_length());
     let tok = BertTokenizer::from_dir(&dir)?.with_max_length(max_length);
     let pt = match task {
         Task::TokenClassification => None,

@@ -1,4 +1,5 @@
-"""bert_rs: BERT in Rust with transformers' and sentence-transformers' Python names.
+"""bert_rs: BERT (and RoBERTa, XLM-RoBERTa, DistilBERT, ELECTRA) in Rust with transformers' and
+sentence-transformers' Python names.
 
     from bert_rs import BertTokenizer, BertModel
     tokenizer = BertTokenizer.from_pretrained("sentence-transformers/all-MiniLM-L6-v2")
@@ -28,12 +29,45 @@ from .modeling_bert import (
     BertForTokenClassification,
     BertModel,
     BertPreTrainedModel,
+    DistilBertForMaskedLM,
+    DistilBertForQuestionAnswering,
+    DistilBertForSequenceClassification,
+    DistilBertForTokenClassification,
+    DistilBertModel,
+    ElectraForPreTraining,
+    ElectraForQuestionAnswering,
+    ElectraForSequenceClassification,
+    ElectraForTokenClassification,
+    ElectraModel,
+    RobertaForMaskedLM,
+    RobertaForQuestionAnswering,
+    RobertaForSequenceClassification,
+    RobertaForTokenClassification,
+    RobertaModel,
+    XLMRobertaForMaskedLM,
+    XLMRobertaForQuestionAnswering,
+    XLMRobertaForSequenceClassification,
+    XLMRobertaForTokenClassification,
+    XLMRobertaModel,
 )
 from .modeling_outputs import ModelOutput
 from .pipelines import pipeline
 from .sentence_transformers import CrossEncoder, SentenceTransformer
 from .training import evaluate, train
-from .tokenization_bert import AutoTokenizer, BatchEncoding, BertTokenizer, BertTokenizerFast
+from .tokenization_bert import (
+    AutoTokenizer,
+    BatchEncoding,
+    BertTokenizer,
+    BertTokenizerFast,
+    DistilBertTokenizer,
+    DistilBertTokenizerFast,
+    ElectraTokenizer,
+    ElectraTokenizerFast,
+    RobertaTokenizer,
+    RobertaTokenizerFast,
+    XLMRobertaTokenizer,
+    XLMRobertaTokenizerFast,
+)
 
 __all__ = [
     "AutoModel",
@@ -59,11 +93,39 @@ __all__ = [
     "BertTokenizer",
     "BertTokenizerFast",
     "CrossEncoder",
+    "DistilBertForMaskedLM",
+    "DistilBertForQuestionAnswering",
+    "DistilBertForSequenceClassification",
+    "DistilBertForTokenClassification",
+    "DistilBertModel",
+    "DistilBertTokenizer",
+    "DistilBertTokenizerFast",
+    "ElectraForPreTraining",
+    "ElectraForQuestionAnswering",
+    "ElectraForSequenceClassification",
+    "ElectraForTokenClassification",
+    "ElectraModel",
+    "ElectraTokenizer",
+    "ElectraTokenizerFast",
     "ModelOutput",
+    "RobertaForMaskedLM",
+    "RobertaForQuestionAnswering",
+    "RobertaForSequenceClassification",
+    "RobertaForTokenClassification",
+    "RobertaModel",
+    "RobertaTokenizer",
+    "RobertaTokenizerFast",
     "SentenceTransformer",
-    "__version__",
+    "XLMRobertaForMaskedLM",
+    "XLMRobertaForQuestionAnswering",
+    "XLMRobertaForSequenceClassification",
+    "XLMRobertaForTokenClassification",
+    "XLMRobertaModel",
+    "XLMRobertaTokenizer",
+    "XLMRobertaTokenizerFast",
     "default_num_threads",
     "evaluate",
     "pipeline",
     "train",
+    "__version__",
 ]

@@ -17,6 +17,12 @@ class BertConfig:
         num_labels = kwargs.pop("num_labels", None)
         for k, v in kwargs.items():
             setattr(self, k, v)
+        if kwargs.get("model_type") == "distilbert":
+            # DistilBertConfig's attribute_map: BERT's names for its keys.
+            for ours, theirs in (("hidden_size", "dim"), ("num_attention_heads", "n_heads"),
+                                 ("num_hidden_layers", "n_layers")):
+                if theirs in kwargs:
+                    setattr(self, ours, kwargs[theirs])
         if id2label is None:
             id2label = {i: f"LABEL_{i}" for i in range(num_labels or 2)}
         self.id2label = {int(k): v for k, v in id2label.items()}

@@ -1,4 +1,5 @@
-"""`BertModel` and the `BertFor*` heads: transformers' call on the engine. Outputs are numpy
+"""`BertModel` and the `BertFor*` heads, and the same classes of RoBERTa, XLM-RoBERTa, DistilBERT and
+ELECTRA: transformers' call on the engine. Outputs are numpy
 float32 arrays that own the engine's buffers (no copy), or torch tensors sharing that memory when
 the inputs were torch tensors (the tokenizer's `return_tensors="pt"`).
 
@@ -15,7 +16,10 @@ from . import _native
 from ._tensors import from_numpy, is_torch, to_numpy
 from .configuration_bert import BertConfig
 from .modeling_outputs import (
+    BaseModelOutput,
+    BaseModelOutputWithCrossAttentions,
     BaseModelOutputWithPoolingAndCrossAttentions,
+    ElectraForPreTrainingOutput,
     BertForPreTrainingOutput,
     MaskedLMOutput,
     MultipleChoiceModelOutput,
@@ -43,6 +47,9 @@ class BertPreTrainedModel:
         self._model = native
         self.name_or_path = native.directory
         self.config = BertConfig.from_pretrained(native.directory)
+        # What was loaded decides the output (an Auto class or AutoModel may load any class).
+        self._loaded = native.architecture
+        self._output = _OUTPUTS[self._loaded]
 
     @classmethod
     def from_pretrained(
@@ -64,6 +71,9 @@ class BertPreTrainedModel:
             dtype=dtype,
             num_threads=num_threads,
         )
+        if getattr(cls, "_is_auto", False):
+            # As transformers' Auto classes: an instance of the class that was loaded.
+            return _CLASSES[native.architecture](native)
         return cls(native)
 
     @property
@@ -110,10 +120,13 @@ class BertPreTrainedModel:
             raise TypeError(f"unexpected argument(s): {', '.join(sorted(kwargs))}")
         if input_ids is None:
             raise ValueError("input_ids is required")
+        if token_type_ids is not None and self._loaded.startswith("DistilBert"):
+            # transformers' DistilBERT forward has no such argument.
+            raise TypeError(f"{self._loaded}.forward() got an unexpected keyword argument 'token_type_ids'")
         as_torch = is_torch(input_ids)
         num_choices = 1
         ids = to_numpy(input_ids, np.int64, "input_ids")
-        if self._class_name == "BertForMultipleChoice":
+        if self._loaded.endswith("ForMultipleChoice"):
             if ids.ndim != 3:
                 raise ValueError(f"input_ids must be (batch, num_choices, seq), got {ids.shape}")
             num_choices = ids.shape[1]
@@ -228,12 +241,119 @@ class BertForPreTraining(BertPreTrainedModel):
     _output = BertForPreTrainingOutput
 
 
-# transformers' Auto classes: `AutoModel` is the bare encoder, as there; each head has its own.
-AutoModel = BertModel
-AutoModelForSequenceClassification = BertForSequenceClassification
-AutoModelForTokenClassification = BertForTokenClassification
-AutoModelForQuestionAnswering = BertForQuestionAnswering
-AutoModelForMultipleChoice = BertForMultipleChoice
-AutoModelForMaskedLM = BertForMaskedLM
-AutoModelForNextSentencePrediction = BertForNextSentencePrediction
-AutoModelForPreTraining = BertForPreTraining
+class ElectraForPreTraining(BertPreTrainedModel):
+    """ELECTRA's discriminator: `logits` (B, T), one replaced-token logit per token."""
+
+    _class_name = "ElectraForPreTraining"
+    _output = ElectraForPreTrainingOutput
+
+
+_HEAD_OUTPUTS = {
+    "Model": BaseModelOutputWithPoolingAndCrossAttentions,
+    "ForSequenceClassification": SequenceClassifierOutput,
+    "ForTokenClassification": TokenClassifierOutput,
+    "ForQuestionAnswering": QuestionAnsweringModelOutput,
+    "ForMultipleChoice": MultipleChoiceModelOutput,
+    "ForMaskedLM": MaskedLMOutput,
+    "ForNextSentencePrediction": NextSentencePredictorOutput,
+}
+
+
+def _family(prefix: str, heads: tuple[str, ...], base_output: type) -> dict[str, type]:
+    """The classes `{prefix}Model`, `{prefix}For...` of one family, as transformers names them."""
+    out = {}
+    for head in ("Model",) + heads:
+        name = prefix + head
+        output = base_output if head == "Model" else _HEAD_OUTPUTS[head]
+        out[name] = type(name, (BertPreTrainedModel,), {
+            "_class_name": name,
+            "_output": output,
+            "__doc__": f"transformers' `{name}` (same outputs as the BERT class of its head).",
+            "__module__": __name__,
+        })
+    return out
+
+
+_HEADS = ("ForSequenceClassification", "ForTokenClassification", "ForQuestionAnswering", "ForMaskedLM")
+_FAMILY_CLASSES = {
+    **_family("Roberta", _HEADS, BaseModelOutputWithPoolingAndCrossAttentions),
+    **_family("XLMRoberta", _HEADS, BaseModelOutputWithPoolingAndCrossAttentions),
+    **_family("DistilBert", _HEADS, BaseModelOutput),
+    **_family("Electra", _HEADS[:3], BaseModelOutputWithCrossAttentions),
+}
+RobertaModel = _FAMILY_CLASSES["RobertaModel"]
+RobertaForSequenceClassification = _FAMILY_CLASSES["RobertaForSequenceClassification"]
+RobertaForTokenClassification = _FAMILY_CLASSES["RobertaForTokenClassification"]
+RobertaForQuestionAnswering = _FAMILY_CLASSES["RobertaForQuestionAnswering"]
+RobertaForMaskedLM = _FAMILY_CLASSES["RobertaForMaskedLM"]
+XLMRobertaModel = _FAMILY_CLASSES["XLMRobertaModel"]
+XLMRobertaForSequenceClassification = _FAMILY_CLASSES["XLMRobertaForSequenceClassification"]
+XLMRobertaForTokenClassification = _FAMILY_CLASSES["XLMRobertaForTokenClassification"]
+XLMRobertaForQuestionAnswering = _FAMILY_CLASSES["XLMRobertaForQuestionAnswering"]
+XLMRobertaForMaskedLM = _FAMILY_CLASSES["XLMRobertaForMaskedLM"]
+DistilBertModel = _FAMILY_CLASSES["DistilBertModel"]
+DistilBertForSequenceClassification = _FAMILY_CLASSES["DistilBertForSequenceClassification"]
+DistilBertForTokenClassification = _FAMILY_CLASSES["DistilBertForTokenClassification"]
+DistilBertForQuestionAnswering = _FAMILY_CLASSES["DistilBertForQuestionAnswering"]
+DistilBertForMaskedLM = _FAMILY_CLASSES["DistilBertForMaskedLM"]
+ElectraModel = _FAMILY_CLASSES["ElectraModel"]
+ElectraForSequenceClassification = _FAMILY_CLASSES["ElectraForSequenceClassification"]
+ElectraForTokenClassification = _FAMILY_CLASSES["ElectraForTokenClassification"]
+ElectraForQuestionAnswering = _FAMILY_CLASSES["ElectraForQuestionAnswering"]
+
+# The output of each loaded class (what `_native.Model.architecture` names).
+_OUTPUTS = {
+    "BertModel": BaseModelOutputWithPoolingAndCrossAttentions,
+    "BertForSequenceClassification": SequenceClassifierOutput,
+    "BertForTokenClassification": TokenClassifierOutput,
+    "BertForQuestionAnswering": QuestionAnsweringModelOutput,
+    "BertForMultipleChoice": MultipleChoiceModelOutput,
+    "BertForMaskedLM": MaskedLMOutput,
+    "BertForNextSentencePrediction": NextSentencePredictorOutput,
+    "BertForPreTraining": BertForPreTrainingOutput,
+    "ElectraForPreTraining": ElectraForPreTrainingOutput,
+    **{name: cls._output for name, cls in _FAMILY_CLASSES.items()},
+}
+
+
+_CLASSES = {
+    c.__name__: c
+    for c in (BertModel, BertForSequenceClassification, BertForTokenClassification,
+              BertForQuestionAnswering, BertForMultipleChoice, BertForMaskedLM,
+              BertForNextSentencePrediction, BertForPreTraining, ElectraForPreTraining)
+}
+_CLASSES.update(_FAMILY_CLASSES)
+
+
+def _auto(name: str, native_name: str, doc: str) -> type:
+    return type(name, (BertPreTrainedModel,), {
+        "_class_name": native_name,
+        "_is_auto": True,
+        "__doc__": doc,
+        "__module__": __name__,
+    })
+
+
+# transformers' Auto classes: the class of the checkpoint's family (`model_type`) for the task;
+# `AutoModel` is the family's bare encoder, as there.
+AutoModel = _auto("AutoModel", "AutoModelForBase", "The checkpoint family's base model.")
+AutoModelForSequenceClassification = _auto(
+    "AutoModelForSequenceClassification", "AutoModelForSequenceClassification",
+    "The checkpoint family's sequence classifier.")
+AutoModelForTokenClassification = _auto(
+    "AutoModelForTokenClassification", "AutoModelForTokenClassification",
+    "The checkpoint family's token classifier.")
+AutoModelForQuestionAnswering = _auto(
+    "AutoModelForQuestionAnswering", "AutoModelForQuestionAnswering",
+    "The checkpoint family's question-answering head.")
+AutoModelForMultipleChoice = _auto(
+    "AutoModelForMultipleChoice", "AutoModelForMultipleChoice",
+    "The checkpoint family's multiple-choice head.")
+AutoModelForMaskedLM = _auto(
+    "AutoModelForMaskedLM", "AutoModelForMaskedLM", "The checkpoint family's masked-LM head.")
+AutoModelForNextSentencePrediction = _auto(
+    "AutoModelForNextSentencePrediction", "AutoModelForNextSentencePrediction",
+    "BERT's next-sentence head.")
+AutoModelForPreTraining = _auto(
+    "AutoModelForPreTraining", "AutoModelForPreTraining",
+    "BERT's pre-training heads, or ELECTRA's discriminator (ElectraForPreTraining).")

@@ -105,3 +105,19 @@ class NextSentencePredictorOutput(ModelOutput):
 
 class BertForPreTrainingOutput(ModelOutput):
     _fields = ("loss", "prediction_logits", "seq_relationship_logits", "hidden_states", "attentions")
+
+
+class BaseModelOutput(ModelOutput):
+    """DistilBERT's base model output (no pooler)."""
+
+    _fields = ("last_hidden_state", "hidden_states", "attentions")
+
+
+class BaseModelOutputWithCrossAttentions(ModelOutput):
+    """ELECTRA's base model output (no pooler)."""
+
+    _fields = ("last_hidden_state", "hidden_states", "attentions", "cross_attentions")
+
+
+class ElectraForPreTrainingOutput(ModelOutput):
+    _fields = ("loss", "logits", "hidden_states", "attentions")

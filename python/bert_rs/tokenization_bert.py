@@ -58,12 +58,10 @@ class BertTokenizer:
         self.model_max_length = native.model_max_length
         self.pad_token_id = native.pad_token_id
         self.mask_token = native.mask_token
-        self.unk_token, self.sep_token, self.pad_token, self.cls_token = (
-            "[UNK]",
-            "[SEP]",
-            "[PAD]",
-            "[CLS]",
-        )
+        self.unk_token, self.sep_token, self.pad_token, self.cls_token = native.special_tokens
+        if not native.returns_token_type_ids:
+            # RoBERTa's, XLM-R's and DistilBERT's tokenizers return no token_type_ids.
+            self.model_input_names = ["input_ids", "attention_mask"]
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str, **kwargs: Any) -> "BertTokenizer":
@@ -197,7 +195,9 @@ class BertTokenizer:
             if pad_to_multiple_of:
                 target = -(-target // pad_to_multiple_of) * pad_to_multiple_of
         out: dict[str, Any] = {"input_ids": ids}
-        if return_token_type_ids is not False:
+        if return_token_type_ids is None:
+            return_token_type_ids = "token_type_ids" in self.model_input_names
+        if return_token_type_ids:
             out["token_type_ids"] = types
         if return_attention_mask is not False:
             out["attention_mask"] = [[1] * len(r) for r in ids]
@@ -286,3 +286,8 @@ def _ids_list(ids: Any) -> list[int]:
 
 BertTokenizerFast = BertTokenizer
 AutoTokenizer = BertTokenizer
+# One class reads every family's tokenizer files (tokenizer.json, or vocab.txt for WordPiece).
+RobertaTokenizer = RobertaTokenizerFast = BertTokenizer
+XLMRobertaTokenizer = XLMRobertaTokenizerFast = BertTokenizer
+DistilBertTokenizer = DistilBertTokenizerFast = BertTokenizer
+ElectraTokenizer = ElectraTokenizerFast = BertTokenizer

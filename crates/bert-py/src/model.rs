@@ -1,6 +1,7 @@
 //! `Model`: `BertModel` or any `BertFor*` head, numpy in, numpy out. Outputs are handed to numpy
 //! without a copy: each `ndarray` the engine returns becomes the array's buffer.
 
+use bert::architecture::{self, Class};
 use bert::heads::AutoModel;
 use bert::ndarray::{Array2, Array3, Array4};
 use bert::{BertInputs, Dtype, ForwardOptions, LoadOptions};
@@ -96,23 +97,34 @@ impl Model {
         dtype: &str,
         num_threads: Option<usize>,
     ) -> PyResult<Self> {
-        if class_name != "AutoModel" && !bert::heads::ARCHITECTURES.contains(&class_name) {
-            return Err(PyValueError::new_err(format!(
-                "class `{class_name}` is not AutoModel or one of {}",
-                bert::heads::ARCHITECTURES.join(", ")
-            )));
-        }
+        // `AutoModel` picks the class config.json names; `AutoModelForX` the family's X class;
+        // any other name is a transformers class (`RobertaForMaskedLM`).
+        let auto = match class_name {
+            "AutoModel" => None,
+            "AutoModelForSequenceClassification" => Some(Class::SequenceClassification),
+            "AutoModelForTokenClassification" => Some(Class::TokenClassification),
+            "AutoModelForQuestionAnswering" => Some(Class::QuestionAnswering),
+            "AutoModelForMultipleChoice" => Some(Class::MultipleChoice),
+            "AutoModelForMaskedLM" => Some(Class::MaskedLM),
+            "AutoModelForNextSentencePrediction" => Some(Class::NextSentencePrediction),
+            "AutoModelForPreTraining" => Some(Class::PreTraining),
+            "AutoModelForBase" => Some(Class::Model),
+            class if architecture::find_class(class).is_some() => None,
+            class => {
+                return Err(PyValueError::new_err(format!(
+                    "class `{class}` is not AutoModel or one of {}",
+                    architecture::class_names().collect::<Vec<_>>().join(", ")
+                )))
+            }
+        };
         let (model, pool, dir) =
-            load_on_pool(
-                py,
-                &model,
-                dtype,
-                num_threads,
-                |dir, opts| match class_name {
-                    "AutoModel" => AutoModel::from_pretrained_with(dir, opts),
-                    class => AutoModel::from_pretrained_as(class, dir, opts),
-                },
-            )?;
+            load_on_pool(py, &model, dtype, num_threads, |dir, opts| {
+                match (class_name, auto) {
+                    ("AutoModel", _) => AutoModel::from_pretrained_with(dir, opts),
+                    (_, Some(class)) => AutoModel::from_pretrained_for(class, dir, opts),
+                    (class, None) => AutoModel::from_pretrained_as(class, dir, opts),
+                }
+            })?;
         Ok(Model { model, pool, dir })
     }
 
@@ -308,6 +320,14 @@ fn forward(
             )
         }
         AutoModel::NextSentencePrediction(m) => {
+            let o = m.forward(inputs, opts)?;
+            output(
+                vec![("logits", D2(o.logits))],
+                o.hidden_states,
+                o.attentions,
+            )
+        }
+        AutoModel::Discriminator(m) => {
             let o = m.forward(inputs, opts)?;
             output(
                 vec![("logits", D2(o.logits))],

@@ -87,6 +87,20 @@ impl Tokenizer {
         self.base.mask_token().to_string()
     }
 
+    /// (unk, sep, pad, cls) tokens of tokenizer_config.json.
+    #[getter]
+    fn special_tokens(&self) -> (String, String, String, String) {
+        let [u, s, p, c] = self.base.special_token_strings().map(String::from);
+        (u, s, p, c)
+    }
+
+    /// Whether transformers' tokenizer class returns `token_type_ids` (RoBERTa's, XLM-R's and
+    /// DistilBERT's do not).
+    #[getter]
+    fn returns_token_type_ids(&self) -> bool {
+        self.base.returns_token_type_ids()
+    }
+
     /// Tokenizes texts (or pairs, when `pairs` is given: one second text per text), truncating to
     /// `max_length` tokens (longest first for pairs) or not at all when it is None.
     #[pyo3(signature = (texts, pairs=None, max_length=None))]

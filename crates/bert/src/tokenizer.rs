@@ -110,10 +110,15 @@ impl TokenizerConfig {
             mask_token: token("mask_token", "[MASK]"),
             token_types: match map.get("model_input_names").and_then(Value::as_array) {
                 Some(names) => names.iter().any(|n| n == "token_type_ids"),
+                // transformers' classes whose model_input_names lack token_type_ids.
                 None => !map
                     .get("tokenizer_class")
                     .and_then(Value::as_str)
-                    .is_some_and(|c| c.starts_with("DistilBert")),
+                    .is_some_and(|c| {
+                        ["DistilBert", "Roberta", "XLMRoberta", "Camembert"]
+                            .iter()
+                            .any(|p| c.starts_with(p))
+                    }),
             },
         })
     }
@@ -146,6 +151,8 @@ pub struct BertTokenizer {
     unk_id: Option<i64>,
     cls_id: Option<i64>,
     mask_token: String,
+    /// `[UNK]`, `[SEP]`, `[PAD]`, `[CLS]` (or `<unk>`, `</s>`, `<pad>`, `<s>`).
+    special: [String; 4],
     clean_up_tokenization_spaces: bool,
     /// `false`: every `type_ids` is 0 (the tokenizer returns no `token_type_ids`).
     token_types: bool,
@@ -247,6 +254,12 @@ impl BertTokenizer {
             unk_id,
             cls_id,
             mask_token: config.mask_token.clone(),
+            special: [
+                config.unk_token.clone(),
+                config.sep_token.clone(),
+                config.pad_token.clone(),
+                config.cls_token.clone(),
+            ],
             clean_up_tokenization_spaces: config.clean_up_tokenization_spaces,
             token_types: config.token_types,
         };
@@ -299,6 +312,13 @@ impl BertTokenizer {
     /// if the vocabulary has it.
     pub fn cls_id(&self) -> Option<i64> {
         self.cls_id
+    }
+
+    /// The unknown, separator, padding and classifier tokens of `tokenizer_config.json`
+    /// (defaults `[UNK]`, `[SEP]`, `[PAD]`, `[CLS]`; RoBERTa's `<unk>`, `</s>`, `<pad>`, `<s>`).
+    pub fn special_token_strings(&self) -> [&str; 4] {
+        let [u, s, p, c] = &self.special;
+        [u, s, p, c]
     }
 
     /// The mask token of `tokenizer_config.json` (default `[MASK]`).

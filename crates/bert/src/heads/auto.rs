@@ -71,6 +71,33 @@ impl AutoModel {
         Self::load_as(c, o)
     }
 
+    /// Loads a directory or hub id as its family's `class` (transformers'
+    /// `AutoModelForSequenceClassification` for `Class::SequenceClassification`, ...): a RoBERTa
+    /// checkpoint gives `RobertaForSequenceClassification`. An error when the family has no such
+    /// class or the checkpoint lacks the head's tensors.
+    pub fn from_pretrained_for(class: Class, model: &str, opts: &LoadOptions) -> Result<Self> {
+        let o = super::open(model, opts)?;
+        let arch = Architecture::of(o.bert.config());
+        // transformers' AutoModelForPreTraining gives ELECTRA's discriminator.
+        let class = match class {
+            Class::PreTraining if arch.class_name(Class::Discriminator).is_some() => {
+                Class::Discriminator
+            }
+            c => c,
+        };
+        if arch.class_name(class).is_none() {
+            return Err(Error::Config(format!(
+                "{model} is a `{}` checkpoint, which has no {class:?} class (it has {})",
+                arch.model_type,
+                arch.classes()
+                    .map(|(_, n)| n)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        Self::load_as(class, o)
+    }
+
     fn from_opened(o: Opened) -> Result<Self> {
         let class = class_of(o.bert.config())?;
         Self::load_as(class, o)

@@ -4,8 +4,9 @@ For each family: a tokenizer trained by the `tokenizers` library on fixtures/fam
 (byte-level BPE for RoBERTa, Unigram for XLM-R, WordPiece for DistilBERT and ELECTRA) and saved
 through transformers' fast tokenizer class; tiny random models of each class the crate loads,
 saved with `save_pretrained`; and goldens: the tokenizer's ids / type ids / byte offsets on
-singles, pairs and truncation, the base model's four outputs, every head's logits, and the
-gradients of a sequence-classification and a token-classification loss.
+singles, pairs and truncation, the base model's four outputs, every head's logits, the
+gradients of a sequence-classification and a token-classification loss, transformers' pipelines
+on the heads, and sentence-transformers' encode() on each base model (sentence/).
 
 Run through make_fixtures.py (`--only family` regenerates this section alone).
 """
@@ -91,6 +92,20 @@ def gen(offset):
     g = torch.Generator()
     g.manual_seed(SEED + offset)
     return g
+
+
+FAST_CLASSES = {"roberta": RobertaTokenizerFast, "xlm-roberta": XLMRobertaTokenizerFast,
+                "distilbert": DistilBertTokenizerFast, "electra": ElectraTokenizerFast}
+
+
+def family_tokenizer(family, corpus, tdir):
+    """The family's tokenizer from its committed directory; trained (and saved there) when the
+    directory is absent. The `tokenizers` trainers of WordPiece and Unigram are not deterministic
+    from run to run, so the trained files are inputs kept in the repository, as the corpus is;
+    delete fixtures/family/*/tokenizer to train new ones."""
+    if os.path.exists(os.path.join(tdir, "tokenizer.json")):
+        return FAST_CLASSES[family].from_pretrained(tdir)
+    return train_tokenizer(family, corpus, tdir)
 
 
 def train_tokenizer(family, corpus, tdir):
@@ -300,14 +315,45 @@ def build_pipelines(out, root, family, tok):
         save("fill-mask", "mlm", cases)
 
 
+ST_TEXTS = PIPE_TEXTS + ["", "a", "Die Katze schläft auf dem Sofa.", "北京是中国的首都。",
+                         "The library opens at nine and closes at five on weekends. " * 6]
+# (family, pooling modes, normalize): sentence-transformers models on the family's base model.
+ST_MODELS = [("roberta", "mean", True), ("xlm-roberta", "mean", False), ("distilbert", "cls", True),
+             ("electra", "max", False)]
+
+
+def build_sentence(out, family, root, write_golden):
+    """sentence-transformers' encode() with the family's base model as its Transformer module."""
+    import sentence_transformers
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.base.modules import Transformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling
+    for fam, modes, norm in ST_MODELS:
+        if fam != family:
+            continue
+        d = os.path.join(root, "sentence")
+        mods = [Transformer(os.path.join(root, "model"), max_seq_length=24), Pooling(32, pooling_mode=modes)]
+        if norm:
+            mods.append(Normalize())
+        SentenceTransformer(modules=mods, device="cpu").save(d)
+        os.remove(os.path.join(d, "README.md"))  # a generated model card, not needed to load
+        st = SentenceTransformer(d, device="cpu")
+        e = st.encode(ST_TEXTS, convert_to_numpy=True, batch_size=4)
+        write_golden(os.path.join(d, "golden.safetensors"), {"embeddings": torch.from_numpy(e).contiguous()},
+                     {}, {"sentence_transformers": sentence_transformers.__version__,
+                          "texts": json.dumps(ST_TEXTS, ensure_ascii=False), "pooling": modes})
+
+
 def build_family(out, write_golden):
     corpus = os.path.join(out, "family", "corpus.txt")
     for fi, (family, spec) in enumerate(FAMILIES.items()):
         root = os.path.join(out, "family", family)
-        if os.path.exists(root):
-            shutil.rmtree(root)
         tdir = os.path.join(root, "tokenizer")
-        tok = train_tokenizer(family, corpus, tdir)
+        tok = family_tokenizer(family, corpus, tdir)
+        for entry in os.listdir(root):  # everything else is regenerated
+            if entry != "tokenizer":
+                path = os.path.join(root, entry)
+                shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
         with open(os.path.join(root, "tokenizer-golden.json"), "w", encoding="utf-8") as f:
             json.dump(tokenizer_golden(tok), f, ensure_ascii=False, indent=0)
             f.write("\n")
@@ -355,4 +401,4 @@ def build_family(out, write_golden):
             write_golden(os.path.join(mdir, "golden.safetensors"), tensors, kcases,
                          {"class": cls.__name__, "transformers": transformers.__version__})
         build_pipelines(out, root, family, tok)
-        shutil.rmtree(tdir)
+        build_sentence(out, family, root, write_golden)

@@ -310,3 +310,47 @@ fn fine_tuning_gradients_match_pytorch() {
     }
     assert_eq!(checked, 8);
 }
+
+/// f16 and int8 run every family (the encoder's Linear layers in the dtype, ELECTRA's
+/// `embeddings_project` too): each real token's `last_hidden_state` keeps its direction
+/// (cosine to transformers' f32; tiny random weights, so the bounds are loose next to a
+/// trained model's in docs/quantization.md).
+#[test]
+fn every_family_runs_in_f16_and_int8() {
+    use bert::{Dtype, LoadOptions};
+    for family in FAMILIES {
+        let d = dir(family, "model");
+        let g = Golden::load_path(&d.join("golden.safetensors"));
+        let inputs = g.inputs("singles");
+        let want = &g.f32s["singles.last_hidden_state"];
+        for (dtype, bound) in [(Dtype::F16, 0.99999), (Dtype::Int8, 0.995)] {
+            let m =
+                AutoModel::from_pretrained_with(d.to_str().unwrap(), &LoadOptions::dtype(dtype))
+                    .unwrap();
+            assert_eq!(m.bert().dtype(), dtype);
+            let out = m.bert().forward(&inputs, &Default::default()).unwrap();
+            let (b, t, h) = out.last_hidden_state.dim();
+            let mut worst = 1.0f32;
+            for i in 0..b {
+                for j in 0..t {
+                    if inputs.attention_mask[[i, j]] == 0 {
+                        continue;
+                    }
+                    let (mut dot, mut na, mut nb) = (0.0f32, 0.0f32, 0.0f32);
+                    for k in 0..h {
+                        let (x, y) = (out.last_hidden_state[[i, j, k]], want[[i, j, k]]);
+                        dot += x * y;
+                        na += x * x;
+                        nb += y * y;
+                    }
+                    worst = worst.min(dot / (na.sqrt() * nb.sqrt()));
+                }
+            }
+            println!("{family} {dtype:?}: worst token cosine {worst}");
+            assert!(
+                worst >= bound,
+                "{family} {dtype:?}: cosine {worst} < {bound}"
+            );
+        }
+    }
+}

@@ -20,8 +20,11 @@ fn texts(g: &Golden) -> Vec<String> {
 }
 
 fn check(label: &str, st: &SentenceEmbeddings, golden: &str, tol: f32, batch_size: usize) {
-    let g = Golden::load(golden);
-    let texts = texts(&g);
+    check_against(label, st, &Golden::load(golden), tol, batch_size)
+}
+
+fn check_against(label: &str, st: &SentenceEmbeddings, g: &Golden, tol: f32, batch_size: usize) {
+    let texts = texts(g);
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let ours = st.encode(&refs, &EncodeOptions { batch_size }).unwrap();
     let want = &g.f32s["embeddings"];
@@ -156,4 +159,25 @@ fn tiny_mean_sqrt_len_and_weighted_mean_normalized() {
         TOL_NORMALIZED,
         5,
     );
+}
+
+/// sentence-transformers models on RoBERTa (mean + Normalize), XLM-R (mean), DistilBERT (CLS +
+/// Normalize) and ELECTRA (max) bases (`fixtures/family/*/sentence`, by
+/// `scripts/fixtures_family.py`), max_seq_length 24 (the last text is truncated).
+#[test]
+fn family_bases_match_sentence_transformers() {
+    for (family, tol) in [
+        ("roberta", TOL_NORMALIZED),
+        ("xlm-roberta", TOL_RAW),
+        ("distilbert", TOL_NORMALIZED),
+        ("electra", TOL_RAW),
+    ] {
+        let d = fixtures().join("family").join(family).join("sentence");
+        let st = SentenceEmbeddings::from_pretrained(d.to_str().unwrap()).unwrap();
+        assert_eq!(st.max_seq_length(), 24, "{family}");
+        let g = Golden::load_path(&d.join("golden.safetensors"));
+        for batch_size in [1, 4, 32] {
+            check_against(family, &st, &g, tol, batch_size);
+        }
+    }
 }

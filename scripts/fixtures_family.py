@@ -344,6 +344,43 @@ def build_sentence(out, family, root, write_golden):
                           "texts": json.dumps(ST_TEXTS, ensure_ascii=False), "pooling": modes})
 
 
+RERANK_QUERY = "where is the capital of France"
+RERANK_PASSAGES = ["Paris is the capital of France.", "She sells sea shells by the sea shore.",
+                   "Der schnelle braune Fuchs springt über den faulen Hund.", "Paris"]
+
+
+def build_rerank(out, root, family, fi, tok):
+    """A one-label sequence classifier (a cross-encoder): transformers' text-classification pipeline
+    on (query, passage) pairs and sentence-transformers' CrossEncoder.predict, which must agree."""
+    if family not in ("roberta", "distilbert"):
+        return
+    from sentence_transformers import CrossEncoder
+    from transformers import pipeline
+    cls = FAMILIES[family]["classes"]["seqcls"]
+    config = FAMILIES[family]["config"](len(tok))
+    config.num_labels = 1
+    torch.manual_seed(SEED)
+    model = cls(config)
+    reinit(model, gen(980 + fi))
+    d = os.path.join(root, "rerank")
+    model.eval().save_pretrained(d)
+    tok.save_pretrained(d)
+    p = pipeline("text-classification", model=d, tokenizer=d, device="cpu",
+                 model_kwargs={"attn_implementation": "eager"})
+    ce = CrossEncoder(d, device="cpu", max_length=64)
+    scores = ce.predict([(RERANK_QUERY, x) for x in RERANK_PASSAGES], convert_to_numpy=True)
+    cases = []
+    for x, sc in zip(RERANK_PASSAGES, scores):
+        o = plain(p({"text": RERANK_QUERY, "text_pair": x}))
+        assert abs(o["score"] - float(sc)) < 1e-6, (o, sc)
+        cases.append({"text": RERANK_QUERY, "text_pair": x, "kwargs": {}, "output": o,
+                      "cross_encoder": float(sc)})
+    with open(os.path.join(root, "pipe-rerank.json"), "w", encoding="utf-8") as f:
+        json.dump({"task": "text-classification", "model": os.path.relpath(d, out),
+                   "transformers": transformers.__version__, "cases": cases}, f, ensure_ascii=False, indent=0)
+        f.write("\n")
+
+
 def build_family(out, write_golden):
     corpus = os.path.join(out, "family", "corpus.txt")
     for fi, (family, spec) in enumerate(FAMILIES.items()):
@@ -402,3 +439,4 @@ def build_family(out, write_golden):
                          {"class": cls.__name__, "transformers": transformers.__version__})
         build_pipelines(out, root, family, tok)
         build_sentence(out, family, root, write_golden)
+        build_rerank(out, root, family, fi, tok)

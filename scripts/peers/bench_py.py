@@ -33,23 +33,24 @@ ONNX_FILES = {"ort-raw": "model.onnx", "ort-opt": "model-opt.onnx", "ort-int8": 
 class TorchPeer:
     def __init__(self, model_dir, attn, threads):
         import torch
-        from transformers import BertModel
+        from transformers import AutoModel
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
         torch.set_num_threads(threads)
         self.torch = torch
-        self.model = BertModel.from_pretrained(model_dir, attn_implementation=attn).eval()
-        self.desc = f"torch {torch.__version__} transformers BertModel attn={attn}"
+        self.model = AutoModel.from_pretrained(model_dir, attn_implementation=attn).eval()
+        self.types = common.takes_token_types(model_dir)
+        self.desc = f"torch {torch.__version__} transformers {type(self.model).__name__} attn={attn}"
 
     def __call__(self, feed):
         t = self.torch
+        names = ("input_ids", "attention_mask", "token_type_ids")[: 3 if self.types else 2]
         with t.inference_mode():
-            o = self.model(input_ids=t.from_numpy(feed["input_ids"]),
-                           attention_mask=t.from_numpy(feed["attention_mask"]),
-                           token_type_ids=t.from_numpy(feed["token_type_ids"]))
-            return o.last_hidden_state.numpy(), o.pooler_output.numpy()
+            o = self.model(**{k: t.from_numpy(feed[k]) for k in names})
+            pooled = getattr(o, "pooler_output", None)
+            return o.last_hidden_state.numpy(), None if pooled is None else pooled.numpy()
 
 
 class OrtPeer:
@@ -66,19 +67,23 @@ class OrtPeer:
         self.desc = f"onnxruntime {ort.__version__} {os.path.basename(onnx_path)}"
 
     def __call__(self, feed):
-        return self.sess.run(["last_hidden_state", "pooler_output"], {k: feed[k] for k in self.inputs})
+        return self.sess.run(None, {k: feed[k] for k in self.inputs})
 
 
 class BertRsPeer:
-    """bert_rs.BertModel: `model(**feed)`, numpy in and out (no copy of the outputs)."""
+    """bert_rs.AutoModel (BertModel, RobertaModel, ...): `model(**feed)`, numpy in and out (no copy
+    of the outputs)."""
 
     def __init__(self, model_dir, threads):
         import bert_rs
 
-        self.model = bert_rs.BertModel.from_pretrained(model_dir, num_threads=threads)
+        self.model = bert_rs.AutoModel.from_pretrained(model_dir, num_threads=threads)
+        self.types = common.takes_token_types(model_dir)
         self.desc = f"bert_rs {bert_rs.__version__} (Python package)"
 
     def __call__(self, feed):
+        if not self.types:
+            feed = {k: v for k, v in feed.items() if k != "token_type_ids"}
         return self.model(**feed)
 
 

@@ -128,8 +128,16 @@ def encode(tok, texts):
 
 def model_dims(model_dir):
     c = json.load(open(os.path.join(model_dir, "config.json")))
+    if c.get("model_type") == "distilbert":  # DistilBertConfig's own key names
+        return dict(layers=c["n_layers"], h=c["dim"], i=c["hidden_dim"], heads=c["n_heads"])
     return dict(layers=c["num_hidden_layers"], h=c["hidden_size"], i=c["intermediate_size"],
                 heads=c["num_attention_heads"])
+
+
+def takes_token_types(model_dir):
+    """DistilBERT's forward has no token_type_ids argument."""
+    c = json.load(open(os.path.join(model_dir, "config.json")))
+    return c.get("model_type") != "distilbert"
 
 
 def flops_per_token(d, L):

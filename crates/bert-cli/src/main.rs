@@ -28,7 +28,7 @@ use clap::{Args, Parser, Subcommand};
 #[command(
     name = "bert",
     version,
-    about = "BERT (Hugging Face BertModel) in Rust",
+    about = "BERT (Hugging Face BertModel) and its family (RoBERTa, XLM-RoBERTa, DistilBERT, ELECTRA) in Rust",
     long_about = None,
     after_help = "A closed standard output (`bert tokenize ... | head`) ends any subcommand quietly \
                   with exit status 0; errors go to stderr with status 1 (2 for usage errors)."
@@ -60,7 +60,7 @@ enum Command {
     Ner(ner::NerArgs),
     /// Extract answers from a context (question-answering pipeline).
     Qa(qa::QaArgs),
-    /// Predict the [MASK] tokens of each text (fill-mask pipeline).
+    /// Predict the mask tokens ([MASK], <mask>) of each text (fill-mask pipeline).
     FillMask(fill_mask::FillMaskArgs),
     /// Score passages against a query with a cross-encoder: one {"corpus_id", "score"} per passage.
     Rerank(rerank::RerankArgs),

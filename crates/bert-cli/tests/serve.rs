@@ -728,3 +728,59 @@ fn sigterm_answers_every_request_in_flight_then_exits_0() {
     }
     assert_eq!(status.code(), Some(0));
 }
+
+/// The family through the server: a DistilBERT classifier (pairs without token types) and an
+/// XLM-R token classifier answer as transformers' pipelines; `/info` names the family's class.
+#[test]
+fn family_checkpoints_are_served() {
+    let family = root().join("fixtures/family");
+    let d = family.join("distilbert/seqcls");
+    let s = Server::start(&["-m", d.to_str().unwrap()]);
+    let g: Value = serde_json::from_str(
+        &std::fs::read_to_string(family.join("distilbert/pipe-seqcls.json")).unwrap(),
+    )
+    .unwrap();
+    let cases: Vec<&Value> = g["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["kwargs"] == json!({"top_k": null}))
+        .collect();
+    let inputs: Vec<Value> = cases
+        .iter()
+        .map(|c| match c.get("text_pair") {
+            Some(p) => json!([c["text"], p]),
+            None => json!([c["text"]]),
+        })
+        .collect();
+    let (code, batch) = s.post("/predict", &json!({ "inputs": inputs }));
+    assert_eq!(code, 200, "{batch}");
+    for (ours, c) in batch.as_array().unwrap().iter().zip(&cases) {
+        same(ours, &c["output"], TOL);
+    }
+    let (code, info) = s.get("/info");
+    assert_eq!(code, 200);
+    assert!(
+        info.contains("DistilBertForSequenceClassification"),
+        "{info}"
+    );
+    drop(s);
+    let d = family.join("xlm-roberta/tokcls");
+    let s = Server::start(&["-m", d.to_str().unwrap()]);
+    let g: Value = serde_json::from_str(
+        &std::fs::read_to_string(family.join("xlm-roberta/pipe-tokcls.json")).unwrap(),
+    )
+    .unwrap();
+    let c = g["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["kwargs"] == json!({"aggregation_strategy": "simple"}))
+        .unwrap();
+    let (code, ours) = s.post(
+        "/ner",
+        &json!({"inputs": c["text"], "aggregation_strategy": "simple"}),
+    );
+    assert_eq!(code, 200, "{ours}");
+    same(&ours, &c["output"], TOL);
+}

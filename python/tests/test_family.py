@@ -143,3 +143,19 @@ def compare(ours, want, at: str) -> None:
                 compare(ours[k], want[k], at)
     else:
         assert ours == want, f"{at}: {ours!r} vs {want!r}"
+
+
+@pytest.mark.parametrize("family,cls", [("xlm-roberta", "XLMRobertaForSequenceClassification"),
+                                        ("electra", "ElectraForSequenceClassification")])
+def test_train_writes_the_family_class(tmp_path, family: str, cls: str) -> None:
+    rows = [{"text": t, "label": l} for t, l in (("a great movie", "pos"), ("awful", "neg"),
+                                                   ("loved it", "pos"), ("boring and long", "neg"))]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out"
+    bert_rs.train(tmp_path / "train.jsonl", out, model=str(FIXTURES / "family" / family / "model"),
+                  epochs=1, batch_size=2, quiet=True)
+    assert json.loads((out / "config.json").read_text())["architectures"] == [cls]
+    model = bert_rs.AutoModelForSequenceClassification.from_pretrained(str(out))
+    assert type(model).__name__ == cls
+    tok = bert_rs.AutoTokenizer.from_pretrained(str(out))
+    assert model(**tok(["great"], return_tensors="np")).logits.shape == (1, 2)

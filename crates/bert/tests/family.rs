@@ -29,7 +29,34 @@ fn kinds(family: &str) -> Vec<String> {
 #[test]
 fn tokenizers_match_transformers() {
     for family in FAMILIES {
-        let tok = BertTokenizer::from_dir(dir(family, "model")).unwrap();
+        check_tokenizer(
+            family,
+            &BertTokenizer::from_dir(dir(family, "model")).unwrap(),
+        );
+    }
+}
+
+/// RoBERTa checkpoints without tokenizer.json: byte-level BPE built from vocab.json and
+/// merges.txt as transformers' `RobertaConverter` does gives the same ids, offsets and text.
+#[test]
+fn roberta_tokenizer_from_vocab_and_merges() {
+    let tmp = std::env::temp_dir().join(format!("bert-roberta-bpe-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    for f in [
+        "vocab.json",
+        "merges.txt",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+    ] {
+        std::fs::copy(dir("roberta", "model").join(f), tmp.join(f)).unwrap();
+    }
+    let tok = BertTokenizer::from_dir(&tmp).unwrap();
+    check_tokenizer("roberta", &tok);
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+fn check_tokenizer(family: &str, tok: &BertTokenizer) {
+    {
         let path = fixtures()
             .join("family")
             .join(family)

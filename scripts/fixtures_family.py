@@ -204,8 +204,10 @@ def outputs(family, kind, model, inp):
 
 
 def grads(family, model, inp, labels):
+    """Loss and every parameter's gradient; `labels` a tensor, or a dict of QA span positions."""
     model.zero_grad(set_to_none=True)
-    out = model(**model_kwargs(family, inp), labels=labels, return_dict=True)
+    targets = labels if isinstance(labels, dict) else {"labels": labels}
+    out = model(**model_kwargs(family, inp), **targets, return_dict=True)
     out.loss.backward()
     res = {"loss": out.loss.detach().reshape(1)}
     for name, p in model.named_parameters():
@@ -434,6 +436,18 @@ def build_family(out, write_golden):
                     labels[:, 0] = -100
                 tensors["grads.labels"] = labels
                 for k, v in grads(family, model, inp, labels).items():
+                    tensors[f"grads.{k}"] = v.contiguous()
+            if kind == "qa":
+                # An unpadded batch: transformers' QA loss also softmaxes padded positions, which
+                # the packed engine never computes (docs/training.md).
+                q, c = PIPE_QA[0]
+                enc = tok([q, q], [c, c], return_tensors="pt")
+                inp = dict(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                           token_type_ids=enc.get("token_type_ids", torch.zeros_like(enc["input_ids"])))
+                span = dict(start_positions=torch.tensor([5, 7]), end_positions=torch.tensor([6, 9]))
+                for k, v in {**inp, **span}.items():
+                    tensors[f"grads.{k}"] = v.clone().contiguous()
+                for k, v in grads(family, model, inp, span).items():
                     tensors[f"grads.{k}"] = v.contiguous()
             write_golden(os.path.join(mdir, "golden.safetensors"), tensors, kcases,
                          {"class": cls.__name__, "transformers": transformers.__version__})

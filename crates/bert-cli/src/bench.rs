@@ -32,8 +32,9 @@ pub struct BenchArgs {
     pub model: Option<String>,
     #[command(flatten)]
     pub dtype: crate::DtypeArgs,
-    /// Seeded random weights instead of a checkpoint: bert-base, bert-large, minilm-l6, or a
-    /// config.json path. The tokenizer is then --tokenizer's.
+    /// Seeded random weights instead of a checkpoint: bert-base, bert-large, minilm-l6,
+    /// roberta-base, distilbert-base, or a config.json path (of any family). The tokenizer is
+    /// then --tokenizer's.
     #[arg(long)]
     pub config: Option<String>,
     /// Tokenizer for --config (directory or hub id; default: the default model's).
@@ -232,8 +233,9 @@ fn load_model(args: &BenchArgs) -> CliResult<(BertModel, String)> {
             None if Path::new(c).is_file() => BertConfig::from_file(c)?,
             None => {
                 return Err(format!(
-                "--config `{c}` is neither bert-base, bert-large, minilm-l6 nor a config.json file"
-            )
+                    "--config `{c}` is neither bert-base, bert-large, minilm-l6, roberta-base, \
+                 distilbert-base nor a config.json file"
+                )
                 .into())
             }
         };

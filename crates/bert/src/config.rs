@@ -316,11 +316,26 @@ impl BertConfig {
         self.hidden_size / self.num_attention_heads
     }
 
-    /// The shapes of `bert-base-uncased`, `bert-large-uncased` and `all-MiniLM-L6-v2`, for benchmarks
-    /// with random weights.
+    /// The shapes of `bert-base-uncased`, `bert-large-uncased`, `all-MiniLM-L6-v2`, `roberta-base`
+    /// and `distilbert-base-uncased`, for benchmarks with random weights.
     pub fn preset(name: &str) -> Option<Self> {
         let base = BertConfig::default();
         Some(match name {
+            "roberta-base" => BertConfig {
+                vocab_size: 50265,
+                max_position_embeddings: 514,
+                type_vocab_size: 1,
+                layer_norm_eps: 1e-5,
+                pad_token_id: Some(1),
+                model_type: Some("roberta".into()),
+                ..base
+            },
+            "distilbert-base" => BertConfig {
+                num_hidden_layers: 6,
+                type_vocab_size: 1,
+                model_type: Some("distilbert".into()),
+                ..base
+            },
             "bert-base" => base,
             "bert-large" => BertConfig {
                 hidden_size: 1024,
@@ -490,6 +505,22 @@ mod tests {
         assert!(v.get("hidden_size").is_none() && v.get("type_vocab_size").is_none());
         let back = BertConfig::from_json_str(&v.to_string()).unwrap();
         assert_eq!(back, c);
+    }
+
+    #[test]
+    fn presets_are_valid() {
+        for name in [
+            "bert-base",
+            "bert-large",
+            "minilm-l6",
+            "roberta-base",
+            "distilbert-base",
+        ] {
+            let c = BertConfig::preset(name).unwrap();
+            c.validate().unwrap();
+            assert_eq!(c.max_input_length(), 512, "{name}");
+        }
+        assert!(BertConfig::preset("gpt2").is_none());
     }
 
     #[test]

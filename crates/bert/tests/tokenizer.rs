@@ -226,7 +226,8 @@ fn bad_inputs_are_errors() {
     std::fs::create_dir_all(&dir).unwrap();
     let err = BertTokenizer::from_dir(&dir).unwrap_err();
     assert!(
-        err.to_string().contains("tokenizer.json, vocab.txt"),
+        err.to_string()
+            .contains("tokenizer.json, vocab.json + merges.txt, vocab.txt"),
         "{err}"
     );
     std::fs::write(dir.join("vocab.txt"), b"[PAD]\n\xff\xfe\n").unwrap();

@@ -524,7 +524,14 @@ impl BertTokenizer {
             ))
         })?;
         let rest = first.take_overflowing();
-        Ok(std::iter::once(first).chain(rest).collect())
+        let mut windows: Vec<tokenizers::Encoding> = std::iter::once(first).chain(rest).collect();
+        if !self.token_types {
+            // As `to_encoding`: a tokenizer without token_type_ids (DistilBERT's) gives none.
+            for w in &mut windows {
+                w.set_type_ids(vec![0; w.len()]);
+            }
+        }
+        Ok(windows)
     }
 
     /// The number of tokens of `text` without special tokens, untruncated.
@@ -764,19 +771,16 @@ fn from_vocab(path: &Path, bytes: &[u8], config: &TokenizerConfig) -> Result<Tok
         (config.cls_token.clone(), cls),
     )));
     tok.with_decoder(Some(WordPieceDecoder::new("##".into(), true)));
-    let specials = [
-        &config.pad_token,
-        &config.unk_token,
-        &config.cls_token,
-        &config.sep_token,
-        &config.mask_token,
-    ];
-    let specials: Vec<AddedToken> = specials
-        .into_iter()
-        .filter(|t| tok.token_to_id(t).is_some())
-        .map(|t| AddedToken::from(t.clone(), true))
-        .collect();
-    tok.add_special_tokens(&specials);
+    add_specials(
+        &mut tok,
+        &[
+            (&config.pad_token, false),
+            (&config.unk_token, false),
+            (&config.cls_token, false),
+            (&config.sep_token, false),
+            (&config.mask_token, false),
+        ],
+    );
     Ok(tok)
 }
 
@@ -841,21 +845,29 @@ fn from_bpe(
         .trim_offsets(true)
         .add_prefix_space(prefix),
     ));
-    let mut specials: Vec<AddedToken> = [
-        &config.cls_token,
-        &config.pad_token,
-        &config.sep_token,
-        &config.unk_token,
-    ]
-    .into_iter()
-    .filter(|t| tok.token_to_id(t).is_some())
-    .map(|t| AddedToken::from(t.clone(), true))
-    .collect();
-    if tok.token_to_id(&config.mask_token).is_some() {
-        specials.push(AddedToken::from(config.mask_token.clone(), true).lstrip(true));
-    }
-    tok.add_special_tokens(&specials);
+    add_specials(
+        &mut tok,
+        &[
+            (&config.cls_token, false),
+            (&config.pad_token, false),
+            (&config.sep_token, false),
+            (&config.unk_token, false),
+            (&config.mask_token, true),
+        ],
+    );
     Ok(tok)
+}
+
+/// Marks the `(token, lstrip)` of `tokens` that the vocabulary holds as special, in that order, as
+/// transformers' converted tokenizers have them (`lstrip`: the token takes the space before it,
+/// RoBERTa's `<mask>`).
+fn add_specials(tok: &mut Tokenizer, tokens: &[(&String, bool)]) {
+    let specials: Vec<AddedToken> = tokens
+        .iter()
+        .filter(|(t, _)| tok.token_to_id(t).is_some())
+        .map(|&(t, lstrip)| AddedToken::from(t.clone(), true).lstrip(lstrip))
+        .collect();
+    tok.add_special_tokens(&specials);
 }
 
 /// `vocab.txt`: one token per line, id = line number, as transformers' `load_vocab` reads it

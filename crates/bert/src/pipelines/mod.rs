@@ -91,11 +91,7 @@ pub(crate) fn pad_windows<'a>(
         .map(|w| {
             (
                 w.get_ids().iter().map(|&i| i64::from(i)).collect(),
-                // A tokenizer without token_type_ids (DistilBERT's) gives its model none.
-                w.get_type_ids()
-                    .iter()
-                    .map(|&i| i64::from(i) * i64::from(tok.returns_token_type_ids()))
-                    .collect(),
+                w.get_type_ids().iter().map(|&i| i64::from(i)).collect(),
             )
         })
         .collect();

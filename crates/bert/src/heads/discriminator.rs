@@ -85,10 +85,11 @@ impl ElectraForPreTraining {
     ) -> Result<DiscriminatorOutput> {
         let out = self.bert.forward(inputs, opts)?;
         let (rows, positions) = real_rows(&out.last_hidden_state, inputs);
-        let mut x = apply(&self.dense, &rows);
+        // dense + hidden_act in one pass, as the masked-LM transform (predictions.rs).
         let act = self.config().hidden_act.kernel();
-        x.iter_mut()
-            .for_each(|v| *v = bert_kernels::reference::activation(act, *v));
+        let mut x = vec![0.0f32; rows.len()];
+        self.dense
+            .forward(&rows, &mut x, bert_kernels::Epilogue::BiasActivation(act));
         let logits = apply(&self.dense_prediction, &x);
         let (b, t) = inputs.input_ids.dim();
         let logits = scatter(&logits, &positions, (b, t), 1)

@@ -169,43 +169,11 @@ pub static ARCHITECTURES: [Architecture; 5] = [
             (Class::PreTraining, "BertForPreTraining"),
         ],
     },
-    Architecture {
-        family: Family::Roberta,
-        model_type: "roberta",
-        base: "roberta",
-        positions: Positions::AfterPadding,
-        token_types: true,
-        attention_output_dropout: true,
-        layers: "encoder.layer",
-        layer_names: &[],
-        head_names: ROBERTA_HEAD_NAMES,
-        head_modules: &["lm_head.", "classifier.", "qa_outputs."],
-        classifier: ROBERTA_CLASSIFIER,
-        mlm_act: Some(HiddenAct::Gelu),
-        classes: &[
-            (Class::Model, "RobertaModel"),
-            (
-                Class::SequenceClassification,
-                "RobertaForSequenceClassification",
-            ),
-            (Class::TokenClassification, "RobertaForTokenClassification"),
-            (Class::QuestionAnswering, "RobertaForQuestionAnswering"),
-            (Class::MaskedLM, "RobertaForMaskedLM"),
-        ],
-    },
+    ROBERTA,
+    // XLM-R is RoBERTa's architecture under other class names (and a SentencePiece tokenizer).
     Architecture {
         family: Family::XlmRoberta,
         model_type: "xlm-roberta",
-        base: "roberta",
-        positions: Positions::AfterPadding,
-        token_types: true,
-        attention_output_dropout: true,
-        layers: "encoder.layer",
-        layer_names: &[],
-        head_names: ROBERTA_HEAD_NAMES,
-        head_modules: &["lm_head.", "classifier.", "qa_outputs."],
-        classifier: ROBERTA_CLASSIFIER,
-        mlm_act: Some(HiddenAct::Gelu),
         classes: &[
             (Class::Model, "XLMRobertaModel"),
             (
@@ -219,6 +187,7 @@ pub static ARCHITECTURES: [Architecture; 5] = [
             (Class::QuestionAnswering, "XLMRobertaForQuestionAnswering"),
             (Class::MaskedLM, "XLMRobertaForMaskedLM"),
         ],
+        ..ROBERTA
     },
     Architecture {
         family: Family::DistilBert,
@@ -308,10 +277,34 @@ pub static ARCHITECTURES: [Architecture; 5] = [
     },
 ];
 
-const ROBERTA_CLASSIFIER: Classifier = Classifier {
-    dense: Some(("classifier.dense", HeadAct::Tanh)),
-    dropout_before_dense: true,
-    out: "classifier.out_proj",
+/// RoBERTa's row (XLM-R's differs only in its names).
+const ROBERTA: Architecture = Architecture {
+    family: Family::Roberta,
+    model_type: "roberta",
+    base: "roberta",
+    positions: Positions::AfterPadding,
+    token_types: true,
+    attention_output_dropout: true,
+    layers: "encoder.layer",
+    layer_names: &[],
+    head_names: ROBERTA_HEAD_NAMES,
+    head_modules: &["lm_head.", "classifier.", "qa_outputs."],
+    classifier: Classifier {
+        dense: Some(("classifier.dense", HeadAct::Tanh)),
+        dropout_before_dense: true,
+        out: "classifier.out_proj",
+    },
+    mlm_act: Some(HiddenAct::Gelu),
+    classes: &[
+        (Class::Model, "RobertaModel"),
+        (
+            Class::SequenceClassification,
+            "RobertaForSequenceClassification",
+        ),
+        (Class::TokenClassification, "RobertaForTokenClassification"),
+        (Class::QuestionAnswering, "RobertaForQuestionAnswering"),
+        (Class::MaskedLM, "RobertaForMaskedLM"),
+    ],
 };
 
 /// `lm_head.decoder.bias` is the same parameter as `lm_head.bias` (tied in `RobertaLMHead`).

@@ -301,21 +301,8 @@ ElectraForSequenceClassification = _FAMILY_CLASSES["ElectraForSequenceClassifica
 ElectraForTokenClassification = _FAMILY_CLASSES["ElectraForTokenClassification"]
 ElectraForQuestionAnswering = _FAMILY_CLASSES["ElectraForQuestionAnswering"]
 
-# The output of each loaded class (what `_native.Model.architecture` names).
-_OUTPUTS = {
-    "BertModel": BaseModelOutputWithPoolingAndCrossAttentions,
-    "BertForSequenceClassification": SequenceClassifierOutput,
-    "BertForTokenClassification": TokenClassifierOutput,
-    "BertForQuestionAnswering": QuestionAnsweringModelOutput,
-    "BertForMultipleChoice": MultipleChoiceModelOutput,
-    "BertForMaskedLM": MaskedLMOutput,
-    "BertForNextSentencePrediction": NextSentencePredictorOutput,
-    "BertForPreTraining": BertForPreTrainingOutput,
-    "ElectraForPreTraining": ElectraForPreTrainingOutput,
-    **{name: cls._output for name, cls in _FAMILY_CLASSES.items()},
-}
-
-
+# Every class that can be loaded, by transformers' name (what `_native.Model.architecture` says),
+# and so its output.
 _CLASSES = {
     c.__name__: c
     for c in (BertModel, BertForSequenceClassification, BertForTokenClassification,
@@ -323,6 +310,7 @@ _CLASSES = {
               BertForNextSentencePrediction, BertForPreTraining, ElectraForPreTraining)
 }
 _CLASSES.update(_FAMILY_CLASSES)
+_OUTPUTS = {name: cls._output for name, cls in _CLASSES.items()}
 
 
 def _auto(name: str, native_name: str, doc: str) -> type:

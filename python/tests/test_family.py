@@ -10,8 +10,9 @@ import pytest
 from safetensors import safe_open
 
 import bert_rs
-from conftest import FIXTURES, TOL_LOGITS, TOL_SCORE, assert_close
+from conftest import FIXTURES, TOL_LOGITS, assert_close
 from test_model import check_encoder_outputs
+from test_pipelines import assert_same
 
 FAMILIES = {"roberta": "Roberta", "xlm-roberta": "XLMRoberta", "distilbert": "DistilBert", "electra": "Electra"}
 HEADS = {"seqcls": "ForSequenceClassification", "tokcls": "ForTokenClassification",
@@ -126,23 +127,7 @@ def test_pipelines(family: str) -> None:
                 ours = p({"text": c["text"], "text_pair": c["text_pair"]}, **c["kwargs"])
             else:
                 ours = p(c["text"], **c["kwargs"])
-            compare(ours, c["output"], f"{family}/{kind} {c}")
-
-
-def compare(ours, want, at: str) -> None:
-    if isinstance(want, list):
-        assert isinstance(ours, list) and len(ours) == len(want), f"{at}: {ours} vs {want}"
-        for a, b in zip(ours, want):
-            compare(a, b, at)
-    elif isinstance(want, dict):
-        assert set(ours) == set(want), f"{at}: {ours} vs {want}"
-        for k in want:
-            if k == "score":
-                assert abs(ours[k] - want[k]) <= TOL_SCORE, f"{at}: {ours} vs {want}"
-            else:
-                compare(ours[k], want[k], at)
-    else:
-        assert ours == want, f"{at}: {ours!r} vs {want!r}"
+            assert_same(ours, c["output"], f"{family}/{kind} {c}")
 
 
 @pytest.mark.parametrize("family,cls", [("xlm-roberta", "XLMRobertaForSequenceClassification"),

@@ -24,26 +24,9 @@ fn golden_cases(f: &str, kind: &str) -> Vec<Value> {
     g["cases"].as_array().unwrap().clone()
 }
 
-/// Field-by-field equality, scores within [`TOL`].
+/// A pipeline's JSON output against transformers': see [`same_scores`], within [`TOL`].
 fn same(ours: &Value, theirs: &Value) {
-    match (ours, theirs) {
-        (Value::Array(a), Value::Array(b)) => {
-            assert_eq!(a.len(), b.len(), "ours {ours}\ntheirs {theirs}");
-            a.iter().zip(b).for_each(|(x, y)| same(x, y));
-        }
-        (Value::Object(a), Value::Object(b)) => {
-            assert_eq!(a.len(), b.len(), "ours {ours}\ntheirs {theirs}");
-            for (k, v) in a {
-                if k == "score" {
-                    let d = (v.as_f64().unwrap() - b[k].as_f64().unwrap()).abs();
-                    assert!(d <= TOL, "score {v} vs {}", b[k]);
-                } else {
-                    same(v, &b[k]);
-                }
-            }
-        }
-        _ => assert_eq!(ours, theirs),
-    }
+    same_scores(ours, theirs, TOL)
 }
 
 #[test]

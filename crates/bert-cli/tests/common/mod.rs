@@ -51,3 +51,27 @@ pub fn scratch(name: &str, content: &[u8]) -> PathBuf {
     std::fs::write(&p, content).unwrap();
     p
 }
+
+/// Field-by-field equality of a pipeline's JSON output with transformers': every value exactly,
+/// but `score` fields within `tol`.
+pub fn same_scores(ours: &serde_json::Value, theirs: &serde_json::Value, tol: f64) {
+    use serde_json::Value;
+    match (ours, theirs) {
+        (Value::Array(a), Value::Array(b)) => {
+            assert_eq!(a.len(), b.len(), "ours {ours}\ntheirs {theirs}");
+            a.iter().zip(b).for_each(|(x, y)| same_scores(x, y, tol));
+        }
+        (Value::Object(a), Value::Object(b)) => {
+            assert_eq!(a.len(), b.len(), "ours {ours}\ntheirs {theirs}");
+            for (k, v) in a {
+                if k == "score" {
+                    let d = (v.as_f64().unwrap() - b[k].as_f64().unwrap()).abs();
+                    assert!(d <= tol, "score {v} vs {}", b[k]);
+                } else {
+                    same_scores(v, &b[k], tol);
+                }
+            }
+        }
+        _ => assert_eq!(ours, theirs),
+    }
+}

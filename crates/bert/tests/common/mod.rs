@@ -102,8 +102,9 @@ impl Golden {
     }
 }
 
-/// Largest |a - b| over the entries where `keep(index)` holds.
-fn max_diff(
+/// Largest |a - b| over the entries where `keep(index)` holds (a NaN counts as infinite), and
+/// its index.
+pub fn max_diff(
     ours: &ArrayD<f32>,
     want: &ArrayD<f32>,
     keep: impl Fn(&[usize]) -> bool,

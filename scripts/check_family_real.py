@@ -45,7 +45,7 @@ def convert(src, out, family):
         w["embeddings.token_type_embeddings.weight"] = type0.clone()
         config = dict(base, model_type=family, max_position_embeddings=new_pos.shape[0], type_vocab_size=1,
                       pad_token_id=0, architectures=["RobertaModel" if family == "roberta" else "XLMRobertaModel"])
-        tensors = {f"{k}": v for k, v in w.items()}
+        tensors = dict(w)
     elif family == "electra":
         config = dict(base, model_type="electra", embedding_size=cfg["hidden_size"],
                       max_position_embeddings=pos.shape[0], type_vocab_size=cfg["type_vocab_size"],

@@ -32,7 +32,6 @@ from transformers import (DistilBertConfig, DistilBertForMaskedLM, DistilBertFor
                           XLMRobertaForSequenceClassification, XLMRobertaForTokenClassification,
                           XLMRobertaModel, XLMRobertaTokenizerFast)
 
-SEED = 20240917
 TINY = dict(hidden_size=32, num_attention_heads=4, num_hidden_layers=2, intermediate_size=37,
             hidden_act="gelu", initializer_range=0.02)
 
@@ -86,12 +85,6 @@ PAIRS = [
 ]
 LABELS = {"seqcls": ["negative", "neutral", "positive"],
           "tokcls": ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]}
-
-
-def gen(offset):
-    g = torch.Generator()
-    g.manual_seed(SEED + offset)
-    return g
 
 
 FAST_CLASSES = {"roberta": RobertaTokenizerFast, "xlm-roberta": XLMRobertaTokenizerFast,
@@ -251,18 +244,7 @@ PIPE_QA = [
 ]
 
 
-def plain(obj):
-    """Pipeline output as JSON values (numpy scalars to Python)."""
-    if isinstance(obj, dict):
-        return {k: plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [plain(v) for v in obj]
-    if hasattr(obj, "item"):
-        return obj.item()
-    return obj
-
-
-def build_pipelines(out, root, family, tok):
+def build_pipelines(out, root, family, tok, fx):
     """transformers' pipelines on the family's head models, in the format of fixtures/golden/pipe-*.json."""
     from transformers import pipeline
     eager = dict(model_kwargs={"attn_implementation": "eager"}, device="cpu")
@@ -283,10 +265,10 @@ def build_pipelines(out, root, family, tok):
     cases = []
     for t in PIPE_TEXTS:
         for kw in ({}, {"top_k": None}):
-            cases.append({"text": t, "kwargs": kw, "output": plain(p(t, **kw))})
+            cases.append({"text": t, "kwargs": kw, "output": fx.plain(p(t, **kw))})
     for q, c in PIPE_QA:
         cases.append({"text": q, "text_pair": c, "kwargs": {"top_k": None},
-                      "output": plain(p({"text": q, "text_pair": c}, top_k=None))})
+                      "output": fx.plain(p({"text": q, "text_pair": c}, top_k=None))})
     save("text-classification", "seqcls", cases)
 
     p = load("token-classification", "tokcls")
@@ -294,7 +276,7 @@ def build_pipelines(out, root, family, tok):
     for t in PIPE_TEXTS:
         for agg in ("none", "simple", "first", "average", "max"):
             cases.append({"text": t, "kwargs": {"aggregation_strategy": agg},
-                          "output": plain(p(t, aggregation_strategy=agg))})
+                          "output": fx.plain(p(t, aggregation_strategy=agg))})
     assert any(c["output"] for c in cases)
     save("token-classification", "tokcls", cases)
 
@@ -303,7 +285,7 @@ def build_pipelines(out, root, family, tok):
     for q, c in PIPE_QA:
         for kw in ({}, {"top_k": 3}):
             cases.append({"question": q, "context": c, "kwargs": kw,
-                          "output": plain(p(question=q, context=c, **kw))})
+                          "output": fx.plain(p(question=q, context=c, **kw))})
     save("question-answering", "qa", cases)
 
     if "mlm" in FAMILIES[family]["classes"]:
@@ -313,7 +295,7 @@ def build_pipelines(out, root, family, tok):
         for t in (f"Paris is the {m} of France.", f"The quick brown {m} jumps over the lazy dog.",
                   f"{m} is the capital of {m}."):
             for kw in ({}, {"top_k": 2}):
-                cases.append({"text": t, "kwargs": kw, "output": plain(p(t, **kw))})
+                cases.append({"text": t, "kwargs": kw, "output": fx.plain(p(t, **kw))})
         save("fill-mask", "mlm", cases)
 
 
@@ -324,7 +306,7 @@ ST_MODELS = [("roberta", "mean", True), ("xlm-roberta", "mean", False), ("distil
              ("electra", "max", False)]
 
 
-def build_sentence(out, family, root, write_golden):
+def build_sentence(out, family, root, fx):
     """sentence-transformers' encode() with the family's base model as its Transformer module."""
     import sentence_transformers
     from sentence_transformers import SentenceTransformer
@@ -341,7 +323,7 @@ def build_sentence(out, family, root, write_golden):
         os.remove(os.path.join(d, "README.md"))  # a generated model card, not needed to load
         st = SentenceTransformer(d, device="cpu")
         e = st.encode(ST_TEXTS, convert_to_numpy=True, batch_size=4)
-        write_golden(os.path.join(d, "golden.safetensors"), {"embeddings": torch.from_numpy(e).contiguous()},
+        fx.write_golden(os.path.join(d, "golden.safetensors"), {"embeddings": torch.from_numpy(e).contiguous()},
                      {}, {"sentence_transformers": sentence_transformers.__version__,
                           "texts": json.dumps(ST_TEXTS, ensure_ascii=False), "pooling": modes})
 
@@ -351,7 +333,7 @@ RERANK_PASSAGES = ["Paris is the capital of France.", "She sells sea shells by t
                    "Der schnelle braune Fuchs springt über den faulen Hund.", "Paris"]
 
 
-def build_rerank(out, root, family, fi, tok):
+def build_rerank(out, root, family, fi, tok, fx):
     """A one-label sequence classifier (a cross-encoder): transformers' text-classification pipeline
     on (query, passage) pairs and sentence-transformers' CrossEncoder.predict, which must agree."""
     if family not in ("roberta", "distilbert"):
@@ -361,9 +343,9 @@ def build_rerank(out, root, family, fi, tok):
     cls = FAMILIES[family]["classes"]["seqcls"]
     config = FAMILIES[family]["config"](len(tok))
     config.num_labels = 1
-    torch.manual_seed(SEED)
+    torch.manual_seed(fx.SEED)
     model = cls(config)
-    reinit(model, gen(980 + fi))
+    reinit(model, fx.gen(980 + fi))
     d = os.path.join(root, "rerank")
     model.eval().save_pretrained(d)
     tok.save_pretrained(d)
@@ -373,7 +355,7 @@ def build_rerank(out, root, family, fi, tok):
     scores = ce.predict([(RERANK_QUERY, x) for x in RERANK_PASSAGES], convert_to_numpy=True)
     cases = []
     for x, sc in zip(RERANK_PASSAGES, scores):
-        o = plain(p({"text": RERANK_QUERY, "text_pair": x}))
+        o = fx.plain(p({"text": RERANK_QUERY, "text_pair": x}))
         assert abs(o["score"] - float(sc)) < 1e-6, (o, sc)
         cases.append({"text": RERANK_QUERY, "text_pair": x, "kwargs": {}, "output": o,
                       "cross_encoder": float(sc)})
@@ -383,7 +365,9 @@ def build_rerank(out, root, family, fi, tok):
         f.write("\n")
 
 
-def build_family(out, write_golden):
+def build_family(out, fx):
+    """`fx`: make_fixtures.py itself, whose seed (`SEED`, `gen`) and writers (`write_golden`,
+    `plain`) every section shares."""
     corpus = os.path.join(out, "family", "corpus.txt")
     for fi, (family, spec) in enumerate(FAMILIES.items()):
         root = os.path.join(out, "family", family)
@@ -397,15 +381,14 @@ def build_family(out, write_golden):
             json.dump(tokenizer_golden(tok), f, ensure_ascii=False, indent=0)
             f.write("\n")
         cases = encode_cases(tok, family)
-        base = torch.nn.Module()
         for ci, (kind, cls) in enumerate(spec["classes"].items()):
             config = spec["config"](len(tok))
             if kind in LABELS:
                 config.id2label = dict(enumerate(LABELS[kind]))
                 config.label2id = {l: i for i, l in config.id2label.items()}
-            torch.manual_seed(SEED)
+            torch.manual_seed(fx.SEED)
             model = cls(config)
-            reinit(model, gen(900 + 10 * fi + ci))
+            reinit(model, fx.gen(900 + 10 * fi + ci))
             model.eval()
             mdir = os.path.join(root, kind)
             model.save_pretrained(mdir)
@@ -426,7 +409,7 @@ def build_family(out, write_golden):
                     tensors[f"{cname}.{k}"] = v.detach().clone().contiguous()
             if kind in ("seqcls", "tokcls"):
                 inp = cases["singles"]
-                g = gen(950 + fi)
+                g = fx.gen(950 + fi)
                 B, T = inp["input_ids"].shape
                 if kind == "seqcls":
                     labels = torch.randint(0, 3, (B,), generator=g)
@@ -449,8 +432,8 @@ def build_family(out, write_golden):
                     tensors[f"grads.{k}"] = v.clone().contiguous()
                 for k, v in grads(family, model, inp, span).items():
                     tensors[f"grads.{k}"] = v.contiguous()
-            write_golden(os.path.join(mdir, "golden.safetensors"), tensors, kcases,
+            fx.write_golden(os.path.join(mdir, "golden.safetensors"), tensors, kcases,
                          {"class": cls.__name__, "transformers": transformers.__version__})
-        build_pipelines(out, root, family, tok)
-        build_sentence(out, family, root, write_golden)
-        build_rerank(out, root, family, fi, tok)
+        build_pipelines(out, root, family, tok, fx)
+        build_sentence(out, family, root, fx)
+        build_rerank(out, root, family, fi, tok, fx)

@@ -1859,7 +1859,7 @@ def main():
         f"safetensors {safetensors.__version__}, numpy {numpy.__version__}, seed {SEED}")
     out = args.out
     if args.only == "family":
-        build_family(out, write_golden)
+        build_family(out, sys.modules[__name__])
         log("done")
         return
     need = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
@@ -1888,7 +1888,7 @@ def main():
     build_sentence(out, args.minilm)
     build_pipelines(out)
     build_train(out, args.minilm)
-    build_family(out, write_golden)
+    build_family(out, sys.modules[__name__])
     log("notes: " + json.dumps(notes, sort_keys=True))
     log("done")
 

@@ -30,7 +30,7 @@ from .modeling_outputs import (
 )
 
 def _dtype_name(dtype: Any) -> str:
-    """The dtype's name for the engine, which checks it (float32, float16, int8 and their short
+    """The dtype's name for the engine, which checks it (float32, float16, bfloat16, int8 and their short
     names): torch / numpy dtypes by name, transformers' "auto" and None as float32."""
     if dtype is None or dtype == "auto":
         return "float32"
@@ -61,7 +61,8 @@ class BertPreTrainedModel:
         **kwargs: Any,
     ) -> Any:
         """Loads a directory or hub id. `dtype` is the encoder's arithmetic: "float32" (exact),
-        "float16" (f16 weights) or "int8" (dynamic int8); `num_threads` sizes this model's own
+        "float16" (f16 weights), "bfloat16" (bf16 products with f32 sums, as torch's bf16 autocast)
+        or "int8" (dynamic int8); `num_threads` sizes this model's own
         thread pool (default: RAYON_NUM_THREADS, else OMP_NUM_THREADS, else the CPUs this process
         may use). transformers' other loading arguments (device_map, revision, ...) are ignored."""
         dtype = _dtype_name(torch_dtype if torch_dtype is not None else dtype)

@@ -144,7 +144,10 @@ def test_dtypes_load_and_stay_close(minilm_dir):
     tok = bert_rs.BertTokenizer.from_pretrained(minilm_dir)
     enc = tok(["Hello, my dog is cute"], return_tensors="np")
     ref = bert_rs.BertModel.from_pretrained(minilm_dir)(**enc).last_hidden_state
-    for dtype, tol in (("float16", 2e-2), ("int8", 0.5)):
+    for dtype, tol in (("float16", 2e-2), ("bfloat16", 0.1), ("int8", 0.5)):
         m = bert_rs.BertModel.from_pretrained(minilm_dir, dtype=dtype)
         assert m.dtype == dtype
         assert np.abs(m(**enc).last_hidden_state - ref).max() < tol
+    # transformers' spelling: torch_dtype=torch.bfloat16 arrives as its name.
+    m = bert_rs.BertModel.from_pretrained(minilm_dir, torch_dtype="torch.bfloat16")
+    assert m.dtype == "bfloat16"

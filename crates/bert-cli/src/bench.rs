@@ -148,6 +148,8 @@ pub fn run(args: BenchArgs) -> CliResult {
                     match model.dtype() {
                         bert::Dtype::F32 => "fp32",
                         bert::Dtype::F16 => "fp16 weights",
+                        bert::Dtype::Bf16 if bert::Dtype::Bf16.is_native() => "bf16",
+                        bert::Dtype::Bf16 => "bf16 emulated",
                         bert::Dtype::Int8 => "int8 dynamic",
                     }
                 ),

@@ -101,7 +101,8 @@ pub struct InputArgs {
     /// `truncation=False`).
     #[arg(long)]
     pub no_truncation: bool,
-    /// No progress bar and no notes on stderr (errors are still reported).
+    /// No progress bar and no notes on stderr (errors, and the note that bf16 runs emulated, are
+    /// still reported).
     #[arg(long, short = 'q')]
     pub quiet: bool,
 }
@@ -110,16 +111,29 @@ pub struct InputArgs {
 #[derive(Args, Clone, Copy, Debug)]
 pub struct DtypeArgs {
     /// Number format of the encoder's Linear layers: `f32` (exact), `f16` (weights rounded to f16
-    /// at load, half the memory, f32 arithmetic: embeddings cosine to f32 > 0.99999) or `int8`
-    /// (weights quantized per output channel at load, activations per row at run time: faster,
-    /// within the accuracy bounds of docs/quantization.md). Embeddings, LayerNorm, attention and
-    /// heads stay f32.
+    /// at load, half the memory, f32 arithmetic: embeddings cosine to f32 > 0.99999), `bf16`
+    /// (weights and each product's input rounded to bf16, f32 sums, as PyTorch's bf16 autocast:
+    /// about twice f32's products on CPUs with AVX512-BF16; elsewhere emulated at f32's speed,
+    /// with a note on stderr) or `int8` (weights quantized per output channel at load, activations
+    /// per row at run time: faster, within the accuracy bounds of docs/quantization.md).
+    /// Embeddings, LayerNorm, attention and heads stay f32.
     #[arg(long, value_name = "DTYPE", default_value = "f32")]
     pub dtype: bert::Dtype,
 }
 
 impl DtypeArgs {
+    /// The load options, after a note on stderr (once per process) if this CPU emulates the dtype.
     pub fn load_options(&self) -> bert::LoadOptions {
+        static NOTED: std::sync::Once = std::sync::Once::new();
+        if !self.dtype.is_native() {
+            NOTED.call_once(|| {
+                eprintln!(
+                    "note: this CPU has no AVX512-BF16: --dtype {} runs emulated on the f32 \
+                     kernels (bf16's numbers at f32's speed)",
+                    self.dtype
+                )
+            });
+        }
         bert::LoadOptions::dtype(self.dtype)
     }
 }

@@ -76,3 +76,16 @@ impl Isa {
         }
     }
 }
+
+/// Whether this CPU has AVX512-BF16 (`vdpbf16ps`, `vcvtneps2bf16`): the native bf16 product of
+/// [`crate::linear::Bf16Linear`]; elsewhere bf16 is emulated on the f32 kernels.
+pub fn has_avx512_bf16() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}

@@ -7,6 +7,7 @@
 
 pub mod activation;
 pub mod attention;
+pub mod bf16;
 pub mod f16;
 pub mod isa;
 pub mod layernorm;
@@ -19,9 +20,9 @@ mod vexp;
 
 pub use activation::Activation;
 pub use attention::{attention, AttentionArgs};
-pub use isa::{Isa, ISA_ENV};
+pub use isa::{has_avx512_bf16, Isa, ISA_ENV};
 pub use layernorm::layer_norm;
-pub use linear::{Epilogue, F16Linear, Int8Linear, Int8Path, Linear};
+pub use linear::{Bf16Linear, Epilogue, F16Linear, Int8Linear, Int8Path, Linear};
 
 /// Rows per rayon task for element-wise kernels: large enough to amortize scheduling, small enough to
 /// split a short batch over both cores.

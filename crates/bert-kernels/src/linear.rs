@@ -9,6 +9,7 @@
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+mod bf16;
 mod driver;
 mod f16;
 mod int8;
@@ -18,6 +19,7 @@ mod pack;
 mod portable;
 
 pub use crate::isa::{Isa, ISA_ENV};
+pub use bf16::Bf16Linear;
 pub use f16::{F16Linear, F16Read, WIDEN_ALL_MIN_ROWS, WIDEN_MIN_TILES};
 pub use int8::{
     int8_scale, outlier_columns, quantize_one, Int8Linear, Int8Path, MAX_OUTLIER_COLUMNS,
@@ -281,6 +283,7 @@ impl Linear {
         let how = Product {
             a_transposed: true,
             accumulate: true,
+            a_bf16: false,
         };
         self.product(xt, y, Epilogue::Bias, how);
     }

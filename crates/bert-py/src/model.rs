@@ -13,15 +13,17 @@ use pyo3::types::{PyDict, PyTuple};
 use crate::errors::{check_memory, guarded, IntoPy};
 use crate::pool::{default_threads, Pool};
 
-/// The dtype named as the Python API names it (`float32`, `float16`, `int8`) or as the CLI does.
+/// The dtype named as the Python API names it (`float32`, `float16`, `bfloat16`, `int8`) or as the
+/// CLI does.
 pub fn parse_dtype(name: &str) -> PyResult<Dtype> {
     let n = match name.trim().to_ascii_lowercase().as_str() {
         "float32" | "fp32" | "f32" => "f32",
         "float16" | "fp16" | "f16" | "half" => "f16",
+        "bfloat16" | "bf16" => "bf16",
         "int8" | "qint8" => "int8",
         other => {
             return Err(PyValueError::new_err(format!(
-                "dtype `{other}` is not one of float32, float16, int8"
+                "dtype `{other}` is not one of float32, float16, bfloat16, int8"
             )))
         }
     };
@@ -150,6 +152,7 @@ impl Model {
         match self.model.bert().dtype() {
             Dtype::F32 => "float32",
             Dtype::F16 => "float16",
+            Dtype::Bf16 => "bfloat16",
             Dtype::Int8 => "int8",
         }
     }

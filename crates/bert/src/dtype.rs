@@ -13,6 +13,12 @@ pub enum Dtype {
     /// Weights rounded at load to f16 (round to nearest even; half the bytes of f32), widened to f32
     /// in the product: f32 activations, sums, bias / GELU / residual.
     F16,
+    /// Weights rounded at load to bf16 (half the bytes of f32 where the CPU has AVX512-BF16),
+    /// activations rounded to bf16 at each product's input, f32 sums and bias / GELU / residual, as
+    /// `torch.autocast("cpu", dtype=torch.bfloat16)` runs `nn.Linear`. Native `vdpbf16ps` products
+    /// where the CPU has AVX512-BF16, elsewhere emulated at f32's speed with the same numbers
+    /// ([`Dtype::is_native`]).
+    Bf16,
     /// Weights quantized at load to int8 per output channel (symmetric), activations quantized per
     /// row at each call, int32 accumulation, bias / GELU / residual in f32 after dequantization.
     Int8,
@@ -20,18 +26,27 @@ pub enum Dtype {
 
 impl Dtype {
     /// Every dtype, in the order `--help` lists them.
-    pub const ALL: [Dtype; 3] = [Dtype::F32, Dtype::F16, Dtype::Int8];
+    pub const ALL: [Dtype; 4] = [Dtype::F32, Dtype::F16, Dtype::Bf16, Dtype::Int8];
 
     /// The lower-case name [`Dtype::parse`] accepts.
     pub fn name(self) -> &'static str {
         match self {
             Dtype::F32 => "f32",
             Dtype::F16 => "f16",
+            Dtype::Bf16 => "bf16",
             Dtype::Int8 => "int8",
         }
     }
 
-    /// Parses `f32`, `f16` or `int8` (case-insensitive).
+    /// Whether this CPU runs the dtype's products with the instructions they were designed for:
+    /// false only for bf16 on a CPU without AVX512-BF16, which emulates it on the f32 kernels (the
+    /// same numbers at f32's speed; `bert` says so on stderr).
+    /// (`BERT_KERNELS_ISA=avx2` emulates bf16 on an AVX512-BF16 CPU too.)
+    pub fn is_native(self) -> bool {
+        self != Dtype::Bf16 || bert_kernels::Bf16Linear::native_on(bert_kernels::Isa::selected())
+    }
+
+    /// Parses `f32`, `f16`, `bf16` or `int8` (case-insensitive).
     pub fn parse(name: &str) -> Result<Dtype> {
         Dtype::ALL
             .into_iter()

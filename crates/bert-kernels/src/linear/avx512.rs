@@ -38,13 +38,7 @@ pub(super) unsafe fn kernel_f16<const MR: usize, const NV: usize>(t: &Tile) {
 #[inline]
 unsafe fn kernel_body<const MR: usize, const NV: usize, const F16: bool>(t: &Tile) {
     // C is written (and, for later K blocks, read) at the end: start fetching it now.
-    for i in 0..MR {
-        let c = t.c.add(i * t.ldc);
-        for v in 0..NV {
-            _mm_prefetch::<_MM_HINT_T0>(c.add(v * LANES) as *const i8);
-        }
-        _mm_prefetch::<_MM_HINT_T0>(c.add(NV * LANES - 1) as *const i8);
-    }
+    prefetch_c::<MR, NV>(t);
     let mut acc = [[_mm512_setzero_ps(); NV]; MR];
     let (mut a, mut b, mut pf) = (t.a, t.b, t.pf);
     // Floats' worth of memory one B row spans: an f16 row is half as long.
@@ -71,6 +65,13 @@ unsafe fn kernel_body<const MR: usize, const NV: usize, const F16: bool>(t: &Til
         a = a.add(MR);
         b = b.add(step);
     }
+    store(t, &acc);
+}
+
+/// `C = acc (+ C)` and the epilogue: the end of every kernel.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn store<const MR: usize, const NV: usize>(t: &Tile, acc: &[[__m512; NV]; MR]) {
     for (i, acc) in acc.iter().enumerate() {
         let c = t.c.add(i * t.ldc);
         for (v, &acc) in acc.iter().enumerate() {
@@ -96,6 +97,58 @@ unsafe fn kernel_body<const MR: usize, const NV: usize, const F16: bool>(t: &Til
     if let TileEpi::Bias { act: Some(act), .. } = t.epi {
         activate_block(t.c, t.ldc, MR, NV, act);
     }
+}
+
+/// Prefetches the (MR, NV * 16) block of C the kernel writes (and, for later K blocks, reads) at
+/// its end.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn prefetch_c<const MR: usize, const NV: usize>(t: &Tile) {
+    for i in 0..MR {
+        let c = t.c.add(i * t.ldc);
+        for v in 0..NV {
+            _mm_prefetch::<_MM_HINT_T0>(c.add(v * LANES) as *const i8);
+        }
+        _mm_prefetch::<_MM_HINT_T0>(c.add(NV * LANES - 1) as *const i8);
+    }
+}
+
+/// `C[mr, NV*16] (+)= A[mr, kc] B[kc, NV*16]` in bf16 products with f32 sums, then the epilogue:
+/// A and B come as bf16 pairs (two K steps to a 32-bit lane, [`crate::bf16::pair`]) and each
+/// `vdpbf16ps` does two K steps of 16 columns, twice an f32 FMA's work.
+///
+/// # Safety
+/// The CPU supports AVX-512F and AVX512-BF16; `a` holds `ceil(kc / 2) * MR` pairs, `b` and `pf`
+/// `ceil(kc / 2) * NV * 16`, the rest as [`kernel`].
+#[target_feature(enable = "avx512f,avx512bf16")]
+pub(super) unsafe fn kernel_bf16<const MR: usize, const NV: usize>(t: &Tile) {
+    prefetch_c::<MR, NV>(t);
+    let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+    let (mut a, mut b, mut pf) = (t.a.cast::<i32>(), t.b.cast::<i32>(), t.pf);
+    for _ in 0..t.kc.div_ceil(2) {
+        for line in (0..NV * LANES).step_by(16) {
+            _mm_prefetch::<_MM_HINT_T0>(pf.add(line) as *const i8);
+        }
+        pf = pf.add(NV * LANES);
+        let mut bv = [_mm512_setzero_si512(); NV];
+        for (v, bv) in bv.iter_mut().enumerate() {
+            *bv = _mm512_loadu_si512(b.add(v * LANES).cast());
+        }
+        for (i, acc) in acc.iter_mut().enumerate() {
+            let av = _mm512_set1_epi32(*a.add(i));
+            for (acc, &bv) in acc.iter_mut().zip(&bv) {
+                // SAFETY (transmute): __m512i and __m512bh are both 64 bytes of lanes.
+                *acc = _mm512_dpbf16_ps(
+                    *acc,
+                    std::mem::transmute::<__m512i, __m512bh>(av),
+                    std::mem::transmute::<__m512i, __m512bh>(bv),
+                );
+            }
+        }
+        a = a.add(MR);
+        b = b.add(NV * LANES);
+    }
+    store(t, &acc);
 }
 
 /// Applies `act` in place to `rows` rows of `nv` vectors, `ld` floats apart.

@@ -14,16 +14,17 @@ use std::cell::RefCell;
 use rayon::prelude::*;
 
 use super::f16::Widen;
-use super::pack::{pack_a, pack_a_transposed, Elem, PackedB};
+use super::pack::{pack_a, pack_a_bf16, pack_a_transposed, pack_a_transposed_bf16, Elem, PackedB};
 use super::{Epilogue, GemmOptions, Isa};
 use crate::Activation;
 
 /// One microkernel call: `C[mr, NR] (+)= A[mr, kc] B[kc, NR]`, then the epilogue.
 #[derive(Clone, Copy)]
 pub(super) struct Tile {
-    /// Packed A row tile, (kc, mr).
+    /// Packed A row tile, (kc, mr); for the bf16 kernels (ceil(kc / 2), mr) bf16 pairs.
     pub a: *const f32,
-    /// Packed B micro-panel, (kc, NR): f32, or f16 bits (u16) for the f16 kernels.
+    /// Packed B micro-panel, (kc, NR): f32, f16 bits (u16) for the f16 kernels, or
+    /// (ceil(kc / 2), NR) bf16 pairs (u32) for the bf16 kernels.
     pub b: *const f32,
     /// The (kc, NR) micro-panel to prefetch, one row per k step: the next panel on a row block's last
     /// tile (which otherwise re-reads `b` from cache while DRAM idles), else `b` itself.
@@ -115,6 +116,28 @@ pub(super) fn kernels_f16(isa: Isa, mr: usize, nv: usize) -> Option<&'static [Ke
     }
 }
 
+/// The kernels that multiply bf16 pairs (`vdpbf16ps`: A and B as [`super::pack::Bf16Pair`]s, f32
+/// sums), for tiles of 1..=mr rows, or `None` where this ISA or CPU has none (AVX512-BF16 only).
+pub(super) fn kernels_bf16(isa: Isa, mr: usize, nv: usize) -> Option<&'static [KernelFn]> {
+    macro_rules! table {
+        ($nv:literal; $($mr:literal)*) => {
+            Some(&[$(super::avx512::kernel_bf16::<$mr, $nv> as KernelFn),*])
+        };
+    }
+    if !crate::isa::has_avx512_bf16() {
+        return None;
+    }
+    match (isa, mr, nv) {
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx512, 8, 3) => table!(3; 1 2 3 4 5 6 7 8),
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx512, 12, 2) => table!(2; 1 2 3 4 5 6 7 8 9 10 11 12),
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx512, 14, 2) => table!(2; 1 2 3 4 5 6 7 8 9 10 11 12 13 14),
+        _ => None,
+    }
+}
+
 /// Packed B and how the kernels read it.
 #[derive(Clone, Copy)]
 pub(super) struct BOperand<'a, T> {
@@ -166,6 +189,9 @@ pub(super) struct Product {
     pub a_transposed: bool,
     /// `y += ...` (before the epilogue's bias/residual) rather than `y = ...`.
     pub accumulate: bool,
+    /// Round A to bf16 as it is packed: the emulated bf16 product on the f32 kernels (the bf16
+    /// kernels' A is bf16 whatever this says).
+    pub a_bf16: bool,
 }
 
 /// `y`'s base pointer, shared by tasks that write disjoint blocks of it.
@@ -284,7 +310,7 @@ fn row_tiles((r0, r1): (usize, usize), mr: usize) -> Vec<(usize, usize)> {
 
 /// The operands of one register tile.
 struct Job<'s> {
-    /// (kc, mr) packed A.
+    /// (kc, mr) packed A ((ceil(kc / 2), mr) pairs for bf16).
     a: &'s [f32],
     /// (kc, NR) packed B, in the element type `kernels` read.
     b: *const f32,
@@ -325,11 +351,20 @@ impl<T: Elem> Gemm<'_, T> {
                     let blocks = self.b.packed.k_blocks().count();
                     for (q, (k0, kc)) in self.b.packed.k_blocks().enumerate() {
                         if p0 == cols.0 || blocks > 1 {
-                            if self.how.a_transposed {
-                                pack_a_transposed(self.x, self.m, &tiles, k0, kc, apack);
+                            let pack = match (T::K_PER, self.how.a_transposed, self.how.a_bf16) {
+                                (1, false, false) => pack_a::<false>,
+                                (1, false, true) => pack_a::<true>,
+                                (1, true, false) => pack_a_transposed::<false>,
+                                (1, true, true) => pack_a_transposed::<true>,
+                                (_, false, _) => pack_a_bf16,
+                                (_, true, _) => pack_a_transposed_bf16,
+                            };
+                            let ld = if self.how.a_transposed {
+                                self.m
                             } else {
-                                pack_a(self.x, self.k, &tiles, k0, kc, apack);
-                            }
+                                self.k
+                            };
+                            pack(self.x, ld, &tiles, k0, kc, apack);
                         }
                         let last = q + 1 == blocks;
                         for p in p0..p1 {
@@ -350,9 +385,10 @@ impl<T: Elem> Gemm<'_, T> {
                                 }
                             };
                             let mut a_off = 0;
+                            let a_rows = kc.div_ceil(T::K_PER);
                             for (t, &rows) in tiles.iter().enumerate() {
                                 self.tile(Job {
-                                    a: &apack[a_off..a_off + kc * rows.1],
+                                    a: &apack[a_off..a_off + a_rows * rows.1],
                                     b,
                                     pf: if self.opts.prefetch && t + 1 == tiles.len() {
                                         next
@@ -366,7 +402,7 @@ impl<T: Elem> Gemm<'_, T> {
                                     accumulate: q > 0 || self.how.accumulate,
                                     last,
                                 });
-                                a_off += kc * rows.1;
+                                a_off += a_rows * rows.1;
                             }
                         }
                     }

@@ -15,9 +15,19 @@ const PAR_PACK: usize = 1 << 16;
 /// Cache-line alignment of the packed weights, in bytes.
 const ALIGN_BYTES: usize = 64;
 
-/// An element of packed B: f32, or f16 bits (`u16`, converted at packing, [`crate::f16`]).
+/// An element of packed B: f32, f16 bits (`u16`, converted at packing, [`crate::f16`]), or a
+/// [`Bf16Pair`] holding two consecutive K values.
 pub(super) trait Elem: Copy + Default + Send + Sync {
+    /// Consecutive K values (rows of W^T) one element holds: a panel row of `nr` elements covers
+    /// `K_PER` rows of K.
+    const K_PER: usize = 1;
     fn from_f32(v: f32) -> Self;
+    /// The element holding `vals`: `K_PER` consecutive K values of one column, fewer at the end
+    /// of a K block (the rest read as zero).
+    #[inline]
+    fn from_f32s(vals: &[f32]) -> Self {
+        Self::from_f32(vals[0])
+    }
     /// The f16 bits, if this is f16.
     fn as_f16(s: &[Self]) -> Option<&[u16]>;
 }
@@ -42,6 +52,30 @@ impl Elem for u16 {
     }
 }
 
+/// Two consecutive K values of one column as bf16 ([`crate::bf16::pair`]): one 32-bit lane of
+/// `vdpbf16ps`. A bf16 panel row holds two rows of K, so a (kc, nr) micro-panel is
+/// (ceil(kc / 2), nr) pairs, the same bytes per K row as f16.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(transparent)]
+pub(super) struct Bf16Pair(pub u32);
+
+impl Elem for Bf16Pair {
+    const K_PER: usize = 2;
+    fn from_f32(v: f32) -> Self {
+        Bf16Pair(crate::bf16::pair(v, 0.0))
+    }
+    #[inline]
+    fn from_f32s(vals: &[f32]) -> Self {
+        Bf16Pair(crate::bf16::pair(
+            vals[0],
+            vals.get(1).copied().unwrap_or(0.0),
+        ))
+    }
+    fn as_f16(_: &[Self]) -> Option<&[u16]> {
+        None
+    }
+}
+
 /// W^T (K, N) in the microkernel's panel layout, 64-byte aligned, elements `T`.
 pub(super) struct PackedB<T = f32> {
     buf: Vec<T>,
@@ -55,28 +89,36 @@ pub(super) struct PackedB<T = f32> {
 impl<T: Elem> PackedB<T> {
     /// Packs `w` (N, K) row-major (PyTorch layout) into panels of `nr` columns and K blocks of at most
     /// `kc` rows, the blocks as even as possible (K = 385, kc = 256: 193 + 192, not 256 + 129), each
-    /// value converted to `T`.
+    /// value converted to `T` (`T::K_PER` K rows to an element: every block but the last then starts
+    /// and ends on a multiple of `K_PER`).
     pub(super) fn new(w: &[f32], n: usize, k: usize, nr: usize, kc: usize) -> Self {
         debug_assert_eq!(w.len(), n * k);
         let mut packed = Self::zeroed(n, k, nr, kc);
-        let (panels, len) = (packed.panels, packed.panels * nr * k);
+        let (panels, len) = (packed.panels, packed.len());
         let kb = std::mem::take(&mut packed.kb);
         let dst = &mut packed.buf[packed.start..packed.start + len];
         for q in kb.windows(2) {
             let (k0, kcq) = (q[0], q[1] - q[0]);
-            let block = &mut dst[k0 * panels * nr..(k0 + kcq) * panels * nr];
+            let rows = kcq.div_ceil(T::K_PER);
+            let block = &mut dst[k0 / T::K_PER * panels * nr..][..rows * panels * nr];
             let fill = |(p, panel): (usize, &mut [T])| {
                 for (c, j) in (p * nr..((p + 1) * nr).min(n)).enumerate() {
                     let row = &w[j * k + k0..][..kcq];
-                    for (kk, &v) in row.iter().enumerate() {
-                        panel[kk * nr + c] = T::from_f32(v);
+                    if T::K_PER == 1 {
+                        for (kk, &v) in row.iter().enumerate() {
+                            panel[kk * nr + c] = T::from_f32(v);
+                        }
+                    } else {
+                        for (kk, vals) in row.chunks(T::K_PER).enumerate() {
+                            panel[kk * nr + c] = T::from_f32s(vals);
+                        }
                     }
                 }
             };
             if len >= PAR_PACK {
-                block.par_chunks_mut(kcq * nr).enumerate().for_each(fill);
+                block.par_chunks_mut(rows * nr).enumerate().for_each(fill);
             } else {
-                block.chunks_mut(kcq * nr).enumerate().for_each(fill);
+                block.chunks_mut(rows * nr).enumerate().for_each(fill);
             }
         }
         packed.kb = kb;
@@ -88,8 +130,13 @@ impl<T: Elem> PackedB<T> {
     fn zeroed(n: usize, k: usize, nr: usize, kc: usize) -> Self {
         let panels = n.div_ceil(nr);
         let blocks = k.div_ceil(kc.max(1));
-        let kb: Vec<usize> = (0..=blocks).map(|q| q * k / blocks.max(1)).collect();
-        let len = panels * nr * k;
+        let kb: Vec<usize> = (0..=blocks)
+            .map(|q| match q * k / blocks.max(1) {
+                end if q == blocks => end,
+                start => start / T::K_PER * T::K_PER,
+            })
+            .collect();
+        let len = panels * nr * k.div_ceil(T::K_PER);
         let slack = ALIGN_BYTES / std::mem::size_of::<T>();
         let buf = vec![T::default(); len + slack];
         let start = buf.as_ptr().align_offset(ALIGN_BYTES).min(slack);
@@ -102,11 +149,15 @@ impl<T: Elem> PackedB<T> {
         }
     }
 
+    /// Elements of the packed panels (without the alignment slack).
+    fn len(&self) -> usize {
+        self.panels * self.nr * self.kb.last().copied().unwrap_or(0).div_ceil(T::K_PER)
+    }
+
     /// The packed panels (without the alignment slack), for tests.
     #[cfg(test)]
     pub(super) fn panel_data(&self) -> &[T] {
-        let len: usize = self.panels * self.nr * self.kb.last().copied().unwrap_or(0);
-        &self.buf[self.start..self.start + len]
+        &self.buf[self.start..self.start + self.len()]
     }
 
     /// Elements allocated.
@@ -123,10 +174,12 @@ impl<T: Elem> PackedB<T> {
         self.kb.windows(2).map(|q| (q[0], q[1] - q[0]))
     }
 
-    /// The (kc, nr) micro-panel of panel `p` in the K block (`k0`, `kc`).
+    /// The (kc, nr) micro-panel of panel `p` in the K block (`k0`, `kc`): (ceil(kc / K_PER), nr)
+    /// elements.
     pub(super) fn panel(&self, (k0, kc): (usize, usize), p: usize) -> &[T] {
-        let off = self.start + k0 * self.panels * self.nr + p * kc * self.nr;
-        &self.buf[off..off + kc * self.nr]
+        let rows = kc.div_ceil(T::K_PER);
+        let off = self.start + k0 / T::K_PER * self.panels * self.nr + p * rows * self.nr;
+        &self.buf[off..off + rows * self.nr]
     }
 }
 
@@ -139,7 +192,7 @@ impl PackedB<u16> {
         mut buf: Vec<f32>,
         widen: impl Fn(&[u16], &mut [f32]) + Sync,
     ) -> PackedB<f32> {
-        let len = self.panels * self.nr * self.kb.last().copied().unwrap_or(0);
+        let len = self.len();
         let slack = ALIGN_BYTES / std::mem::size_of::<f32>();
         if buf.len() < len + slack {
             buf.resize(len + slack, 0.0);
@@ -203,9 +256,9 @@ impl PackedB {
 }
 
 /// Packs rows `tiles` of `x` (M, K) row-major, columns `k0..k0 + kc`, into `dst`: tile after tile,
-/// each (kc, mr) row-major. `tiles` are (first row, rows) pairs. About 0.2 ns a float here (12 us for
+/// each (kc, mr) row-major; with `BF16` each value rounded to bf16 (the emulated bf16 product). `tiles` are (first row, rows) pairs. About 0.2 ns a float here (12 us for
 /// a 96 x 768 block, 3% of the product it feeds when N = 384): not worth a SIMD transpose.
-pub(super) fn pack_a(
+pub(super) fn pack_a<const BF16: bool>(
     x: &[f32],
     k: usize,
     tiles: &[(usize, usize)],
@@ -221,7 +274,7 @@ pub(super) fn pack_a(
         for i in 0..mr {
             let row = &x[(r0 + i) * k + k0..][..kc];
             for (d, &v) in tile.chunks_exact_mut(mr).zip(row) {
-                d[i] = v;
+                d[i] = if BF16 { crate::bf16::round(v) } else { v };
             }
         }
         off += kc * mr;
@@ -230,7 +283,7 @@ pub(super) fn pack_a(
 
 /// As [`pack_a`] from `xt` (K, M) row-major, i.e. A^T (training's `dy` in `dW = dy^T x`): each
 /// packed (kc, mr) tile row is a contiguous copy of `mr` floats of one row of `xt`.
-pub(super) fn pack_a_transposed(
+pub(super) fn pack_a_transposed<const BF16: bool>(
     xt: &[f32],
     m: usize,
     tiles: &[(usize, usize)],
@@ -244,8 +297,70 @@ pub(super) fn pack_a_transposed(
     for &(r0, mr) in tiles {
         let tile = &mut dst[off..off + kc * mr];
         for (kk, d) in tile.chunks_exact_mut(mr).enumerate() {
-            d.copy_from_slice(&xt[(k0 + kk) * m + r0..][..mr]);
+            let src = &xt[(k0 + kk) * m + r0..][..mr];
+            if BF16 {
+                for (d, &v) in d.iter_mut().zip(src) {
+                    *d = crate::bf16::round(v);
+                }
+            } else {
+                d.copy_from_slice(src);
+            }
         }
         off += kc * mr;
+    }
+}
+
+/// As [`pack_a`] for the bf16 kernels: each (kc, mr) tile becomes (ceil(kc / 2), mr) bf16 pairs
+/// ([`crate::bf16::pair`]; an odd K block's last pair has a zero high half), rounded to nearest
+/// even here, once per task and K block. The pairs' bits are stored in the f32 scratch.
+pub(super) fn pack_a_bf16(
+    x: &[f32],
+    k: usize,
+    tiles: &[(usize, usize)],
+    k0: usize,
+    kc: usize,
+    dst: &mut Vec<f32>,
+) {
+    let pairs = kc.div_ceil(2);
+    let total = tiles.iter().map(|t| t.1).sum::<usize>() * pairs;
+    dst.resize(total, 0.0);
+    let mut off = 0;
+    for &(r0, mr) in tiles {
+        let tile = &mut dst[off..off + pairs * mr];
+        for i in 0..mr {
+            let row = &x[(r0 + i) * k + k0..][..kc];
+            for (d, v) in tile.chunks_exact_mut(mr).zip(row.chunks(2)) {
+                let hi = v.get(1).copied().unwrap_or(0.0);
+                d[i] = f32::from_bits(crate::bf16::pair(v[0], hi));
+            }
+        }
+        off += pairs * mr;
+    }
+}
+
+/// As [`pack_a_transposed`] for the bf16 kernels (the pairs of [`pack_a_bf16`]) from `xt` (K, M).
+pub(super) fn pack_a_transposed_bf16(
+    xt: &[f32],
+    m: usize,
+    tiles: &[(usize, usize)],
+    k0: usize,
+    kc: usize,
+    dst: &mut Vec<f32>,
+) {
+    let pairs = kc.div_ceil(2);
+    let total = tiles.iter().map(|t| t.1).sum::<usize>() * pairs;
+    dst.resize(total, 0.0);
+    let mut off = 0;
+    for &(r0, mr) in tiles {
+        let tile = &mut dst[off..off + pairs * mr];
+        for (kk, d) in tile.chunks_exact_mut(mr).enumerate() {
+            let lo = &xt[(k0 + 2 * kk) * m + r0..][..mr];
+            let hi = (2 * kk + 1 < kc).then(|| &xt[(k0 + 2 * kk + 1) * m + r0..][..mr]);
+            for (i, d) in d.iter_mut().enumerate() {
+                let h = hi.map_or(0.0, |h| h[i]);
+                *d = f32::from_bits(crate::bf16::pair(lo[i], h));
+            }
+        }
+        off += pairs * mr;
     }
 }

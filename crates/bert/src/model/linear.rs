@@ -1,13 +1,14 @@
-//! The encoder's `nn.Linear` in the dtype it was loaded with: an enum over bert-kernels' f32, f16
-//! and int8 layers, so the f32 path calls `Linear::forward` as before behind one predictable branch.
+//! The encoder's `nn.Linear` in the dtype it was loaded with: an enum over bert-kernels' f32, f16,
+//! bf16 and int8 layers, so the f32 path calls `Linear::forward` as before behind one predictable branch.
 
-use bert_kernels::{Epilogue, F16Linear, Int8Linear, Linear};
+use bert_kernels::{Bf16Linear, Epilogue, F16Linear, Int8Linear, Linear};
 
 use crate::Dtype;
 
 pub(crate) enum ModelLinear {
     F32(Linear),
     F16(F16Linear),
+    Bf16(Bf16Linear),
     Int8(Int8Linear),
 }
 
@@ -25,6 +26,9 @@ impl ModelLinear {
             Dtype::F16 => {
                 ModelLinear::F16(F16Linear::new(&weight, bias, out_features, in_features))
             }
+            Dtype::Bf16 => {
+                ModelLinear::Bf16(Bf16Linear::new(&weight, bias, out_features, in_features))
+            }
             Dtype::Int8 => {
                 ModelLinear::Int8(Int8Linear::new(&weight, bias, out_features, in_features))
             }
@@ -37,6 +41,7 @@ impl ModelLinear {
         match self {
             ModelLinear::F32(l) => l.forward(x, y, epilogue),
             ModelLinear::F16(l) => l.forward(x, y, epilogue),
+            ModelLinear::Bf16(l) => l.forward(x, y, epilogue),
             ModelLinear::Int8(l) => l.forward(x, y, epilogue),
         }
     }
@@ -46,6 +51,7 @@ impl ModelLinear {
         match self {
             ModelLinear::F32(l) => l.memory_bytes(),
             ModelLinear::F16(l) => l.memory_bytes(),
+            ModelLinear::Bf16(l) => l.memory_bytes(),
             ModelLinear::Int8(l) => l.memory_bytes(),
         }
     }

@@ -1,0 +1,328 @@
+//! `Bf16Linear`: a Linear whose products read bf16 weights and bf16-rounded activations and sum in
+//! f32, as `torch.autocast("cpu", dtype=torch.bfloat16)` runs `nn.Linear`.
+//!
+//! - **native** (AVX512-BF16): the weights are packed once at load as bf16 pairs ([`Bf16Pair`]: two
+//!   K steps to a 32-bit lane, half the bytes of f32) and each product packs its A rows as pairs,
+//!   rounded to nearest even; the microkernel's `vdpbf16ps` does two K steps of 16 columns per
+//!   instruction where the f32 kernel's FMA does one. Bias, activation and residual are the f32
+//!   epilogues.
+//! - **emulated** (every other CPU): the weights are rounded to bf16 at load and kept as f32, A is
+//!   rounded as it is packed, and the f32 kernels run unchanged. Every product of two bf16 values
+//!   is exact in f32, so the two paths differ only in the order of the f32 sums: the same numbers
+//!   at f32's speed and memory.
+
+use super::driver::{self, BOperand, Product};
+use super::pack::{Bf16Pair, PackedB};
+use super::{Epilogue, GemmOptions, Isa, Linear};
+
+/// A Linear layer with bf16 products (see the module docs).
+pub struct Bf16Linear {
+    path: Path,
+    in_features: usize,
+    out_features: usize,
+}
+
+enum Path {
+    Native {
+        /// W^T as bf16 pairs, in the f32 Linear's panel layout with two K rows to a panel row.
+        packed: PackedB<Bf16Pair>,
+        /// (out) zero-padded to whole panels.
+        bias: Vec<f32>,
+        opts: GemmOptions,
+    },
+    /// The weights rounded to bf16, as f32.
+    Emulated(Linear),
+}
+
+impl Bf16Linear {
+    /// `weight` (out, in) row-major (PyTorch layout), rounded to bf16; `bias` (out) stays f32.
+    /// Native where [`Isa::selected`] and this CPU have the bf16 kernels, emulated otherwise.
+    ///
+    /// # Panics
+    /// If the sizes disagree or `in_features` is 0.
+    pub fn new(weight: &[f32], bias: Vec<f32>, out_features: usize, in_features: usize) -> Self {
+        let opts = Self::default_options(Isa::selected());
+        Self::with_options(weight, bias, (out_features, in_features), opts)
+    }
+
+    /// Whether [`Bf16Linear::new`] runs the native kernels on `isa` here (AVX-512 on a CPU with
+    /// AVX512-BF16).
+    pub fn native_on(isa: Isa) -> bool {
+        let opts = Self::default_options(isa);
+        driver::kernels_bf16(isa, opts.mr, opts.nv).is_some()
+    }
+
+    /// The blocking of the native kernel where `isa` and this CPU have one (AVX-512: 8 x 3 vectors
+    /// and K blocks of 1,536, the same bytes of B as f32's 768; `cargo bench --bench bf16` on Zen 4:
+    /// 1.9-2.0x f32 at M = 8, 128 and 2,048, where 12 x 2 fell to 1.7x at M = 8 and 14 x 2 to 1.7x
+    /// at M = 128), else the f32 defaults of `isa` (emulated).
+    pub fn default_options(isa: Isa) -> GemmOptions {
+        let native = GemmOptions {
+            mr: 8,
+            nv: 3,
+            kc: 1536,
+            ..GemmOptions::new(isa)
+        };
+        match driver::kernels_bf16(isa, native.mr, native.nv) {
+            Some(_) => native,
+            None => GemmOptions::new(isa),
+        }
+    }
+
+    /// As [`Bf16Linear::new`] with explicit blocking (native if `opts` names a bf16 kernel this CPU
+    /// runs): for tests and benchmarks.
+    ///
+    /// # Panics
+    /// As `new`, and as [`Linear::with_options`] for `opts`.
+    pub fn with_options(
+        weight: &[f32],
+        bias: Vec<f32>,
+        (out_features, in_features): (usize, usize),
+        opts: GemmOptions,
+    ) -> Self {
+        Linear::check(weight.len(), &bias, out_features, in_features, opts);
+        let path = if driver::kernels_bf16(opts.isa, opts.mr, opts.nv).is_some() {
+            let packed =
+                PackedB::<Bf16Pair>::new(weight, out_features, in_features, opts.nr(), opts.kc);
+            let mut bias = bias;
+            bias.resize(packed.panels() * opts.nr(), 0.0);
+            Path::Native { packed, bias, opts }
+        } else {
+            Self::emulated_path(weight, bias, (out_features, in_features), opts)
+        };
+        Bf16Linear {
+            path,
+            in_features,
+            out_features,
+        }
+    }
+
+    /// The emulated path whatever the CPU has: for tests and benchmarks of the fallback.
+    ///
+    /// # Panics
+    /// As [`Bf16Linear::with_options`].
+    pub fn emulated(
+        weight: &[f32],
+        bias: Vec<f32>,
+        (out_features, in_features): (usize, usize),
+        opts: GemmOptions,
+    ) -> Self {
+        Linear::check(weight.len(), &bias, out_features, in_features, opts);
+        Bf16Linear {
+            path: Self::emulated_path(weight, bias, (out_features, in_features), opts),
+            in_features,
+            out_features,
+        }
+    }
+
+    fn emulated_path(
+        weight: &[f32],
+        bias: Vec<f32>,
+        (out_features, in_features): (usize, usize),
+        opts: GemmOptions,
+    ) -> Path {
+        let rounded: Vec<f32> = weight.iter().map(|&w| crate::bf16::round(w)).collect();
+        Path::Emulated(Linear::with_options(
+            rounded,
+            bias,
+            out_features,
+            in_features,
+            opts,
+        ))
+    }
+
+    /// Whether this layer runs the `vdpbf16ps` kernels (else the f32 kernels on rounded values).
+    pub fn is_native(&self) -> bool {
+        matches!(self.path, Path::Native { .. })
+    }
+
+    pub fn in_features(&self) -> usize {
+        self.in_features
+    }
+
+    pub fn out_features(&self) -> usize {
+        self.out_features
+    }
+
+    /// Bytes of packed weights (2 each native, 4 emulated) and bias (4 each) this layer holds.
+    pub fn memory_bytes(&self) -> usize {
+        match &self.path {
+            Path::Native { packed, bias, .. } => 4 * (packed.capacity() + bias.capacity()),
+            Path::Emulated(l) => l.memory_bytes(),
+        }
+    }
+
+    /// The weights as f32 (each the bf16 it was rounded to), (out, in) row-major: for tests.
+    pub fn weight_f32(&self) -> Vec<f32> {
+        let (n, k) = (self.out_features, self.in_features);
+        let mut w = vec![0.0; n * k];
+        match &self.path {
+            Path::Native { packed, opts, .. } => {
+                let nr = opts.nr();
+                for (k0, kc) in packed.k_blocks() {
+                    for p in 0..packed.panels() {
+                        let panel = packed.panel((k0, kc), p);
+                        for (kk, row) in panel.chunks_exact(nr).enumerate() {
+                            for (c, pair) in row.iter().enumerate().take(n.saturating_sub(p * nr)) {
+                                let at = (p * nr + c) * k + k0 + 2 * kk;
+                                w[at] = crate::bf16::bf16_to_f32(pair.0 as u16);
+                                if 2 * kk + 1 < kc {
+                                    w[at + 1] = crate::bf16::bf16_to_f32((pair.0 >> 16) as u16);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            Path::Emulated(l) => {
+                let (packed, nr) = (&l.packed, l.opts.nr());
+                for (k0, kc) in packed.k_blocks() {
+                    for p in 0..packed.panels() {
+                        let panel = packed.panel((k0, kc), p);
+                        for (kk, row) in panel.chunks_exact(nr).enumerate() {
+                            for (c, &v) in row.iter().enumerate().take(n.saturating_sub(p * nr)) {
+                                w[(p * nr + c) * k + k0 + kk] = v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        w
+    }
+
+    /// `y (M, out) = epilogue(bf16(x) (M, in) bf16(W)^T + b)`, sums in f32.
+    pub fn forward(&self, x: &[f32], y: &mut [f32], epilogue: Epilogue<'_>) {
+        let how = Product {
+            a_bf16: true,
+            ..Product::default()
+        };
+        match &self.path {
+            Path::Emulated(l) => l.product(x, y, epilogue, how),
+            Path::Native { packed, bias, opts } => {
+                let (k, n) = (self.in_features, self.out_features);
+                let m = super::rows("Bf16Linear", x, y, (k, n), epilogue);
+                if m == 0 || n == 0 {
+                    return;
+                }
+                let b = BOperand {
+                    packed,
+                    kernels: driver::kernels_bf16(opts.isa, opts.mr, opts.nv),
+                    widen: None,
+                };
+                driver::forward_with(*opts, b, bias, x, y, epilogue, how, (m, k, n));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reference::test_data;
+    use crate::{reference, Activation};
+
+    /// Every kernel shape of every ISA this CPU runs, default and small blocking, each native where
+    /// the CPU has the bf16 kernel of that shape and emulated as well.
+    fn layers(w: &[f32], b: &[f32], (n, k): (usize, usize)) -> Vec<(String, Bf16Linear)> {
+        let blockings = super::super::test_blockings(&[
+            (Isa::Scalar, 4, 1),
+            (Isa::Avx2, 6, 2),
+            (Isa::Avx512, 8, 3),
+            (Isa::Avx512, 12, 2),
+            (Isa::Avx512, 14, 2),
+        ]);
+        let mut out = Vec::new();
+        for opts in blockings {
+            let native = Bf16Linear::with_options(w, b.to_vec(), (n, k), opts);
+            let label = format!("{opts:?} native={}", native.is_native());
+            out.push((label, native));
+            let emulated = Bf16Linear::emulated(w, b.to_vec(), (n, k), opts);
+            out.push((format!("{opts:?} emulated"), emulated));
+        }
+        out
+    }
+
+    #[test]
+    fn every_path_matches_reference_on_edge_shapes() {
+        let mut natives = 0;
+        for m in [1, 2, 7, 13, 64, 100] {
+            for k in [1, 2, 3, 17, 38, 385] {
+                for n in [1, 3, 17, 37, 385] {
+                    let (x, w, b, res) = (
+                        test_data(m * k, 1, 0.5),
+                        test_data(n * k, 2, 0.5),
+                        test_data(n, 3, 0.5),
+                        test_data(m * n, 4, 0.5),
+                    );
+                    // The reference multiplies the bf16-rounded operands in f32 (every product
+                    // exact), so only the summation order differs.
+                    let round = |v: &[f32]| v.iter().map(|&v| crate::bf16::round(v)).collect();
+                    let (xh, wh): (Vec<f32>, Vec<f32>) = (round(&x), round(&w));
+                    let epis = [
+                        Epilogue::Bias,
+                        Epilogue::BiasActivation(Activation::Gelu),
+                        Epilogue::BiasResidual(&res),
+                    ];
+                    let wants: Vec<_> = epis
+                        .iter()
+                        .map(|&e| reference::linear_epilogue(&xh, &wh, &b, (m, k, n), e))
+                        .collect();
+                    for (label, lin) in layers(&w, &b, (n, k)) {
+                        natives += usize::from(lin.is_native());
+                        for (&epi, want) in epis.iter().zip(&wants) {
+                            let mut y = vec![f32::NAN; m * n];
+                            lin.forward(&x, &mut y, epi);
+                            let err = reference::max_abs_diff(&y, want);
+                            assert!(
+                                err < 1e-4,
+                                "{m}x{k}x{n} {epi:?} {label}: max abs error {err}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(natives > 0, crate::isa::has_avx512_bf16());
+    }
+
+    #[test]
+    fn weights_are_the_bf16_rounding_and_native_holds_half_the_bytes() {
+        let (n, k) = (37, 385);
+        let w = test_data(n * k, 5, 0.5);
+        let want: Vec<f32> = w.iter().map(|&v| crate::bf16::round(v)).collect();
+        for (label, lin) in layers(&w, &vec![0.0; n], (n, k)) {
+            assert_eq!(lin.weight_f32(), want, "{label}");
+            let f32_bytes = Linear::new(w.clone(), vec![0.0; n], n, k).memory_bytes();
+            if lin.is_native() {
+                assert!(lin.memory_bytes() * 10 < f32_bytes * 6, "{label}");
+            }
+        }
+    }
+
+    #[test]
+    fn one_and_two_threads_agree() {
+        let (m, k, n) = (37, 301, 200);
+        let (x, w, b) = (
+            test_data(m * k, 5, 0.5),
+            test_data(n * k, 6, 0.5),
+            test_data(n, 7, 0.5),
+        );
+        for (label, lin) in layers(&w, &b, (n, k)) {
+            let run = |threads| {
+                crate::linear::output_on_threads(threads, m * n, |y| {
+                    lin.forward(&x, y, Epilogue::Bias)
+                })
+            };
+            assert_eq!(run(1), run(2), "{label}");
+        }
+    }
+
+    #[test]
+    fn zero_rows_and_zero_out_features_are_empty_products() {
+        let lin = Bf16Linear::new(&[], Vec::new(), 0, 4);
+        lin.forward(&[1.0; 8], &mut [], Epilogue::Bias);
+        let lin = Bf16Linear::new(&[1.0; 12], vec![0.0; 3], 3, 4);
+        lin.forward(&[], &mut [], Epilogue::Bias);
+    }
+}

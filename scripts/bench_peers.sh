@@ -4,7 +4,8 @@
 #                bert-rs-f16=$REPO/target/release/bert bench --peer-protocol --dtype f16;
 #                bert-rs-int8=$REPO/target/release/bert bench --peer-protocol --dtype int8"
 # (bert-rs-f16 and bert-rs-int8, the latter beside the Python peer ort-int8: docs/quantization.md;
-# BERT_DTYPES="f32" drops them, BERT_DTYPES="f32 int8" keeps one)
+# BERT_DTYPES="f32" drops them, BERT_DTYPES="f32 int8" keeps one, BERT_DTYPES="f32 bf16" adds
+# bert-rs-bf16, inference and mixed-precision training, beside the Python peer torch-bf16)
 # so each measurement is a fresh process
 #   bert bench --peer-protocol --peer bert-rs --model DIR --workload W1|W2|W2F|W3|W3S|W3U \
 #              --corpus FILE --iters N --warmup N
@@ -39,9 +40,10 @@ for dtype in ${BERT_DTYPES:-f32 f16 int8}; do
   [[ "$dtype" == f32 ]] || OURS="$OURS;bert-rs-$dtype=$BERT_BIN bench --peer-protocol --dtype $dtype"
 done
 export EXTRA_PEERS="$OURS${EXTRA_PEERS:+;$EXTRA_PEERS}"
-# Training (T1, T2) runs in f32 only: the quantized peers sit those workloads out.
+# Training (T1, T2) runs in f32 and bf16 (mixed precision) only: the f16 and int8 peers sit
+# those workloads out.
 for dtype in ${BERT_DTYPES:-f32 f16 int8}; do
-  [[ "$dtype" == f32 ]] || SKIP="${SKIP:+$SKIP }*:T1:bert-rs-$dtype *:T2:bert-rs-$dtype"
+  [[ "$dtype" == f32 || "$dtype" == bf16 ]] || SKIP="${SKIP:+$SKIP }*:T1:bert-rs-$dtype *:T2:bert-rs-$dtype"
 done
 export SKIP
 exec "$REPO/scripts/peers/run_peers.sh"

@@ -37,7 +37,9 @@ def train(
     max_length=128, warmup_ratio=0.0, warmup_steps=None, weight_decay=0.0, grad_accum=1,
     max_grad_norm=1.0, lr_scheduler="linear", seed=42, save_steps=None, resume=None,
     problem_type=None, text_column=None, text_pair_column=None, label_column=None, log=None,
-    num_threads=None, logging_steps=50 (a progress line on stderr every N steps), quiet=False.
+    num_threads=None, logging_steps=50 (a progress line on stderr every N steps), quiet=False,
+    bf16=False (mixed precision: bf16 products, f32 weights and optimizer, as TrainingArguments'
+    bf16).
     """
     return _native.train(
         os.fspath(train_file),

@@ -5,12 +5,14 @@ prints one JSON line (the protocol every peer follows, see README.md).
 Peers:
   torch-sdpa   transformers BertModel, attn_implementation='sdpa', torch.inference_mode()
   torch-eager  same with attn_implementation='eager'
+  torch-bf16   torch-sdpa under torch.autocast("cpu", dtype=torch.bfloat16) (bf16 Linear products,
+               f32 outputs), the peer of bert-rs --dtype bf16; it trains under autocast too (T1/T2)
   ort-raw      ONNX Runtime CPU EP on the plain torch.onnx.export graph (session opt level ALL)
   ort-opt      ... on the onnxruntime.transformers optimizer output (fused Attention etc.)
   ort-int8     ... on quantize_dynamic(model-opt.onnx) (int8 weights, dynamic u8 activations)
   bert-rs-py   the Python package bert_rs (BertModel.from_pretrained, model(**feed)) on W1/W2/W2F/W3
   st-torch     sentence-transformers (torch), for the package's workloads only
-Training workloads T1/T2 (torch-eager, torch-sdpa only): train_py.py.
+Training workloads T1/T2 (torch-eager, torch-sdpa, torch-bf16 only): train_py.py.
 The Python package's workloads E3 / R3 (bert-rs-py, st-torch): python_pkg.py.
 
 Usage: /tmp/ref/bin/python bench_py.py --peer torch-sdpa --model /tmp/peerbench/models/minilm-l6 \
@@ -26,12 +28,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import common  # noqa: E402
 
-PEERS = ["torch-sdpa", "torch-eager", "ort-raw", "ort-opt", "ort-int8", "bert-rs-py", "st-torch"]
+PEERS = ["torch-sdpa", "torch-eager", "torch-bf16", "ort-raw", "ort-opt", "ort-int8", "bert-rs-py", "st-torch"]
 ONNX_FILES = {"ort-raw": "model.onnx", "ort-opt": "model-opt.onnx", "ort-int8": "model-opt-int8.onnx"}
 
 
 class TorchPeer:
-    def __init__(self, model_dir, attn, threads):
+    def __init__(self, model_dir, attn, threads, bf16=False):
+        import contextlib
+
         import torch
         from transformers import AutoModel
         from transformers.utils import logging as hf_logging
@@ -43,14 +47,19 @@ class TorchPeer:
         self.model = AutoModel.from_pretrained(model_dir, attn_implementation=attn).eval()
         self.types = common.takes_token_types(model_dir)
         self.desc = f"torch {torch.__version__} transformers {type(self.model).__name__} attn={attn}"
+        self.autocast = contextlib.nullcontext
+        if bf16:
+            self.autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16)
+            self.desc += " autocast(bf16)"
 
     def __call__(self, feed):
         t = self.torch
         names = ("input_ids", "attention_mask", "token_type_ids")[: 3 if self.types else 2]
-        with t.inference_mode():
+        with t.inference_mode(), self.autocast():
             o = self.model(**{k: t.from_numpy(feed[k]) for k in names})
             pooled = getattr(o, "pooler_output", None)
-            return o.last_hidden_state.numpy(), None if pooled is None else pooled.numpy()
+            # Under autocast the last LayerNorm gives f32 already; the pooler's Linear gives bf16.
+            return o.last_hidden_state.float().numpy(), None if pooled is None else pooled.float().numpy()
 
 
 class OrtPeer:
@@ -92,6 +101,8 @@ def make_peer(peer, model_dir, threads, onnx_dir=None):
         return BertRsPeer(model_dir, threads)
     if peer in ("torch-sdpa", "torch-eager"):
         return TorchPeer(model_dir, peer.split("-")[1], threads)
+    if peer == "torch-bf16":
+        return TorchPeer(model_dir, "sdpa", threads, bf16=True)
     if peer in ONNX_FILES:
         name = os.path.basename(os.path.normpath(model_dir))
         d = onnx_dir or os.path.join(os.environ.get("PEERBENCH_ONNX", "/tmp/peerbench/onnx"), name)
@@ -196,12 +207,13 @@ def main():
         print(json.dumps(r))
         return
     if a.workload.startswith("T"):  # training (train_py.py): torch peers only
-        if a.peer not in ("torch-sdpa", "torch-eager"):
-            raise SystemExit(f"{a.peer} does not train; T1/T2 peers: torch-eager, torch-sdpa")
+        if a.peer not in ("torch-sdpa", "torch-eager", "torch-bf16"):
+            raise SystemExit(f"{a.peer} does not train; T1/T2 peers: torch-eager, torch-sdpa, torch-bf16")
         import train_py
 
-        r, desc = train_py.run_training(a.model, a.workload, a.corpus, a.peer.split("-")[1], a.threads,
-                                        a.iters, a.warmup)
+        attn = "sdpa" if a.peer == "torch-bf16" else a.peer.split("-")[1]
+        r, desc = train_py.run_training(a.model, a.workload, a.corpus, attn, a.threads,
+                                        a.iters, a.warmup, bf16=a.peer == "torch-bf16")
         r = {"peer": a.peer, "model": os.path.basename(os.path.normpath(a.model)), "workload": a.workload, **r,
              "threads": a.threads, "impl": desc}
         print(json.dumps(r))

@@ -9,6 +9,7 @@
 #   MODELS     model dirs                      [$ROOT/models/minilm-l6 $ROOT/models/bert-base-random]
 #   WORKLOADS  subset of W1 W2 W3 (+ extras W2F W3S W3U, training T1 T2, see common.py) [W1 W2 W3]
 #   PEERS      peer names                      [torch-sdpa torch-eager ort-raw ort-opt ort-int8 candle candle-native]
+#              (also torch-bf16: torch-sdpa under bf16 autocast, inference and training)
 #   ROUNDS     interleaved repetitions         [3]
 #   THREADS    threads for every peer          [2]
 #   ITERS_W1 / ITERS_W2 / ITERS_W3             [60 / 10 (minilm) 4 (others) / 1] timed iterations per process
@@ -56,7 +57,7 @@ fi
 
 peer_cmd() {  # prints the command prefix for a peer
   case "$1" in
-    torch-sdpa|torch-eager|ort-raw|ort-opt|ort-int8) echo "$PY $HERE/bench_py.py --peer $1 --threads $THREADS" ;;
+    torch-sdpa|torch-eager|torch-bf16|ort-raw|ort-opt|ort-int8) echo "$PY $HERE/bench_py.py --peer $1 --threads $THREADS" ;;
     candle)        echo "$CANDLE_BIN --peer candle" ;;
     candle-native) echo "$CANDLE_NATIVE_BIN --peer candle-native" ;;
     *) if [[ -n "${EXTRA[$1]:-}" ]]; then echo "${EXTRA[$1]} --peer $1"; else return 1; fi ;;

@@ -3,14 +3,19 @@ fresh head), model.train() (dropout on), torch.optim.AdamW (lr 2e-5, weight deca
 default single-tensor path on CPU), dynamic padding per batch. Tokenization is untimed.
 
 Per timed step: forward (model(**batch, labels=...) incl. the loss), backward (loss.backward()),
-optimizer (opt.step(); opt.zero_grad(set_to_none=True)), each timed with perf_counter."""
+optimizer (opt.step(); opt.zero_grad(set_to_none=True)), each timed with perf_counter.
+
+With bf16 (the torch-bf16 peer) the forward runs under torch.autocast("cpu", dtype=torch.bfloat16):
+f32 master weights and AdamW, bf16 Linear products forward and backward, PyTorch's mixed precision
+recipe on CPU (no loss scaling: bf16 has f32's exponent range)."""
+import contextlib
 import resource
 import time
 
 import common
 
 
-def run_training(model_dir, workload, corpus, attn, threads, iters=None, warmup=None):
+def run_training(model_dir, workload, corpus, attn, threads, iters=None, warmup=None, bf16=False):
     import torch
     from transformers import BertForSequenceClassification
     from transformers.utils import logging as hf_logging
@@ -41,7 +46,8 @@ def run_training(model_dir, workload, corpus, attn, threads, iters=None, warmup=
     for step in range(warmup + iters):
         feed, labels, r = batches[step % len(batches)]
         t0 = pc()
-        loss = model(**feed, labels=labels).loss
+        with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
+            loss = model(**feed, labels=labels).loss
         t1 = pc()
         loss.backward()
         t2 = pc()
@@ -59,5 +65,7 @@ def run_training(model_dir, workload, corpus, attn, threads, iters=None, warmup=
         nseq += feed["input_ids"].shape[0]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
     desc = f"torch {torch.__version__} BertForSequenceClassification attn={attn} train() AdamW"
+    if bf16:
+        desc += " autocast(bf16)"
     return dict(times_ms=times, n_seqs=nseq, real_tokens=real, padded_tokens=padded,
                 phases_ms=phases, peak_rss_mb=round(peak, 1)), desc

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bert::profile::{self, Phase};
+use bert::train::Precision;
 use bert::{BertConfig, BertInputs, BertModel, BertTokenizer, Encoding, ForwardOptions};
 use indicatif::ProgressBar;
 
@@ -172,6 +173,19 @@ fn run_training(args: &BenchArgs, workloads: &[String]) -> CliResult {
     let name = Path::new(model)
         .file_name()
         .map_or(model.clone(), |n| n.to_string_lossy().into_owned());
+    // Training's dtypes: f32, or mixed precision (`bert train --bf16`).
+    let prec = match args.dtype.dtype {
+        bert::Dtype::F32 => Precision::F32,
+        bert::Dtype::Bf16 => {
+            args.dtype.load_options();
+            Precision::Bf16
+        }
+        other => {
+            return Err(
+                format!("training workloads (T1, T2) run in f32 or bf16, not {other}").into(),
+            )
+        }
+    };
     let mut out = std::io::stdout().lock();
     if !args.peer_protocol {
         writeln!(
@@ -188,7 +202,7 @@ fn run_training(args: &BenchArgs, workloads: &[String]) -> CliResult {
         let w2f = |tok: &BertTokenizer, c: &[String]| -> CliResult<Vec<String>> {
             Ok(w2f_lines(tok, c)?.into_iter().map(String::from).collect())
         };
-        let m = train::run(model, w, &corpus, w2f, args.warmup, args.iters)?;
+        let m = train::run(model, w, &corpus, w2f, (args.warmup, args.iters), prec)?;
         let total_ms: f64 = m.times_ms.iter().sum();
         let tps = m.real_tokens as f64 / (total_ms / 1e3);
         let [f, b, o] = m.phases_ms;
@@ -204,7 +218,10 @@ fn run_training(args: &BenchArgs, workloads: &[String]) -> CliResult {
                 "threads": rayon::current_num_threads(),
                 "phases_ms": {"forward": f, "backward": b, "optimizer": o},
                 "peak_rss_mb": m.peak_rss_mb,
-                "impl": format!("bert-rs {} TaskModel::train_step + AdamW (packed tokens, fp32)", env!("CARGO_PKG_VERSION")),
+                "impl": format!("bert-rs {} TaskModel::train_step + AdamW (packed tokens, {})", env!("CARGO_PKG_VERSION"), match prec {
+                    Precision::F32 => "fp32",
+                    Precision::Bf16 => "bf16 products, fp32 weights and AdamW",
+                }),
             });
             writeln!(out, "{line}")?;
         } else {

@@ -116,6 +116,11 @@ pub struct TrainArgs {
     /// Write a resumable checkpoint to DIR/checkpoint-STEP every N optimizer steps.
     #[arg(long, value_name = "N")]
     pub save_steps: Option<u64>,
+    /// Mixed precision, as transformers' `--bf16`: the encoder's Linear products forward and
+    /// backward in bf16 with f32 sums; weights, gradients and AdamW stay f32. Native on
+    /// AVX512-BF16 CPUs, emulated (same numbers, f32's speed) elsewhere.
+    #[arg(long)]
+    pub bf16: bool,
     /// Continue from a checkpoint directory written by --save-steps (same data and arguments).
     #[arg(long, value_name = "DIR")]
     pub resume: Option<PathBuf>,
@@ -182,6 +187,7 @@ impl TrainArgs {
             },
             seed: self.seed,
             save_steps: self.save_steps,
+            bf16: self.bf16,
             resume: self.resume.clone(),
             problem_type: self.problem_type.map(|p| match p {
                 ProblemArg::Regression => ProblemType::Regression,

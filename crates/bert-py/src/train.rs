@@ -72,7 +72,7 @@ struct Progress {
     warmup_ratio=0.0, warmup_steps=None, weight_decay=0.0, grad_accum=1, max_grad_norm=1.0,
     lr_scheduler="linear", seed=42, save_steps=None, resume=None, problem_type=None,
     text_column=None, text_pair_column=None, label_column=None, log=None, num_threads=None,
-    logging_steps=50, quiet=false))]
+    logging_steps=50, quiet=false, bf16=false))]
 #[allow(clippy::too_many_arguments)]
 pub fn train<'py>(
     py: Python<'py>,
@@ -102,6 +102,7 @@ pub fn train<'py>(
     num_threads: Option<usize>,
     logging_steps: u64,
     quiet: bool,
+    bf16: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
     let defaults = TrainJob::default();
     let job = TrainJob {
@@ -122,6 +123,7 @@ pub fn train<'py>(
         lr_scheduler: schedule(lr_scheduler)?,
         seed,
         save_steps,
+        bf16,
         resume,
         problem_type: problem_type.map(problem).transpose()?,
         columns: Columns {

@@ -15,7 +15,7 @@
 use std::time::Instant;
 
 use bert::train::optim::{AdamW, AdamWConfig};
-use bert::train::{HeadInit, Labels, Mode, Task, TaskModel};
+use bert::train::{HeadInit, Labels, Mode, Precision, Task, TaskModel};
 use bert::{BertInputs, BertTokenizer, ForwardOptions};
 
 use crate::CliResult;
@@ -40,15 +40,16 @@ pub struct Trained {
     pub peak_rss_mb: Option<f64>,
 }
 
-/// Runs T1 or T2 on `model` (directory or hub id). `corpus` holds the lines of the workload's text file
-/// (T1: the SST-2 TSV, header included; T2: the benchmark corpus), `w2f` picks T2's lines.
+/// Runs T1 or T2 on `model` (directory or hub id) with the encoder's products in `prec`.
+/// `corpus` holds the lines of the workload's text file (T1: the SST-2 TSV, header included; T2:
+/// the benchmark corpus), `w2f` picks T2's lines.
 pub fn run(
     model: &str,
     w: &str,
     corpus: &[String],
     w2f: impl Fn(&BertTokenizer, &[String]) -> CliResult<Vec<String>>,
-    warmup: Option<usize>,
-    iters: Option<usize>,
+    (warmup, iters): (Option<usize>, Option<usize>),
+    prec: Precision,
 ) -> CliResult<Trained> {
     let init = HeadInit {
         labels: Some(vec!["LABEL_0".into(), "LABEL_1".into()]),
@@ -56,8 +57,9 @@ pub fn run(
         seed: 0,
     };
     let tok = BertTokenizer::from_pretrained(model)?.with_max_length(T1_MAXLEN);
-    let (model, mut params) =
+    let (mut model, mut params) =
         TaskModel::from_pretrained(model, Task::SequenceClassification, &init)?;
+    model.set_precision(prec);
     let mut grads = params.zeros_like();
     let mut opt = AdamW::new(
         &params,

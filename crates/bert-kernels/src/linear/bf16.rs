@@ -80,15 +80,48 @@ impl Bf16Linear {
         (out_features, in_features): (usize, usize),
         opts: GemmOptions,
     ) -> Self {
+        Self::build(weight, bias, (out_features, in_features), opts, false)
+    }
+
+    /// As [`Bf16Linear::new`] from the transposed weight `weight_t` (in, out) row-major: training's
+    /// `dx = dy W` and `dW = dy^T x` read W and x as they are stored ([`Linear::from_transposed`]).
+    pub fn from_transposed(
+        weight_t: &[f32],
+        bias: Vec<f32>,
+        out_features: usize,
+        in_features: usize,
+    ) -> Self {
+        let opts = Self::default_options(Isa::selected());
+        Self::build(weight_t, bias, (out_features, in_features), opts, true)
+    }
+
+    /// Checks, then packs `weight` ((out, in), or (in, out) if `transposed`) for the native or the
+    /// emulated path.
+    fn build(
+        weight: &[f32],
+        bias: Vec<f32>,
+        (out_features, in_features): (usize, usize),
+        opts: GemmOptions,
+        transposed: bool,
+    ) -> Self {
         Linear::check(weight.len(), &bias, out_features, in_features, opts);
+        let (n, k, nr) = (out_features, in_features, opts.nr());
         let path = if driver::kernels_bf16(opts.isa, opts.mr, opts.nv).is_some() {
-            let packed =
-                PackedB::<Bf16Pair>::new(weight, out_features, in_features, opts.nr(), opts.kc);
+            let packed = if transposed {
+                PackedB::<Bf16Pair>::from_kn(weight, n, k, nr, opts.kc)
+            } else {
+                PackedB::<Bf16Pair>::new(weight, n, k, nr, opts.kc)
+            };
             let mut bias = bias;
             bias.resize(packed.panels() * opts.nr(), 0.0);
             Path::Native { packed, bias, opts }
         } else {
-            Self::emulated_path(weight, bias, (out_features, in_features), opts)
+            let rounded: Vec<f32> = weight.iter().map(|&w| crate::bf16::round(w)).collect();
+            Path::Emulated(if transposed {
+                Linear::from_transposed_with_options(&rounded, bias, n, k, opts)
+            } else {
+                Linear::with_options(rounded, bias, n, k, opts)
+            })
         };
         Bf16Linear {
             path,
@@ -108,27 +141,18 @@ impl Bf16Linear {
         opts: GemmOptions,
     ) -> Self {
         Linear::check(weight.len(), &bias, out_features, in_features, opts);
+        let rounded: Vec<f32> = weight.iter().map(|&w| crate::bf16::round(w)).collect();
         Bf16Linear {
-            path: Self::emulated_path(weight, bias, (out_features, in_features), opts),
+            path: Path::Emulated(Linear::with_options(
+                rounded,
+                bias,
+                out_features,
+                in_features,
+                opts,
+            )),
             in_features,
             out_features,
         }
-    }
-
-    fn emulated_path(
-        weight: &[f32],
-        bias: Vec<f32>,
-        (out_features, in_features): (usize, usize),
-        opts: GemmOptions,
-    ) -> Path {
-        let rounded: Vec<f32> = weight.iter().map(|&w| crate::bf16::round(w)).collect();
-        Path::Emulated(Linear::with_options(
-            rounded,
-            bias,
-            out_features,
-            in_features,
-            opts,
-        ))
     }
 
     /// Whether this layer runs the `vdpbf16ps` kernels (else the f32 kernels on rounded values).
@@ -193,9 +217,33 @@ impl Bf16Linear {
 
     /// `y (M, out) = epilogue(bf16(x) (M, in) bf16(W)^T + b)`, sums in f32.
     pub fn forward(&self, x: &[f32], y: &mut [f32], epilogue: Epilogue<'_>) {
+        self.product(x, y, epilogue, Product::default());
+    }
+
+    /// `y (M, out) += bf16(x) bf16(W)^T + b`: training's `dx += dy W` (a zero bias).
+    pub fn accumulate(&self, x: &[f32], y: &mut [f32]) {
+        let how = Product {
+            accumulate: true,
+            ..Product::default()
+        };
+        self.product(x, y, Epilogue::Bias, how);
+    }
+
+    /// `y (M, out) += bf16(xt)^T bf16(W)^T + b` with `xt` (in, M) row-major: training's
+    /// `dW += dy^T x` ([`Linear::accumulate_transposed`]).
+    pub fn accumulate_transposed(&self, xt: &[f32], y: &mut [f32]) {
+        let how = Product {
+            a_transposed: true,
+            accumulate: true,
+            ..Product::default()
+        };
+        self.product(xt, y, Epilogue::Bias, how);
+    }
+
+    fn product(&self, x: &[f32], y: &mut [f32], epilogue: Epilogue<'_>, how: Product) {
         let how = Product {
             a_bf16: true,
-            ..Product::default()
+            ..how
         };
         match &self.path {
             Path::Emulated(l) => l.product(x, y, epilogue, how),
@@ -225,6 +273,18 @@ mod tests {
     /// Every kernel shape of every ISA this CPU runs, default and small blocking, each native where
     /// the CPU has the bf16 kernel of that shape and emulated as well.
     fn layers(w: &[f32], b: &[f32], (n, k): (usize, usize)) -> Vec<(String, Bf16Linear)> {
+        layers_with_options(w, b, (n, k))
+            .into_iter()
+            .map(|(label, _, lin)| (label, lin))
+            .collect()
+    }
+
+    /// [`layers`] with the options each was built with.
+    fn layers_with_options(
+        w: &[f32],
+        b: &[f32],
+        (n, k): (usize, usize),
+    ) -> Vec<(String, GemmOptions, Bf16Linear)> {
         let blockings = super::super::test_blockings(&[
             (Isa::Scalar, 4, 1),
             (Isa::Avx2, 6, 2),
@@ -236,9 +296,9 @@ mod tests {
         for opts in blockings {
             let native = Bf16Linear::with_options(w, b.to_vec(), (n, k), opts);
             let label = format!("{opts:?} native={}", native.is_native());
-            out.push((label, native));
+            out.push((label, opts, native));
             let emulated = Bf16Linear::emulated(w, b.to_vec(), (n, k), opts);
-            out.push((format!("{opts:?} emulated"), emulated));
+            out.push((format!("{opts:?} emulated"), opts, emulated));
         }
         out
     }
@@ -291,9 +351,10 @@ mod tests {
         let (n, k) = (37, 385);
         let w = test_data(n * k, 5, 0.5);
         let want: Vec<f32> = w.iter().map(|&v| crate::bf16::round(v)).collect();
-        for (label, lin) in layers(&w, &vec![0.0; n], (n, k)) {
+        for (label, opts, lin) in layers_with_options(&w, &vec![0.0; n], (n, k)) {
             assert_eq!(lin.weight_f32(), want, "{label}");
-            let f32_bytes = Linear::new(w.clone(), vec![0.0; n], n, k).memory_bytes();
+            let f32_bytes =
+                Linear::with_options(w.clone(), vec![0.0; n], n, k, opts).memory_bytes();
             if lin.is_native() {
                 assert!(lin.memory_bytes() * 10 < f32_bytes * 6, "{label}");
             }

@@ -227,28 +227,44 @@ impl<T> PackedB<T> {
     }
 }
 
-impl PackedB {
+impl<T: Elem> PackedB<T> {
     /// The same packing from `wt` (K, N) row-major, i.e. W^T itself (an activation matrix whose
     /// rows are the GEMM's K, or the transpose of a PyTorch weight): each panel row is a contiguous
-    /// copy, no transpose needed. `PackedB::from_kn(&transpose(w), ..)` equals `PackedB::new(w, ..)`.
+    /// copy (f32) or conversion of `K_PER` rows, no transpose needed.
+    /// `PackedB::from_kn(&transpose(w), ..)` equals `PackedB::new(w, ..)`.
     pub(super) fn from_kn(wt: &[f32], n: usize, k: usize, nr: usize, kc: usize) -> Self {
         debug_assert_eq!(wt.len(), n * k);
         let mut packed = Self::zeroed(n, k, nr, kc);
-        let (panels, len) = (packed.panels, packed.panels * nr * k);
+        let (panels, len) = (packed.panels, packed.len());
         let dst = &mut packed.buf[packed.start..packed.start + len];
         for q in packed.kb.windows(2) {
             let (k0, kcq) = (q[0], q[1] - q[0]);
-            let block = &mut dst[k0 * panels * nr..(k0 + kcq) * panels * nr];
-            let fill = |(p, panel): (usize, &mut [f32])| {
+            let rows = kcq.div_ceil(T::K_PER);
+            let block = &mut dst[k0 / T::K_PER * panels * nr..][..rows * panels * nr];
+            let fill = |(p, panel): (usize, &mut [T])| {
                 let (c0, w) = (p * nr, nr.min(n - p * nr));
                 for (kk, prow) in panel.chunks_exact_mut(nr).enumerate() {
-                    prow[..w].copy_from_slice(&wt[(k0 + kk) * n + c0..][..w]);
+                    let kr = k0 + kk * T::K_PER;
+                    if T::K_PER == 1 {
+                        for (d, &v) in prow[..w].iter_mut().zip(&wt[kr * n + c0..][..w]) {
+                            *d = T::from_f32(v);
+                        }
+                    } else {
+                        let last = (k0 + kcq).min(kr + T::K_PER);
+                        let mut vals = [0.0f32; 2];
+                        for (c, d) in prow[..w].iter_mut().enumerate() {
+                            for (v, r) in vals.iter_mut().zip(kr..last) {
+                                *v = wt[r * n + c0 + c];
+                            }
+                            *d = T::from_f32s(&vals[..last - kr]);
+                        }
+                    }
                 }
             };
             if len >= PAR_PACK {
-                block.par_chunks_mut(kcq * nr).enumerate().for_each(fill);
+                block.par_chunks_mut(rows * nr).enumerate().for_each(fill);
             } else {
-                block.chunks_mut(kcq * nr).enumerate().for_each(fill);
+                block.chunks_mut(rows * nr).enumerate().for_each(fill);
             }
         }
         packed

@@ -21,7 +21,7 @@ use ndarray::{Array2, Array3};
 use bert_kernels::train::attention::{attention_backward, attention_forward, Heads};
 use bert_kernels::train::embedding::{embedding_backward, embedding_forward, Tables};
 use bert_kernels::train::gemm::{
-    linear_backward_input, linear_backward_params, linear_forward, Post,
+    linear_backward_input, linear_backward_params, linear_forward, Post, Precision,
 };
 use bert_kernels::train::layernorm::{layer_norm_backward, layer_norm_forward};
 use bert_kernels::train::{activation::activation_backward, Dropout};
@@ -89,6 +89,9 @@ pub struct Encoder {
     layers: Vec<LayerParams>,
     pooler: Option<(Dense, HeadAct, bool)>,
     act: Activation,
+    /// The arithmetic of every Linear product, forward and backward: f32, or bf16 operands with
+    /// f32 sums (mixed precision; weights, gradients and the rest f32 either way).
+    prec: Precision,
     /// Activation buffers reused across steps (shared by clones and by the tapes).
     pool: Arc<BufferPool>,
 }
@@ -286,6 +289,7 @@ impl Encoder {
             layers,
             pooler: pooler_params,
             act: config.hidden_act.kernel(),
+            prec: Precision::F32,
         })
     }
 
@@ -312,6 +316,16 @@ impl Encoder {
 
     pub fn config(&self) -> &BertConfig {
         &self.config
+    }
+
+    /// Sets the arithmetic of the Linear products (forward and backward), as `torch.autocast`
+    /// does around a model: [`Precision::Bf16`] rounds their operands to bf16 and sums in f32.
+    pub fn set_precision(&mut self, prec: Precision) {
+        self.prec = prec;
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.prec
     }
 
     /// The buffers its steps reuse.
@@ -433,6 +447,7 @@ impl Encoder {
                     &w[pr.b.clone()],
                     (n, e, h),
                     Post::None,
+                    self.prec,
                 );
                 x
             }
@@ -453,6 +468,7 @@ impl Encoder {
                 &w[lp.qkv.b.clone()],
                 (n, h, 3 * h),
                 Post::None,
+                self.prec,
             );
             let mut probs = self.pool.take(probs_len);
             let mut ctx = self.pool.take(n * h);
@@ -477,6 +493,7 @@ impl Encoder {
                 &w[lp.attn_out.b.clone()],
                 (n, h, h),
                 Post::None,
+                self.prec,
             );
             if let (Some(d), true) = (hidden_drop, self.arch.attention_output_dropout) {
                 d.apply(&mut ln1_in, stream(l, SITE_ATTN_OUT));
@@ -502,6 +519,7 @@ impl Encoder {
                 &w[lp.inter.b.clone()],
                 (n, h, i_sz),
                 Post::Activation(self.act, &mut z),
+                self.prec,
             );
             // BertOutput: LayerNorm(dropout(dense(u)) + attn)
             let mut ln2_in = self.pool.take(n * h);
@@ -512,6 +530,7 @@ impl Encoder {
                 &w[lp.out.b.clone()],
                 (n, i_sz, h),
                 Post::None,
+                self.prec,
             );
             if let Some(d) = hidden_drop {
                 d.apply(&mut ln2_in, stream(l, SITE_OUT));
@@ -566,6 +585,7 @@ impl Encoder {
                 &w[pd.b.clone()],
                 (rows.len(), h, h),
                 Post::None,
+                self.prec,
             );
             pooled_pre = self.pool.copy_of(&pooled);
             act.apply(&mut pooled);
@@ -688,9 +708,16 @@ impl Encoder {
                 }
             };
             let (gw, gb) = split_pair(gd, &pd.w, &pd.b);
-            linear_backward_params(gw, Some(gb), &dpre, first, (s, h, h));
+            linear_backward_params(gw, Some(gb), &dpre, first, (s, h, h), self.prec);
             let mut dfirst = vec![0.0f32; s * h];
-            linear_backward_input(&mut dfirst, &dpre, &w[pd.w.clone()], (s, h, h), false);
+            linear_backward_input(
+                &mut dfirst,
+                &dpre,
+                &w[pd.w.clone()],
+                (s, h, h),
+                false,
+                self.prec,
+            );
             if let (Some(d), true) = (self.classifier_dropout(tape.mode), drop_first) {
                 d.apply(&mut dfirst, POOLER_STREAM);
             }
@@ -727,16 +754,23 @@ impl Encoder {
             }
             {
                 let (gw, gb) = split_pair(gd, &lp.out.w, &lp.out.b);
-                linear_backward_params(gw, Some(gb), &d_out, &lt.u, (n, i_sz, h));
+                linear_backward_params(gw, Some(gb), &d_out, &lt.u, (n, i_sz, h), self.prec);
             }
             let mut d_u = self.pool.take(n * i_sz);
-            linear_backward_input(&mut d_u, &d_out, &w[lp.out.w.clone()], (n, i_sz, h), false);
+            linear_backward_input(
+                &mut d_u,
+                &d_out,
+                &w[lp.out.w.clone()],
+                (n, i_sz, h),
+                false,
+                self.prec,
+            );
             let mut d_z = self.pool.take(n * i_sz);
             activation_backward(&mut d_z, &d_u, &lt.z, self.act);
             self.pool.give(d_u);
             {
                 let (gw, gb) = split_pair(gd, &lp.inter.w, &lp.inter.b);
-                linear_backward_params(gw, Some(gb), &d_z, &lt.attn, (n, h, i_sz));
+                linear_backward_params(gw, Some(gb), &d_z, &lt.attn, (n, h, i_sz), self.prec);
             }
             linear_backward_input(
                 &mut d_attn,
@@ -744,6 +778,7 @@ impl Encoder {
                 &w[lp.inter.w.clone()],
                 (n, h, i_sz),
                 true,
+                self.prec,
             );
             self.pool.give(d_z);
             // attn = LN1(ln1_in); ln1_in = dropout(ctx Wao^T + bao) + input
@@ -769,7 +804,7 @@ impl Encoder {
             }
             {
                 let (gw, gb) = split_pair(gd, &lp.attn_out.w, &lp.attn_out.b);
-                linear_backward_params(gw, Some(gb), &d_ao, &lt.ctx, (n, h, h));
+                linear_backward_params(gw, Some(gb), &d_ao, &lt.ctx, (n, h, h), self.prec);
             }
             let mut d_ctx = self.pool.take(n * h);
             linear_backward_input(
@@ -778,6 +813,7 @@ impl Encoder {
                 &w[lp.attn_out.w.clone()],
                 (n, h, h),
                 false,
+                self.prec,
             );
             let mut d_qkv = self.pool.take(n * 3 * h);
             attention_backward(
@@ -795,7 +831,7 @@ impl Encoder {
             );
             {
                 let (gw, gb) = split_pair(gd, &lp.qkv.w, &lp.qkv.b);
-                linear_backward_params(gw, Some(gb), &d_qkv, &lt.input, (n, h, 3 * h));
+                linear_backward_params(gw, Some(gb), &d_qkv, &lt.input, (n, h, 3 * h), self.prec);
             }
             linear_backward_input(
                 &mut d_input,
@@ -803,6 +839,7 @@ impl Encoder {
                 &w[lp.qkv.w.clone()],
                 (n, h, 3 * h),
                 true,
+                self.prec,
             );
             for buf in [d_out, d_attn, d_ao, d_ctx, d_qkv] {
                 self.pool.give(buf);
@@ -815,9 +852,16 @@ impl Encoder {
         let e = c.embedding_width();
         if let Some(pr) = &self.project {
             let (gw, gb) = split_pair(gd, &pr.w, &pr.b);
-            linear_backward_params(gw, Some(gb), &d_hidden, &tape.emb_out, (n, e, h));
+            linear_backward_params(gw, Some(gb), &d_hidden, &tape.emb_out, (n, e, h), self.prec);
             let mut d_emb = self.pool.take(n * e);
-            linear_backward_input(&mut d_emb, &d_hidden, &w[pr.w.clone()], (n, e, h), false);
+            linear_backward_input(
+                &mut d_emb,
+                &d_hidden,
+                &w[pr.w.clone()],
+                (n, e, h),
+                false,
+                self.prec,
+            );
             self.pool.give(std::mem::replace(&mut d_hidden, d_emb));
         }
         if let Some(d) = hidden_drop {

@@ -13,7 +13,7 @@ use std::path::Path;
 use ndarray::{Array2, Array3};
 
 use bert_kernels::train::gemm::{
-    linear_backward_input, linear_backward_params, linear_forward, Post,
+    linear_backward_input, linear_backward_params, linear_forward, Post, Precision,
 };
 use bert_kernels::train::Dropout;
 
@@ -227,6 +227,12 @@ impl TaskModel {
         &self.encoder
     }
 
+    /// The arithmetic of the encoder's Linear products ([`Encoder::set_precision`]); the head's
+    /// own small products stay f32.
+    pub fn set_precision(&mut self, prec: Precision) {
+        self.encoder.set_precision(prec);
+    }
+
     /// The name transformers' class keeps parameter `name` of this model's [`ParamSet`] under
     /// (the set holds canonical names under the family's base prefix:
     /// `distilbert.encoder.layer.0.attention.self.query.weight` is saved as
@@ -287,7 +293,7 @@ impl TaskModel {
         dlogits.iter_mut().for_each(|v| *v *= loss_scale);
         {
             let (gw, gb) = split_pair(g.data_mut(), &self.head_w, &self.head_b);
-            linear_backward_params(gw, Some(gb), &dlogits, &xd, (rows, h, c));
+            linear_backward_params(gw, Some(gb), &dlogits, &xd, (rows, h, c), Precision::F32);
         }
         let mut dx = vec![0.0f32; rows * h];
         linear_backward_input(
@@ -296,6 +302,7 @@ impl TaskModel {
             &w[self.head_w.clone()],
             (rows, h, c),
             false,
+            Precision::F32,
         );
         if let Some(d) = drop {
             d.apply(&mut dx, HEAD_STREAM);
@@ -471,6 +478,7 @@ impl TaskModel {
             &w[self.head_b.clone()],
             (rows, h, c),
             Post::None,
+            Precision::F32,
         );
         logits
     }

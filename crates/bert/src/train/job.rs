@@ -11,6 +11,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use bert_kernels::train::gemm::Precision;
 use serde_json::{json, Value};
 
 use super::data::Example;
@@ -89,6 +90,9 @@ pub struct TrainJob {
     /// Write a resumable checkpoint to `output/checkpoint-STEP` every this many optimizer steps
     /// (`Some(0)` is none).
     pub save_steps: Option<u64>,
+    /// Mixed precision ([`TrainingArgs::bf16`]): bf16 products with f32 sums, f32 weights and
+    /// optimizer; native on AVX512-BF16, emulated (same numbers, f32's speed) elsewhere.
+    pub bf16: bool,
     /// Continue from a checkpoint directory written by `save_steps` (same data and options).
     pub resume: Option<PathBuf>,
     /// Overrides the problem type guessed from the labels (sequence tasks).
@@ -119,6 +123,7 @@ impl Default for TrainJob {
             lr_scheduler: ScheduleKind::Linear,
             seed: 42,
             save_steps: None,
+            bf16: false,
             resume: None,
             problem_type: None,
             columns: Columns::default(),
@@ -258,6 +263,7 @@ fn training_args(job: &TrainJob) -> TrainingArgs {
         schedule: job.lr_scheduler,
         seed: job.seed,
         save_steps: job.save_steps.filter(|&n| n > 0),
+        bf16: job.bf16,
     }
 }
 
@@ -316,7 +322,10 @@ pub fn run_train(
         problem_type: pt,
         seed: job.seed,
     };
-    let (model, params) = TaskModel::from_dir(&model_dir, task, &init)?;
+    let (mut model, params) = TaskModel::from_dir(&model_dir, task, &init)?;
+    if job.bf16 {
+        model.set_precision(Precision::Bf16);
+    }
     let max_length = job.max_length.min(model.config().max_input_length());
     let tok = BertTokenizer::from_dir(&model_dir)?.with_max_length(max_length);
     let num_labels = model.config().num_labels();

@@ -21,6 +21,7 @@ mod params;
 mod pool;
 mod trainer;
 
+pub use bert_kernels::train::gemm::Precision;
 pub use data::{align_word_labels, collate, Example, Target};
 pub use dataset::Columns;
 pub use encoder::{Encoder, Mode, Tape};

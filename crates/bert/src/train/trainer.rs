@@ -7,6 +7,7 @@
 //! resumed twin end with the same weights on the same machine and thread count.
 
 use bert_kernels::rng::SplitMix64;
+use bert_kernels::train::gemm::Precision;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -40,6 +41,11 @@ pub struct TrainingArgs {
     pub seed: u64,
     /// Write a checkpoint every this many optimizer steps.
     pub save_steps: Option<u64>,
+    /// Mixed precision (`TrainingArguments.bf16`): the encoder's Linear products, forward and
+    /// backward, in bf16 with f32 sums; weights, gradients and AdamW stay f32. The model must
+    /// have been set to it ([`TaskModel::set_precision`]; `bert train --bf16` does both).
+    #[serde(default)]
+    pub bf16: bool,
 }
 
 impl Default for TrainingArgs {
@@ -56,6 +62,7 @@ impl Default for TrainingArgs {
             schedule: ScheduleKind::Linear,
             seed: 42,
             save_steps: None,
+            bf16: false,
         }
     }
 }
@@ -127,6 +134,14 @@ impl<'m> Trainer<'m> {
     ) -> Result<Self> {
         if train.is_empty() {
             return Err(Error::Input("the training set is empty".into()));
+        }
+        if args.bf16 != (model.encoder().precision() == Precision::Bf16) {
+            return Err(Error::Input(format!(
+                "TrainingArgs.bf16 is {} but the model computes in {:?}: set both \
+                 (TaskModel::set_precision)",
+                args.bf16,
+                model.encoder().precision()
+            )));
         }
         if args.batch_size == 0 || args.grad_accum == 0 || args.epochs == 0 {
             return Err(Error::Input(

@@ -5,6 +5,7 @@
 #
 #   scripts/train_real_tasks.sh            # all of it
 #   TASKS=sst2 SEEDS="1" scripts/train_real_tasks.sh
+#   SIDES="bert bert-bf16" scripts/train_real_tasks.sh   # bert train in f32 and with --bf16
 #
 # Needs: target/release/bert (cargo build --release), a Python with
 # scripts/requirements-fixtures.txt + scripts/requirements-train.txt (PY, default /tmp/fx/bin/python),
@@ -27,7 +28,7 @@ TASKS=${TASKS:-"sst2 conll"}
 SST2_LIMIT=${SST2_LIMIT:-3000}
 CONLL_LIMIT=${CONLL_LIMIT:-1500}
 THREADS=${THREADS:-2}
-SIDES=${SIDES:-"bert torch"}   # which trainers to run now (the table needs both)
+SIDES=${SIDES:-"bert torch"}   # which trainers to run now: bert, torch, bert-bf16 (bert train --bf16)
 mkdir -p "$OUT"
 [ -d "$DATA/sst2" ] || { echo "no $DATA/sst2: set DATA to the directory with sst2/ and conll2003/" >&2; exit 2; }
 
@@ -49,6 +50,12 @@ for task in $TASKS; do
         --output "$OUT/bert-$task-$seed" --seed "$seed" "${hp[@]}" "${common[@]}" -q \
         > "$OUT/bert-$task-$seed.json"
     fi
+    if [[ " $SIDES " == *" bert-bf16 "* ]]; then
+      echo "== $task seed $seed: bert train --bf16" >&2
+      "$BERT" --threads "$THREADS" train --task "$kind" -m "$MODEL" --train "$train" --eval "$dev" \
+        --output "$OUT/bert-bf16-$task-$seed" --seed "$seed" "${hp[@]}" "${common[@]}" --bf16 -q \
+        > "$OUT/bert-bf16-$task-$seed.json"
+    fi
     if [[ " $SIDES " == *" torch "* ]]; then
       echo "== $task seed $seed: transformers Trainer" >&2
       OMP_NUM_THREADS=$THREADS "$PY" "$REF" --task "$ref" --threads "$THREADS" --model "$MODEL" \
@@ -57,6 +64,25 @@ for task in $TASKS; do
     fi
   done
 done
+if [[ " $SIDES " == *" bert "* && " $SIDES " == *" bert-bf16 "* ]]; then
+  python3 - "$OUT" "$TASKS" "$SEEDS" <<'PYEOF'
+import json, statistics, sys
+out, tasks, seeds = sys.argv[1], sys.argv[2].split(), sys.argv[3].split()
+print("| task | metric | seed | bert train (f32) | bert train --bf16 | change | f32 time (s) | bf16 time (s) |")
+print("|---|---|---|---:|---:|---:|---:|---:|")
+for task in tasks:
+    metric = "accuracy" if task == "sst2" else "f1"
+    deltas = []
+    for s in seeds:
+        f = json.load(open(f"{out}/bert-{task}-{s}.json"))[metric]
+        h = json.load(open(f"{out}/bert-bf16-{task}-{s}.json"))[metric]
+        ft = json.load(open(f"{out}/bert-{task}-{s}/eval_results.json"))["train_runtime_s"]
+        ht = json.load(open(f"{out}/bert-bf16-{task}-{s}/eval_results.json"))["train_runtime_s"]
+        deltas.append(100 * (h - f))
+        print(f"| {task} | {metric} | {s} | {100 * f:.2f} | {100 * h:.2f} | {100 * (h - f):+.2f} | {ft:.0f} | {ht:.0f} |")
+    print(f"| {task} | {metric} | mean change | | | {statistics.mean(deltas):+.2f} | | |")
+PYEOF
+fi
 [[ " $SIDES " == *" bert "* && " $SIDES " == *" torch "* ]] || exit 0
 
 "$PY" - "$OUT" "$TASKS" "$SEEDS" <<'PYEOF'

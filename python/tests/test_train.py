@@ -51,3 +51,16 @@ def test_bad_training_data_is_an_error_naming_the_line(tmp_path):
         bert_rs.train(tmp_path / "train.jsonl", tmp_path / "out", model=model_dir("pipe-seqcls"), quiet=True)
     with pytest.raises(ValueError, match="task"):
         bert_rs.train(tmp_path / "train.jsonl", tmp_path / "out", task="summarization")
+
+
+def test_bf16_training_records_it_and_stays_near_f32(tmp_path):
+    jsonl(tmp_path / "train.jsonl", 24, 1)
+    jsonl(tmp_path / "dev.jsonl", 8, 4)
+    common = dict(model=model_dir("pipe-seqcls"), eval_file=tmp_path / "dev.jsonl", epochs=1,
+                  batch_size=4, learning_rate=1e-3, quiet=True)
+    f32 = bert_rs.train(tmp_path / "train.jsonl", tmp_path / "f32", **common)
+    bf16 = bert_rs.train(tmp_path / "train.jsonl", tmp_path / "bf16", bf16=True, **common)
+    state = json.loads((tmp_path / "bf16" / "trainer_state.json").read_text())
+    assert state["args"]["bf16"] is True
+    # Same data, seed and steps; only the products' rounding differs.
+    assert abs(bf16["final"]["loss"] - f32["final"]["loss"]) < 0.05 * max(1.0, f32["final"]["loss"])

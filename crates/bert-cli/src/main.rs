@@ -69,7 +69,8 @@ enum Command {
     Train(train::TrainArgs),
     /// Score a fine-tuned classifier or tagger on a labelled file (accuracy and macro-F1, or
     /// entity precision/recall/F1): `--dtype f32` runs the training forward (the numbers of
-    /// `bert train`'s evaluation), `--dtype int8` or `f16` the inference head of `classify` / `ner` in that format.
+    /// `bert train`'s evaluation), `--dtype int8`, `f16` or `bf16` the inference head of
+    /// `classify` / `ner` in that format.
     Evaluate(train::EvaluateArgs),
     /// Serve the model over HTTP: text-embeddings-inference's API (/embed, /predict, /rerank, ...),
     /// OpenAI's /v1/embeddings, /ner and /qa, with dynamic batching; SIGTERM drains and exits 0.

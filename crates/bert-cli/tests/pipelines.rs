@@ -337,7 +337,7 @@ fn pipeline_commands_fail_clearly_on_bad_inputs() {
 }
 
 #[test]
-fn every_model_command_runs_in_f16_and_int8_and_rejects_unknown_dtypes() {
+fn every_model_command_runs_in_f16_bf16_and_int8_and_rejects_unknown_dtypes() {
     let m = |name: &str| root().join("fixtures/models").join(name);
     let (seqcls, tokcls, qa, mlm, rerank, tiny) = (
         m("pipe-seqcls"),
@@ -377,15 +377,18 @@ fn every_model_command_runs_in_f16_and_int8_and_rejects_unknown_dtypes() {
         vec!["embed", "-m", tiny.to_str().unwrap(), "hello"],
     ];
     for args in runs {
-        for dtype in ["f16", "int8"] {
+        for dtype in ["f16", "bf16", "int8"] {
             let mut run = args.clone();
             run.extend(["--dtype", dtype]);
             let o = bert(&run);
             assert!(o.status.success(), "{run:?}: {}", stderr(&o));
             assert!(!o.stdout.is_empty(), "{run:?}: no output");
+            // bf16 says so where it is emulated, and only there.
+            let noted = stderr(&o).contains("runs emulated");
+            assert_eq!(noted, dtype == "bf16" && !bert::Dtype::Bf16.is_native(), "{run:?}");
         }
         let mut bad = args.clone();
         bad.extend(["--dtype", "int4"]);
-        fails_with(bert(&bad), &["int4", "f32, f16, int8"]);
+        fails_with(bert(&bad), &["int4", "f32, f16, bf16, int8"]);
     }
 }

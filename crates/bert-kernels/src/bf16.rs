@@ -36,6 +36,45 @@ pub fn pair(lo: f32, hi: f32) -> u32 {
     u32::from(f32_to_bf16(lo)) | u32::from(f32_to_bf16(hi)) << 16
 }
 
+/// `vals` (at most 32) as bf16 pairs into `dst` (ceil(len / 2) lanes; an odd last value pairs with
+/// zero): [`pair`] of each two, with `vcvtne2ps2bf16` where the CPU has AVX512-BF16 and `vals` is
+/// a whole 32. Returns the pairs written.
+#[inline]
+pub(crate) fn pairs_into(vals: &[f32], dst: &mut [u32; 16]) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if vals.len() == 32 && crate::isa::has_avx512_bf16() {
+        // SAFETY: the CPU has AVX-512F and AVX512-BF16; `vals` holds 32 floats, `dst` 16 lanes.
+        unsafe { x86::pairs32(vals, dst) };
+        return 16;
+    }
+    let n = vals.len().div_ceil(2);
+    for (d, v) in dst.iter_mut().zip(vals.chunks(2)) {
+        *d = pair(v[0], v.get(1).copied().unwrap_or(0.0));
+    }
+    n
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    /// # Safety
+    /// The CPU has AVX-512F and AVX512-BF16; `vals` holds 32 floats.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub(super) unsafe fn pairs32(vals: &[f32], dst: &mut [u32; 16]) {
+        debug_assert_eq!(vals.len(), 32);
+        let lo = _mm512_loadu_ps(vals.as_ptr());
+        let hi = _mm512_loadu_ps(vals.as_ptr().add(16));
+        // The second operand gives the low 16 bf16: vals[0..16], then vals[16..32], in order,
+        // so 32-bit lane j holds (vals[2j], vals[2j + 1]).
+        let h = _mm512_cvtne2ps_pbh(hi, lo);
+        _mm512_storeu_si512(
+            dst.as_mut_ptr().cast(),
+            std::mem::transmute::<__m512bh, __m512i>(h),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,5 +131,38 @@ mod tests {
             assert_eq!(f32_to_bf16(f32::from_bits(bits)), want, "{bits:#010x}");
         }
         assert_eq!(pair(1.0, -2.0), 0xc000_3f80);
+    }
+
+    /// The vector conversion (where the CPU has it) gives the scalar rounding's bits on the edge
+    /// cases and a sweep of bit patterns.
+    #[test]
+    fn pairs_into_matches_pair() {
+        let mut vals: Vec<f32> = [
+            0x0000_0000u32,
+            0x8000_0000,
+            0x0000_0001,
+            0x807f_ffff,
+            0x3f80_8000,
+            0x3f81_8000,
+            0x3f80_8001,
+            0x7f7f_ffff,
+            0xff7f_ffff,
+            0x7f80_0000,
+            0x7fc0_0000,
+            0x7f80_0001,
+            0xff80_0001,
+        ]
+        .map(f32::from_bits)
+        .to_vec();
+        vals.extend((0..=u32::MAX).step_by(65_537).map(f32::from_bits));
+        for (c, chunk) in vals.chunks(32).enumerate() {
+            let mut got = [0u32; 16];
+            let n = pairs_into(chunk, &mut got);
+            assert_eq!(n, chunk.len().div_ceil(2));
+            for (j, g) in got[..n].iter().enumerate() {
+                let hi = chunk.get(2 * j + 1).copied().unwrap_or(0.0);
+                assert_eq!(*g, pair(chunk[2 * j], hi), "chunk {c} lane {j}");
+            }
+        }
     }
 }

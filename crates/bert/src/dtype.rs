@@ -97,6 +97,6 @@ mod tests {
             assert_eq!(d.to_string().to_uppercase().parse::<Dtype>().unwrap(), d);
         }
         let err = Dtype::parse("int4").unwrap_err().to_string();
-        assert!(err.contains("f32, f16, int8"), "{err}");
+        assert!(err.contains("f32, f16, bf16, int8"), "{err}");
     }
 }

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The int8 issue's task check: each fine-tuned SST-2 classifier and CoNLL-2003 tagger scored with
-# `bert evaluate --dtype f32` and `--dtype int8` on the full dev set, as a Markdown table (per seed
-# f32, int8, delta in points; mean delta). The bounds: SST-2 accuracy and CoNLL entity F1 each lose
-# at most 0.5 point in int8 (docs/quantization.md, Accuracy).
+# The reduced-precision task check: each fine-tuned SST-2 classifier and CoNLL-2003 tagger scored
+# with `bert evaluate --dtype f32` and `--dtype $DTYPE` (int8 by default; bf16, f16) on the full dev
+# set, as a Markdown table (per seed f32, the dtype, delta in points; mean delta). The bounds: SST-2
+# accuracy and CoNLL entity F1 each lose at most 0.5 point (docs/quantization.md, Accuracy).
 #
-#   scripts/int8_task_accuracy.sh                  # the models scripts/train_real_tasks.sh wrote
-#   scripts/int8_task_accuracy.sh DIR...           # these fine-tuned directories (task from config.json)
-#   TASKS=sst2 SEEDS="1 2" scripts/int8_task_accuracy.sh
+#   scripts/dtype_task_accuracy.sh                  # int8, the models scripts/train_real_tasks.sh wrote
+#   DTYPE=bf16 scripts/dtype_task_accuracy.sh       # bf16
+#   scripts/dtype_task_accuracy.sh DIR...           # these fine-tuned directories (task from config.json)
+#   TASKS=sst2 SEEDS="1 2" scripts/dtype_task_accuracy.sh
 #
 # Needs: target/release/bert (cargo build --release), the data in ../shared/data (DATA), the models
 # (default OUT/bert-{sst2,conll}-SEED, OUT=/tmp/train-real as train_real_tasks.sh writes them).
@@ -19,6 +20,7 @@ OUT=${OUT:-/tmp/train-real}
 SEEDS=${SEEDS:-"1 2 3"}
 TASKS=${TASKS:-"sst2 conll"}
 THREADS=${THREADS:-2}
+DTYPE=${DTYPE:-int8}
 [ -x "$BERT" ] || { echo "no $BERT: cargo build --release" >&2; exit 2; }
 
 models=("$@")
@@ -28,7 +30,7 @@ if [ ${#models[@]} -eq 0 ]; then
   done
 fi
 
-# One row per model: task, metric, model, f32, int8 (fractions), tab-separated.
+# One row per model: task, metric, model, f32, $DTYPE (fractions), tab-separated.
 rows=()
 for dir in "${models[@]}"; do
   [ -f "$dir/config.json" ] || { echo "no $dir/config.json (train it with scripts/train_real_tasks.sh)" >&2; exit 2; }
@@ -39,7 +41,7 @@ for dir in "${models[@]}"; do
   fi
   [ -f "$dev" ] || { echo "no $dev: set DATA to the directory with sst2/ and conll2003/" >&2; exit 2; }
   score=()
-  for dtype in f32 int8; do
+  for dtype in f32 "$DTYPE"; do
     echo "== $dir: $dtype" >&2
     json=$("$BERT" --threads "$THREADS" evaluate -m "$dir" --data "$dev" --dtype "$dtype")
     echo "   $json" >&2
@@ -48,7 +50,7 @@ for dir in "${models[@]}"; do
   rows+=("$task"$'\t'"$metric"$'\t'"$(basename "$dir")"$'\t'"${score[0]}"$'\t'"${score[1]}")
 done
 
-echo "| task | metric | model | f32 | int8 | int8 - f32 (points) |"
+echo "| task | metric | model | f32 | $DTYPE | $DTYPE - f32 (points) |"
 echo "|---|---|---|---:|---:|---:|"
 printf '%s\n' "${rows[@]}" | awk -F'\t' '
   { d = 100 * ($5 - $4)

@@ -385,7 +385,11 @@ fn every_model_command_runs_in_f16_bf16_and_int8_and_rejects_unknown_dtypes() {
             assert!(!o.stdout.is_empty(), "{run:?}: no output");
             // bf16 says so where it is emulated, and only there.
             let noted = stderr(&o).contains("runs emulated");
-            assert_eq!(noted, dtype == "bf16" && !bert::Dtype::Bf16.is_native(), "{run:?}");
+            assert_eq!(
+                noted,
+                dtype == "bf16" && !bert::Dtype::Bf16.is_native(),
+                "{run:?}"
+            );
         }
         let mut bad = args.clone();
         bad.extend(["--dtype", "int4"]);

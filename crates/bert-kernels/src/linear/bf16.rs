@@ -54,8 +54,8 @@ impl Bf16Linear {
 
     /// The blocking of the native kernel where `isa` and this CPU have one (AVX-512: 8 x 3 vectors
     /// and K blocks of 1,536, the same bytes of B as f32's 768; `cargo bench --bench bf16` on Zen 4:
-    /// 1.9-2.0x f32 at M = 8, 128 and 2,048, where 12 x 2 fell to 1.7x at M = 8 and 14 x 2 to 1.7x
-    /// at M = 128), else the f32 defaults of `isa` (emulated).
+    /// 1.66-2.41x f32 at M = 8, 128 and 2,048, where 12 x 2 gave 1.60-2.19x and 14 x 2 fell to
+    /// 1.43x at M = 128), else the f32 defaults of `isa` (emulated).
     pub fn default_options(isa: Isa) -> GemmOptions {
         let native = GemmOptions {
             mr: 8,

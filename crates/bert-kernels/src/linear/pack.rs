@@ -130,12 +130,14 @@ impl<T: Elem> PackedB<T> {
     fn zeroed(n: usize, k: usize, nr: usize, kc: usize) -> Self {
         let panels = n.div_ceil(nr);
         let blocks = k.div_ceil(kc.max(1));
-        let kb: Vec<usize> = (0..=blocks)
+        let mut kb: Vec<usize> = (0..=blocks)
             .map(|q| match q * k / blocks.max(1) {
                 end if q == blocks => end,
                 start => start / T::K_PER * T::K_PER,
             })
             .collect();
+        // Rounding down to K_PER can only empty a block when kc < K_PER: drop it.
+        kb.dedup();
         let len = panels * nr * k.div_ceil(T::K_PER);
         let slack = ALIGN_BYTES / std::mem::size_of::<T>();
         let buf = vec![T::default(); len + slack];
@@ -272,8 +274,9 @@ impl<T: Elem> PackedB<T> {
 }
 
 /// Packs rows `tiles` of `x` (M, K) row-major, columns `k0..k0 + kc`, into `dst`: tile after tile,
-/// each (kc, mr) row-major; with `BF16` each value rounded to bf16 (the emulated bf16 product). `tiles` are (first row, rows) pairs. About 0.2 ns a float here (12 us for
-/// a 96 x 768 block, 3% of the product it feeds when N = 384): not worth a SIMD transpose.
+/// each (kc, mr) row-major; with `BF16` each value rounded to bf16 (the emulated bf16 product).
+/// `tiles` are (first row, rows) pairs. About 0.2 ns a float here (12 us for a 96 x 768 block, 3%
+/// of the product it feeds when N = 384): not worth a SIMD transpose.
 pub(super) fn pack_a<const BF16: bool>(
     x: &[f32],
     k: usize,

@@ -54,6 +54,25 @@ pub(crate) fn pairs_into(vals: &[f32], dst: &mut [u32; 16]) -> usize {
     n
 }
 
+/// `lo[i]` and `hi[i]` (zero where `hi` is `None`) as bf16 pairs into `dst[i]`, for up to 16
+/// values: two rows of K interleaved into one row of pair lanes (the transposed operands of
+/// training's products). `vcvtneps2bf16` where the CPU has AVX512-BF16 and there are 16; [`pair`]
+/// otherwise. Returns the lanes written (`lo.len()`).
+#[inline]
+pub(crate) fn interleave_into(lo: &[f32], hi: Option<&[f32]>, dst: &mut [u32; 16]) -> usize {
+    debug_assert!(lo.len() <= 16 && hi.is_none_or(|h| h.len() == lo.len()));
+    #[cfg(target_arch = "x86_64")]
+    if lo.len() == 16 && crate::isa::has_avx512_bf16() {
+        // SAFETY: the CPU has AVX-512F and AVX512-BF16; `lo` (and `hi`) hold 16 floats.
+        unsafe { x86::interleave16(lo, hi, dst) };
+        return 16;
+    }
+    for (i, d) in dst.iter_mut().enumerate().take(lo.len()) {
+        *d = pair(lo[i], hi.map_or(0.0, |h| h[i]));
+    }
+    lo.len()
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
@@ -72,6 +91,24 @@ mod x86 {
             dst.as_mut_ptr().cast(),
             std::mem::transmute::<__m512bh, __m512i>(h),
         );
+    }
+
+    /// # Safety
+    /// The CPU has AVX-512F and AVX512-BF16; `lo` (and `hi`) hold 16 floats.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub(super) unsafe fn interleave16(lo: &[f32], hi: Option<&[f32]>, dst: &mut [u32; 16]) {
+        // 16 bf16 zero-extended to 32-bit lanes: the low half of each pair.
+        let widen =
+            |v: __m256bh| _mm512_cvtepu16_epi32(std::mem::transmute::<__m256bh, __m256i>(v));
+        let l = widen(_mm512_cvtneps_pbh(_mm512_loadu_ps(lo.as_ptr())));
+        let lanes = match hi {
+            Some(hi) => {
+                let h = widen(_mm512_cvtneps_pbh(_mm512_loadu_ps(hi.as_ptr())));
+                _mm512_or_si512(l, _mm512_slli_epi32::<16>(h))
+            }
+            None => l,
+        };
+        _mm512_storeu_si512(dst.as_mut_ptr().cast(), lanes);
     }
 }
 
@@ -133,10 +170,10 @@ mod tests {
         assert_eq!(pair(1.0, -2.0), 0xc000_3f80);
     }
 
-    /// The vector conversion (where the CPU has it) gives the scalar rounding's bits on the edge
+    /// The vector conversions (where the CPU has them) give the scalar rounding's bits on the edge
     /// cases and a sweep of bit patterns.
     #[test]
-    fn pairs_into_matches_pair() {
+    fn pairs_into_and_interleave_into_match_pair() {
         let mut vals: Vec<f32> = [
             0x0000_0000u32,
             0x8000_0000,
@@ -162,6 +199,17 @@ mod tests {
             for (j, g) in got[..n].iter().enumerate() {
                 let hi = chunk.get(2 * j + 1).copied().unwrap_or(0.0);
                 assert_eq!(*g, pair(chunk[2 * j], hi), "chunk {c} lane {j}");
+            }
+            // The same values as two rows of 16 (or fewer), with and without a high row.
+            let (lo, hi) = chunk.split_at(chunk.len() / 2);
+            let hi = &hi[..lo.len()];
+            for high in [Some(hi), None] {
+                let n = interleave_into(lo, high, &mut got);
+                assert_eq!(n, lo.len());
+                for (j, g) in got[..n].iter().enumerate() {
+                    let want = pair(lo[j], high.map_or(0.0, |h| h[j]));
+                    assert_eq!(*g, want, "chunk {c} lane {j} high {}", high.is_some());
+                }
             }
         }
     }

@@ -379,6 +379,75 @@ mod tests {
         }
     }
 
+    /// Training's products: `y += x W^T` (`accumulate`), with A given transposed
+    /// (`accumulate_transposed`, several tiles and K blocks at the small blocking), and B packed
+    /// from W^T (`from_transposed`), against the reference on the rounded operands.
+    #[test]
+    fn accumulating_and_transposed_products_match_reference() {
+        let (m, k, n) = (29, 77, 53);
+        let (x, w, y0) = (
+            test_data(m * k, 11, 0.5),
+            test_data(n * k, 12, 0.5),
+            test_data(m * n, 13, 0.5),
+        );
+        let mut xt = vec![0.0; m * k];
+        let mut wt = vec![0.0; n * k];
+        for i in 0..m {
+            for c in 0..k {
+                xt[c * m + i] = x[i * k + c];
+            }
+        }
+        for j in 0..n {
+            for c in 0..k {
+                wt[c * n + j] = w[j * k + c];
+            }
+        }
+        let round = |v: &[f32]| -> Vec<f32> { v.iter().map(|&v| crate::bf16::round(v)).collect() };
+        let product = reference::linear(&round(&x), &round(&w), &vec![0.0; n], m, k, n);
+        let want: Vec<f32> = product.iter().zip(&y0).map(|(p, y)| p + y).collect();
+        for (label, lin) in layers(&w, &vec![0.0; n], (n, k)) {
+            let mut y = y0.clone();
+            lin.accumulate(&x, &mut y);
+            assert!(
+                reference::max_abs_diff(&y, &want) < 1e-4,
+                "{label} accumulate"
+            );
+            let mut y = y0.clone();
+            lin.accumulate_transposed(&xt, &mut y);
+            assert!(
+                reference::max_abs_diff(&y, &want) < 1e-4,
+                "{label} transposed A"
+            );
+        }
+        let lin = Bf16Linear::from_transposed(&wt, vec![0.0; n], n, k);
+        let mut y = y0.clone();
+        lin.accumulate(&x, &mut y);
+        assert!(reference::max_abs_diff(&y, &want) < 1e-4, "from_transposed");
+    }
+
+    /// Pairs packed from W (N, K) and from W^T (K, N) are the same bits, for odd K, odd K blocks
+    /// and N not a multiple of the panel width.
+    #[test]
+    fn pairs_from_w_and_from_w_transposed_are_equal() {
+        for (n, k, nr, kc) in [
+            (5, 7, 16, 16),
+            (37, 385, 48, 16),
+            (50, 1537, 48, 1536),
+            (3, 1, 16, 2),
+        ] {
+            let w = test_data(n * k, 8, 0.5);
+            let mut wt = vec![0.0; n * k];
+            for j in 0..n {
+                for i in 0..k {
+                    wt[i * n + j] = w[j * k + i];
+                }
+            }
+            let a = PackedB::<Bf16Pair>::new(&w, n, k, nr, kc);
+            let b = PackedB::<Bf16Pair>::from_kn(&wt, n, k, nr, kc);
+            assert_eq!(a.panel_data(), b.panel_data(), "{n}x{k} nr {nr} kc {kc}");
+        }
+    }
+
     #[test]
     fn zero_rows_and_zero_out_features_are_empty_products() {
         let lin = Bf16Linear::new(&[], Vec::new(), 0, 4);

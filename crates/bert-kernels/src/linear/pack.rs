@@ -22,11 +22,10 @@ pub(super) trait Elem: Copy + Default + Send + Sync {
     /// `K_PER` rows of K.
     const K_PER: usize = 1;
     fn from_f32(v: f32) -> Self;
-    /// The element holding `vals`: `K_PER` consecutive K values of one column, fewer at the end
-    /// of a K block (the rest read as zero).
-    #[inline]
-    fn from_f32s(vals: &[f32]) -> Self {
-        Self::from_f32(vals[0])
+    /// The element whose bits are `lane`, a bf16 pair of [`crate::bf16`]'s vector conversions:
+    /// only for `K_PER == 2`.
+    fn from_lane(_lane: u32) -> Self {
+        unreachable!("only pair elements are built from pair lanes")
     }
     /// The f16 bits, if this is f16.
     fn as_f16(s: &[Self]) -> Option<&[u16]>;
@@ -65,11 +64,8 @@ impl Elem for Bf16Pair {
         Bf16Pair(crate::bf16::pair(v, 0.0))
     }
     #[inline]
-    fn from_f32s(vals: &[f32]) -> Self {
-        Bf16Pair(crate::bf16::pair(
-            vals[0],
-            vals.get(1).copied().unwrap_or(0.0),
-        ))
+    fn from_lane(lane: u32) -> Self {
+        Bf16Pair(lane)
     }
     fn as_f16(_: &[Self]) -> Option<&[u16]> {
         None
@@ -109,8 +105,13 @@ impl<T: Elem> PackedB<T> {
                             panel[kk * nr + c] = T::from_f32(v);
                         }
                     } else {
-                        for (kk, vals) in row.chunks(T::K_PER).enumerate() {
-                            panel[kk * nr + c] = T::from_f32s(vals);
+                        // 32 values (16 pairs) at a time, as `pack_a_bf16` does.
+                        let mut lanes = [0u32; 16];
+                        for (q, chunk) in row.chunks(32).enumerate() {
+                            let got = crate::bf16::pairs_into(chunk, &mut lanes);
+                            for (j, &lane) in lanes[..got].iter().enumerate() {
+                                panel[(16 * q + j) * nr + c] = T::from_lane(lane);
+                            }
                         }
                     }
                 }
@@ -252,13 +253,17 @@ impl<T: Elem> PackedB<T> {
                             *d = T::from_f32(v);
                         }
                     } else {
-                        let last = (k0 + kcq).min(kr + T::K_PER);
-                        let mut vals = [0.0f32; 2];
-                        for (c, d) in prow[..w].iter_mut().enumerate() {
-                            for (v, r) in vals.iter_mut().zip(kr..last) {
-                                *v = wt[r * n + c0 + c];
+                        // Rows kr and kr + 1 (if in the block) interleaved, 16 columns at a time.
+                        let lo = &wt[kr * n + c0..][..w];
+                        let hi = (kr + 1 < k0 + kcq).then(|| &wt[(kr + 1) * n + c0..][..w]);
+                        let mut lanes = [0u32; 16];
+                        for (q, d) in prow[..w].chunks_mut(16).enumerate() {
+                            let cols = q * 16..q * 16 + d.len();
+                            let h = hi.map(|h| &h[cols.clone()]);
+                            crate::bf16::interleave_into(&lo[cols], h, &mut lanes);
+                            for (d, &lane) in d.iter_mut().zip(&lanes) {
+                                *d = T::from_lane(lane);
                             }
-                            *d = T::from_f32s(&vals[..last - kr]);
                         }
                     }
                 }
@@ -361,7 +366,9 @@ pub(super) fn pack_a_bf16(
     }
 }
 
-/// As [`pack_a_transposed`] for the bf16 kernels (the pairs of [`pack_a_bf16`]) from `xt` (K, M).
+/// As [`pack_a_transposed`] for the bf16 kernels (the pairs of [`pack_a_bf16`]) from `xt` (K, M):
+/// each pair of K rows is interleaved once for all the tiles' rows, 16 at a time, then copied
+/// into each tile.
 pub(super) fn pack_a_transposed_bf16(
     xt: &[f32],
     m: usize,
@@ -371,19 +378,30 @@ pub(super) fn pack_a_transposed_bf16(
     dst: &mut Vec<f32>,
 ) {
     let pairs = kc.div_ceil(2);
-    let total = tiles.iter().map(|t| t.1).sum::<usize>() * pairs;
-    dst.resize(total, 0.0);
-    let mut off = 0;
-    for &(r0, mr) in tiles {
-        let tile = &mut dst[off..off + pairs * mr];
-        for (kk, d) in tile.chunks_exact_mut(mr).enumerate() {
-            let lo = &xt[(k0 + 2 * kk) * m + r0..][..mr];
-            let hi = (2 * kk + 1 < kc).then(|| &xt[(k0 + 2 * kk + 1) * m + r0..][..mr]);
-            for (i, d) in d.iter_mut().enumerate() {
-                let h = hi.map_or(0.0, |h| h[i]);
-                *d = f32::from_bits(crate::bf16::pair(lo[i], h));
-            }
+    let rows: usize = tiles.iter().map(|t| t.1).sum();
+    dst.resize(rows * pairs, 0.0);
+    let Some(&(first, _)) = tiles.first() else {
+        return;
+    };
+    // The tiles cover rows first..first + rows, in order: one span of each K row.
+    let mut span = vec![0u32; rows];
+    let mut lanes = [0u32; 16];
+    for kk in 0..pairs {
+        let lo = &xt[(k0 + 2 * kk) * m + first..][..rows];
+        let hi = (2 * kk + 1 < kc).then(|| &xt[(k0 + 2 * kk + 1) * m + first..][..rows]);
+        for (q, d) in span.chunks_mut(16).enumerate() {
+            let cols = q * 16..q * 16 + d.len();
+            crate::bf16::interleave_into(&lo[cols.clone()], hi.map(|h| &h[cols]), &mut lanes);
+            d.copy_from_slice(&lanes[..d.len()]);
         }
-        off += pairs * mr;
+        let mut off = 0;
+        for &(r0, mr) in tiles {
+            let tile = &mut dst[off..off + pairs * mr];
+            let from = &span[r0 - first..][..mr];
+            for (d, &lane) in tile[kk * mr..(kk + 1) * mr].iter_mut().zip(from) {
+                *d = f32::from_bits(lane);
+            }
+            off += pairs * mr;
+        }
     }
 }

@@ -22,6 +22,13 @@ pub(super) trait Elem: Copy + Default + Send + Sync {
     /// `K_PER` rows of K.
     const K_PER: usize = 1;
     fn from_f32(v: f32) -> Self;
+    /// `dst[i] = from_f32(src[i])`: a plain copy for f32.
+    #[inline]
+    fn from_f32_row(dst: &mut [Self], src: &[f32]) {
+        for (d, &v) in dst.iter_mut().zip(src) {
+            *d = Self::from_f32(v);
+        }
+    }
     /// The element whose bits are `lane`, a bf16 pair of [`crate::bf16`]'s vector conversions:
     /// only for `K_PER == 2`.
     fn from_lane(_lane: u32) -> Self {
@@ -35,6 +42,10 @@ impl Elem for f32 {
     #[inline]
     fn from_f32(v: f32) -> Self {
         v
+    }
+    #[inline]
+    fn from_f32_row(dst: &mut [Self], src: &[f32]) {
+        dst.copy_from_slice(src);
     }
     fn as_f16(_: &[Self]) -> Option<&[u16]> {
         None
@@ -249,9 +260,7 @@ impl<T: Elem> PackedB<T> {
                 for (kk, prow) in panel.chunks_exact_mut(nr).enumerate() {
                     let kr = k0 + kk * T::K_PER;
                     if T::K_PER == 1 {
-                        for (d, &v) in prow[..w].iter_mut().zip(&wt[kr * n + c0..][..w]) {
-                            *d = T::from_f32(v);
-                        }
+                        T::from_f32_row(&mut prow[..w], &wt[kr * n + c0..][..w]);
                     } else {
                         // Rows kr and kr + 1 (if in the block) interleaved, 16 columns at a time.
                         let lo = &wt[kr * n + c0..][..w];

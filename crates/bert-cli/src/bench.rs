@@ -177,6 +177,7 @@ fn run_training(args: &BenchArgs, workloads: &[String]) -> CliResult {
     let prec = match args.dtype.dtype {
         bert::Dtype::F32 => Precision::F32,
         bert::Dtype::Bf16 => {
+            // Only for its note where bf16 is emulated: training loads its own model.
             args.dtype.load_options();
             Precision::Bf16
         }

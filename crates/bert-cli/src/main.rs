@@ -129,8 +129,9 @@ impl DtypeArgs {
         if !self.dtype.is_native() {
             NOTED.call_once(|| {
                 eprintln!(
-                    "note: this CPU has no AVX512-BF16: --dtype {} runs emulated on the f32 \
-                     kernels (bf16's numbers at f32's speed)",
+                    "note: --dtype {} runs emulated on the f32 kernels (this CPU has no \
+                     AVX512-BF16, or BERT_KERNELS_ISA chose another path): bf16's numbers at \
+                     f32's speed",
                     self.dtype
                 )
             });

@@ -30,8 +30,8 @@ from .modeling_outputs import (
 )
 
 def _dtype_name(dtype: Any) -> str:
-    """The dtype's name for the engine, which checks it (float32, float16, bfloat16, int8 and their short
-    names): torch / numpy dtypes by name, transformers' "auto" and None as float32."""
+    """The dtype's name for the engine, which checks it (float32, float16, bfloat16, int8 and
+    their short names): torch / numpy dtypes by name, transformers' "auto" and None as float32."""
     if dtype is None or dtype == "auto":
         return "float32"
     return str(dtype).replace("torch.", "")

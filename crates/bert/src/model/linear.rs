@@ -1,5 +1,6 @@
 //! The encoder's `nn.Linear` in the dtype it was loaded with: an enum over bert-kernels' f32, f16,
-//! bf16 and int8 layers, so the f32 path calls `Linear::forward` as before behind one predictable branch.
+//! bf16 and int8 layers, so the f32 path calls `Linear::forward` as before behind one predictable
+//! branch.
 
 use bert_kernels::{Bf16Linear, Epilogue, F16Linear, Int8Linear, Linear};
 

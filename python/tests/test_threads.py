@@ -109,7 +109,14 @@ def test_ctrl_c_interrupts_a_long_encode(minilm_dir, tmp_path):
         "except KeyboardInterrupt:\n"
         "    print('interrupted')\n"
     )
-    p = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    # The child must not inherit an ignored SIGINT (a parent started in the background, or a
+    # library's handler, may have set SIG_IGN): Python then never installs KeyboardInterrupt.
+    p = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     assert p.stdout.readline().strip() == "ready"
     time.sleep(1.5)
     p.send_signal(signal.SIGINT)

@@ -270,22 +270,13 @@ impl Linear {
 
     /// `y (M, out) += x (M, in) W^T + b`: training's `dx += dy W` (a zero bias).
     pub fn accumulate(&self, x: &[f32], y: &mut [f32]) {
-        let how = Product {
-            accumulate: true,
-            ..Product::default()
-        };
-        self.product(x, y, Epilogue::Bias, how);
+        self.product(x, y, Epilogue::Bias, Product::ACCUMULATE);
     }
 
     /// `y (M, out) += xt^T W^T + b` with `xt` (in, M) row-major, i.e. A given transposed: training's
     /// `dW += dy^T x` reads `dy` (tokens, out) as it is stored.
     pub fn accumulate_transposed(&self, xt: &[f32], y: &mut [f32]) {
-        let how = Product {
-            a_transposed: true,
-            accumulate: true,
-            a_bf16: false,
-        };
-        self.product(xt, y, Epilogue::Bias, how);
+        self.product(xt, y, Epilogue::Bias, Product::ACCUMULATE_TRANSPOSED);
     }
 
     fn product(&self, x: &[f32], y: &mut [f32], epilogue: Epilogue<'_>, how: Product) {

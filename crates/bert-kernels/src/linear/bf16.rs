@@ -222,22 +222,13 @@ impl Bf16Linear {
 
     /// `y (M, out) += bf16(x) bf16(W)^T + b`: training's `dx += dy W` (a zero bias).
     pub fn accumulate(&self, x: &[f32], y: &mut [f32]) {
-        let how = Product {
-            accumulate: true,
-            ..Product::default()
-        };
-        self.product(x, y, Epilogue::Bias, how);
+        self.product(x, y, Epilogue::Bias, Product::ACCUMULATE);
     }
 
     /// `y (M, out) += bf16(xt)^T bf16(W)^T + b` with `xt` (in, M) row-major: training's
     /// `dW += dy^T x` ([`Linear::accumulate_transposed`]).
     pub fn accumulate_transposed(&self, xt: &[f32], y: &mut [f32]) {
-        let how = Product {
-            a_transposed: true,
-            accumulate: true,
-            ..Product::default()
-        };
-        self.product(xt, y, Epilogue::Bias, how);
+        self.product(xt, y, Epilogue::Bias, Product::ACCUMULATE_TRANSPOSED);
     }
 
     fn product(&self, x: &[f32], y: &mut [f32], epilogue: Epilogue<'_>, how: Product) {

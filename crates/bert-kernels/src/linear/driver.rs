@@ -194,6 +194,21 @@ pub(super) struct Product {
     pub a_bf16: bool,
 }
 
+impl Product {
+    /// Training's `dx += dy W`: `y += x W^T`.
+    pub const ACCUMULATE: Product = Product {
+        a_transposed: false,
+        accumulate: true,
+        a_bf16: false,
+    };
+    /// Training's `dW += dy^T x`: A given transposed, `y` accumulated into.
+    pub const ACCUMULATE_TRANSPOSED: Product = Product {
+        a_transposed: true,
+        accumulate: true,
+        a_bf16: false,
+    };
+}
+
 /// `y`'s base pointer, shared by tasks that write disjoint blocks of it.
 #[derive(Clone, Copy)]
 struct SyncPtr(*mut f32);

@@ -11,7 +11,7 @@
 //! [`Isa`]; every path computes the same thing, and [`crate::reference::attention`] is the spec
 //! they are tested against.
 
-use rayon::prelude::*;
+use std::cell::RefCell;
 
 use crate::softmax::softmax_row;
 use crate::Isa;
@@ -46,7 +46,7 @@ pub fn probs_offsets(cu_seqlens: &[usize], num_heads: usize) -> Vec<usize> {
 /// Raw pointer that may cross threads; every task writes a disjoint region through it.
 #[derive(Clone, Copy)]
 pub(crate) struct SendPtr(pub(crate) *mut f32);
-// SAFETY: used only to write disjoint (sequence, head) regions from different rayon tasks (here and
+// SAFETY: used only to write disjoint (sequence, head) regions from different parallel tasks (here and
 // in the training attention, `train::attention`).
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
@@ -58,7 +58,7 @@ impl SendPtr {
     }
 }
 
-/// Per-task scratch tiles, reused across tasks of one rayon worker.
+/// Per-task scratch tiles, reused across the tasks one thread runs (and across calls).
 #[derive(Default)]
 struct Scratch {
     /// (T4, D) queries, rows >= T zero.
@@ -163,45 +163,52 @@ pub fn attention_with(
     });
     let ctx_ptr = SendPtr(ctx.as_mut_ptr());
     let nseq = cu_seqlens.len() - 1;
-    (0..nseq * nh)
-        .into_par_iter()
-        .for_each_init(Scratch::default, |sc, task| {
-            let (s, hd) = (task / nh, task % nh);
-            let (start, t) = (cu_seqlens[s], cu_seqlens[s + 1] - cu_seqlens[s]);
-            if t == 0 {
-                return;
-            }
-            let hm = head_mask.map_or(1.0, |m| m[hd]);
-            let rows = &qkv[start * 3 * h..(start + t) * 3 * h];
-            head(path, sc, rows, t, h, hd, d, hm);
-            if let Some(pp) = probs_ptr {
-                let t16 = t.next_multiple_of(NR);
-                for i in 0..t {
-                    let off = poff[s] + (hd * t + i) * t;
-                    // SAFETY: rows of head hd of sequence s are written by this task only, inside the
-                    // probs buffer whose size was asserted above.
-                    unsafe {
-                        std::ptr::copy_nonoverlapping(
-                            sc.s[i * t16..].as_ptr(),
-                            pp.get().add(off),
-                            t,
-                        )
-                    };
-                }
-            }
-            let d16 = d.next_multiple_of(NR);
+    let one = |sc: &mut Scratch, task: usize| {
+        let (s, hd) = (task / nh, task % nh);
+        let (start, t) = (cu_seqlens[s], cu_seqlens[s + 1] - cu_seqlens[s]);
+        if t == 0 {
+            return;
+        }
+        let hm = head_mask.map_or(1.0, |m| m[hd]);
+        let rows = &qkv[start * 3 * h..(start + t) * 3 * h];
+        head(path, sc, rows, t, h, hd, d, hm);
+        if let Some(pp) = probs_ptr {
+            let t16 = t.next_multiple_of(NR);
             for i in 0..t {
-                // SAFETY: columns hd*D..(hd+1)*D of token row start+i belong to this task alone;
-                // the row is inside ctx (asserted n * h above).
+                let off = poff[s] + (hd * t + i) * t;
+                // SAFETY: rows of head hd of sequence s are written by this task only, inside the
+                // probs buffer whose size was asserted above.
                 unsafe {
-                    std::ptr::copy_nonoverlapping(
-                        sc.o[i * d16..].as_ptr(),
-                        ctx_ptr.get().add((start + i) * h + hd * d),
-                        d,
-                    )
+                    std::ptr::copy_nonoverlapping(sc.s[i * t16..].as_ptr(), pp.get().add(off), t)
                 };
             }
-        });
+        }
+        let d16 = d.next_multiple_of(NR);
+        for i in 0..t {
+            // SAFETY: columns hd*D..(hd+1)*D of token row start+i belong to this task alone;
+            // the row is inside ctx (asserted n * h above).
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    sc.o[i * d16..].as_ptr(),
+                    ctx_ptr.get().add((start + i) * h + hd * d),
+                    d,
+                )
+            };
+        }
+    };
+    crate::team::for_each(nseq * nh, |task| {
+        // A thread's scratch is kept across calls (fresh ones per call were a malloc and free of
+        // five buffers per thread and layer); a re-entered thread gets fresh ones.
+        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut sc) => one(&mut sc, task),
+            Err(_) => one(&mut Scratch::default(), task),
+        })
+    });
+}
+
+thread_local! {
+    /// Each thread's [`Scratch`], reused across calls.
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
 }
 
 /// One (sequence, head): fills `sc.s` (rows < T: probabilities, columns < T) and `sc.o` (rows < T,

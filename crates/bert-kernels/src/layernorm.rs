@@ -1,7 +1,5 @@
 //! LayerNorm over the last dimension, in place, rows in parallel.
 
-use rayon::prelude::*;
-
 /// `x[r] = (x[r] - mean) / sqrt(var + eps) * gamma + beta` for every row `r` of `x` (rows of width
 /// `gamma.len()`). Mean and variance are the biased (population) statistics, as `torch.nn.LayerNorm`.
 pub fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
@@ -12,12 +10,11 @@ pub fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
         return;
     }
     let rows = x.len() / h;
-    x.par_chunks_mut(h * crate::rows_per_task(rows, h))
-        .for_each(|chunk| {
-            for row in chunk.chunks_exact_mut(h) {
-                layer_norm_row(row, gamma, beta, eps);
-            }
-        });
+    crate::team::for_each_chunk_mut(x, h * crate::rows_per_task(rows, h), |_, chunk| {
+        for row in chunk.chunks_exact_mut(h) {
+            layer_norm_row(row, gamma, beta, eps);
+        }
+    });
 }
 
 /// One row of [`layer_norm`].

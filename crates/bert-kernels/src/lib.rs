@@ -15,6 +15,7 @@ pub mod linear;
 pub mod reference;
 pub mod rng;
 pub mod softmax;
+pub mod team;
 pub mod train;
 mod vexp;
 

@@ -1,4 +1,4 @@
-//! The GEMM driver: cuts `y (M, N) = x (M, K) W^T` into rayon tasks and cache blocks, packs A, and
+//! The GEMM driver: cuts `y (M, N) = x (M, K) W^T` into parallel tasks ([`crate::team`]) and cache blocks, packs A, and
 //! calls the ISA's microkernel on each register tile, the epilogue fused into the last K block's store.
 //!
 //! Loop nest of one task (rows `r0..r1`, panels `p0..p1`), GotoBLAS/BLIS order:
@@ -10,8 +10,6 @@
 //! behind each choice.
 
 use std::cell::RefCell;
-
-use rayon::prelude::*;
 
 use super::f16::Widen;
 use super::pack::{pack_a, pack_a_bf16, pack_a_transposed, pack_a_transposed_bf16, Elem, PackedB};
@@ -281,11 +279,7 @@ pub(super) fn forward_with<T: Elem>(
     };
     let tasks = rows.len() * cols.len();
     let run = |t: usize| g.task(rows[t / cols.len()], cols[t % cols.len()]);
-    if tasks == 1 {
-        run(0);
-    } else {
-        (0..tasks).into_par_iter().for_each(run);
-    }
+    crate::team::for_each(tasks, run);
 }
 
 /// Splits `m` rows into blocks of at most `mc` (rounded to `mr`), as even as `mr` allows.

@@ -19,8 +19,6 @@
 
 use std::cell::RefCell;
 
-use rayon::prelude::*;
-
 #[cfg(target_arch = "x86_64")]
 use super::int8_x86::{avx2_kernel, vnni_kernel};
 use super::{Epilogue, Isa};
@@ -59,7 +57,7 @@ impl Int8Path {
         })
     }
 
-    /// Rows x columns of the register tile.
+    /// Rows x columns of the register tile (columns at most [`MAX_NR`]).
     fn tile(self) -> (usize, usize) {
         match self {
             Int8Path::Portable => (4, 8),
@@ -130,13 +128,18 @@ pub fn outlier_columns(x: &[f32], k: usize) -> Vec<usize> {
     // W2F forward, with the other core idle); max is exact in any order.
     const BLOCK_ROWS: usize = 64;
     let colmax = if x.len() >= 1 << 16 && x.len() > BLOCK_ROWS * k {
-        x.par_chunks(BLOCK_ROWS * k)
-            .map(colmax)
-            .reduce_with(|mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(a, &b)| *a = a.max(b));
-                a
-            })
-            .unwrap_or_default()
+        // (blocks, K): each block's column maxima, then their max.
+        let mut maxima = vec![0.0f32; x.len().div_ceil(BLOCK_ROWS * k) * k];
+        crate::team::for_each_chunk_mut(&mut maxima, k, |b, out| {
+            let rows = &x[b * BLOCK_ROWS * k..((b + 1) * BLOCK_ROWS * k).min(x.len())];
+            out.copy_from_slice(&colmax(rows));
+        });
+        let mut blocks = maxima.chunks_exact(k);
+        let first = blocks.next().expect("x is not empty").to_vec();
+        blocks.fold(first, |mut a, b| {
+            a.iter_mut().zip(b).for_each(|(a, &b)| *a = a.max(b));
+            a
+        })
     } else {
         colmax(x)
     };
@@ -157,6 +160,9 @@ pub fn outlier_columns(x: &[f32], k: usize) -> Vec<usize> {
     out.sort_unstable();
     out
 }
+
+/// The widest register tile of any path, in columns.
+const MAX_NR: usize = 48;
 
 /// One microkernel call on a register tile: `C[r, NR] = dequant(A[r, K] B[K, NR])` + epilogue.
 pub(super) struct QTile {
@@ -235,7 +241,6 @@ struct Scratch {
     a: Vec<u8>,
     sa: Vec<f32>,
     xo: Vec<f32>,
-    wo: Vec<f32>,
 }
 
 thread_local! {
@@ -332,36 +337,25 @@ impl Int8Linear {
         self.buf.capacity() + 4 * (self.sw.capacity() + self.corr.capacity() + self.bias.capacity())
     }
 
-    /// Row `c` of W^T dequantized, for each of `cols`: (cols, panels * NR), zero-padded, in the
-    /// front of `buf` (grown as needed; every element of the result is written).
-    fn dequantized_rows<'b>(&self, cols: &[usize], buf: &'b mut Vec<f32>) -> &'b [f32] {
+    /// Row `c` of W^T dequantized over panel `p`'s NR columns (zero past N), for each of `cols`:
+    /// (cols, NR) in `out`. Per panel, in the task that multiplies it: the serial pass over all
+    /// panels before the product was 15% of a MiniLM int8 W1 forward (a strided read of every
+    /// panel, with the other core idle), and the panel's lines are about to be read anyway.
+    fn dequantized_panel(&self, cols: &[usize], p: usize, out: &mut [f32]) {
         let nr = self.path.tile().1;
-        let width = self.panels * nr;
-        if buf.len() < cols.len() * width {
-            buf.resize(cols.len() * width, 0.0);
-        }
-        let out = &mut buf[..cols.len() * width];
-        let packed = &self.buf[self.start..];
-        // Column c of panel p: byte `c % 4` of each column's 4-byte word in the (k4, NR, 4) group
-        // `c / 4`. Read as whole words and sign-extended by shifts, which vectorizes (a strided
-        // byte gather with a bounds check per element was 9% of a MiniLM int8 W1 forward; an
-        // `extend` from the same iterator did not vectorize).
-        for (row, &c) in out.chunks_exact_mut(width).zip(cols) {
-            let first = (c / 4) * nr * 4;
+        let panel = &self.buf[self.start + p * self.k4 * nr * 4..][..self.k4 * nr * 4];
+        let sw = &self.sw[p * nr..][..nr];
+        // Column c: byte `c % 4` of each column's 4-byte word in the (k4, NR, 4) group `c / 4`.
+        // Read as whole words and sign-extended by shifts, which vectorizes (a strided byte gather
+        // with a bounds check per element was 9% of a MiniLM int8 W1 forward).
+        for (dst, &c) in out.chunks_exact_mut(nr).zip(cols) {
+            let group = &panel[(c / 4) * nr * 4..][..nr * 4];
             let shift = 24 - 8 * (c % 4) as u32;
-            for (p, (dst, sw)) in row
-                .chunks_exact_mut(nr)
-                .zip(self.sw.chunks_exact(nr))
-                .enumerate()
-            {
-                let group = &packed[p * self.k4 * nr * 4 + first..][..nr * 4];
-                for ((v, w), &s) in dst.iter_mut().zip(group.chunks_exact(4)).zip(sw) {
-                    let word = i32::from_le_bytes([w[0] as u8, w[1] as u8, w[2] as u8, w[3] as u8]);
-                    *v = ((word << shift) >> 24) as f32 * s;
-                }
+            for ((v, w), &s) in dst.iter_mut().zip(group.chunks_exact(4)).zip(sw) {
+                let word = i32::from_le_bytes([w[0] as u8, w[1] as u8, w[2] as u8, w[3] as u8]);
+                *v = ((word << shift) >> 24) as f32 * s;
             }
         }
-        out
     }
 
     /// `y (M, out) = epilogue(x (M, in) W^T + b)`, x quantized per row.
@@ -380,20 +374,19 @@ impl Int8Linear {
     }
 
     fn run(&self, x: &[f32], y: &mut [f32], epi: Epilogue<'_>, m: usize, scratch: &mut Scratch) {
-        let Scratch { a, sa, xo, wo } = scratch;
+        let Scratch { a, sa, xo } = scratch;
         let (mr, nr) = self.path.tile();
         let (k, n, k4) = (self.in_features, self.out_features, self.k4);
         let tiles = m.div_ceil(mr);
         let tile_bytes = k4 * mr * 4;
         let outliers = outlier_columns(x, k);
         let n_out = outliers.len();
-        // (M, n_out) the outlier inputs; (n_out, panels * NR) their dequantized weights.
+        // (M, n_out) the outlier inputs (their weights are dequantized per panel, in the tasks).
         xo.clear();
         xo.extend(
             x.chunks_exact(k)
                 .flat_map(|row| outliers.iter().map(move |&c| row[c])),
         );
-        let wo = self.dequantized_rows(&outliers, wo);
         // Grown, never cleared: the quantizer writes every byte of a tile's rows (K padding as
         // 0), and a kernel reads only a tile's real rows.
         if a.len() < tiles * tile_bytes {
@@ -403,21 +396,24 @@ impl Int8Linear {
             sa.resize(tiles * mr, 0.0);
         }
         let (a, sa) = (&mut a[..tiles * tile_bytes], &mut sa[..tiles * mr]);
-        let quant = |(t, (dst, scales)): (usize, (&mut [u8], &mut [f32]))| {
+        let quant = |t: usize, dst: &mut [u8], scales: &mut [f32]| {
             let rows = mr.min(m - t * mr);
             let xs = &x[t * mr * k..(t * mr + rows) * k];
             quantize_tile(self.path, xs, k, mr, &outliers, dst, &mut scales[..rows]);
         };
         if m * k >= 1 << 16 && tiles > 1 {
-            a.par_chunks_mut(tile_bytes)
-                .zip(sa.par_chunks_mut(mr))
-                .enumerate()
-                .for_each(quant);
+            let scales = SyncPtr(sa.as_mut_ptr());
+            crate::team::for_each_chunk_mut(a, tile_bytes, |t, dst| {
+                // SAFETY: tile t's mr scales, sa[t * mr..(t + 1) * mr], are written by this call
+                // only; `sa` holds tiles * mr floats and outlives the loop.
+                let scales =
+                    unsafe { std::slice::from_raw_parts_mut(scales.get().add(t * mr), mr) };
+                quant(t, dst, scales);
+            });
         } else {
-            a.chunks_mut(tile_bytes)
-                .zip(sa.chunks_mut(mr))
-                .enumerate()
-                .for_each(quant);
+            for (t, (dst, scales)) in a.chunks_mut(tile_bytes).zip(sa.chunks_mut(mr)).enumerate() {
+                quant(t, dst, scales);
+            }
         }
 
         // Tasks: row blocks of whole tiles x column blocks of whole panels, as the f32 driver.
@@ -440,7 +436,10 @@ impl Int8Linear {
             let t1 = (t0 + tiles_per_block).min(tiles);
             let p0 = cb * self.panels / col_blocks;
             let p1 = (cb + 1) * self.panels / col_blocks;
+            let mut wo = [0.0f32; MAX_OUTLIER_COLUMNS * MAX_NR];
+            let wo = &mut wo[..n_out * nr];
             for p in p0..p1 {
+                self.dequantized_panel(&outliers, p, wo);
                 for tile in t0..t1 {
                     let rows = mr.min(m - tile * mr);
                     self.tile(
@@ -460,11 +459,7 @@ impl Int8Linear {
                 }
             }
         };
-        if tasks == 1 {
-            task(0);
-        } else {
-            (0..tasks).into_par_iter().for_each(task);
-        }
+        crate::team::for_each(tasks, task);
     }
 
     /// One register tile: rows `r0..r0 + sa.len()`, panel `p`.
@@ -506,8 +501,8 @@ impl Int8Linear {
             ldr: n,
             act,
             xo: out.xo.as_ptr(),
-            wo: out.wo.get(j0..).map_or(std::ptr::null(), <[f32]>::as_ptr),
-            ldw: self.panels * nr,
+            wo: out.wo.as_ptr(),
+            ldw: nr,
             n_out: out.n_out,
         };
         let kernel = kernels(self.path)[rows - 1];
@@ -541,7 +536,7 @@ impl Int8Linear {
 }
 
 /// A tile's view of the outlier columns: (rows, n_out) inputs from the tile's first row and
-/// (n_out, panels * NR) dequantized weights.
+/// (n_out, NR) dequantized weights of its panel.
 #[derive(Clone, Copy)]
 struct Outliers<'a> {
     xo: &'a [f32],
@@ -549,13 +544,21 @@ struct Outliers<'a> {
     n_out: usize,
 }
 
-/// `y`'s base pointer, shared by tasks that write disjoint blocks of it.
+/// `y`'s (or the row scales') base pointer, shared by tasks that write disjoint blocks of it.
 #[derive(Clone, Copy)]
 struct SyncPtr(*mut f32);
-// SAFETY: every task writes a disjoint (rows, panels) block of `y`, and `y` outlives the tasks.
+// SAFETY: every task writes a disjoint (rows, panels) block of `y` (or its own tile's scales), and
+// the buffer outlives the tasks.
 unsafe impl Send for SyncPtr {}
 // SAFETY: as for Send.
 unsafe impl Sync for SyncPtr {}
+
+impl SyncPtr {
+    /// Through a method, so closures capture the whole (Sync) wrapper, not its raw field.
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
 
 /// Quantizes `xs` (rows, K), rows <= mr, into the row tile `dst` ((K/4, mr, 4) bytes, padding 0)
 /// and their scales into `scales`, with the vector code of `path`.

@@ -218,9 +218,9 @@ impl PackedB<u16> {
         );
         const CHUNK: usize = 1 << 14;
         if len >= PAR_PACK {
-            dst.par_chunks_mut(CHUNK)
-                .zip(src.par_chunks(CHUNK))
-                .for_each(|(d, s)| widen(s, d));
+            crate::team::for_each_chunk_mut(dst, CHUNK, |i, d| {
+                widen(&src[i * CHUNK..][..d.len()], d)
+            });
         } else {
             widen(src, dst);
         }

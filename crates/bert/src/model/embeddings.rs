@@ -5,8 +5,6 @@
 //! ids (made by the caller), DistilBERT's missing token-type table (one all-zero row here, so
 //! `x + 0` leaves the sum exact), ELECTRA's narrower tables and `embeddings_project`.
 
-use rayon::prelude::*;
-
 use bert_kernels::Epilogue;
 
 use super::layer_norm::LayerNorm;
@@ -116,7 +114,7 @@ impl BertEmbeddings {
     /// `out (N, E) = word[ids] + token_type[types] + position[positions]`.
     fn gather(&self, ids: &[i64], types: &[i64], positions: &[i64], out: &mut [f32]) {
         let h = self.width;
-        out.par_chunks_mut(h).enumerate().for_each(|(i, row)| {
+        bert_kernels::team::for_each_chunk_mut(out, h, |i, row| {
             let word = &self.word_embeddings[ids[i] as usize * h..][..h];
             let ty = &self.token_type_embeddings[types[i] as usize * h..][..h];
             let pos = &self.position_embeddings[positions[i] as usize * h..][..h];

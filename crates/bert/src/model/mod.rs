@@ -327,11 +327,11 @@ impl BertModel {
     /// Runs the model. See [`BertModelOutput`] for what comes back.
     pub fn forward(&self, inputs: &BertInputs, opts: &ForwardOptions) -> Result<BertModelOutput> {
         self.validate(inputs, opts)?;
-        // Run the whole pass on a thread of rayon's pool: from any other thread, each of the ~7
-        // parallel kernels per layer would be handed to the pool and waited for (a futex wake-up
-        // and sleep per kernel, 0.1-0.3 ms per forward of a short sentence); from inside the pool
-        // they are plain fork-join. (Already on a pool thread, this runs in place.)
-        rayon::scope(|_| self.forward_in_pool(inputs, opts))
+        // Run the whole pass as one parallel region of rayon's pool: from a thread outside it, each
+        // of the ~7 parallel kernels per layer would be handed to the pool and waited for (a futex
+        // wake-up and sleep per kernel, 0.1-0.3 ms per forward of a short sentence); inside it the
+        // other workers spin between kernels instead of a fork-join per kernel (bert_kernels::team).
+        bert_kernels::team::region(|| self.forward_in_pool(inputs, opts))
     }
 
     fn forward_in_pool(

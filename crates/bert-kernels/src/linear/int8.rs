@@ -241,6 +241,7 @@ struct Scratch {
     a: Vec<u8>,
     sa: Vec<f32>,
     xo: Vec<f32>,
+    wo: Vec<f32>,
 }
 
 thread_local! {
@@ -338,9 +339,8 @@ impl Int8Linear {
     }
 
     /// Row `c` of W^T dequantized over panel `p`'s NR columns (zero past N), for each of `cols`:
-    /// (cols, NR) in `out`. Per panel, in the task that multiplies it: the serial pass over all
-    /// panels before the product was 15% of a MiniLM int8 W1 forward (a strided read of every
-    /// panel, with the other core idle), and the panel's lines are about to be read anyway.
+    /// (cols, NR) in `out`. Not in one serial pass over all panels before the product: that was
+    /// 15% of a MiniLM int8 W1 forward (a strided read of every panel, the other core idle).
     fn dequantized_panel(&self, cols: &[usize], p: usize, out: &mut [f32]) {
         let nr = self.path.tile().1;
         let panel = &self.buf[self.start + p * self.k4 * nr * 4..][..self.k4 * nr * 4];
@@ -374,7 +374,7 @@ impl Int8Linear {
     }
 
     fn run(&self, x: &[f32], y: &mut [f32], epi: Epilogue<'_>, m: usize, scratch: &mut Scratch) {
-        let Scratch { a, sa, xo } = scratch;
+        let Scratch { a, sa, xo, wo } = scratch;
         let (mr, nr) = self.path.tile();
         let (k, n, k4) = (self.in_features, self.out_features, self.k4);
         let tiles = m.div_ceil(mr);
@@ -428,6 +428,20 @@ impl Int8Linear {
         let row_blocks = tiles.div_ceil(tiles_per_block);
         let col_blocks = want.div_ceil(row_blocks).clamp(1, self.panels);
         let tasks = row_blocks * col_blocks;
+        // (panels, n_out, NR): with several row blocks per panel, every panel's outlier weights
+        // are dequantized once, in parallel, before the product; with one (a few tokens), each
+        // task dequantizes its own panels as it reaches them (see `dequantized_panel`).
+        let shared = row_blocks > 1 && n_out > 0;
+        let wo_all = if shared {
+            wo.resize(self.panels * n_out * nr, 0.0);
+            let wo = &mut wo[..self.panels * n_out * nr];
+            crate::team::for_each_chunk_mut(wo, n_out * nr, |p, block| {
+                self.dequantized_panel(&outliers, p, block)
+            });
+            &wo[..]
+        } else {
+            &[]
+        };
         let (a, sa) = (&a[..], &sa[..]);
         let yp = SyncPtr(y.as_mut_ptr());
         let task = |t: usize| {
@@ -436,10 +450,14 @@ impl Int8Linear {
             let t1 = (t0 + tiles_per_block).min(tiles);
             let p0 = cb * self.panels / col_blocks;
             let p1 = (cb + 1) * self.panels / col_blocks;
-            let mut wo = [0.0f32; MAX_OUTLIER_COLUMNS * MAX_NR];
-            let wo = &mut wo[..n_out * nr];
+            let mut own = [0.0f32; MAX_OUTLIER_COLUMNS * MAX_NR];
             for p in p0..p1 {
-                self.dequantized_panel(&outliers, p, wo);
+                let wo = if shared {
+                    &wo_all[p * n_out * nr..][..n_out * nr]
+                } else {
+                    self.dequantized_panel(&outliers, p, &mut own[..n_out * nr]);
+                    &own[..n_out * nr]
+                };
                 for tile in t0..t1 {
                     let rows = mr.min(m - tile * mr);
                     self.tile(
@@ -905,26 +923,29 @@ mod tests {
     #[test]
     fn outlier_columns_are_computed_in_f32() {
         // Three columns 50x the rest: taken out of the int8 product, so the other columns keep
-        // their resolution and the result is near the f32 product.
-        let (m, k, n) = (9, 64, 40);
-        let mut x = test_data(m * k, 11, 0.5);
-        for row in x.chunks_mut(k) {
-            for c in [3, 17, 40] {
-                row[c] *= 50.0;
+        // their resolution and the result is near the f32 product. 9 rows: one row block, each
+        // task dequantizes its panels' outlier weights; 130: several, dequantized up front.
+        let (k, n) = (64, 100);
+        for m in [9, 130] {
+            let mut x = test_data(m * k, 11, 0.5);
+            for row in x.chunks_mut(k) {
+                for c in [3, 17, 40] {
+                    row[c] *= 50.0;
+                }
             }
-        }
-        assert_eq!(outlier_columns(&x, k), vec![3, 17, 40]);
-        let (w, b) = (test_data(n * k, 12, 0.5), test_data(n, 13, 0.5));
-        let exact = reference::linear(&x, &w, &b, m, k, n);
-        let want = reference::linear_int8_epilogue(&x, &w, &b, (m, k, n), Epilogue::Bias);
-        for path in paths() {
-            let lin = Int8Linear::with_path(&w, b.clone(), n, k, path);
-            let mut y = vec![0.0; m * n];
-            lin.forward(&x, &mut y, Epilogue::Bias);
-            assert!(max_err(&y, &want) < 2e-5, "{path:?} vs reference");
-            let err = reference::max_abs_diff(&y, &exact);
-            // Weight rounding on the outliers dominates: 3 x 25 x half a step of 0.5 / 127.
-            assert!(err < 0.3, "{path:?} vs f32: {err}");
+            assert_eq!(outlier_columns(&x, k), vec![3, 17, 40]);
+            let (w, b) = (test_data(n * k, 12, 0.5), test_data(n, 13, 0.5));
+            let exact = reference::linear(&x, &w, &b, m, k, n);
+            let want = reference::linear_int8_epilogue(&x, &w, &b, (m, k, n), Epilogue::Bias);
+            for path in paths() {
+                let lin = Int8Linear::with_path(&w, b.clone(), n, k, path);
+                let mut y = vec![0.0; m * n];
+                lin.forward(&x, &mut y, Epilogue::Bias);
+                assert!(max_err(&y, &want) < 2e-5, "{path:?} {m} rows vs reference");
+                let err = reference::max_abs_diff(&y, &exact);
+                // Weight rounding on the outliers dominates: 3 x 25 x half a step of 0.5 / 127.
+                assert!(err < 0.3, "{path:?} {m} rows vs f32: {err}");
+            }
         }
         // At most MAX_OUTLIER_COLUMNS, the largest.
         let mut x = test_data(4 * k, 14, 0.5);

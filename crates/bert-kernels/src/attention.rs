@@ -196,12 +196,32 @@ pub fn attention_with(
             };
         }
     };
-    crate::team::for_each(nseq * nh, |task| {
+    // With a few sequences per thread, a task is one sequence's heads, the longest first: a core
+    // then reads a sequence's rows of qkv (T x 3H, spread over a buffer of many MB) into its own
+    // caches once, not a column strip of them per head (int8 W2F 4-5% faster, f32 2%). With
+    // fewer, a task is one (sequence, head), so one sentence's heads still split across threads.
+    let per_seq = nseq >= 2 * rayon::current_num_threads();
+    let tasks = if per_seq { nseq } else { nseq * nh };
+    let mut longest_first: Vec<usize> = (0..nseq).collect();
+    if per_seq {
+        longest_first.sort_by_key(|&s| std::cmp::Reverse(cu_seqlens[s + 1] - cu_seqlens[s]));
+    }
+    crate::team::for_each(tasks, |task| {
         // A thread's scratch is kept across calls (fresh ones per call were a malloc and free of
         // five buffers per thread and layer); a re-entered thread gets fresh ones.
-        SCRATCH.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut sc) => one(&mut sc, task),
-            Err(_) => one(&mut Scratch::default(), task),
+        SCRATCH.with(|cell| {
+            let mut fresh = Scratch::default();
+            let mut held = cell.try_borrow_mut();
+            let sc = match held.as_deref_mut() {
+                Ok(sc) => sc,
+                Err(_) => &mut fresh,
+            };
+            if per_seq {
+                let s = longest_first[task];
+                (s * nh..(s + 1) * nh).for_each(|t| one(sc, t));
+            } else {
+                one(sc, task);
+            }
         })
     });
 }

@@ -162,6 +162,7 @@ pub fn attention_with(
         SendPtr(p.as_mut_ptr())
     });
     let ctx_ptr = SendPtr(ctx.as_mut_ptr());
+    let nseq = cu_seqlens.len() - 1;
     let one = |sc: &mut Scratch, task: usize| {
         let (s, hd) = (task / nh, task % nh);
         let (start, t) = (cu_seqlens[s], cu_seqlens[s + 1] - cu_seqlens[s]);
@@ -195,43 +196,13 @@ pub fn attention_with(
             };
         }
     };
-    for_each_head(
-        cu_seqlens,
-        nh,
-        || (),
-        |_, task| {
-            // A thread's scratch is kept across calls (fresh ones per call were a malloc and free
-            // of five buffers per thread and layer); a re-entered thread gets fresh ones.
-            SCRATCH.with(|cell| match cell.try_borrow_mut() {
-                Ok(mut sc) => one(&mut sc, task),
-                Err(_) => one(&mut Scratch::default(), task),
-            })
-        },
-    );
-}
-
-/// Calls `f(state, s * nh + hd)` for every (sequence `s`, head `hd`) of a ragged batch, in
-/// parallel ([`crate::team::for_each_init`]). With at least two sequences per thread, a task is one
-/// sequence's heads in turn, the longest sequence first: a core then reads the sequence's rows of
-/// qkv (T x 3H, spread over a buffer of many MB) into its own caches once, not a strip of them per
-/// head (int8 W2F 4-5% faster on Zen 4, f32 2%). With fewer, a task is one (sequence, head), so one
-/// sentence's heads still split across threads.
-pub(crate) fn for_each_head<S>(
-    cu_seqlens: &[usize],
-    nh: usize,
-    init: impl Fn() -> S + Sync + Send,
-    f: impl Fn(&mut S, usize) + Sync + Send,
-) {
-    let nseq = cu_seqlens.len().saturating_sub(1);
-    if nseq < 2 * rayon::current_num_threads() {
-        crate::team::for_each_init(nseq * nh, init, f);
-        return;
-    }
-    let mut longest_first: Vec<usize> = (0..nseq).collect();
-    longest_first.sort_by_key(|&s| std::cmp::Reverse(cu_seqlens[s + 1] - cu_seqlens[s]));
-    crate::team::for_each_init(nseq, init, |state, task| {
-        let s = longest_first[task];
-        (s * nh..(s + 1) * nh).for_each(|t| f(state, t));
+    crate::team::for_each(nseq * nh, |task| {
+        // A thread's scratch is kept across calls (fresh ones per call were a malloc and free of
+        // five buffers per thread and layer); a re-entered thread gets fresh ones.
+        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut sc) => one(&mut sc, task),
+            Err(_) => one(&mut Scratch::default(), task),
+        })
     });
 }
 

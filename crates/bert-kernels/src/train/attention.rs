@@ -4,16 +4,17 @@
 //! `P = softmax(Q K^T / sqrt(D))` (saved), `Pm = dropout(P) * head_mask`, `ctx = Pm V`.
 //! The backward regenerates the dropout mask from its seed, so only `P` is stored.
 //!
-//! Every (sequence, head) pair is an independent task (`attention::for_each_head`) that writes
-//! only its own columns of each output row. Each task gathers its head into zero-padded tiles and
-//! runs the small GEMMs through the register-tiled microkernels of the inference attention
-//! ([`mod@crate::attention`]):
+//! Every (sequence, head) pair is an independent rayon task that writes only its own columns of
+//! each output row. Each task gathers its head into zero-padded tiles and runs the small GEMMs
+//! through the register-tiled microkernels of the inference attention ([`mod@crate::attention`]):
 //! forward `S = Q K^T`, `ctx = Pm V`; backward `dPm = dctx V^T`, `dV = Pm^T dctx`,
 //! `dQ = dS K`, `dK = dS^T Q`. The path follows [`Isa`]; [`crate::reference`]'s
 //! `attention` / `attention_backward` are the spec.
 
+use rayon::prelude::*;
+
 use super::Dropout;
-use crate::attention::{for_each_head, matmul, probs_offsets, Path, SendPtr, NR};
+use crate::attention::{matmul, probs_offsets, Path, SendPtr, NR};
 use crate::layernorm::dot8;
 use crate::Isa;
 
@@ -72,7 +73,7 @@ impl Heads<'_> {
     }
 }
 
-/// Per-task tiles, reused across the tasks one thread runs in a call. T4 = T rounded up to the
+/// Per-task tiles, reused across the tasks of one rayon worker. T4 = T rounded up to the
 /// microkernel's rows, T16 / D16 = T / D rounded up to its columns; padding is zero.
 #[derive(Default)]
 struct Scratch {
@@ -174,45 +175,50 @@ pub fn attention_forward_with(
     let path = Path::for_isa(isa);
     let scale = 1.0 / (d as f32).sqrt();
     let (ctx_ptr, probs_ptr) = (SendPtr(ctx.as_mut_ptr()), SendPtr(probs.as_mut_ptr()));
-    for_each_head(cu, nh, Scratch::default, |sc, task| {
-        let (s, hd) = (task / nh, task % nh);
-        let (r0, t) = (cu[s], cu[s + 1] - cu[s]);
-        if t == 0 {
-            return;
-        }
-        let (t4, t16, d16) = (
-            t.next_multiple_of(path.mr()),
-            t.next_multiple_of(NR),
-            d.next_multiple_of(NR),
-        );
-        let rows = &qkv[r0 * 3 * h..(r0 + t) * 3 * h];
-        let q = zeroed(&mut sc.a, t4 * d);
-        gather_rows(q, d, rows, 3 * h, hd * d, d);
-        let kt = zeroed(&mut sc.bt, d * t16);
-        gather_cols(kt, t16, rows, 3 * h, h + hd * d, d);
-        let v = zeroed(&mut sc.b1, t * d16);
-        gather_rows(v, d16, rows, 3 * h, 2 * h + hd * d, d);
-        let sm = zeroed(&mut sc.s, t4 * t16);
-        // S (T4, T16) = Q (T4, D) K^T (D, T16)
-        matmul(path, &sc.a, d, &sc.bt, t16, sm, t16, t4, t16, d);
-        let keep = zeroed(&mut sc.keep, t);
-        let hm = a.mask(hd);
-        for i in 0..t {
-            let row = &mut sm[i * t16..i * t16 + t];
-            path.scaled_softmax(row, scale);
-            let base = offs[s] + (hd * t + i) * t;
-            // SAFETY: row i of head hd of sequence s is written by this task only, inside the
-            // probs buffer whose size was asserted above.
-            unsafe { std::ptr::copy_nonoverlapping(row.as_ptr(), probs_ptr.get().add(base), t) };
-            a.multipliers(isa, keep, base, hm);
-            row.iter_mut().zip(keep.iter()).for_each(|(p, m)| *p *= m);
-        }
-        // ctx (T4, D16) = Pm (T4, T) V (T, D16); padded rows of Pm are zero.
-        let o = zeroed(&mut sc.o1, t4 * d16);
-        matmul(path, sm, t16, &sc.b1, d16, o, d16, t4, d16, t);
-        // SAFETY: columns hd*D..(hd+1)*D of rows r0..r0+t belong to this task; ctx holds n*h.
-        unsafe { scatter(ctx_ptr, h, r0, hd * d, o, d16, (t, d)) };
-    });
+    let nseq = cu.len().saturating_sub(1);
+    (0..nseq * nh)
+        .into_par_iter()
+        .for_each_init(Scratch::default, |sc, task| {
+            let (s, hd) = (task / nh, task % nh);
+            let (r0, t) = (cu[s], cu[s + 1] - cu[s]);
+            if t == 0 {
+                return;
+            }
+            let (t4, t16, d16) = (
+                t.next_multiple_of(path.mr()),
+                t.next_multiple_of(NR),
+                d.next_multiple_of(NR),
+            );
+            let rows = &qkv[r0 * 3 * h..(r0 + t) * 3 * h];
+            let q = zeroed(&mut sc.a, t4 * d);
+            gather_rows(q, d, rows, 3 * h, hd * d, d);
+            let kt = zeroed(&mut sc.bt, d * t16);
+            gather_cols(kt, t16, rows, 3 * h, h + hd * d, d);
+            let v = zeroed(&mut sc.b1, t * d16);
+            gather_rows(v, d16, rows, 3 * h, 2 * h + hd * d, d);
+            let sm = zeroed(&mut sc.s, t4 * t16);
+            // S (T4, T16) = Q (T4, D) K^T (D, T16)
+            matmul(path, &sc.a, d, &sc.bt, t16, sm, t16, t4, t16, d);
+            let keep = zeroed(&mut sc.keep, t);
+            let hm = a.mask(hd);
+            for i in 0..t {
+                let row = &mut sm[i * t16..i * t16 + t];
+                path.scaled_softmax(row, scale);
+                let base = offs[s] + (hd * t + i) * t;
+                // SAFETY: row i of head hd of sequence s is written by this task only, inside the
+                // probs buffer whose size was asserted above.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(row.as_ptr(), probs_ptr.get().add(base), t)
+                };
+                a.multipliers(isa, keep, base, hm);
+                row.iter_mut().zip(keep.iter()).for_each(|(p, m)| *p *= m);
+            }
+            // ctx (T4, D16) = Pm (T4, T) V (T, D16); padded rows of Pm are zero.
+            let o = zeroed(&mut sc.o1, t4 * d16);
+            matmul(path, sm, t16, &sc.b1, d16, o, d16, t4, d16, t);
+            // SAFETY: columns hd*D..(hd+1)*D of rows r0..r0+t belong to this task; ctx holds n*h.
+            unsafe { scatter(ctx_ptr, h, r0, hd * d, o, d16, (t, d)) };
+        });
 }
 
 /// Gradient of [`attention_forward`]: `dqkv (N, 3H)` (overwritten) from `dctx (N, H)`, the saved
@@ -249,69 +255,72 @@ pub fn attention_backward_with(
     let path = Path::for_isa(isa);
     let scale = 1.0 / (d as f32).sqrt();
     let g_ptr = SendPtr(dqkv.as_mut_ptr());
-    for_each_head(cu, nh, Scratch::default, |sc, task| {
-        let (s, hd) = (task / nh, task % nh);
-        let (r0, t) = (cu[s], cu[s + 1] - cu[s]);
-        if t == 0 {
-            return;
-        }
-        let (t4, t16, d16) = (
-            t.next_multiple_of(path.mr()),
-            t.next_multiple_of(NR),
-            d.next_multiple_of(NR),
-        );
-        let (qo, ko, vo) = (hd * d, h + hd * d, 2 * h + hd * d);
-        let rows = &qkv[r0 * 3 * h..(r0 + t) * 3 * h];
-        let drows = &dctx[r0 * h..(r0 + t) * h];
-        gather_rows(zeroed(&mut sc.a, t4 * d), d, drows, h, qo, d);
-        gather_cols(zeroed(&mut sc.bt, d * t16), t16, rows, 3 * h, vo, d);
-        gather_rows(zeroed(&mut sc.b1, t * d16), d16, rows, 3 * h, qo, d);
-        gather_rows(zeroed(&mut sc.b2, t * d16), d16, rows, 3 * h, ko, d);
-        gather_rows(zeroed(&mut sc.b3, t * d16), d16, drows, h, qo, d);
-        // dPm (T4, T16) = dctx (T4, D) V^T (D, T16)
-        let dpm = zeroed(&mut sc.s, t4 * t16);
-        matmul(path, &sc.a, d, &sc.bt, t16, dpm, t16, t4, t16, d);
-        let pmt = zeroed(&mut sc.m1, t4 * t);
-        let ds = zeroed(&mut sc.m2, t4 * t);
-        let keep = zeroed(&mut sc.keep, t);
-        let hm = a.mask(hd);
-        for i in 0..t {
-            let base = offs[s] + (hd * t + i) * t;
-            let p = &probs[base..base + t];
-            a.multipliers(isa, keep, base, hm);
-            let dp = &mut dpm[i * t16..i * t16 + t];
-            for j in 0..t {
-                pmt[j * t + i] = p[j] * keep[j];
-                dp[j] *= keep[j];
+    let nseq = cu.len().saturating_sub(1);
+    (0..nseq * nh)
+        .into_par_iter()
+        .for_each_init(Scratch::default, |sc, task| {
+            let (s, hd) = (task / nh, task % nh);
+            let (r0, t) = (cu[s], cu[s + 1] - cu[s]);
+            if t == 0 {
+                return;
             }
-            // dS = P (dP - sum_j dP P) / sqrt(D)
-            let rowdot = dot8(dp, p);
-            for (j, x) in ds[i * t..(i + 1) * t].iter_mut().enumerate() {
-                *x = p[j] * (dp[j] - rowdot) * scale;
+            let (t4, t16, d16) = (
+                t.next_multiple_of(path.mr()),
+                t.next_multiple_of(NR),
+                d.next_multiple_of(NR),
+            );
+            let (qo, ko, vo) = (hd * d, h + hd * d, 2 * h + hd * d);
+            let rows = &qkv[r0 * 3 * h..(r0 + t) * 3 * h];
+            let drows = &dctx[r0 * h..(r0 + t) * h];
+            gather_rows(zeroed(&mut sc.a, t4 * d), d, drows, h, qo, d);
+            gather_cols(zeroed(&mut sc.bt, d * t16), t16, rows, 3 * h, vo, d);
+            gather_rows(zeroed(&mut sc.b1, t * d16), d16, rows, 3 * h, qo, d);
+            gather_rows(zeroed(&mut sc.b2, t * d16), d16, rows, 3 * h, ko, d);
+            gather_rows(zeroed(&mut sc.b3, t * d16), d16, drows, h, qo, d);
+            // dPm (T4, T16) = dctx (T4, D) V^T (D, T16)
+            let dpm = zeroed(&mut sc.s, t4 * t16);
+            matmul(path, &sc.a, d, &sc.bt, t16, dpm, t16, t4, t16, d);
+            let pmt = zeroed(&mut sc.m1, t4 * t);
+            let ds = zeroed(&mut sc.m2, t4 * t);
+            let keep = zeroed(&mut sc.keep, t);
+            let hm = a.mask(hd);
+            for i in 0..t {
+                let base = offs[s] + (hd * t + i) * t;
+                let p = &probs[base..base + t];
+                a.multipliers(isa, keep, base, hm);
+                let dp = &mut dpm[i * t16..i * t16 + t];
+                for j in 0..t {
+                    pmt[j * t + i] = p[j] * keep[j];
+                    dp[j] *= keep[j];
+                }
+                // dS = P (dP - sum_j dP P) / sqrt(D)
+                let rowdot = dot8(dp, p);
+                for (j, x) in ds[i * t..(i + 1) * t].iter_mut().enumerate() {
+                    *x = p[j] * (dp[j] - rowdot) * scale;
+                }
             }
-        }
-        // dV (T4, D16) = Pm^T (T4, T) dctx (T, D16)
-        let dv = zeroed(&mut sc.o1, t4 * d16);
-        matmul(path, pmt, t, &sc.b3, d16, dv, d16, t4, d16, t);
-        // dQ (T4, D16) = dS (T4, T) K (T, D16)
-        let dq = zeroed(&mut sc.o2, t4 * d16);
-        matmul(path, ds, t, &sc.b2, d16, dq, d16, t4, d16, t);
-        // dK (T4, D16) = dS^T (T4, T) Q (T, D16); dS^T reuses the Pm^T tile.
-        for i in 0..t {
-            for j in 0..t {
-                pmt[j * t + i] = ds[i * t + j];
+            // dV (T4, D16) = Pm^T (T4, T) dctx (T, D16)
+            let dv = zeroed(&mut sc.o1, t4 * d16);
+            matmul(path, pmt, t, &sc.b3, d16, dv, d16, t4, d16, t);
+            // dQ (T4, D16) = dS (T4, T) K (T, D16)
+            let dq = zeroed(&mut sc.o2, t4 * d16);
+            matmul(path, ds, t, &sc.b2, d16, dq, d16, t4, d16, t);
+            // dK (T4, D16) = dS^T (T4, T) Q (T, D16); dS^T reuses the Pm^T tile.
+            for i in 0..t {
+                for j in 0..t {
+                    pmt[j * t + i] = ds[i * t + j];
+                }
             }
-        }
-        let dk = zeroed(&mut sc.o3, t4 * d16);
-        matmul(path, pmt, t, &sc.b1, d16, dk, d16, t4, d16, t);
-        // SAFETY: columns qo, ko, vo .. + D of rows r0..r0+t belong to this task (head hd of
-        // sequence s); dqkv holds n * 3h, asserted above.
-        unsafe {
-            scatter(g_ptr, 3 * h, r0, qo, dq, d16, (t, d));
-            scatter(g_ptr, 3 * h, r0, ko, dk, d16, (t, d));
-            scatter(g_ptr, 3 * h, r0, vo, dv, d16, (t, d));
-        }
-    });
+            let dk = zeroed(&mut sc.o3, t4 * d16);
+            matmul(path, pmt, t, &sc.b1, d16, dk, d16, t4, d16, t);
+            // SAFETY: columns qo, ko, vo .. + D of rows r0..r0+t belong to this task (head hd of
+            // sequence s); dqkv holds n * 3h, asserted above.
+            unsafe {
+                scatter(g_ptr, 3 * h, r0, qo, dq, d16, (t, d));
+                scatter(g_ptr, 3 * h, r0, ko, dk, d16, (t, d));
+                scatter(g_ptr, 3 * h, r0, vo, dv, d16, (t, d));
+            }
+        });
 }
 
 #[cfg(test)]

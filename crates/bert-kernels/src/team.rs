@@ -81,8 +81,9 @@ pub fn region<R: Send>(body: impl FnOnce() -> R + Send) -> R {
     };
     let team = &team;
     rayon::scope(|s| {
-        // Spawned before the owner registers: a helper job the owner itself runs (when it waits in
-        // a nested rayon call, or at the end of the scope) sees that it owns the team and returns.
+        // A helper job the owner itself ends up running returns at once: during `body` (a nested
+        // rayon wait) it sees that its thread owns the team; at the end of the scope, that the
+        // team is closed.
         for _ in 0..helpers {
             s.spawn(move |_| team.help());
         }

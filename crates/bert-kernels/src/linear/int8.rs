@@ -339,8 +339,10 @@ impl Int8Linear {
     }
 
     /// Row `c` of W^T dequantized over panel `p`'s NR columns (zero past N), for each of `cols`:
-    /// (cols, NR) in `out`. Not in one serial pass over all panels before the product: that was
-    /// 15% of a MiniLM int8 W1 forward (a strided read of every panel, the other core idle).
+    /// (cols, NR) in `out`. Called by the task that multiplies the panel when one row block is
+    /// the whole product, else for every panel in parallel before it: one serial pass over all
+    /// panels before the product was 13% of a MiniLM int8 W1 forward's owner thread (a strided
+    /// read of every panel, the other core idle).
     fn dequantized_panel(&self, cols: &[usize], p: usize, out: &mut [f32]) {
         let nr = self.path.tile().1;
         let panel = &self.buf[self.start + p * self.k4 * nr * 4..][..self.k4 * nr * 4];

@@ -14,6 +14,7 @@
 use std::cell::RefCell;
 
 use crate::softmax::softmax_row;
+use crate::team::SendPtr;
 use crate::Isa;
 
 /// Inputs of [`attention`].
@@ -41,21 +42,6 @@ pub fn probs_offsets(cu_seqlens: &[usize], num_heads: usize) -> Vec<usize> {
         off.push(acc);
     }
     off
-}
-
-/// Raw pointer that may cross threads; every task writes a disjoint region through it.
-#[derive(Clone, Copy)]
-pub(crate) struct SendPtr(pub(crate) *mut f32);
-// SAFETY: used only to write disjoint (sequence, head) regions from different parallel tasks (here and
-// in the training attention, `train::attention`).
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
-
-impl SendPtr {
-    // A method, so closures capture the whole `SendPtr` rather than its raw-pointer field.
-    pub(crate) fn get(self) -> *mut f32 {
-        self.0
-    }
 }
 
 /// Per-task scratch tiles, reused across the tasks one thread runs (and across calls).

@@ -162,8 +162,11 @@ pub fn for_each_chunk_mut<T: Send>(
     });
 }
 
-/// A pointer handed to the tasks of one loop, each of which touches its own part of the buffer.
-struct SendPtr<T>(*mut T);
+/// A buffer's base pointer handed to the tasks of one parallel loop, each of which writes its own
+/// disjoint part of the buffer (its (rows, columns) block of a product's `y`, one (sequence, head)'s
+/// columns, one tile's scales, one chunk): the one raw-pointer wrapper of this crate's parallel
+/// loops. Each construction site says which part a task owns; the buffer outlives the loop.
+pub(crate) struct SendPtr<T>(pub(crate) *mut T);
 // By hand: a derive would require `T: Copy`.
 impl<T> Clone for SendPtr<T> {
     fn clone(&self) -> Self {
@@ -171,14 +174,15 @@ impl<T> Clone for SendPtr<T> {
     }
 }
 impl<T> Copy for SendPtr<T> {}
-// SAFETY: used only by `for_each_chunk_mut`, whose tasks access disjoint pieces.
+// SAFETY: tasks sharing one `SendPtr` access disjoint parts of a buffer that outlives them (see
+// the type's documentation), as if each held its own `&mut` to its part.
 unsafe impl<T: Send> Send for SendPtr<T> {}
 // SAFETY: as for Send.
 unsafe impl<T: Send> Sync for SendPtr<T> {}
 
 impl<T> SendPtr<T> {
     /// Through a method, so closures capture the whole (Sync) wrapper, not its raw field.
-    fn get(self) -> *mut T {
+    pub(crate) fn get(self) -> *mut T {
         self.0
     }
 }

@@ -14,6 +14,7 @@ use std::cell::RefCell;
 use super::f16::Widen;
 use super::pack::{pack_a, pack_a_bf16, pack_a_transposed, pack_a_transposed_bf16, Elem, PackedB};
 use super::{Epilogue, GemmOptions, Isa};
+use crate::team::SendPtr;
 use crate::Activation;
 
 /// One microkernel call: `C[mr, NR] (+)= A[mr, kc] B[kc, NR]`, then the epilogue.
@@ -169,8 +170,8 @@ struct Gemm<'a, T> {
     bias: &'a [f32],
     /// (M, K).
     x: &'a [f32],
-    /// (M, N).
-    y: SyncPtr,
+    /// (M, N): each task writes its own (rows, columns) block.
+    y: SendPtr<f32>,
     epi: Epilogue<'a>,
     /// How `x` is laid out and whether `y` is added to.
     how: Product,
@@ -206,15 +207,6 @@ impl Product {
         a_bf16: false,
     };
 }
-
-/// `y`'s base pointer, shared by tasks that write disjoint blocks of it.
-#[derive(Clone, Copy)]
-struct SyncPtr(*mut f32);
-// SAFETY: every task writes a disjoint (rows, columns) block of `y` (see `forward`), and `y` outlives
-// the parallel loop.
-unsafe impl Send for SyncPtr {}
-// SAFETY: as for Send.
-unsafe impl Sync for SyncPtr {}
 
 thread_local! {
     /// Each worker's packed-A scratch, reused across calls.
@@ -270,7 +262,7 @@ pub(super) fn forward_with<T: Elem>(
         b,
         bias,
         x,
-        y: SyncPtr(y.as_mut_ptr()),
+        y: SendPtr(y.as_mut_ptr()),
         epi,
         how,
         m,

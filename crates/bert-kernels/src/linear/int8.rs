@@ -22,6 +22,7 @@ use std::cell::RefCell;
 #[cfg(target_arch = "x86_64")]
 use super::int8_x86::{avx2_kernel, vnni_kernel};
 use super::{Epilogue, Isa};
+use crate::team::SendPtr;
 use crate::Activation;
 
 /// The int8 kernel family of a CPU path.
@@ -404,7 +405,7 @@ impl Int8Linear {
             quantize_tile(self.path, xs, k, mr, &outliers, dst, &mut scales[..rows]);
         };
         if m * k >= 1 << 16 && tiles > 1 {
-            let scales = SyncPtr(sa.as_mut_ptr());
+            let scales = SendPtr(sa.as_mut_ptr());
             crate::team::for_each_chunk_mut(a, tile_bytes, |t, dst| {
                 // SAFETY: tile t's mr scales, sa[t * mr..(t + 1) * mr], are written by this call
                 // only; `sa` holds tiles * mr floats and outlives the loop.
@@ -445,7 +446,8 @@ impl Int8Linear {
             &[]
         };
         let (a, sa) = (&a[..], &sa[..]);
-        let yp = SyncPtr(y.as_mut_ptr());
+        // Each task writes its own (rows, panels) block of y.
+        let yp = SendPtr(y.as_mut_ptr());
         let task = |t: usize| {
             let (rb, cb) = (t / col_blocks, t % col_blocks);
             let t0 = rb * tiles_per_block;
@@ -491,7 +493,7 @@ impl Int8Linear {
         out: Outliers<'_>,
         p: usize,
         r0: usize,
-        y: SyncPtr,
+        y: SendPtr<f32>,
         epi: Epilogue<'_>,
         (_m, n, nr): (usize, usize, usize),
     ) {
@@ -562,22 +564,6 @@ struct Outliers<'a> {
     xo: &'a [f32],
     wo: &'a [f32],
     n_out: usize,
-}
-
-/// `y`'s (or the row scales') base pointer, shared by tasks that write disjoint blocks of it.
-#[derive(Clone, Copy)]
-struct SyncPtr(*mut f32);
-// SAFETY: every task writes a disjoint (rows, panels) block of `y` (or its own tile's scales), and
-// the buffer outlives the tasks.
-unsafe impl Send for SyncPtr {}
-// SAFETY: as for Send.
-unsafe impl Sync for SyncPtr {}
-
-impl SyncPtr {
-    /// Through a method, so closures capture the whole (Sync) wrapper, not its raw field.
-    fn get(self) -> *mut f32 {
-        self.0
-    }
 }
 
 /// Quantizes `xs` (rows, K), rows <= mr, into the row tile `dst` ((K/4, mr, 4) bytes, padding 0)

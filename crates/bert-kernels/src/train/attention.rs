@@ -14,8 +14,9 @@
 use rayon::prelude::*;
 
 use super::Dropout;
-use crate::attention::{matmul, probs_offsets, Path, SendPtr, NR};
+use crate::attention::{matmul, probs_offsets, Path, NR};
 use crate::layernorm::dot8;
+use crate::team::SendPtr;
 use crate::Isa;
 
 /// The packing and head layout shared by [`attention_forward`] and [`attention_backward`].
@@ -129,7 +130,7 @@ fn gather_cols(dst: &mut [f32], ld: usize, rows: &[f32], stride: usize, col: usi
 /// # Safety
 /// The caller's task must own those columns of those rows, and they must lie inside the buffer.
 unsafe fn scatter(
-    dst: SendPtr,
+    dst: SendPtr<f32>,
     stride: usize,
     row0: usize,
     col: usize,

@@ -18,6 +18,7 @@
 //! dequantization.
 
 use std::cell::RefCell;
+use std::mem::MaybeUninit;
 
 #[cfg(target_arch = "x86_64")]
 use super::int8_x86::{avx2_kernel, vnni_kernel};
@@ -169,7 +170,7 @@ pub fn outlier_columns(x: &[f32], k: usize) -> Vec<usize> {
 }
 
 /// The widest register tile of any path, in columns.
-const MAX_NR: usize = 48;
+pub(super) const MAX_NR: usize = 48;
 
 /// One microkernel call on a register tile: `C[r, NR] = dequant(A[r, K] B[K, NR])` + epilogue.
 pub(super) struct QTile {
@@ -195,11 +196,64 @@ pub(super) struct QTile {
     pub ldr: usize,
     pub act: Option<Activation>,
     /// Outlier columns, computed in f32: `r` rows of `n_out` inputs, and `n_out` rows of NR
-    /// dequantized weights `ldw` apart (see [`outlier_columns`]).
+    /// dequantized weights `ldw` apart (see [`outlier_columns`]); `wo` null: the kernel
+    /// dequantizes the `n_out` columns `cols` of its panel itself (see [`outlier_weights`]).
     pub xo: *const f32,
     pub wo: *const f32,
     pub ldw: usize,
+    pub cols: *const usize,
     pub n_out: usize,
+}
+
+/// The outlier weights of tile `t`'s epilogue, as (pointer, row stride): the precomputed `t.wo`,
+/// or, when it is null, the `t.n_out` columns `t.cols` of the kernel's own panel dequantized into
+/// `buf` ((n_out, NR), written before it is read). Called by a kernel after its K loop, when the
+/// panel has just been read (dequantizing it before, in the task, read the columns' scattered
+/// words from L3 ahead of the kernel's stream: 7% of a MiniLM int8 W1 forward).
+///
+/// # Safety
+/// `t` describes in-bounds buffers (see [`QTile`]) for a panel of `nr` columns.
+#[inline(always)]
+pub(super) unsafe fn outlier_weights(
+    t: &QTile,
+    nr: usize,
+    buf: &mut MaybeUninit<[f32; MAX_OUTLIER_COLUMNS * MAX_NR]>,
+) -> (*const f32, usize) {
+    if !t.wo.is_null() || t.n_out == 0 {
+        return (t.wo, t.ldw);
+    }
+    let panel = std::slice::from_raw_parts(t.b, t.k4 * nr * 4);
+    let sw = std::slice::from_raw_parts(t.sw, nr);
+    let cols = std::slice::from_raw_parts(t.cols, t.n_out);
+    assert!(
+        t.n_out <= MAX_OUTLIER_COLUMNS && nr <= MAX_NR,
+        "outlier_weights: tile too large"
+    );
+    let out = buf.as_mut_ptr().cast::<f32>();
+    // SAFETY: `buf` holds MAX_OUTLIER_COLUMNS * MAX_NR >= n_out * nr floats (checked above).
+    dequantize_columns(panel, sw, nr, cols, out);
+    (out, nr)
+}
+
+/// Row `c` of W^T over one panel of `nr` columns ((K/4, nr, 4) bytes, scales `sw`), dequantized
+/// (zero past N), for each of `cols`: (cols, nr) written to `out`.
+///
+/// # Safety
+/// `out` is valid for `cols.len() * nr` writes.
+#[inline(always)]
+unsafe fn dequantize_columns(panel: &[i8], sw: &[f32], nr: usize, cols: &[usize], out: *mut f32) {
+    // Column c: byte `c % 4` of each column's 4-byte word in the (k4, NR, 4) group `c / 4`.
+    // Read as whole words and sign-extended by shifts, which vectorizes (a strided byte gather
+    // with a bounds check per element was 9% of a MiniLM int8 W1 forward).
+    for (o, &c) in cols.iter().enumerate() {
+        let group = &panel[(c / 4) * nr * 4..][..nr * 4];
+        let shift = 24 - 8 * (c % 4) as u32;
+        let dst = out.add(o * nr);
+        for (j, (w, &s)) in group.chunks_exact(4).zip(sw).enumerate() {
+            let word = i32::from_le_bytes([w[0] as u8, w[1] as u8, w[2] as u8, w[3] as u8]);
+            dst.add(j).write(((word << shift) >> 24) as f32 * s);
+        }
+    }
 }
 
 type QKernel = unsafe fn(&QTile);
@@ -345,26 +399,17 @@ impl Int8Linear {
         self.buf.capacity() + 4 * (self.sw.capacity() + self.corr.capacity() + self.bias.capacity())
     }
 
-    /// Row `c` of W^T dequantized over panel `p`'s NR columns (zero past N), for each of `cols`:
-    /// (cols, NR) in `out`. Called by the task that multiplies the panel when one row block is
-    /// the whole product, else for every panel in parallel before it: one serial pass over all
-    /// panels before the product was 13% of a MiniLM int8 W1 forward's owner thread (a strided
-    /// read of every panel, the other core idle).
+    /// Panel `p`'s outlier columns `cols` dequantized: (cols, NR) in `out` (see
+    /// [`dequantize_columns`]).
     fn dequantized_panel(&self, cols: &[usize], p: usize, out: &mut [f32]) {
         let nr = self.path.tile().1;
         let panel = &self.buf[self.start + p * self.k4 * nr * 4..][..self.k4 * nr * 4];
-        let sw = &self.sw[p * nr..][..nr];
-        // Column c: byte `c % 4` of each column's 4-byte word in the (k4, NR, 4) group `c / 4`.
-        // Read as whole words and sign-extended by shifts, which vectorizes (a strided byte gather
-        // with a bounds check per element was 9% of a MiniLM int8 W1 forward).
-        for (dst, &c) in out.chunks_exact_mut(nr).zip(cols) {
-            let group = &panel[(c / 4) * nr * 4..][..nr * 4];
-            let shift = 24 - 8 * (c % 4) as u32;
-            for ((v, w), &s) in dst.iter_mut().zip(group.chunks_exact(4)).zip(sw) {
-                let word = i32::from_le_bytes([w[0] as u8, w[1] as u8, w[2] as u8, w[3] as u8]);
-                *v = ((word << shift) >> 24) as f32 * s;
-            }
-        }
+        assert!(
+            out.len() >= cols.len() * nr,
+            "dequantized_panel: output too short"
+        );
+        // SAFETY: `out` holds cols * NR floats (checked above).
+        unsafe { dequantize_columns(panel, &self.sw[p * nr..][..nr], nr, cols, out.as_mut_ptr()) };
     }
 
     /// `y (M, out) = epilogue(x (M, in) W^T + b)`, x quantized per row.
@@ -438,8 +483,9 @@ impl Int8Linear {
         let col_blocks = want.div_ceil(row_blocks).clamp(1, self.panels);
         let tasks = row_blocks * col_blocks;
         // (panels, n_out, NR): with several row blocks per panel, every panel's outlier weights
-        // are dequantized once, in parallel, before the product; with one (a few tokens), each
-        // task dequantizes its own panels as it reaches them (see `dequantized_panel`).
+        // are dequantized once, in parallel, before the product; with one (a few tokens), the
+        // kernel dequantizes its own panel's after its K loop (see `outlier_weights`; per tile
+        // with several row blocks, that cost W2F 4.7%).
         let shared = row_blocks > 1 && n_out > 0;
         let wo_all = if shared {
             wo.resize(self.panels * n_out * nr, 0.0);
@@ -460,13 +506,11 @@ impl Int8Linear {
             let t1 = (t0 + tiles_per_block).min(tiles);
             let p0 = cb * self.panels / col_blocks;
             let p1 = (cb + 1) * self.panels / col_blocks;
-            let mut own = [0.0f32; MAX_OUTLIER_COLUMNS * MAX_NR];
             for p in p0..p1 {
                 let wo = if shared {
-                    &wo_all[p * n_out * nr..][..n_out * nr]
+                    Some(&wo_all[p * n_out * nr..][..n_out * nr])
                 } else {
-                    self.dequantized_panel(&outliers, p, &mut own[..n_out * nr]);
-                    &own[..n_out * nr]
+                    None
                 };
                 for tile in t0..t1 {
                     let rows = mr.min(m - tile * mr);
@@ -476,7 +520,7 @@ impl Int8Linear {
                         Outliers {
                             xo: &xo[tile * mr * n_out..],
                             wo,
-                            n_out,
+                            cols: &outliers,
                         },
                         p,
                         tile * mr,
@@ -529,9 +573,10 @@ impl Int8Linear {
             ldr: n,
             act,
             xo: out.xo.as_ptr(),
-            wo: out.wo.as_ptr(),
+            wo: out.wo.map_or(std::ptr::null(), <[f32]>::as_ptr),
             ldw: nr,
-            n_out: out.n_out,
+            cols: out.cols.as_ptr(),
+            n_out: out.cols.len(),
         };
         let kernel = kernels(self.path)[rows - 1];
         if ncols == nr {
@@ -563,13 +608,13 @@ impl Int8Linear {
     }
 }
 
-/// A tile's view of the outlier columns: (rows, n_out) inputs from the tile's first row and
-/// (n_out, NR) dequantized weights of its panel.
+/// A tile's view of the outlier columns `cols`: (rows, n_out) inputs from the tile's first row
+/// and (n_out, NR) dequantized weights of its panel, or `None` for the kernel to dequantize them.
 #[derive(Clone, Copy)]
 struct Outliers<'a> {
     xo: &'a [f32],
-    wo: &'a [f32],
-    n_out: usize,
+    wo: Option<&'a [f32]>,
+    cols: &'a [usize],
 }
 
 /// Quantizes `xs` (rows, K), rows <= mr, into the row tile `dst` ((K/4, mr, 4) bytes, padding 0)
@@ -733,6 +778,8 @@ unsafe fn portable_kernel<const R: usize>(t: &QTile) {
             }
         }
     }
+    let mut buf = MaybeUninit::uninit();
+    let (wo, ldw) = outlier_weights(t, NR, &mut buf);
     for (i, acc) in acc.iter().enumerate() {
         let sa = *t.sa.add(i);
         let c = std::slice::from_raw_parts_mut(t.c.add(i * t.ldc), NR);
@@ -740,7 +787,7 @@ unsafe fn portable_kernel<const R: usize>(t: &QTile) {
             let s = sa * *t.sw.add(j);
             let mut r = (acc - *t.corr.add(j)) as f32 * s + *t.bias.add(j);
             for o in 0..t.n_out {
-                r += *t.xo.add(i * t.n_out + o) * *t.wo.add(o * t.ldw + j);
+                r += *t.xo.add(i * t.n_out + o) * *wo.add(o * ldw + j);
             }
             if !t.res.is_null() {
                 r += *t.res.add(i * t.ldr + j);
@@ -918,7 +965,7 @@ mod tests {
     fn outlier_columns_are_computed_in_f32() {
         // Three columns 50x the rest: taken out of the int8 product, so the other columns keep
         // their resolution and the result is near the f32 product. 9 rows: one row block, each
-        // task dequantizes its panels' outlier weights; 130: several, dequantized up front.
+        // kernel dequantizes its panel's outlier weights; 130: several, dequantized up front.
         let (k, n) = (64, 100);
         for m in [9, 130] {
             let mut x = test_data(m * k, 11, 0.5);

@@ -2,10 +2,11 @@
 //! quantizer. Layouts and the arithmetic they share are in `int8.rs`.
 
 use std::arch::x86_64::*;
+use std::mem::MaybeUninit;
 
 use super::int8::{
-    int8_scale, max_abs, outlier_mask, quantize_one, quantize_tile_generic, scatter_row, QTile,
-    QuantTile,
+    int8_scale, max_abs, outlier_mask, outlier_weights, quantize_one, quantize_tile_generic,
+    scatter_row, QTile, QuantTile,
 };
 
 /// [`quantize_tile_generic`] vectorized for AVX2, A stored signed.
@@ -154,6 +155,8 @@ fn scatter_tail(
 pub(super) unsafe fn vnni_kernel<const R: usize>(t: &QTile) {
     const NV: usize = 3;
     let acc = vnni_sums::<R>(t);
+    let mut buf = MaybeUninit::uninit();
+    let (wo, ldw) = outlier_weights(t, NV * 16, &mut buf);
     for (i, acc) in acc.iter().enumerate() {
         let sa = _mm512_set1_ps(*t.sa.add(i));
         let c = t.c.add(i * t.ldc);
@@ -164,7 +167,7 @@ pub(super) unsafe fn vnni_kernel<const R: usize>(t: &QTile) {
             let mut r = _mm512_fmadd_ps(f, s, _mm512_loadu_ps(t.bias.add(v * 16)));
             for o in 0..t.n_out {
                 let xo = _mm512_set1_ps(*t.xo.add(i * t.n_out + o));
-                r = _mm512_fmadd_ps(xo, _mm512_loadu_ps(t.wo.add(o * t.ldw + v * 16)), r);
+                r = _mm512_fmadd_ps(xo, _mm512_loadu_ps(wo.add(o * ldw + v * 16)), r);
             }
             if !t.res.is_null() {
                 r = _mm512_add_ps(r, _mm512_loadu_ps(t.res.add(i * t.ldr + v * 16)));
@@ -216,6 +219,8 @@ unsafe fn vnni_sums<const R: usize>(t: &QTile) -> [[__m512i; 3]; R] {
 pub(super) unsafe fn avx2_kernel<const R: usize>(t: &QTile) {
     const NV: usize = 2;
     let acc = avx2_sums::<R>(t);
+    let mut buf = MaybeUninit::uninit();
+    let (wo, ldw) = outlier_weights(t, NV * 8, &mut buf);
     for (i, acc) in acc.iter().enumerate() {
         let sa = _mm256_set1_ps(*t.sa.add(i));
         let c = t.c.add(i * t.ldc);
@@ -226,7 +231,7 @@ pub(super) unsafe fn avx2_kernel<const R: usize>(t: &QTile) {
             let mut r = _mm256_fmadd_ps(f, s, _mm256_loadu_ps(t.bias.add(v * 8)));
             for o in 0..t.n_out {
                 let xo = _mm256_set1_ps(*t.xo.add(i * t.n_out + o));
-                r = _mm256_fmadd_ps(xo, _mm256_loadu_ps(t.wo.add(o * t.ldw + v * 8)), r);
+                r = _mm256_fmadd_ps(xo, _mm256_loadu_ps(wo.add(o * ldw + v * 8)), r);
             }
             if !t.res.is_null() {
                 r = _mm256_add_ps(r, _mm256_loadu_ps(t.res.add(i * t.ldr + v * 8)));

@@ -117,6 +117,23 @@ pub const OUTLIER_RATIO: f32 = 4.0;
 /// [`MAX_OUTLIER_COLUMNS`] columns whose max |x| exceeds [`OUTLIER_RATIO`] x the median column
 /// max, the largest first, returned in increasing order.
 pub fn outlier_columns(x: &[f32], k: usize) -> Vec<usize> {
+    let mut out = Vec::new();
+    outlier_columns_into(x, k, &mut OutlierSearch::default(), &mut out);
+    out
+}
+
+/// [`outlier_columns`]' working buffers, reused across calls (its three allocations per product
+/// were 1-2% of a MiniLM int8 W1 forward, on the thread the other one waits for).
+#[derive(Default)]
+struct OutlierSearch {
+    /// (K) the column maxima; (blocks, K) while the parallel path folds them.
+    colmax: Vec<f32>,
+    /// Their bit patterns, reordered by the median selection.
+    bits: Vec<u32>,
+}
+
+/// [`outlier_columns`] into `out` (cleared first).
+fn outlier_columns_into(x: &[f32], k: usize, search: &mut OutlierSearch, out: &mut Vec<usize>) {
     // `out` (K) = max(`out`, the column maxima of `rows`).
     let colmax_into = |rows: &[f32], out: &mut [f32]| {
         for row in rows.chunks_exact(k) {
@@ -125,39 +142,39 @@ pub fn outlier_columns(x: &[f32], k: usize) -> Vec<usize> {
             }
         }
     };
+    let OutlierSearch { colmax, bits } = search;
     // In parallel over blocks of rows for large inputs (a serial pass was 2.6% of a MiniLM int8
     // W2F forward, with the other core idle); max is exact in any order.
     const BLOCK_ROWS: usize = 64;
-    let colmax = if x.len() >= 1 << 16 && x.len() > BLOCK_ROWS * k {
+    colmax.clear();
+    if x.len() >= 1 << 16 && x.len() > BLOCK_ROWS * k {
         // (blocks, K): each block's column maxima, then their max into the first block's.
-        let mut maxima = vec![0.0f32; x.len().div_ceil(BLOCK_ROWS * k) * k];
-        crate::team::for_each_chunk_mut(&mut maxima, k, |b, out| {
+        colmax.resize(x.len().div_ceil(BLOCK_ROWS * k) * k, 0.0);
+        crate::team::for_each_chunk_mut(colmax, k, |b, out| {
             colmax_into(
                 &x[b * BLOCK_ROWS * k..((b + 1) * BLOCK_ROWS * k).min(x.len())],
                 out,
             );
         });
-        let (first, rest) = maxima.split_at_mut(k);
+        let (first, rest) = colmax.split_at_mut(k);
         for block in rest.chunks_exact(k) {
             first
                 .iter_mut()
                 .zip(block)
                 .for_each(|(a, &b)| *a = a.max(b));
         }
-        maxima.truncate(k);
-        maxima
+        colmax.truncate(k);
     } else {
-        let mut colmax = vec![0.0f32; k];
-        colmax_into(x, &mut colmax);
-        colmax
-    };
+        colmax.resize(k, 0.0);
+        colmax_into(x, colmax);
+    }
     // Non-negative (NaN never wins a max from 0), so the bit patterns order as the values do, and
     // an integer selection is cheaper than one with a float comparator (it was 3% of a MiniLM W1).
-    let mut bits: Vec<u32> = colmax.iter().map(|v| v.to_bits()).collect();
+    bits.clear();
+    bits.extend(colmax.iter().map(|v| v.to_bits()));
     let median = f32::from_bits(*bits.select_nth_unstable(k / 2).1);
-    let mut out: Vec<usize> = (0..k)
-        .filter(|&c| colmax[c] > OUTLIER_RATIO * median)
-        .collect();
+    out.clear();
+    out.extend((0..k).filter(|&c| colmax[c] > OUTLIER_RATIO * median));
     // The largest first, ties to the lower column: a total order, so an unstable selection is
     // deterministic.
     let larger = |a: &usize, b: &usize| colmax[*b].total_cmp(&colmax[*a]).then(a.cmp(b));
@@ -166,7 +183,6 @@ pub fn outlier_columns(x: &[f32], k: usize) -> Vec<usize> {
         out.truncate(MAX_OUTLIER_COLUMNS);
     }
     out.sort_unstable();
-    out
 }
 
 /// The widest register tile of any path, in columns.
@@ -295,12 +311,15 @@ pub struct Int8Linear {
 }
 
 /// A call's per-call buffers, reused across calls (allocating and zeroing them was ~4% of a
-/// MiniLM int8 W1 forward): the quantized A tiles and row scales, the outlier inputs and the
-/// outlier columns' dequantized weights.
+/// MiniLM int8 W1 forward): the quantized A tiles and row scales, the outlier search, columns and
+/// mask, the outlier inputs and the outlier columns' dequantized weights.
 #[derive(Default)]
 struct Scratch {
     a: Vec<u8>,
     sa: Vec<f32>,
+    search: OutlierSearch,
+    outliers: Vec<usize>,
+    keep: Vec<f32>,
     xo: Vec<f32>,
     wo: Vec<f32>,
 }
@@ -428,13 +447,23 @@ impl Int8Linear {
     }
 
     fn run(&self, x: &[f32], y: &mut [f32], epi: Epilogue<'_>, m: usize, scratch: &mut Scratch) {
-        let Scratch { a, sa, xo, wo } = scratch;
+        let Scratch {
+            a,
+            sa,
+            search,
+            outliers,
+            keep,
+            xo,
+            wo,
+        } = scratch;
         let (mr, nr) = self.path.tile();
         let (k, n, k4) = (self.in_features, self.out_features, self.k4);
         let tiles = m.div_ceil(mr);
         let tile_bytes = k4 * mr * 4;
-        let outliers = outlier_columns(x, k);
-        let n_out = outliers.len();
+        outlier_columns_into(x, k, search, outliers);
+        let (outliers, n_out) = (&outliers[..], outliers.len());
+        outlier_mask(k, outliers, keep);
+        let keep = &keep[..];
         // (M, n_out) the outlier inputs (their weights are dequantized per panel, in the tasks).
         xo.clear();
         xo.extend(
@@ -453,7 +482,7 @@ impl Int8Linear {
         let quant = |t: usize, dst: &mut [u8], scales: &mut [f32]| {
             let rows = mr.min(m - t * mr);
             let xs = &x[t * mr * k..(t * mr + rows) * k];
-            quantize_tile(self.path, xs, k, mr, &outliers, dst, &mut scales[..rows]);
+            quantize_tile(self.path, xs, k, mr, keep, dst, &mut scales[..rows]);
         };
         if m * k >= 1 << 16 && tiles > 1 {
             let scales = SendPtr(sa.as_mut_ptr());
@@ -491,7 +520,7 @@ impl Int8Linear {
             wo.resize(self.panels * n_out * nr, 0.0);
             let wo = &mut wo[..self.panels * n_out * nr];
             crate::team::for_each_chunk_mut(wo, n_out * nr, |p, block| {
-                self.dequantized_panel(&outliers, p, block)
+                self.dequantized_panel(outliers, p, block)
             });
             &wo[..]
         } else {
@@ -520,7 +549,7 @@ impl Int8Linear {
                         Outliers {
                             xo: &xo[tile * mr * n_out..],
                             wo,
-                            cols: &outliers,
+                            cols: outliers,
                         },
                         p,
                         tile * mr,
@@ -618,13 +647,13 @@ struct Outliers<'a> {
 }
 
 /// Quantizes `xs` (rows, K), rows <= mr, into the row tile `dst` ((K/4, mr, 4) bytes, padding 0)
-/// and their scales into `scales`, with the vector code of `path`.
+/// and their scales into `scales`, with the vector code of `path`; `keep` is [`outlier_mask`]'s.
 fn quantize_tile(
     path: Int8Path,
     xs: &[f32],
     k: usize,
     mr: usize,
-    outliers: &[usize],
+    keep: &[f32],
     dst: &mut [u8],
     scales: &mut [f32],
 ) {
@@ -632,7 +661,7 @@ fn quantize_tile(
         xs,
         k,
         mr,
-        outliers,
+        keep,
         dst,
         scales,
     };
@@ -649,13 +678,14 @@ fn quantize_tile(
     }
 }
 
-/// What [`quantize_tile_generic`] quantizes: `xs` (rows, K), rows <= mr, with the `outliers`
-/// columns as 0, into the row tile `dst` ((K/4, mr, 4) bytes) and the row scales `scales`.
+/// What [`quantize_tile_generic`] quantizes: `xs` (rows, K), rows <= mr, with the outlier columns
+/// as 0 (those where `keep`, [`outlier_mask`]'s, is 0), into the row tile `dst` ((K/4, mr, 4)
+/// bytes) and the row scales `scales`.
 pub(super) struct QuantTile<'a> {
     pub xs: &'a [f32],
     pub k: usize,
     pub mr: usize,
-    pub outliers: &'a [usize],
+    pub keep: &'a [f32],
     pub dst: &'a mut [u8],
     pub scales: &'a mut [f32],
 }
@@ -668,16 +698,15 @@ pub(super) fn quantize_tile_generic(t: QuantTile<'_>, shift: bool) {
         xs,
         k,
         mr,
-        outliers,
+        keep,
         dst,
         scales,
     } = t;
     let k4 = k.div_ceil(4);
-    let keep = outlier_mask(k, outliers);
     let flip = if shift { 0x80u8 } else { 0 };
     let mut row_q = vec![0u8; k4 * 4];
     for (i, (row, s)) in xs.chunks_exact(k).zip(scales.iter_mut()).enumerate() {
-        let max = max_abs(row, &keep);
+        let max = max_abs(row, keep);
         let (scale, inv) = int8_scale(max);
         *s = scale;
         if keep.is_empty() {
@@ -685,7 +714,7 @@ pub(super) fn quantize_tile_generic(t: QuantTile<'_>, shift: bool) {
                 *q = (quantize_one(v, inv) as u8) ^ flip;
             }
         } else {
-            for ((q, &v), &m) in row_q.iter_mut().zip(row).zip(&keep) {
+            for ((q, &v), &m) in row_q.iter_mut().zip(row).zip(keep) {
                 *q = (quantize_one(v * m, inv) as u8) ^ flip;
             }
         }
@@ -695,15 +724,13 @@ pub(super) fn quantize_tile_generic(t: QuantTile<'_>, shift: bool) {
 }
 
 /// Outlier columns are computed in f32: in the int8 product they are multiplied by 0 (quantized as
-/// 0), with no copy of the row. Empty when there are none.
-#[inline(always)]
-pub(super) fn outlier_mask(k: usize, outliers: &[usize]) -> Vec<f32> {
-    if outliers.is_empty() {
-        return Vec::new();
+/// 0), with no copy of the row. `keep` (K) becomes 1 but 0 at `outliers`; empty when there are none.
+pub(super) fn outlier_mask(k: usize, outliers: &[usize], keep: &mut Vec<f32>) {
+    keep.clear();
+    if !outliers.is_empty() {
+        keep.resize(k, 1.0);
+        outliers.iter().for_each(|&c| keep[c] = 0.0);
     }
-    let mut m = vec![1.0f32; k];
-    outliers.iter().for_each(|&c| m[c] = 0.0);
-    m
 }
 
 /// Stores row `i`'s quantized bytes `row_q` (K4 x 4) into the (K4, mr, 4) tile `dst`.
@@ -836,6 +863,8 @@ mod tests {
         }
         xs[4 * k + k / 2] = 127.0;
         for outliers in [vec![], vec![3usize, k / 10, k - 1]] {
+            let mut keep = Vec::new();
+            outlier_mask(k, &outliers, &mut keep);
             let run = |avx: bool| {
                 // Bytes of rows past `rows` are not written: start both from the same garbage.
                 let mut dst = vec![0x5au8; k.div_ceil(4) * 4 * mr];
@@ -844,7 +873,7 @@ mod tests {
                     xs: &xs,
                     k,
                     mr,
-                    outliers: &outliers,
+                    keep: &keep,
                     dst: &mut dst,
                     scales: &mut scales,
                 };

@@ -5,8 +5,8 @@ use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
 
 use super::int8::{
-    int8_scale, max_abs, outlier_mask, outlier_weights, quantize_one, quantize_tile_generic,
-    scatter_row, QTile, QuantTile,
+    int8_scale, max_abs, outlier_weights, quantize_one, quantize_tile_generic, scatter_row, QTile,
+    QuantTile,
 };
 
 /// [`quantize_tile_generic`] vectorized for AVX2, A stored signed.
@@ -36,16 +36,15 @@ pub(super) unsafe fn quantize_tile_avx512(t: QuantTile<'_>) {
         xs,
         k,
         mr,
-        outliers,
+        keep,
         dst,
         scales,
     } = t;
-    let keep = outlier_mask(k, outliers);
     let rows = xs.len() / k;
     assert!(rows <= 8, "quantize_tile_avx512: at most 8 rows per tile");
     let mut inv = [0.0f32; 8];
     for ((row, s), inv) in xs.chunks_exact(k).zip(scales.iter_mut()).zip(&mut inv) {
-        (*s, *inv) = int8_scale(max_abs(row, &keep));
+        (*s, *inv) = int8_scale(max_abs(row, keep));
     }
     let body = k / 16 * 16;
     // One row's 16 columns from `c`: u8 = q + 128.
@@ -105,7 +104,7 @@ pub(super) unsafe fn quantize_tile_avx512(t: QuantTile<'_>) {
             );
         }
         for (i, row) in rows.iter().enumerate() {
-            scatter_tail(dst, row, &keep, body, inv[i], mr, i);
+            scatter_tail(dst, row, keep, body, inv[i], mr, i);
         }
         return;
     }

@@ -128,8 +128,6 @@ pub fn outlier_columns(x: &[f32], k: usize) -> Vec<usize> {
 struct OutlierSearch {
     /// (K) the column maxima; (blocks, K) while the parallel path folds them.
     colmax: Vec<f32>,
-    /// Their bit patterns, reordered by the median selection.
-    bits: Vec<u32>,
 }
 
 /// [`outlier_columns`] into `out` (cleared first).
@@ -142,7 +140,7 @@ fn outlier_columns_into(x: &[f32], k: usize, search: &mut OutlierSearch, out: &m
             }
         }
     };
-    let OutlierSearch { colmax, bits } = search;
+    let OutlierSearch { colmax } = search;
     // In parallel over blocks of rows for large inputs (a serial pass was 2.6% of a MiniLM int8
     // W2F forward, with the other core idle); max is exact in any order.
     const BLOCK_ROWS: usize = 64;
@@ -168,20 +166,61 @@ fn outlier_columns_into(x: &[f32], k: usize, search: &mut OutlierSearch, out: &m
         colmax.resize(k, 0.0);
         colmax_into(x, colmax);
     }
-    // Non-negative (NaN never wins a max from 0), so the bit patterns order as the values do, and
-    // an integer selection is cheaper than one with a float comparator (it was 3% of a MiniLM W1).
-    bits.clear();
-    bits.extend(colmax.iter().map(|v| v.to_bits()));
-    let median = f32::from_bits(*bits.select_nth_unstable(k / 2).1);
-    out.clear();
-    out.extend((0..k).filter(|&c| colmax[c] > OUTLIER_RATIO * median));
-    // The largest first, ties to the lower column: a total order, so an unstable selection is
-    // deterministic.
-    let larger = |a: &usize, b: &usize| colmax[*b].total_cmp(&colmax[*a]).then(a.cmp(b));
-    if out.len() > MAX_OUTLIER_COLUMNS {
-        out.select_nth_unstable_by(MAX_OUTLIER_COLUMNS - 1, larger);
-        out.truncate(MAX_OUTLIER_COLUMNS);
+    // The largest MAX_OUTLIER_COLUMNS columns, largest first, ties to the lower column (a later
+    // column displaces one only if strictly larger). Past the first few columns almost none
+    // passes the test against the smallest kept value.
+    let mut top = [(0.0f32, 0usize); MAX_OUTLIER_COLUMNS];
+    let mut len = 0;
+    let mut floor = -1.0f32;
+    for (c, &v) in colmax.iter().enumerate() {
+        if v > floor {
+            let mut at = len.min(MAX_OUTLIER_COLUMNS - 1);
+            while at > 0 && top[at - 1].0 < v {
+                if at < MAX_OUTLIER_COLUMNS {
+                    top[at] = top[at - 1];
+                }
+                at -= 1;
+            }
+            top[at] = (v, c);
+            len = (len + 1).min(MAX_OUTLIER_COLUMNS);
+            if len == MAX_OUTLIER_COLUMNS {
+                floor = top[len - 1].0;
+            }
+        }
     }
+    let top = &top[..len];
+    // Column c is an outlier iff colmax[c] > OUTLIER_RATIO * median, median the K/2-th smallest:
+    // iff more than K/2 columns have OUTLIER_RATIO * colmax < colmax[c] (the ratio is a power of
+    // two, so the products are exact and order as the values do). That holds for a prefix of
+    // `top`: its length by bisection, a few vectorized counts instead of a median selection over
+    // K (the search with the selection was 7% of a MiniLM int8 W1 forward on one thread, and
+    // the other thread waits for it).
+    const _: () = assert!(OUTLIER_RATIO == 4.0, "exact products need a power of two");
+    let outlier = |v: f32| {
+        // 16 lanes of u32 counts, so that it vectorizes.
+        let mut below = [0u32; 16];
+        let mut chunks = colmax.chunks_exact(16);
+        for chunk in &mut chunks {
+            for (n, &x) in below.iter_mut().zip(chunk) {
+                *n += u32::from(OUTLIER_RATIO * x < v);
+            }
+        }
+        let tail = chunks.remainder().iter();
+        let below =
+            below.iter().sum::<u32>() as usize + tail.filter(|&&x| OUTLIER_RATIO * x < v).count();
+        below > k / 2
+    };
+    let (mut lo, mut hi) = (0, top.len());
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if outlier(top[mid].0) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    out.clear();
+    out.extend(top[..lo].iter().map(|&(_, c)| c));
     out.sort_unstable();
 }
 
@@ -1026,6 +1065,63 @@ mod tests {
         }
         let want: Vec<usize> = (20 - MAX_OUTLIER_COLUMNS..20).collect();
         assert_eq!(outlier_columns(&x, k), want);
+    }
+
+    /// The search by counting against the definition: a full sort for the median, every column
+    /// above OUTLIER_RATIO x it, the largest MAX_OUTLIER_COLUMNS (ties to the lower column).
+    #[test]
+    fn outlier_columns_match_the_median_definition() {
+        let definition = |x: &[f32], k: usize| {
+            let mut colmax = vec![0.0f32; k];
+            for row in x.chunks_exact(k) {
+                for (m, v) in colmax.iter_mut().zip(row) {
+                    *m = m.max(v.abs());
+                }
+            }
+            let mut sorted = colmax.clone();
+            sorted.sort_by(f32::total_cmp);
+            let median = sorted[k / 2];
+            let mut out: Vec<usize> = (0..k)
+                .filter(|&c| colmax[c] > OUTLIER_RATIO * median)
+                .collect();
+            out.sort_by(|&a, &b| colmax[b].total_cmp(&colmax[a]).then(a.cmp(&b)));
+            out.truncate(MAX_OUTLIER_COLUMNS);
+            out.sort_unstable();
+            out
+        };
+        let mut rng = crate::rng::SplitMix64(7);
+        let mut cases = 0;
+        for k in [1, 2, 3, 4, 5, 8, 9, 16, 33, 64, 384] {
+            for m in [1, 3] {
+                for kind in 0..6 {
+                    let mut x: Vec<f32> = (0..m * k)
+                        .map(|_| match kind {
+                            // Few distinct values: ties at the median and among the largest.
+                            0 => (rng.next_u64() % 4) as f32,
+                            1 => (rng.next_u64() % 3) as f32 * 4.0,
+                            2 => 0.0,
+                            _ => (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32 - 0.5,
+                        })
+                        .collect();
+                    // Planted outliers: 0, a few, or more than MAX_OUTLIER_COLUMNS, some equal.
+                    let planted = [0, 2, 5, 12][kind % 4].min(k);
+                    for j in 0..planted {
+                        let c = (j * 7 + kind) % k;
+                        x[c] = if j % 3 == 0 { 40.0 } else { 10.0 + j as f32 };
+                    }
+                    if kind == 5 && k > 2 {
+                        // Exactly at the threshold: 4 x the median is not an outlier.
+                        x.iter_mut().for_each(|v| *v = 1.0);
+                        x[1] = 4.0;
+                        x[2] = 4.000_001;
+                    }
+                    let got = outlier_columns(&x, k);
+                    assert_eq!(got, definition(&x, k), "k {k} m {m} kind {kind}");
+                    cases += 1;
+                }
+            }
+        }
+        assert_eq!(cases, 11 * 2 * 6);
     }
 
     /// Large inputs take the parallel path (row blocks of 64): an outlier seen only in the last

@@ -1,13 +1,31 @@
 //! x86-64 int8 microkernels (AVX-512 VNNI and AVX2) and the per-ISA builds of the activation
-//! quantizer. Layouts and the arithmetic they share are in `int8.rs`.
+//! quantizer and the outlier search. Layouts and the arithmetic they share are in `int8.rs`.
 
 use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
 
 use super::int8::{
-    int8_scale, max_abs, outlier_weights, quantize_one, quantize_tile_generic, scatter_row, QTile,
-    QuantTile,
+    int8_scale, max_abs, outlier_scan_generic, outlier_weights, quantize_one,
+    quantize_tile_generic, scatter_row, OutlierScan, QTile, QuantTile,
 };
+
+/// [`outlier_scan_generic`] vectorized for AVX2.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn outlier_scan_avx2(scan: OutlierScan<'_>) {
+    outlier_scan_generic(scan)
+}
+
+/// [`outlier_scan_generic`] vectorized for AVX-512.
+///
+/// # Safety
+/// The CPU supports AVX-512F and BW.
+#[target_feature(enable = "avx512f,avx512bw")]
+pub(super) unsafe fn outlier_scan_avx512(scan: OutlierScan<'_>) {
+    outlier_scan_generic(scan)
+}
 
 /// [`quantize_tile_generic`] vectorized for AVX2, A stored signed.
 ///

@@ -251,20 +251,7 @@ pub(super) fn outlier_scan_generic(scan: OutlierScan<'_>) {
     // K (the search with the selection was 7% of a MiniLM int8 W1 forward on one thread, and
     // the other thread waits for it).
     const _: () = assert!(OUTLIER_RATIO == 4.0, "exact products need a power of two");
-    let outlier = |v: f32| {
-        // 16 lanes of u32 counts, so that it vectorizes.
-        let mut below = [0u32; 16];
-        let mut chunks = colmax.chunks_exact(16);
-        for chunk in &mut chunks {
-            for (n, &x) in below.iter_mut().zip(chunk) {
-                *n += u32::from(OUTLIER_RATIO * x < v);
-            }
-        }
-        let tail = chunks.remainder().iter();
-        let below =
-            below.iter().sum::<u32>() as usize + tail.filter(|&&x| OUTLIER_RATIO * x < v).count();
-        below > k / 2
-    };
+    let outlier = |v: f32| columns_below(colmax, v) > k / 2;
     let (mut lo, mut hi) = (0, top.len());
     while lo < hi {
         let mid = (lo + hi) / 2;
@@ -277,6 +264,22 @@ pub(super) fn outlier_scan_generic(scan: OutlierScan<'_>) {
     out.clear();
     out.extend(top[..lo].iter().map(|&(_, c)| c));
     out.sort_unstable();
+}
+
+/// How many of `colmax` have OUTLIER_RATIO x colmax < `v`: 16 lanes of u32 counts, so that it
+/// vectorizes (a function, not a closure, so that it is inlined into the per-ISA wrappers of
+/// [`outlier_scan_generic`]: as a closure it was compiled for baseline SSE2).
+#[inline(always)]
+fn columns_below(colmax: &[f32], v: f32) -> usize {
+    let mut below = [0u32; 16];
+    let mut chunks = colmax.chunks_exact(16);
+    for chunk in &mut chunks {
+        for (n, &x) in below.iter_mut().zip(chunk) {
+            *n += u32::from(OUTLIER_RATIO * x < v);
+        }
+    }
+    let tail = chunks.remainder().iter();
+    below.iter().sum::<u32>() as usize + tail.filter(|&&x| OUTLIER_RATIO * x < v).count()
 }
 
 /// The widest register tile of any path, in columns.

@@ -17,6 +17,10 @@ pub enum Isa {
 /// The environment variable that overrides detection: `scalar`, `avx2` or `avx512`.
 pub const ISA_ENV: &str = "BERT_KERNELS_ISA";
 
+/// Set to `0` to keep the int8 products on the AVX-512 VNNI kernels on a CPU with Intel AMX
+/// (`Int8Path::Amx`, chosen by default there), e.g. to compare the two.
+pub const AMX_ENV: &str = "BERT_KERNELS_AMX";
+
 impl Isa {
     /// Every path, fastest last.
     pub const ALL: [Isa; 3] = [Isa::Scalar, Isa::Avx2, Isa::Avx512];

@@ -21,7 +21,7 @@ mod vexp;
 
 pub use activation::Activation;
 pub use attention::{attention, AttentionArgs};
-pub use isa::{has_avx512_bf16, Isa, ISA_ENV};
+pub use isa::{has_avx512_bf16, Isa, AMX_ENV, ISA_ENV};
 pub use layernorm::layer_norm;
 pub use linear::{Bf16Linear, Epilogue, F16Linear, Int8Linear, Int8Path, Linear};
 

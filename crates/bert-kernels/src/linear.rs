@@ -14,6 +14,8 @@ mod driver;
 mod f16;
 mod int8;
 #[cfg(target_arch = "x86_64")]
+mod int8_amx;
+#[cfg(target_arch = "x86_64")]
 mod int8_x86;
 mod pack;
 mod portable;
@@ -375,7 +377,7 @@ pub fn peak_fma(iters: usize) -> Option<f64> {
 /// ops done (2 per byte pair), or `None` without AVX-512 VNNI.
 pub fn peak_vnni(iters: usize) -> Option<f64> {
     #[cfg(target_arch = "x86_64")]
-    if Int8Path::for_isa(Isa::Avx512) == Some(Int8Path::Avx512Vnni) {
+    if Int8Path::Avx512Vnni.is_supported() {
         // SAFETY: the CPU supports AVX-512F, BW and VNNI (what the VNNI path requires).
         return Some(unsafe { int8_x86::peak_vnni(iters) });
     }

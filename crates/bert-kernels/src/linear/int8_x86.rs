@@ -6,7 +6,7 @@ use std::mem::MaybeUninit;
 
 use super::int8::{
     int8_scale, max_abs, outlier_scan_generic, outlier_weights, quantize_one,
-    quantize_tile_generic, scatter_row, OutlierScan, QTile, QuantTile,
+    quantize_tile_generic, store_row, ALayout, OutlierScan, QTile, QuantTile, MAX_MR,
 };
 
 /// [`outlier_scan_generic`] vectorized for AVX2.
@@ -36,18 +36,19 @@ pub(super) unsafe fn quantize_tile_avx2(t: QuantTile<'_>) {
     quantize_tile_generic(t, false)
 }
 
-/// [`quantize_tile_generic`] for AVX-512, A stored as u8 = q + 128 for `vpdpbusd`: the same bytes,
-/// 16 values per step (`vcvtps2dq` rounds half to even as the scalar rule does; NaN lanes are
-/// zeroed first, as `NaN as i8` is 0), where LLVM's vectorization of the generic body spent its
-/// time moving lanes one by one. A full tile of 8 rows is quantized 16 columns at a time and
-/// stored transposed into the (K/4, 8, 4) layout by two `vpermt2d` (two 64-byte stores where a
-/// row at a time takes 32 4-byte ones).
+/// [`quantize_tile_generic`] for AVX-512, A stored as u8 = q + 128 for `vpdpbusd` / `tdpbusd`:
+/// the same bytes, 16 values per step (`vcvtps2dq` rounds half to even as the scalar rule does;
+/// NaN lanes are zeroed first, as `NaN as i8` is 0), where LLVM's vectorization of the generic
+/// body spent its time moving lanes one by one. A full VNNI tile of 8 rows is quantized 16 columns
+/// at a time and stored transposed into the (K/4, 8, 4) layout by two `vpermt2d` (two 64-byte
+/// stores where a row at a time takes 32 4-byte ones); the AMX layout takes each row's 16 bytes
+/// as they come.
 ///
 /// # Safety
 /// The CPU supports AVX-512F and BW.
 ///
 /// # Panics
-/// If the tile has more than 8 rows (the VNNI tile's).
+/// If the tile has more than [`MAX_MR`] rows.
 #[target_feature(enable = "avx512f,avx512bw")]
 pub(super) unsafe fn quantize_tile_avx512(t: QuantTile<'_>) {
     let QuantTile {
@@ -57,10 +58,14 @@ pub(super) unsafe fn quantize_tile_avx512(t: QuantTile<'_>) {
         keep,
         dst,
         scales,
+        layout,
     } = t;
     let rows = xs.len() / k;
-    assert!(rows <= 8, "quantize_tile_avx512: at most 8 rows per tile");
-    let mut inv = [0.0f32; 8];
+    assert!(
+        rows <= MAX_MR,
+        "quantize_tile_avx512: at most {MAX_MR} rows per tile"
+    );
+    let mut inv = [0.0f32; MAX_MR];
     for ((row, s), inv) in xs.chunks_exact(k).zip(scales.iter_mut()).zip(&mut inv) {
         (*s, *inv) = int8_scale(max_abs(row, keep));
     }
@@ -78,7 +83,24 @@ pub(super) unsafe fn quantize_tile_avx512(t: QuantTile<'_>) {
         v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
         _mm_xor_si128(_mm512_cvtepi32_epi8(_mm512_cvtps_epi32(v)), flip)
     };
-    if mr == 8 && rows == 8 {
+    if layout == ALayout::Rows {
+        let stride = dst.len() / mr;
+        for (i, row) in xs.chunks_exact(k).enumerate() {
+            let vinv = _mm512_set1_ps(inv[i]);
+            let out = &mut dst[i * stride..][..k.div_ceil(4) * 4];
+            for c in (0..body).step_by(16) {
+                _mm_storeu_si128(out.as_mut_ptr().add(c).cast(), quant16(row, c, vinv));
+            }
+            for c in body..k {
+                let m = keep.get(c).copied().unwrap_or(1.0);
+                out[c] = (quantize_one(row[c] * m, inv[i]) as u8) ^ 0x80;
+            }
+            // As the generic body: the padding of the last group of 4 as 0.
+            out[k..].fill(0);
+        }
+        return;
+    }
+    if layout == ALayout::Groups && mr == 8 && rows == 8 {
         // Rows 0-3 in `r03` and 4-7 in `r47` as 16 words (row r, group g at word 4r + g of the
         // pair); group g's 8 rows are words 4r + g, r = 0..8.
         let idx = |g0: i32| {
@@ -137,7 +159,7 @@ pub(super) unsafe fn quantize_tile_avx512(t: QuantTile<'_>) {
             let m = keep.get(c).copied().unwrap_or(1.0);
             row_q[c] = (quantize_one(row[c] * m, inv[i]) as u8) ^ 0x80;
         }
-        scatter_row(dst, &row_q, mr, i);
+        store_row(dst, &row_q, mr, i, layout);
     }
 }
 
@@ -172,15 +194,31 @@ fn scatter_tail(
 pub(super) unsafe fn vnni_kernel<const R: usize>(t: &QTile) {
     const NV: usize = 3;
     let acc = vnni_sums::<R>(t);
+    store_avx512::<NV>(t, R, |i, v| acc[i][v]);
+}
+
+/// The store of an AVX-512 int8 tile of `rows` rows and NV x 16 columns whose i32 sums are
+/// `sums(row, vector)`: `sums - 128 colsum`, dequantization, bias, the outlier columns in f32,
+/// residual or activation (the VNNI and AMX kernels').
+///
+/// # Safety
+/// The CPU supports AVX-512F; `t` describes in-bounds buffers (see [`QTile`]) for `rows` rows and
+/// NR = NV x 16 columns.
+#[inline(always)]
+pub(super) unsafe fn store_avx512<const NV: usize>(
+    t: &QTile,
+    rows: usize,
+    sums: impl Fn(usize, usize) -> __m512i,
+) {
     let mut buf = MaybeUninit::uninit();
     let (wo, ldw) = outlier_weights(t, NV * 16, &mut buf);
-    for (i, acc) in acc.iter().enumerate() {
+    for i in 0..rows {
         let sa = _mm512_set1_ps(*t.sa.add(i));
         let c = t.c.add(i * t.ldc);
-        for (v, &acc) in acc.iter().enumerate() {
+        for v in 0..NV {
             let corr = _mm512_loadu_si512(t.corr.add(v * 16) as *const _);
             let s = _mm512_mul_ps(sa, _mm512_loadu_ps(t.sw.add(v * 16)));
-            let f = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc, corr));
+            let f = _mm512_cvtepi32_ps(_mm512_sub_epi32(sums(i, v), corr));
             let mut r = _mm512_fmadd_ps(f, s, _mm512_loadu_ps(t.bias.add(v * 16)));
             for o in 0..t.n_out {
                 let xo = _mm512_set1_ps(*t.xo.add(i * t.n_out + o));
@@ -193,7 +231,7 @@ pub(super) unsafe fn vnni_kernel<const R: usize>(t: &QTile) {
         }
     }
     if let Some(act) = t.act {
-        super::avx512::activate_block(t.c, t.ldc, R, NV, act);
+        super::avx512::activate_block(t.c, t.ldc, rows, NV, act);
     }
 }
 

@@ -1336,6 +1336,48 @@ mod tests {
         }
     }
 
+    /// AMX computes the VNNI kernel's integers and shares its store: the same bits, with outliers,
+    /// every epilogue, BERT's shapes and K not a multiple of 64 (where the CPU has both).
+    #[test]
+    fn amx_equals_vnni_bit_for_bit() {
+        if !(Int8Path::Amx.is_supported() && Int8Path::Avx512Vnni.is_supported()) {
+            return;
+        }
+        for (m, k, n) in [
+            (8, 384, 1152),
+            (70, 1536, 384),
+            (33, 100, 50),
+            (1, 768, 3072),
+        ] {
+            let mut x = test_data(m * k, 21, 0.5);
+            for row in x.chunks_mut(k) {
+                row[k / 3] *= 40.0;
+            }
+            let (w, b, res) = (
+                test_data(n * k, 22, 0.5),
+                test_data(n, 23, 0.5),
+                test_data(m * n, 24, 0.5),
+            );
+            let run = |path| {
+                let lin = Int8Linear::with_path(&w, b.clone(), n, k, path);
+                [
+                    Epilogue::Bias,
+                    Epilogue::BiasActivation(Activation::Gelu),
+                    Epilogue::BiasResidual(&res),
+                ]
+                .map(|epi| {
+                    let mut y = vec![f32::NAN; m * n];
+                    lin.forward(&x, &mut y, epi);
+                    y.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+                })
+            };
+            assert!(
+                run(Int8Path::Amx) == run(Int8Path::Avx512Vnni),
+                "{m}x{k}x{n}"
+            );
+        }
+    }
+
     #[test]
     fn zero_rows_and_threads_agree() {
         let (m, k, n) = (37, 300, 200);

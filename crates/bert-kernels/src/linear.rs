@@ -6,6 +6,8 @@
 //! store of each tile. docs/gemm.md has the measurements behind the design.
 
 #[cfg(target_arch = "x86_64")]
+mod amx;
+#[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
@@ -13,8 +15,6 @@ mod bf16;
 mod driver;
 mod f16;
 mod int8;
-#[cfg(target_arch = "x86_64")]
-mod int8_amx;
 #[cfg(target_arch = "x86_64")]
 mod int8_x86;
 mod pack;
@@ -169,6 +169,19 @@ impl Linear {
         in_features: usize,
         opts: GemmOptions,
     ) {
+        Self::check_with(weight_len, bias, out_features, in_features, opts, true);
+    }
+
+    /// [`Linear::check`], the f32 kernels of `opts` required only if `f32_kernels` (a bf16 layer's
+    /// native kernels may have a shape the f32 ones lack).
+    fn check_with(
+        weight_len: usize,
+        bias: &[f32],
+        out_features: usize,
+        in_features: usize,
+        opts: GemmOptions,
+        f32_kernels: bool,
+    ) {
         assert!(in_features > 0, "Linear: in_features must be > 0");
         assert_eq!(
             weight_len,
@@ -182,7 +195,7 @@ impl Linear {
             opts.isa
         );
         assert!(
-            driver::kernels(opts.isa, opts.mr, opts.nv).is_some(),
+            !f32_kernels || driver::kernels(opts.isa, opts.mr, opts.nv).is_some(),
             "Linear: no {:?} kernel of {}x{} vectors",
             opts.isa,
             opts.mr,

@@ -44,6 +44,7 @@ macro_rules! store_tile {
         }
     }};
 }
+pub(super) use store_tile;
 
 /// `C[mr, NV*16] (+)= A[mr, kc] B[kc, NV*16]`, then the epilogue.
 ///

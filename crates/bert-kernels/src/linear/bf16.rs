@@ -52,16 +52,28 @@ impl Bf16Linear {
         driver::kernels_bf16(isa, opts.mr, opts.nv).is_some()
     }
 
-    /// The blocking of the native kernel where `isa` and this CPU have one (AVX-512: 8 x 3 vectors
-    /// and K blocks of 1,536, the same bytes of B as f32's 768; `cargo bench --bench bf16` on Zen 4:
-    /// 1.66-2.41x f32 at M = 8, 128 and 2,048, where 12 x 2 gave 1.60-2.19x and 14 x 2 fell to
-    /// 1.43x at M = 128), else the f32 defaults of `isa` (emulated).
+    /// The blocking of the native kernel where `isa` and this CPU have one, else the f32 defaults
+    /// of `isa` (emulated). With AMX-BF16: the AMX kernel's 32 x 2 vectors, K blocks of 3,072 (all
+    /// of BERT's K in one block) and row blocks of 128. Else AVX-512: 8 x 3 vectors and K blocks of
+    /// 1,536, the same bytes of B as f32's 768 (`cargo bench --bench bf16` on Zen 4: 1.66-2.41x f32
+    /// at M = 8, 128 and 2,048, where 12 x 2 gave 1.60-2.19x and 14 x 2 fell to 1.43x at M = 128).
     pub fn default_options(isa: Isa) -> GemmOptions {
+        let base = GemmOptions::new(isa);
+        let amx = GemmOptions {
+            mr: 32,
+            nv: 2,
+            kc: 3072,
+            mc: 128,
+            ..base
+        };
+        if driver::amx_bf16(isa, amx.mr, amx.nv) {
+            return amx;
+        }
         let native = GemmOptions {
             mr: 8,
             nv: 3,
             kc: 1536,
-            ..GemmOptions::new(isa)
+            ..base
         };
         match driver::kernels_bf16(isa, native.mr, native.nv) {
             Some(_) => native,
@@ -104,9 +116,18 @@ impl Bf16Linear {
         opts: GemmOptions,
         transposed: bool,
     ) -> Self {
-        Linear::check(weight.len(), &bias, out_features, in_features, opts);
+        let native = driver::kernels_bf16(opts.isa, opts.mr, opts.nv).is_some();
+        // The emulated path runs the f32 kernels of `opts`; the native one its own.
+        Linear::check_with(
+            weight.len(),
+            &bias,
+            out_features,
+            in_features,
+            opts,
+            !native,
+        );
         let (n, k, nr) = (out_features, in_features, opts.nr());
-        let path = if driver::kernels_bf16(opts.isa, opts.mr, opts.nv).is_some() {
+        let path = if native {
             let packed = if transposed {
                 PackedB::<Bf16Pair>::from_kn(weight, n, k, nr, opts.kc)
             } else {
@@ -248,6 +269,7 @@ impl Bf16Linear {
                     packed,
                     kernels: driver::kernels_bf16(opts.isa, opts.mr, opts.nv),
                     widen: None,
+                    amx: driver::amx_bf16(opts.isa, opts.mr, opts.nv),
                 };
                 driver::forward_with(*opts, b, bias, x, y, epilogue, how, (m, k, n));
             }
@@ -290,6 +312,24 @@ mod tests {
             out.push((label, opts, native));
             let emulated = Bf16Linear::emulated(w, b.to_vec(), (n, k), opts);
             out.push((format!("{opts:?} emulated"), opts, emulated));
+        }
+        // AMX (no f32 kernels of its shape, so native only): the default blocking, K blocks of
+        // 48 (one whole tile of pairs and 8 more by `vdpbf16ps`) and of 16 (no whole tile), small
+        // row blocks and many tasks.
+        if driver::amx_bf16(Isa::Avx512, 32, 2) {
+            let base = Bf16Linear::default_options(Isa::Avx512);
+            for kc in [base.kc, 48, 16] {
+                let opts = GemmOptions {
+                    kc,
+                    mc: if kc == base.kc { base.mc } else { 64 },
+                    tasks_per_thread: if kc == base.kc { 2 } else { 64 },
+                    min_task_flops: if kc == base.kc { 1 << 20 } else { 1 },
+                    ..base
+                };
+                let native = Bf16Linear::with_options(w, b.to_vec(), (n, k), opts);
+                assert!(native.is_native());
+                out.push((format!("{opts:?} amx"), opts, native));
+            }
         }
         out
     }
@@ -344,8 +384,13 @@ mod tests {
         let want: Vec<f32> = w.iter().map(|&v| crate::bf16::round(v)).collect();
         for (label, opts, lin) in layers_with_options(&w, &vec![0.0; n], (n, k)) {
             assert_eq!(lin.weight_f32(), want, "{label}");
+            // AMX's shape has no f32 kernels: compare with f32's default blocking.
+            let f32_opts = match driver::kernels(opts.isa, opts.mr, opts.nv) {
+                Some(_) => opts,
+                None => GemmOptions::new(opts.isa),
+            };
             let f32_bytes =
-                Linear::with_options(w.clone(), vec![0.0; n], n, k, opts).memory_bytes();
+                Linear::with_options(w.clone(), vec![0.0; n], n, k, f32_opts).memory_bytes();
             if lin.is_native() {
                 assert!(lin.memory_bytes() * 10 < f32_bytes * 6, "{label}");
             }

@@ -116,7 +116,8 @@ pub(super) fn kernels_f16(isa: Isa, mr: usize, nv: usize) -> Option<&'static [Ke
 }
 
 /// The kernels that multiply bf16 pairs (`vdpbf16ps`: A and B as [`super::pack::Bf16Pair`]s, f32
-/// sums), for tiles of 1..=mr rows, or `None` where this ISA or CPU has none (AVX512-BF16 only).
+/// sums; at 32 x 2 vectors AMX's `tdpbf16ps`, see [`amx_bf16`]), for tiles of 1..=mr rows, or
+/// `None` where this ISA or CPU has none (AVX512-BF16 only).
 pub(super) fn kernels_bf16(isa: Isa, mr: usize, nv: usize) -> Option<&'static [KernelFn]> {
     macro_rules! table {
         ($nv:literal; $($mr:literal)*) => {
@@ -125,6 +126,15 @@ pub(super) fn kernels_bf16(isa: Isa, mr: usize, nv: usize) -> Option<&'static [K
     }
     if !crate::isa::has_avx512_bf16() {
         return None;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if amx_bf16(isa, mr, nv) {
+        macro_rules! amx {
+            ($($mr:literal)*) => { &[$(super::amx::bf16_kernel::<$mr> as KernelFn),*] };
+        }
+        return Some(amx!(
+            1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32
+        ));
     }
     match (isa, mr, nv) {
         #[cfg(target_arch = "x86_64")]
@@ -137,6 +147,21 @@ pub(super) fn kernels_bf16(isa: Isa, mr: usize, nv: usize) -> Option<&'static [K
     }
 }
 
+/// Whether the bf16 kernels of this shape are AMX's: 32 x 2 vectors on AVX-512, where the CPU has
+/// AMX-BF16 (A is then packed row-major, and each task loads the tile configuration).
+pub(super) fn amx_bf16(isa: Isa, mr: usize, nv: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        (isa, mr, nv) == (Isa::Avx512, super::amx::MR, super::amx::NR / 16)
+            && super::amx::bf16_available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (isa, mr, nv);
+        false
+    }
+}
+
 /// Packed B and how the kernels read it.
 #[derive(Clone, Copy)]
 pub(super) struct BOperand<'a, T> {
@@ -146,6 +171,8 @@ pub(super) struct BOperand<'a, T> {
     pub kernels: Option<&'static [KernelFn]>,
     /// f16 B only: when to widen panels for the f32 kernels instead.
     pub widen: Option<Widened>,
+    /// `kernels` are AMX's ([`amx_bf16`]).
+    pub amx: bool,
 }
 
 /// Widening f16 B: each (kc, NR) micro-panel is converted once into a per-thread f32 scratch, which
@@ -231,6 +258,7 @@ pub(super) fn forward(
         packed: b,
         kernels: kernels(opts.isa, opts.mr, opts.nv),
         widen: None,
+        amx: false,
     };
     forward_with(opts, b, bias, x, y, epi, how, mkn);
 }
@@ -345,6 +373,19 @@ impl<T: Elem> Gemm<'_, T> {
             Some(w) => w.kernels,
             None => self.b.kernels.expect("Linear::new checked B has kernels"),
         };
+        #[cfg(target_arch = "x86_64")]
+        if self.b.amx {
+            // SAFETY: `amx` is set only where `amx_bf16` found the tiles available.
+            unsafe { super::amx::configure() };
+        }
+        // Elements of a packed A row tile of `rows` rows and a K block of `kc`.
+        let tile_len = |kc: usize, rows: usize| {
+            #[cfg(target_arch = "x86_64")]
+            if self.b.amx {
+                return super::amx::bf16_rows_pad(rows) * super::amx::bf16_pairs_pad(kc);
+            }
+            kc.div_ceil(T::K_PER) * rows
+        };
         A_PACK.with_borrow_mut(|apack| {
             B_WIDE.with_borrow_mut(|wide| {
                 for p0 in (cols.0..cols.1).step_by(chunk) {
@@ -357,6 +398,12 @@ impl<T: Elem> Gemm<'_, T> {
                                 (1, false, true) => pack_a::<true>,
                                 (1, true, false) => pack_a_transposed::<false>,
                                 (1, true, true) => pack_a_transposed::<true>,
+                                #[cfg(target_arch = "x86_64")]
+                                (_, false, _) if self.b.amx => super::pack::pack_a_bf16_rows,
+                                #[cfg(target_arch = "x86_64")]
+                                (_, true, _) if self.b.amx => {
+                                    super::pack::pack_a_transposed_bf16_rows
+                                }
                                 (_, false, _) => pack_a_bf16,
                                 (_, true, _) => pack_a_transposed_bf16,
                             };
@@ -386,10 +433,10 @@ impl<T: Elem> Gemm<'_, T> {
                                 }
                             };
                             let mut a_off = 0;
-                            let a_rows = kc.div_ceil(T::K_PER);
                             for (t, &rows) in tiles.iter().enumerate() {
+                                let a_len = tile_len(kc, rows.1);
                                 self.tile(Job {
-                                    a: &apack[a_off..a_off + a_rows * rows.1],
+                                    a: &apack[a_off..a_off + a_len],
                                     b,
                                     pf: if self.opts.prefetch && t + 1 == tiles.len() {
                                         next
@@ -403,7 +450,7 @@ impl<T: Elem> Gemm<'_, T> {
                                     accumulate: q > 0 || self.how.accumulate,
                                     last,
                                 });
-                                a_off += a_rows * rows.1;
+                                a_off += a_len;
                             }
                         }
                     }

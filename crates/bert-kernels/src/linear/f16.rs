@@ -291,6 +291,7 @@ impl F16Linear {
             packed: &self.packed,
             kernels: direct,
             widen: Some(widened),
+            amx: false,
         };
         driver::forward_with(
             self.opts,

@@ -21,7 +21,7 @@ use std::cell::RefCell;
 use std::mem::MaybeUninit;
 
 #[cfg(target_arch = "x86_64")]
-use super::int8_amx::amx_kernel;
+use super::amx::amx_kernel;
 #[cfg(target_arch = "x86_64")]
 use super::int8_x86::{avx2_kernel, vnni_kernel};
 use super::{Epilogue, Isa};
@@ -55,7 +55,7 @@ impl Int8Path {
                 if is_x86_feature_detected!("avx512bw")
                     && is_x86_feature_detected!("avx512vnni") =>
             {
-                if super::int8_amx::available() {
+                if super::amx::available() {
                     Int8Path::Amx
                 } else {
                     Int8Path::Avx512Vnni
@@ -81,7 +81,7 @@ impl Int8Path {
                     && is_x86_feature_detected!("avx512vnni")
             }
             #[cfg(target_arch = "x86_64")]
-            Int8Path::Amx => Int8Path::Avx512Vnni.is_supported() && super::int8_amx::available(),
+            Int8Path::Amx => Int8Path::Avx512Vnni.is_supported() && super::amx::available(),
             #[cfg(not(target_arch = "x86_64"))]
             _ => false,
         }
@@ -107,7 +107,7 @@ impl Int8Path {
             Int8Path::Avx2 => (4, 16),
             Int8Path::Avx512Vnni => (8, 48),
             #[cfg(target_arch = "x86_64")]
-            Int8Path::Amx => (super::int8_amx::MR, super::int8_amx::NR),
+            Int8Path::Amx => (super::amx::MR, super::amx::NR),
             #[cfg(not(target_arch = "x86_64"))]
             Int8Path::Amx => unreachable!("AMX is x86-64 only"),
         }
@@ -722,7 +722,7 @@ impl Int8Linear {
             #[cfg(target_arch = "x86_64")]
             if self.path == Int8Path::Amx {
                 // SAFETY: the path was checked at construction (AMX available).
-                unsafe { super::int8_amx::configure() };
+                unsafe { super::amx::configure() };
             }
             let (rb, cb) = (t / col_blocks, t % col_blocks);
             let t0 = rb * tiles_per_block;

@@ -414,3 +414,72 @@ pub(super) fn pack_a_transposed_bf16(
         }
     }
 }
+
+/// As [`pack_a_bf16`] for the AMX bf16 kernel: each tile of `rows` rows becomes `rows_pad(rows)`
+/// rows of `pairs_pad(kc)` pairs, row-major (an AMX A tile is 16 rows of 32 consecutive bf16), the
+/// same pairs as [`pack_a_bf16`]'s. The padding is left as it was (not cleared: a memset of the
+/// block per K block): its pairs are never read, its rows only reach sums the kernel does not
+/// store. The pairs' bits are stored in the f32 scratch.
+#[cfg(target_arch = "x86_64")]
+pub(super) fn pack_a_bf16_rows(
+    x: &[f32],
+    k: usize,
+    tiles: &[(usize, usize)],
+    k0: usize,
+    kc: usize,
+    dst: &mut Vec<f32>,
+) {
+    use super::amx::{bf16_pairs_pad, bf16_rows_pad};
+    let lda = bf16_pairs_pad(kc);
+    let total = tiles.iter().map(|t| bf16_rows_pad(t.1)).sum::<usize>() * lda;
+    if dst.len() < total {
+        dst.resize(total, 0.0);
+    }
+    let mut off = 0;
+    let mut lanes = [0u32; 16];
+    for &(r0, mr) in tiles {
+        for i in 0..mr {
+            let row = &x[(r0 + i) * k + k0..][..kc];
+            let out = &mut dst[off + i * lda..][..lda];
+            // 32 values (16 pairs) at a time: one `vcvtne2ps2bf16` where the CPU has it.
+            for (c, chunk) in row.chunks(32).enumerate() {
+                let n = crate::bf16::pairs_into(chunk, &mut lanes);
+                for (d, &lane) in out[16 * c..][..n].iter_mut().zip(&lanes) {
+                    *d = f32::from_bits(lane);
+                }
+            }
+        }
+        off += bf16_rows_pad(mr) * lda;
+    }
+}
+
+/// As [`pack_a_bf16_rows`] from `xt` (K, M) row-major (A^T; the pairs of
+/// [`pack_a_transposed_bf16`], one [`crate::bf16::pair`] at a time).
+#[cfg(target_arch = "x86_64")]
+pub(super) fn pack_a_transposed_bf16_rows(
+    xt: &[f32],
+    m: usize,
+    tiles: &[(usize, usize)],
+    k0: usize,
+    kc: usize,
+    dst: &mut Vec<f32>,
+) {
+    use super::amx::{bf16_pairs_pad, bf16_rows_pad};
+    let lda = bf16_pairs_pad(kc);
+    let total = tiles.iter().map(|t| bf16_rows_pad(t.1)).sum::<usize>() * lda;
+    if dst.len() < total {
+        dst.resize(total, 0.0);
+    }
+    let mut off = 0;
+    for &(r0, mr) in tiles {
+        for kk in 0..kc.div_ceil(2) {
+            let lo = &xt[(k0 + 2 * kk) * m + r0..][..mr];
+            let hi = (2 * kk + 1 < kc).then(|| &xt[(k0 + 2 * kk + 1) * m + r0..][..mr]);
+            for i in 0..mr {
+                let pair = crate::bf16::pair(lo[i], hi.map_or(0.0, |h| h[i]));
+                dst[off + i * lda + kk] = f32::from_bits(pair);
+            }
+        }
+        off += bf16_rows_pad(mr) * lda;
+    }
+}

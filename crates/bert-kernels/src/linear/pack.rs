@@ -454,7 +454,7 @@ pub(super) fn pack_a_bf16_rows(
 }
 
 /// As [`pack_a_bf16_rows`] from `xt` (K, M) row-major (A^T; the pairs of
-/// [`pack_a_transposed_bf16`], one [`crate::bf16::pair`] at a time).
+/// [`pack_a_transposed_bf16`]).
 #[cfg(target_arch = "x86_64")]
 pub(super) fn pack_a_transposed_bf16_rows(
     xt: &[f32],
@@ -471,13 +471,23 @@ pub(super) fn pack_a_transposed_bf16_rows(
         dst.resize(total, 0.0);
     }
     let mut off = 0;
+    let mut lanes = [0u32; 16];
     for &(r0, mr) in tiles {
         for kk in 0..kc.div_ceil(2) {
             let lo = &xt[(k0 + 2 * kk) * m + r0..][..mr];
             let hi = (2 * kk + 1 < kc).then(|| &xt[(k0 + 2 * kk + 1) * m + r0..][..mr]);
-            for i in 0..mr {
-                let pair = crate::bf16::pair(lo[i], hi.map_or(0.0, |h| h[i]));
-                dst[off + i * lda + kk] = f32::from_bits(pair);
+            // 16 rows' pairs at a time (one `vcvtneps2bf16` where the CPU has it), stored down
+            // the column `kk` of the row-major tile.
+            for q in (0..mr).step_by(16) {
+                let rows = q..(q + 16).min(mr);
+                let n = crate::bf16::interleave_into(
+                    &lo[rows.clone()],
+                    hi.map(|h| &h[rows]),
+                    &mut lanes,
+                );
+                for (i, &lane) in lanes[..n].iter().enumerate() {
+                    dst[off + (q + i) * lda + kk] = f32::from_bits(lane);
+                }
             }
         }
         off += bf16_rows_pad(mr) * lda;

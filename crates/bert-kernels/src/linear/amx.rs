@@ -130,9 +130,10 @@ struct Sums([i32; MR * NR]);
 ///
 /// # Safety
 /// [`available`] returned true (so the CPU has AVX-512F/BW/VNNI and AMX and the process may use
-/// the tiles) and [`configure`] ran on this thread since any other tile configuration; `t` describes in-bounds buffers (see [`QTile`]) for NR = 32 columns, with `t.a` a
-/// row-major tile of 32 rows `t.a_step` bytes apart (all 32 readable; rows past R are ignored) and
-/// `t.k4` a multiple of 16.
+/// the tiles) and [`configure`] ran on this thread since any other tile configuration; `t`
+/// describes in-bounds buffers (see [`QTile`]) for NR = 32 columns, with `t.a` a row-major tile of
+/// 32 rows `t.a_step` bytes apart (all 32 readable; rows past R are ignored) and `t.k4` a multiple
+/// of 16.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 pub(super) unsafe fn amx_kernel<const R: usize>(t: &QTile) {
     debug_assert!(t.k4.is_multiple_of(16) && t.k4 > 0);

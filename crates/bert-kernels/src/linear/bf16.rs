@@ -55,9 +55,10 @@ impl Bf16Linear {
     /// The blocking of the native kernel where `isa` and this CPU have one, else the f32 defaults
     /// of `isa` (emulated). With AMX-BF16: the AMX kernel's 32 x 2 vectors, K blocks of 3,072 (all
     /// of BERT's K in one block; 1,536 and 768 were 1.02x and 1.05x slower at bert-base W2F on an
-    /// Intel Xeon) and row blocks of 64 (0.96-0.97x the time of 128 at W2F and T2, 32 0.99x). Else AVX-512: 8 x 3 vectors and K blocks of
-    /// 1,536, the same bytes of B as f32's 768 (`cargo bench --bench bf16` on Zen 4: 1.66-2.41x f32
-    /// at M = 8, 128 and 2,048, where 12 x 2 gave 1.60-2.19x and 14 x 2 fell to 1.43x at M = 128).
+    /// Intel Xeon) and row blocks of 64 (0.96-0.97x the time of 128 at W2F and T2; 32: 0.99x).
+    /// Else AVX-512: 8 x 3 vectors and K blocks of 1,536, the same bytes of B as f32's 768 (`cargo
+    /// bench --bench bf16` on Zen 4: 1.66-2.41x f32 at M = 8, 128 and 2,048, where 12 x 2 gave
+    /// 1.60-2.19x and 14 x 2 fell to 1.43x at M = 128).
     pub fn default_options(isa: Isa) -> GemmOptions {
         let base = GemmOptions::new(isa);
         let amx = GemmOptions {

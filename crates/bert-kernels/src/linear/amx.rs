@@ -12,7 +12,7 @@
 //!   16 x 32 tile of bf16 A by 16 pair rows of 16 columns of B into f32 sums (512 multiply-adds per
 //!   row, 16 times `vdpbf16ps`'s). B is the bf16 panels' pairs as they are ((kc/2, NR) u32: a B
 //!   tile is 16 pair rows of 16 columns, read with the panel's row stride); A is packed row-major in
-//!   pairs ([`super::pack::pack_a_bf16_rows`]); a K block's last pairs short of a whole tile go
+//!   pairs ([`super::pack::pack_a_bf16`]); a K block's last pairs short of a whole tile go
 //!   through `vdpbf16ps`, and the f32 kernels' epilogue stores the tile.
 //!
 //! Stable Rust has no AMX intrinsics: the tile instructions are inline assembly, and only this file
@@ -26,6 +26,7 @@ use super::avx512::activate_block;
 use super::driver::{Tile, TileEpi};
 use super::int8::QTile;
 use super::int8_x86::store_avx512;
+use super::pack::bf16_pairs_pad;
 
 /// Columns of the AMX path's panels: two B tiles of 16 i32 columns.
 pub(super) const NR: usize = 32;
@@ -272,8 +273,8 @@ tile_sums!(
 /// # Safety
 /// [`bf16_available`] returned true and [`configure`] ran on this thread since any other tile
 /// configuration; `t` describes in-bounds buffers for NR = 32 columns: `t.a` a row tile of
-/// [`bf16_rows_pad`]`(R)` rows of [`bf16_pairs_pad`]`(t.kc)` u32 pairs (rows past R ignored),
-/// `t.b` (ceil(kc / 2), 32) pairs, `c` (and `res`) R rows of 32 floats.
+/// [`super::pack::bf16_rows_pad`]`(R)` rows of [`bf16_pairs_pad`]`(t.kc)` u32 pairs (rows past R
+/// ignored), `t.b` (ceil(kc / 2), 32) pairs, `c` (and `res`) R rows of 32 floats.
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
 pub(super) unsafe fn bf16_kernel<const R: usize>(t: &Tile) {
     let pairs = t.kc.div_ceil(2);
@@ -312,19 +313,4 @@ pub(super) unsafe fn bf16_kernel<const R: usize>(t: &Tile) {
     }
     const LANES: usize = 16;
     super::avx512::store_tile!(t, acc, R, 2);
-}
-
-/// Rows of a packed bf16 A tile of `rows` rows: what the kernel's tile loads read (16 or 32).
-pub(super) fn bf16_rows_pad(rows: usize) -> usize {
-    if rows <= 16 {
-        16
-    } else {
-        MR
-    }
-}
-
-/// Pairs per row of a packed bf16 A tile of a K block of `kc`: ceil(kc / 2) rounded up to a tile's
-/// 16 (the padding is never read).
-pub(super) fn bf16_pairs_pad(kc: usize) -> usize {
-    kc.div_ceil(2).div_ceil(16) * 16
 }

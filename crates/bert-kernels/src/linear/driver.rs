@@ -12,7 +12,9 @@
 use std::cell::RefCell;
 
 use super::f16::Widen;
-use super::pack::{pack_a, pack_a_bf16, pack_a_transposed, pack_a_transposed_bf16, Elem, PackedB};
+use super::pack::{
+    bf16_tile_len, pack_a, pack_a_bf16, pack_a_transposed, pack_a_transposed_bf16, Elem, PackedB,
+};
 use super::{Epilogue, GemmOptions, Isa};
 use crate::team::SendPtr;
 use crate::Activation;
@@ -379,12 +381,9 @@ impl<T: Elem> Gemm<'_, T> {
             unsafe { super::amx::configure() };
         }
         // Elements of a packed A row tile of `rows` rows and a K block of `kc`.
-        let tile_len = |kc: usize, rows: usize| {
-            #[cfg(target_arch = "x86_64")]
-            if self.b.amx {
-                return super::amx::bf16_rows_pad(rows) * super::amx::bf16_pairs_pad(kc);
-            }
-            kc.div_ceil(T::K_PER) * rows
+        let tile_len = |kc: usize, rows: usize| match self.b.amx {
+            true => bf16_tile_len::<true>(kc, rows),
+            false => kc.div_ceil(T::K_PER) * rows,
         };
         A_PACK.with_borrow_mut(|apack| {
             B_WIDE.with_borrow_mut(|wide| {
@@ -398,14 +397,10 @@ impl<T: Elem> Gemm<'_, T> {
                                 (1, false, true) => pack_a::<true>,
                                 (1, true, false) => pack_a_transposed::<false>,
                                 (1, true, true) => pack_a_transposed::<true>,
-                                #[cfg(target_arch = "x86_64")]
-                                (_, false, _) if self.b.amx => super::pack::pack_a_bf16_rows,
-                                #[cfg(target_arch = "x86_64")]
-                                (_, true, _) if self.b.amx => {
-                                    super::pack::pack_a_transposed_bf16_rows
-                                }
-                                (_, false, _) => pack_a_bf16,
-                                (_, true, _) => pack_a_transposed_bf16,
+                                (_, false, _) if self.b.amx => pack_a_bf16::<true>,
+                                (_, true, _) if self.b.amx => pack_a_transposed_bf16::<true>,
+                                (_, false, _) => pack_a_bf16::<false>,
+                                (_, true, _) => pack_a_transposed_bf16::<false>,
                             };
                             let ld = if self.how.a_transposed {
                                 self.m

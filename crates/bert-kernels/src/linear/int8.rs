@@ -51,11 +51,8 @@ impl Int8Path {
         Some(match isa {
             Isa::Scalar => Int8Path::Portable,
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512
-                if is_x86_feature_detected!("avx512bw")
-                    && is_x86_feature_detected!("avx512vnni") =>
-            {
-                if super::amx::available() {
+            Isa::Avx512 if Int8Path::Avx512Vnni.is_supported() => {
+                if Int8Path::Amx.is_supported() {
                     Int8Path::Amx
                 } else {
                     Int8Path::Avx512Vnni

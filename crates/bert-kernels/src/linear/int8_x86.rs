@@ -83,23 +83,6 @@ pub(super) unsafe fn quantize_tile_avx512(t: QuantTile<'_>) {
         v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
         _mm_xor_si128(_mm512_cvtepi32_epi8(_mm512_cvtps_epi32(v)), flip)
     };
-    if layout == ALayout::Rows {
-        let stride = dst.len() / mr;
-        for (i, row) in xs.chunks_exact(k).enumerate() {
-            let vinv = _mm512_set1_ps(inv[i]);
-            let out = &mut dst[i * stride..][..k.div_ceil(4) * 4];
-            for c in (0..body).step_by(16) {
-                _mm_storeu_si128(out.as_mut_ptr().add(c).cast(), quant16(row, c, vinv));
-            }
-            for c in body..k {
-                let m = keep.get(c).copied().unwrap_or(1.0);
-                out[c] = (quantize_one(row[c] * m, inv[i]) as u8) ^ 0x80;
-            }
-            // As the generic body: the padding of the last group of 4 as 0.
-            out[k..].fill(0);
-        }
-        return;
-    }
     if layout == ALayout::Groups && mr == 8 && rows == 8 {
         // Rows 0-3 in `r03` and 4-7 in `r47` as 16 words (row r, group g at word 4r + g of the
         // pair); group g's 8 rows are words 4r + g, r = 0..8.
@@ -148,18 +131,32 @@ pub(super) unsafe fn quantize_tile_avx512(t: QuantTile<'_>) {
         }
         return;
     }
-    // A partial tile (or another mr): a row at a time through a row buffer.
-    let mut row_q = vec![0u8; k.div_ceil(4) * 4];
+    // AMX's row-major tile, a partial tile or another mr: a row at a time, straight into its row
+    // (Rows), or through a row buffer scattered into the groups.
+    let row_bytes = k.div_ceil(4) * 4;
+    let mut row_q = match layout {
+        ALayout::Groups => vec![0u8; row_bytes],
+        ALayout::Rows => Vec::new(),
+    };
+    let stride = dst.len() / mr;
     for (i, row) in xs.chunks_exact(k).enumerate() {
         let vinv = _mm512_set1_ps(inv[i]);
+        let out = match layout {
+            ALayout::Groups => &mut row_q[..],
+            ALayout::Rows => &mut dst[i * stride..][..row_bytes],
+        };
         for c in (0..body).step_by(16) {
-            _mm_storeu_si128(row_q.as_mut_ptr().add(c).cast(), quant16(row, c, vinv));
+            _mm_storeu_si128(out.as_mut_ptr().add(c).cast(), quant16(row, c, vinv));
         }
         for c in body..k {
             let m = keep.get(c).copied().unwrap_or(1.0);
-            row_q[c] = (quantize_one(row[c] * m, inv[i]) as u8) ^ 0x80;
+            out[c] = (quantize_one(row[c] * m, inv[i]) as u8) ^ 0x80;
         }
-        store_row(dst, &row_q, mr, i, layout);
+        // As the generic body: the padding of the last group of 4 as 0.
+        out[k..].fill(0);
+        if layout == ALayout::Groups {
+            store_row(dst, &row_q, mr, i, layout);
+        }
     }
 }
 

@@ -343,10 +343,49 @@ pub(super) fn pack_a_transposed<const BF16: bool>(
     }
 }
 
-/// As [`pack_a`] for the bf16 kernels: each (kc, mr) tile becomes (ceil(kc / 2), mr) bf16 pairs
+/// Elements (u32 pairs) of a packed bf16 A row tile of `mr` rows and a K block of `kc`: the
+/// `vdpbf16ps` kernels' (ceil(kc / 2), mr) pairs, or with `ROWS` the AMX kernel's row-major tile
+/// of [`bf16_rows_pad`]`(mr)` rows of [`bf16_pairs_pad`]`(kc)` pairs.
+pub(super) fn bf16_tile_len<const ROWS: bool>(kc: usize, mr: usize) -> usize {
+    if ROWS {
+        bf16_rows_pad(mr) * bf16_pairs_pad(kc)
+    } else {
+        kc.div_ceil(2) * mr
+    }
+}
+
+/// Where pair `p` of row `i` goes in such a tile.
+#[inline(always)]
+fn bf16_at<const ROWS: bool>(kc: usize, mr: usize, i: usize, p: usize) -> usize {
+    if ROWS {
+        i * bf16_pairs_pad(kc) + p
+    } else {
+        p * mr + i
+    }
+}
+
+/// Rows of an AMX bf16 A tile of `rows` rows: what the kernel's tile loads read (16 or 32).
+pub(super) fn bf16_rows_pad(rows: usize) -> usize {
+    if rows <= 16 {
+        16
+    } else {
+        32
+    }
+}
+
+/// Pairs per row of an AMX bf16 A tile of a K block of `kc`: ceil(kc / 2) rounded up to a tile's
+/// 16 (the padding is never read).
+pub(super) fn bf16_pairs_pad(kc: usize) -> usize {
+    kc.div_ceil(2).div_ceil(16) * 16
+}
+
+/// As [`pack_a`] for the bf16 kernels: each (kc, mr) tile becomes bf16 pairs
 /// ([`crate::bf16::pair`]; an odd K block's last pair has a zero high half), rounded to nearest
-/// even here, once per task and K block. The pairs' bits are stored in the f32 scratch.
-pub(super) fn pack_a_bf16(
+/// even here, once per task and K block, laid out as [`bf16_tile_len`] says (with `ROWS`, an AMX
+/// A tile is 16 rows of 32 consecutive bf16). A tile's padding (AMX's) is left as it was, not
+/// cleared: its pairs are never read, its rows only reach sums the kernel does not store. The
+/// pairs' bits are stored in the f32 scratch.
+pub(super) fn pack_a_bf16<const ROWS: bool>(
     x: &[f32],
     k: usize,
     tiles: &[(usize, usize)],
@@ -354,31 +393,31 @@ pub(super) fn pack_a_bf16(
     kc: usize,
     dst: &mut Vec<f32>,
 ) {
-    let pairs = kc.div_ceil(2);
-    let total = tiles.iter().map(|t| t.1).sum::<usize>() * pairs;
+    let total = tiles.iter().map(|t| bf16_tile_len::<ROWS>(kc, t.1)).sum();
     dst.resize(total, 0.0);
     let mut off = 0;
     let mut lanes = [0u32; 16];
     for &(r0, mr) in tiles {
-        let tile = &mut dst[off..off + pairs * mr];
+        let len = bf16_tile_len::<ROWS>(kc, mr);
+        let tile = &mut dst[off..off + len];
         for i in 0..mr {
             let row = &x[(r0 + i) * k + k0..][..kc];
             // 32 values (16 pairs) at a time: one `vcvtne2ps2bf16` where the CPU has it.
             for (c, chunk) in row.chunks(32).enumerate() {
                 let n = crate::bf16::pairs_into(chunk, &mut lanes);
                 for (j, &lane) in lanes[..n].iter().enumerate() {
-                    tile[(16 * c + j) * mr + i] = f32::from_bits(lane);
+                    tile[bf16_at::<ROWS>(kc, mr, i, 16 * c + j)] = f32::from_bits(lane);
                 }
             }
         }
-        off += pairs * mr;
+        off += len;
     }
 }
 
-/// As [`pack_a_transposed`] for the bf16 kernels (the pairs of [`pack_a_bf16`]) from `xt` (K, M):
-/// each pair of K rows is interleaved once for all the tiles' rows, 16 at a time, then copied
-/// into each tile.
-pub(super) fn pack_a_transposed_bf16(
+/// As [`pack_a_transposed`] for the bf16 kernels (the pairs and layouts of [`pack_a_bf16`]) from
+/// `xt` (K, M): each pair of K rows is interleaved once for all the tiles' rows, 16 at a time,
+/// then copied into each tile.
+pub(super) fn pack_a_transposed_bf16<const ROWS: bool>(
     xt: &[f32],
     m: usize,
     tiles: &[(usize, usize)],
@@ -387,12 +426,13 @@ pub(super) fn pack_a_transposed_bf16(
     dst: &mut Vec<f32>,
 ) {
     let pairs = kc.div_ceil(2);
-    let rows: usize = tiles.iter().map(|t| t.1).sum();
-    dst.resize(rows * pairs, 0.0);
+    let total = tiles.iter().map(|t| bf16_tile_len::<ROWS>(kc, t.1)).sum();
+    dst.resize(total, 0.0);
     let Some(&(first, _)) = tiles.first() else {
         return;
     };
     // The tiles cover rows first..first + rows, in order: one span of each K row.
+    let rows: usize = tiles.iter().map(|t| t.1).sum();
     let mut span = vec![0u32; rows];
     let mut lanes = [0u32; 16];
     for kk in 0..pairs {
@@ -405,91 +445,12 @@ pub(super) fn pack_a_transposed_bf16(
         }
         let mut off = 0;
         for &(r0, mr) in tiles {
-            let tile = &mut dst[off..off + pairs * mr];
-            let from = &span[r0 - first..][..mr];
-            for (d, &lane) in tile[kk * mr..(kk + 1) * mr].iter_mut().zip(from) {
-                *d = f32::from_bits(lane);
+            let len = bf16_tile_len::<ROWS>(kc, mr);
+            let tile = &mut dst[off..off + len];
+            for (i, &lane) in span[r0 - first..][..mr].iter().enumerate() {
+                tile[bf16_at::<ROWS>(kc, mr, i, kk)] = f32::from_bits(lane);
             }
-            off += pairs * mr;
+            off += len;
         }
-    }
-}
-
-/// As [`pack_a_bf16`] for the AMX bf16 kernel: each tile of `rows` rows becomes `rows_pad(rows)`
-/// rows of `pairs_pad(kc)` pairs, row-major (an AMX A tile is 16 rows of 32 consecutive bf16), the
-/// same pairs as [`pack_a_bf16`]'s. The padding is left as it was (not cleared: a memset of the
-/// block per K block): its pairs are never read, its rows only reach sums the kernel does not
-/// store. The pairs' bits are stored in the f32 scratch.
-#[cfg(target_arch = "x86_64")]
-pub(super) fn pack_a_bf16_rows(
-    x: &[f32],
-    k: usize,
-    tiles: &[(usize, usize)],
-    k0: usize,
-    kc: usize,
-    dst: &mut Vec<f32>,
-) {
-    use super::amx::{bf16_pairs_pad, bf16_rows_pad};
-    let lda = bf16_pairs_pad(kc);
-    let total = tiles.iter().map(|t| bf16_rows_pad(t.1)).sum::<usize>() * lda;
-    if dst.len() < total {
-        dst.resize(total, 0.0);
-    }
-    let mut off = 0;
-    let mut lanes = [0u32; 16];
-    for &(r0, mr) in tiles {
-        for i in 0..mr {
-            let row = &x[(r0 + i) * k + k0..][..kc];
-            let out = &mut dst[off + i * lda..][..lda];
-            // 32 values (16 pairs) at a time: one `vcvtne2ps2bf16` where the CPU has it.
-            for (c, chunk) in row.chunks(32).enumerate() {
-                let n = crate::bf16::pairs_into(chunk, &mut lanes);
-                for (d, &lane) in out[16 * c..][..n].iter_mut().zip(&lanes) {
-                    *d = f32::from_bits(lane);
-                }
-            }
-        }
-        off += bf16_rows_pad(mr) * lda;
-    }
-}
-
-/// As [`pack_a_bf16_rows`] from `xt` (K, M) row-major (A^T; the pairs of
-/// [`pack_a_transposed_bf16`]).
-#[cfg(target_arch = "x86_64")]
-pub(super) fn pack_a_transposed_bf16_rows(
-    xt: &[f32],
-    m: usize,
-    tiles: &[(usize, usize)],
-    k0: usize,
-    kc: usize,
-    dst: &mut Vec<f32>,
-) {
-    use super::amx::{bf16_pairs_pad, bf16_rows_pad};
-    let lda = bf16_pairs_pad(kc);
-    let total = tiles.iter().map(|t| bf16_rows_pad(t.1)).sum::<usize>() * lda;
-    if dst.len() < total {
-        dst.resize(total, 0.0);
-    }
-    let mut off = 0;
-    let mut lanes = [0u32; 16];
-    for &(r0, mr) in tiles {
-        for kk in 0..kc.div_ceil(2) {
-            let lo = &xt[(k0 + 2 * kk) * m + r0..][..mr];
-            let hi = (2 * kk + 1 < kc).then(|| &xt[(k0 + 2 * kk + 1) * m + r0..][..mr]);
-            // 16 rows' pairs at a time (one `vcvtneps2bf16` where the CPU has it), stored down
-            // the column `kk` of the row-major tile.
-            for q in (0..mr).step_by(16) {
-                let rows = q..(q + 16).min(mr);
-                let n = crate::bf16::interleave_into(
-                    &lo[rows.clone()],
-                    hi.map(|h| &h[rows]),
-                    &mut lanes,
-                );
-                for (i, &lane) in lanes[..n].iter().enumerate() {
-                    dst[off + (q + i) * lda + kk] = f32::from_bits(lane);
-                }
-            }
-        }
-        off += bf16_rows_pad(mr) * lda;
     }
 }

@@ -267,23 +267,11 @@ const PREFETCH_ROWS: usize = 8;
 /// (the gather's copies were 11% of a MiniLM int8 W2F forward on an Intel Xeon).
 #[inline(always)]
 fn prefetch_head_row(rows: &[f32], j: usize, h: usize, hd: usize, d: usize) {
-    #[cfg(target_arch = "x86_64")]
     if let Some(row) = rows.get(j * 3 * h..(j + 1) * 3 * h) {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
         for part in 0..3 {
-            let seg = &row[part * h + hd * d..part * h + (hd + 1) * d];
-            // One prefetch per cache line of the segment (16 floats).
-            for c in (0..d).step_by(16) {
-                // SAFETY: a prefetch of an in-bounds address has no effect on memory.
-                unsafe { _mm_prefetch::<_MM_HINT_T0>(seg[c..].as_ptr().cast()) };
-            }
-            let last = seg[d - 1..].as_ptr();
-            // SAFETY: as above (the segment's last line, when it does not start on a line).
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(last.cast()) };
+            crate::isa::prefetch(&row[part * h + hd * d..part * h + (hd + 1) * d]);
         }
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (rows, j, h, hd, d);
 }
 
 /// `c (m, n) = a (m, k) b (k, n)`, all row-major with leading dimensions `lda`, `ldb`, `ldc`;

@@ -54,23 +54,23 @@ pub(crate) fn pairs_into(vals: &[f32], dst: &mut [u32; 16]) -> usize {
     n
 }
 
-/// `lo[i]` and `hi[i]` (zero where `hi` is `None`) as bf16 pairs into `dst[i]`, for up to 16
-/// values: two rows of K interleaved into one row of pair lanes (the transposed operands of
-/// training's products). `vcvtneps2bf16` where the CPU has AVX512-BF16 and there are 16; [`pair`]
-/// otherwise. Returns the lanes written (`lo.len()`).
+/// `lo[i]` and `hi[i]` (zero where `hi` is `None`) as bf16 pairs into `dst[i]`: two rows of K
+/// interleaved into one row of pair lanes (the transposed operands of training's products).
+/// `vcvtneps2bf16` 16 at a time where the CPU has AVX512-BF16 (one call for the whole row: these
+/// rows are packed every training step), [`pair`] otherwise and for the last `len % 16`.
 #[inline]
-pub(crate) fn interleave_into(lo: &[f32], hi: Option<&[f32]>, dst: &mut [u32; 16]) -> usize {
-    debug_assert!(lo.len() <= 16 && hi.is_none_or(|h| h.len() == lo.len()));
+pub(crate) fn interleave_into(lo: &[f32], hi: Option<&[f32]>, dst: &mut [u32]) {
+    assert!(dst.len() == lo.len() && hi.is_none_or(|h| h.len() == lo.len()));
+    let mut done = 0;
     #[cfg(target_arch = "x86_64")]
-    if lo.len() == 16 && crate::isa::has_avx512_bf16() {
-        // SAFETY: the CPU has AVX-512F and AVX512-BF16; `lo` (and `hi`) hold 16 floats.
-        unsafe { x86::interleave16(lo, hi, dst) };
-        return 16;
+    if crate::isa::has_avx512_bf16() {
+        done = lo.len() / 16 * 16;
+        // SAFETY: the CPU has AVX-512F and AVX512-BF16; `lo`, `hi` and `dst` hold `done` values.
+        unsafe { x86::interleave16s(&lo[..done], hi.map(|h| &h[..done]), &mut dst[..done]) };
     }
-    for (i, d) in dst.iter_mut().enumerate().take(lo.len()) {
-        *d = pair(lo[i], hi.map_or(0.0, |h| h[i]));
+    for i in done..lo.len() {
+        dst[i] = pair(lo[i], hi.map_or(0.0, |h| h[i]));
     }
-    lo.len()
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -94,21 +94,24 @@ mod x86 {
     }
 
     /// # Safety
-    /// The CPU has AVX-512F and AVX512-BF16; `lo` (and `hi`) hold 16 floats.
+    /// The CPU has AVX-512F and AVX512-BF16; `lo` (and `hi`) and `dst` hold the same multiple of 16.
     #[target_feature(enable = "avx512f,avx512bf16")]
-    pub(super) unsafe fn interleave16(lo: &[f32], hi: Option<&[f32]>, dst: &mut [u32; 16]) {
+    pub(super) unsafe fn interleave16s(lo: &[f32], hi: Option<&[f32]>, dst: &mut [u32]) {
+        debug_assert!(lo.len().is_multiple_of(16) && dst.len() == lo.len());
         // 16 bf16 zero-extended to 32-bit lanes: the low half of each pair.
         let widen =
             |v: __m256bh| _mm512_cvtepu16_epi32(std::mem::transmute::<__m256bh, __m256i>(v));
-        let l = widen(_mm512_cvtneps_pbh(_mm512_loadu_ps(lo.as_ptr())));
-        let lanes = match hi {
-            Some(hi) => {
-                let h = widen(_mm512_cvtneps_pbh(_mm512_loadu_ps(hi.as_ptr())));
-                _mm512_or_si512(l, _mm512_slli_epi32::<16>(h))
-            }
-            None => l,
-        };
-        _mm512_storeu_si512(dst.as_mut_ptr().cast(), lanes);
+        for j in (0..lo.len()).step_by(16) {
+            let l = widen(_mm512_cvtneps_pbh(_mm512_loadu_ps(lo.as_ptr().add(j))));
+            let lanes = match hi {
+                Some(hi) => {
+                    let h = widen(_mm512_cvtneps_pbh(_mm512_loadu_ps(hi.as_ptr().add(j))));
+                    _mm512_or_si512(l, _mm512_slli_epi32::<16>(h))
+                }
+                None => l,
+            };
+            _mm512_storeu_si512(dst.as_mut_ptr().add(j).cast(), lanes);
+        }
     }
 }
 
@@ -200,13 +203,16 @@ mod tests {
                 let hi = chunk.get(2 * j + 1).copied().unwrap_or(0.0);
                 assert_eq!(*g, pair(chunk[2 * j], hi), "chunk {c} lane {j}");
             }
-            // The same values as two rows of 16 (or fewer), with and without a high row.
+        }
+        // The same values as pairs of rows of 37 (two whole 16s and a tail; the last shorter), with
+        // and without a high row.
+        for (c, chunk) in vals.chunks(74).enumerate() {
             let (lo, hi) = chunk.split_at(chunk.len() / 2);
             let hi = &hi[..lo.len()];
             for high in [Some(hi), None] {
-                let n = interleave_into(lo, high, &mut got);
-                assert_eq!(n, lo.len());
-                for (j, g) in got[..n].iter().enumerate() {
+                let mut got = vec![0u32; lo.len()];
+                interleave_into(lo, high, &mut got);
+                for (j, g) in got.iter().enumerate() {
                     let want = pair(lo[j], high.map_or(0.0, |h| h[j]));
                     assert_eq!(*g, want, "chunk {c} lane {j} high {}", high.is_some());
                 }

@@ -93,3 +93,24 @@ pub fn has_avx512_bf16() -> bool {
         false
     }
 }
+
+/// Asks the CPU to bring the cache lines of `s` into L1 ahead of a read: for strided reads (a
+/// column block of a row-major matrix, row after row) that the hardware prefetchers do not follow.
+/// No effect on the values read; nothing on other architectures.
+#[inline(always)]
+pub(crate) fn prefetch(s: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(last) = s.last() {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // One prefetch per cache line (16 floats), and the last element's line when the slice
+        // does not start on a line.
+        for c in (0..s.len()).step_by(16) {
+            // SAFETY: a prefetch of an in-bounds address has no effect on memory.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(s[c..].as_ptr().cast()) };
+        }
+        // SAFETY: as above.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(last).cast()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = s;
+}

@@ -539,7 +539,8 @@ mod isa_tests {
 
     #[test]
     fn from_transposed_packs_as_new_of_the_transpose() {
-        for (k, n) in [(1, 1), (3, 17), (37, 385), (385, 37), (64, 48)] {
+        // (300, 385) is large enough to be packed in parallel, in groups of panels.
+        for (k, n) in [(1, 1), (3, 17), (37, 385), (385, 37), (64, 48), (300, 385)] {
             let w = test_data(n * k, 8, 0.5);
             let mut wt = vec![0.0; n * k];
             for r in 0..n {

@@ -464,13 +464,15 @@ mod tests {
     }
 
     /// Pairs packed from W (N, K) and from W^T (K, N) are the same bits, for odd K, odd K blocks
-    /// and N not a multiple of the panel width.
+    /// and N not a multiple of the panel width; the last two large enough to be packed in
+    /// parallel, in groups of panels (7 panels: groups of 4 and 3 on two threads).
     #[test]
     fn pairs_from_w_and_from_w_transposed_are_equal() {
         for (n, k, nr, kc) in [
             (5, 7, 16, 16),
             (37, 385, 48, 16),
             (50, 1537, 48, 1536),
+            (100, 1537, 16, 512),
             (3, 1, 16, 2),
         ] {
             let w = test_data(n * k, 8, 0.5);

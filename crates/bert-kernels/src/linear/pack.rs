@@ -34,6 +34,11 @@ pub(super) trait Elem: Copy + Default + Send + Sync {
     fn from_lane(_lane: u32) -> Self {
         unreachable!("only pair elements are built from pair lanes")
     }
+    /// The elements as their pair lanes' bits, to be written by [`crate::bf16`]'s row conversions:
+    /// only for `K_PER == 2`.
+    fn lanes_mut(_s: &mut [Self]) -> &mut [u32] {
+        unreachable!("only pair elements are pair lanes")
+    }
     /// The f16 bits, if this is f16.
     fn as_f16(s: &[Self]) -> Option<&[u16]>;
 }
@@ -77,6 +82,11 @@ impl Elem for Bf16Pair {
     #[inline]
     fn from_lane(lane: u32) -> Self {
         Bf16Pair(lane)
+    }
+    #[inline]
+    fn lanes_mut(s: &mut [Self]) -> &mut [u32] {
+        // SAFETY: Bf16Pair is a repr(transparent) u32: same size, alignment and valid bit patterns.
+        unsafe { std::slice::from_raw_parts_mut(s.as_mut_ptr().cast::<u32>(), s.len()) }
     }
     fn as_f16(_: &[Self]) -> Option<&[u16]> {
         None
@@ -250,37 +260,45 @@ impl<T: Elem> PackedB<T> {
         debug_assert_eq!(wt.len(), n * k);
         let mut packed = Self::zeroed(n, k, nr, kc);
         let (panels, len) = (packed.panels, packed.len());
+        // Each task fills a group of adjacent panels, K row by K row: it reads one contiguous
+        // segment of each row of `wt`. Panel by panel, it read nr columns of each row, rows
+        // 4n or 8n bytes apart, a stride the hardware prefetchers do not follow (bf16 packing of
+        // training's activations took twice the time).
+        let group = if len >= PAR_PACK {
+            panels.div_ceil(rayon::current_num_threads()).max(1)
+        } else {
+            panels.max(1)
+        };
         let dst = &mut packed.buf[packed.start..packed.start + len];
         for q in packed.kb.windows(2) {
             let (k0, kcq) = (q[0], q[1] - q[0]);
             let rows = kcq.div_ceil(T::K_PER);
             let block = &mut dst[k0 / T::K_PER * panels * nr..][..rows * panels * nr];
-            let fill = |(p, panel): (usize, &mut [T])| {
-                let (c0, w) = (p * nr, nr.min(n - p * nr));
-                for (kk, prow) in panel.chunks_exact_mut(nr).enumerate() {
+            let fill = |(g, chunk): (usize, &mut [T])| {
+                let p0 = g * group;
+                for kk in 0..rows {
                     let kr = k0 + kk * T::K_PER;
-                    if T::K_PER == 1 {
-                        T::from_f32_row(&mut prow[..w], &wt[kr * n + c0..][..w]);
-                    } else {
-                        // Rows kr and kr + 1 (if in the block) interleaved, 16 columns at a time.
+                    for (i, panel) in chunk.chunks_exact_mut(rows * nr).enumerate() {
+                        let (c0, w) = ((p0 + i) * nr, nr.min(n - (p0 + i) * nr));
+                        let prow = &mut panel[kk * nr..][..w];
                         let lo = &wt[kr * n + c0..][..w];
-                        let hi = (kr + 1 < k0 + kcq).then(|| &wt[(kr + 1) * n + c0..][..w]);
-                        let mut lanes = [0u32; 16];
-                        for (q, d) in prow[..w].chunks_mut(16).enumerate() {
-                            let cols = q * 16..q * 16 + d.len();
-                            let h = hi.map(|h| &h[cols.clone()]);
-                            crate::bf16::interleave_into(&lo[cols], h, &mut lanes);
-                            for (d, &lane) in d.iter_mut().zip(&lanes) {
-                                *d = T::from_lane(lane);
-                            }
+                        if T::K_PER == 1 {
+                            T::from_f32_row(prow, lo);
+                        } else {
+                            // Rows kr and kr + 1 (if in the block) interleaved.
+                            let hi = (kr + 1 < k0 + kcq).then(|| &wt[(kr + 1) * n + c0..][..w]);
+                            crate::bf16::interleave_into(lo, hi, T::lanes_mut(prow));
                         }
                     }
                 }
             };
-            if len >= PAR_PACK {
-                block.par_chunks_mut(rows * nr).enumerate().for_each(fill);
+            if group < panels {
+                block
+                    .par_chunks_mut(group * rows * nr)
+                    .enumerate()
+                    .for_each(fill);
             } else {
-                block.chunks_mut(rows * nr).enumerate().for_each(fill);
+                fill((0, block));
             }
         }
         packed
@@ -374,9 +392,13 @@ pub(super) fn bf16_rows_pad(rows: usize) -> usize {
 }
 
 /// Pairs per row of an AMX bf16 A tile of a K block of `kc`: ceil(kc / 2) rounded up to a tile's
-/// 16 (the padding is never read).
+/// 16 (the padding is never read), then to an odd count of 64-byte lines. A tile load reads 16
+/// rows this far apart: with an even count of lines they share fewer of L1's 64 sets (all 16 one
+/// set at 4 KB, K = 2,048: training's `dW` over 2,048 tokens), and A missed L1 in every load
+/// (dW took 1.5x the time of the forward product of the same size).
 pub(super) fn bf16_pairs_pad(kc: usize) -> usize {
-    kc.div_ceil(2).div_ceil(16) * 16
+    let lines = kc.div_ceil(2).div_ceil(16);
+    (lines | 1) * 16
 }
 
 /// As [`pack_a`] for the bf16 kernels: each (kc, mr) tile becomes bf16 pairs
@@ -414,6 +436,9 @@ pub(super) fn pack_a_bf16<const ROWS: bool>(
     }
 }
 
+/// Row pairs ahead of [`pack_a_transposed_bf16`]'s reads that it prefetches.
+const TRANSPOSED_PREFETCH: usize = 4;
+
 /// As [`pack_a_transposed`] for the bf16 kernels (the pairs and layouts of [`pack_a_bf16`]) from
 /// `xt` (K, M): each pair of K rows is interleaved once for all the tiles' rows, 16 at a time,
 /// then copied into each tile.
@@ -434,15 +459,14 @@ pub(super) fn pack_a_transposed_bf16<const ROWS: bool>(
     // The tiles cover rows first..first + rows, in order: one span of each K row.
     let rows: usize = tiles.iter().map(|t| t.1).sum();
     let mut span = vec![0u32; rows];
-    let mut lanes = [0u32; 16];
+    let row = |r: usize| (r < kc).then(|| &xt[(k0 + r) * m + first..][..rows]);
     for kk in 0..pairs {
-        let lo = &xt[(k0 + 2 * kk) * m + first..][..rows];
-        let hi = (2 * kk + 1 < kc).then(|| &xt[(k0 + 2 * kk + 1) * m + first..][..rows]);
-        for (q, d) in span.chunks_mut(16).enumerate() {
-            let cols = q * 16..q * 16 + d.len();
-            crate::bf16::interleave_into(&lo[cols.clone()], hi.map(|h| &h[cols]), &mut lanes);
-            d.copy_from_slice(&lanes[..d.len()]);
+        // The rows are 4M bytes apart: a stride the hardware prefetchers do not follow.
+        for r in 2 * (kk + TRANSPOSED_PREFETCH)..2 * (kk + TRANSPOSED_PREFETCH + 1) {
+            row(r).map(crate::isa::prefetch);
         }
+        let lo = row(2 * kk).expect("kk < ceil(kc / 2)");
+        crate::bf16::interleave_into(lo, row(2 * kk + 1), &mut span);
         let mut off = 0;
         for &(r0, mr) in tiles {
             let len = bf16_tile_len::<ROWS>(kc, mr);

@@ -134,6 +134,18 @@ impl Int8Path {
         }
     }
 
+    /// Bytes from one row of a quantized A tile to the next: K4 x 4 interleaved in groups; AMX's
+    /// row-major rows padded to an odd count of 64-byte lines, so that the 16 rows of a tile load
+    /// spread over L1's sets (with an even count they share fewer: 8 rows to a set at K = 3,072)
+    /// as the bf16 tiles' rows do ([`super::pack::bf16_pairs_pad`]).
+    fn a_row_bytes(self, k4: usize) -> usize {
+        if self == Int8Path::Amx {
+            (k4 / 16 | 1) * 64
+        } else {
+            4 * k4
+        }
+    }
+
     /// Lower-case name for reports.
     pub fn name(self) -> &'static str {
         match self {
@@ -636,7 +648,7 @@ impl Int8Linear {
         let (mr, nr) = self.path.tile();
         let (k, n, k4) = (self.in_features, self.out_features, self.k4);
         let tiles = m.div_ceil(mr);
-        let tile_bytes = k4 * mr * 4;
+        let tile_bytes = self.path.a_row_bytes(k4) * mr;
         outlier_columns_into(self.path, x, k, search, outliers);
         let (outliers, n_out) = (&outliers[..], outliers.len());
         outlier_mask(k, outliers, keep);
@@ -782,7 +794,7 @@ impl Int8Linear {
             a: a.as_ptr(),
             a_step: match self.path.a_layout() {
                 ALayout::Groups => 4 * self.path.tile().0,
-                ALayout::Rows => 4 * self.k4,
+                ALayout::Rows => self.path.a_row_bytes(self.k4),
             },
             b: panel.as_ptr(),
             k4: self.k4,

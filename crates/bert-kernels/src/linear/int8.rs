@@ -140,7 +140,7 @@ impl Int8Path {
     /// as the bf16 tiles' rows do ([`super::pack::bf16_pairs_pad`]).
     fn a_row_bytes(self, k4: usize) -> usize {
         if self == Int8Path::Amx {
-            (k4 / 16 | 1) * 64
+            ((k4 / 16) | 1) * 64
         } else {
             4 * k4
         }

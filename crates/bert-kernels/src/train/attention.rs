@@ -90,9 +90,12 @@ struct Scratch {
     b3: Vec<f32>,
     /// (T4, T16) scores / probabilities (forward), dPm (backward).
     s: Vec<f32>,
-    /// (T4, T) Pm^T, then dS, then dS^T (backward).
+    /// (T4, T) Pm^T, then dS^T (backward).
     m1: Vec<f32>,
+    /// (T4, T) dS (backward).
     m2: Vec<f32>,
+    /// (T, T) Pm (backward).
+    m3: Vec<f32>,
     /// (T) multipliers of one row.
     keep: Vec<f32>,
     /// (T4, D16) GEMM outputs.
@@ -120,6 +123,23 @@ fn gather_cols(dst: &mut [f32], ld: usize, rows: &[f32], stride: usize, col: usi
     for (j, row) in rows.chunks_exact(stride).enumerate() {
         for (k, &x) in row[col..col + d].iter().enumerate() {
             dst[k * ld + j] = x;
+        }
+    }
+}
+
+/// `dst[j * ldd + i] = src[i * lds + j]` for `i < rows`, `j < cols`: in 16 x 16 blocks, so that
+/// the 16 rows written (or read) at a time stay in L1. Column by column, a (128, 128) transpose's
+/// rows are 512 bytes apart and land in 8 of L1's 64 sets: every access missed.
+fn transpose(dst: &mut [f32], ldd: usize, src: &[f32], lds: usize, (rows, cols): (usize, usize)) {
+    const B: usize = 16;
+    for i0 in (0..rows).step_by(B) {
+        for j0 in (0..cols).step_by(B) {
+            for i in i0..(i0 + B).min(rows) {
+                let row = &src[i * lds..];
+                for j in j0..(j0 + B).min(cols) {
+                    dst[j * ldd + i] = row[j];
+                }
+            }
         }
     }
 }
@@ -281,7 +301,8 @@ pub fn attention_backward_with(
             // dPm (T4, T16) = dctx (T4, D) V^T (D, T16)
             let dpm = zeroed(&mut sc.s, t4 * t16);
             matmul(path, &sc.a, d, &sc.bt, t16, dpm, t16, t4, t16, d);
-            let pmt = zeroed(&mut sc.m1, t4 * t);
+            // Pm (T, T), row by row, then Pm^T (T4, T) for dV.
+            let pm = zeroed(&mut sc.m3, t * t);
             let ds = zeroed(&mut sc.m2, t4 * t);
             let keep = zeroed(&mut sc.keep, t);
             let hm = a.mask(hd);
@@ -290,8 +311,9 @@ pub fn attention_backward_with(
                 let p = &probs[base..base + t];
                 a.multipliers(isa, keep, base, hm);
                 let dp = &mut dpm[i * t16..i * t16 + t];
+                let pm = &mut pm[i * t..(i + 1) * t];
                 for j in 0..t {
-                    pmt[j * t + i] = p[j] * keep[j];
+                    pm[j] = p[j] * keep[j];
                     dp[j] *= keep[j];
                 }
                 // dS = P (dP - sum_j dP P) / sqrt(D)
@@ -300,6 +322,8 @@ pub fn attention_backward_with(
                     *x = p[j] * (dp[j] - rowdot) * scale;
                 }
             }
+            let pmt = zeroed(&mut sc.m1, t4 * t);
+            transpose(pmt, t, pm, t, (t, t));
             // dV (T4, D16) = Pm^T (T4, T) dctx (T, D16)
             let dv = zeroed(&mut sc.o1, t4 * d16);
             matmul(path, pmt, t, &sc.b3, d16, dv, d16, t4, d16, t);
@@ -307,11 +331,7 @@ pub fn attention_backward_with(
             let dq = zeroed(&mut sc.o2, t4 * d16);
             matmul(path, ds, t, &sc.b2, d16, dq, d16, t4, d16, t);
             // dK (T4, D16) = dS^T (T4, T) Q (T, D16); dS^T reuses the Pm^T tile.
-            for i in 0..t {
-                for j in 0..t {
-                    pmt[j * t + i] = ds[i * t + j];
-                }
-            }
+            transpose(pmt, t, ds, t, (t, t));
             let dk = zeroed(&mut sc.o3, t4 * d16);
             matmul(path, pmt, t, &sc.b1, d16, dk, d16, t4, d16, t);
             // SAFETY: columns qo, ko, vo .. + D of rows r0..r0+t belong to this task (head hd of

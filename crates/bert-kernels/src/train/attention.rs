@@ -111,9 +111,22 @@ fn zeroed(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
     v
 }
 
+/// Rows ahead of a gather that it prefetches: the rows are `stride` floats apart (3H: 4.6 KB for
+/// MiniLM), a stride the hardware prefetchers do not follow (as in inference's gather).
+const PREFETCH_ROWS: usize = 8;
+
+/// Prefetches columns `col..col + d` of row `j` of `rows` (rows `stride` apart), if there is one.
+#[inline(always)]
+fn prefetch_row(rows: &[f32], stride: usize, j: usize, col: usize, d: usize) {
+    if let Some(row) = rows.get(j * stride + col..j * stride + col + d) {
+        crate::isa::prefetch(row);
+    }
+}
+
 /// `rows` (T, 3H) columns `col..col + d` -> `dst` rows of width `ld` (row-major, T x ld).
 fn gather_rows(dst: &mut [f32], ld: usize, rows: &[f32], stride: usize, col: usize, d: usize) {
     for (j, row) in rows.chunks_exact(stride).enumerate() {
+        prefetch_row(rows, stride, j + PREFETCH_ROWS, col, d);
         dst[j * ld..j * ld + d].copy_from_slice(&row[col..col + d]);
     }
 }
@@ -121,6 +134,7 @@ fn gather_rows(dst: &mut [f32], ld: usize, rows: &[f32], stride: usize, col: usi
 /// `rows` (T, 3H) columns `col..col + d` transposed -> `dst` (d, ld).
 fn gather_cols(dst: &mut [f32], ld: usize, rows: &[f32], stride: usize, col: usize, d: usize) {
     for (j, row) in rows.chunks_exact(stride).enumerate() {
+        prefetch_row(rows, stride, j + PREFETCH_ROWS, col, d);
         for (k, &x) in row[col..col + d].iter().enumerate() {
             dst[k * ld + j] = x;
         }

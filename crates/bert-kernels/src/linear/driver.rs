@@ -207,6 +207,9 @@ struct Gemm<'a, T> {
     m: usize,
     k: usize,
     n: usize,
+    /// A packed once for every task, K block after K block, and where each block starts (its
+    /// last entry the end): when all tasks share one row block (see [`forward_with`]).
+    shared_a: Option<(&'a [f32], &'a [usize])>,
 }
 
 /// The layout of A and the treatment of C in one product: the plain `y = x W^T` of inference, or
@@ -242,6 +245,9 @@ thread_local! {
     static A_PACK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     /// Each worker's f32 copy of the f16 B micro-panel it is working on (see [`BOperand::widen`]).
     static B_WIDE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// The calling thread's A packed for all of a product's tasks ([`Gemm::shared_a`]), and its K
+    /// blocks' offsets.
+    static A_SHARED: RefCell<(Vec<f32>, Vec<usize>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
 /// `y (M, N) = epilogue(x (M, K) W^T + bias)` with W packed in `b`.
@@ -298,10 +304,35 @@ pub(super) fn forward_with<T: Elem>(
         m,
         k,
         n,
+        shared_a: None,
     };
     let tasks = rows.len() * cols.len();
-    let run = |t: usize| g.task(rows[t / cols.len()], cols[t % cols.len()]);
-    crate::team::for_each(tasks, run);
+    if rows.len() > 1 || cols.len() == 1 {
+        let run = |t: usize| g.task(rows[t / cols.len()], cols[t % cols.len()]);
+        crate::team::for_each(tasks, run);
+        return;
+    }
+    // One row block (few rows: W1's 8) split by columns: every task would pack the same A (at W1,
+    // 9% of the samples, each task's packing repeated by as many tasks per thread), so it is packed
+    // once here, by the calling thread, for all of them.
+    A_SHARED.with_borrow_mut(|(buf, offs)| {
+        let tiles = row_tiles(rows[0], opts.mr);
+        offs.clear();
+        offs.push(0);
+        let mut block = Vec::new();
+        for (k0, kc) in g.b.packed.k_blocks() {
+            g.pack_a(&tiles, k0, kc, &mut block);
+            buf.truncate(offs[offs.len() - 1]);
+            buf.extend_from_slice(&block);
+            offs.push(buf.len());
+        }
+        let g = Gemm {
+            shared_a: Some((&buf[..], &offs[..])),
+            ..g
+        };
+        let run = |t: usize| g.task(rows[0], cols[t]);
+        crate::team::for_each(tasks, run);
+    });
 }
 
 /// Splits `m` rows into blocks of at most `mc` (rounded to `mr`), as even as `mr` allows.
@@ -391,24 +422,13 @@ impl<T: Elem> Gemm<'_, T> {
                     let p1 = (p0 + chunk).min(cols.1);
                     let blocks = self.b.packed.k_blocks().count();
                     for (q, (k0, kc)) in self.b.packed.k_blocks().enumerate() {
-                        if p0 == cols.0 || blocks > 1 {
-                            let pack = match (T::K_PER, self.how.a_transposed, self.how.a_bf16) {
-                                (1, false, false) => pack_a::<false>,
-                                (1, false, true) => pack_a::<true>,
-                                (1, true, false) => pack_a_transposed::<false>,
-                                (1, true, true) => pack_a_transposed::<true>,
-                                (_, false, _) if self.b.amx => pack_a_bf16::<true>,
-                                (_, true, _) if self.b.amx => pack_a_transposed_bf16::<true>,
-                                (_, false, _) => pack_a_bf16::<false>,
-                                (_, true, _) => pack_a_transposed_bf16::<false>,
-                            };
-                            let ld = if self.how.a_transposed {
-                                self.m
-                            } else {
-                                self.k
-                            };
-                            pack(self.x, ld, &tiles, k0, kc, apack);
+                        if self.shared_a.is_none() && (p0 == cols.0 || blocks > 1) {
+                            self.pack_a(&tiles, k0, kc, apack);
                         }
+                        let apack: &[f32] = match self.shared_a {
+                            Some((buf, offs)) => &buf[offs[q]..offs[q + 1]],
+                            None => apack,
+                        };
                         let last = q + 1 == blocks;
                         for p in p0..p1 {
                             let b = self.b.packed.panel((k0, kc), p);
@@ -452,6 +472,27 @@ impl<T: Elem> Gemm<'_, T> {
                 }
             })
         });
+    }
+
+    /// Packs the row tiles `tiles` of A, K block (`k0`, `kc`), into `dst` in the layout the
+    /// kernels read.
+    fn pack_a(&self, tiles: &[(usize, usize)], k0: usize, kc: usize, dst: &mut Vec<f32>) {
+        let pack = match (T::K_PER, self.how.a_transposed, self.how.a_bf16) {
+            (1, false, false) => pack_a::<false>,
+            (1, false, true) => pack_a::<true>,
+            (1, true, false) => pack_a_transposed::<false>,
+            (1, true, true) => pack_a_transposed::<true>,
+            (_, false, _) if self.b.amx => pack_a_bf16::<true>,
+            (_, true, _) if self.b.amx => pack_a_transposed_bf16::<true>,
+            (_, false, _) => pack_a_bf16::<false>,
+            (_, true, _) => pack_a_transposed_bf16::<false>,
+        };
+        let ld = if self.how.a_transposed {
+            self.m
+        } else {
+            self.k
+        };
+        pack(self.x, ld, tiles, k0, kc, dst);
     }
 
     /// One register tile: rows `r0..r0 + mr`, columns `j0..j0 + NR` (clipped to N).

@@ -370,7 +370,7 @@ pub(super) enum ALayout {
     /// group come from one cache line (portable, AVX2, VNNI).
     Groups,
     /// (mr, K4 x 4): row-major, rows `dst.len() / mr` bytes apart (AMX's A tiles: 16 rows of 64
-    /// consecutive k).
+    /// consecutive k; the rows padded to an odd count of 64-byte lines, `Int8Path::a_row_bytes`).
     Rows,
 }
 
@@ -380,7 +380,7 @@ pub(super) struct QTile {
     /// rows) or (mr, K4 x 4) ([`ALayout::Rows`]; AMX reads 16 or 32 rows, past r ignored).
     pub a: *const u8,
     /// Groups: bytes from one k group of A to the next, 4 * mr. Rows: from one row to the next,
-    /// 4 * K4.
+    /// at least 4 * K4 (`Int8Path::a_row_bytes`).
     pub a_step: usize,
     /// Packed B panel, (K/4, NR, 4).
     pub b: *const i8,

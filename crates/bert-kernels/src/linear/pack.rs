@@ -440,8 +440,8 @@ pub(super) fn pack_a_bf16<const ROWS: bool>(
 const TRANSPOSED_PREFETCH: usize = 4;
 
 /// As [`pack_a_transposed`] for the bf16 kernels (the pairs and layouts of [`pack_a_bf16`]) from
-/// `xt` (K, M): each pair of K rows is interleaved once for all the tiles' rows, 16 at a time,
-/// then copied into each tile.
+/// `xt` (K, M): each pair of K rows is interleaved once for all the tiles' rows, then copied into
+/// each tile.
 pub(super) fn pack_a_transposed_bf16<const ROWS: bool>(
     xt: &[f32],
     m: usize,
@@ -463,7 +463,9 @@ pub(super) fn pack_a_transposed_bf16<const ROWS: bool>(
     for kk in 0..pairs {
         // The rows are 4M bytes apart: a stride the hardware prefetchers do not follow.
         for r in 2 * (kk + TRANSPOSED_PREFETCH)..2 * (kk + TRANSPOSED_PREFETCH + 1) {
-            row(r).map(crate::isa::prefetch);
+            if let Some(ahead) = row(r) {
+                crate::isa::prefetch(ahead);
+            }
         }
         let lo = row(2 * kk).expect("kk < ceil(kc / 2)");
         crate::bf16::interleave_into(lo, row(2 * kk + 1), &mut span);

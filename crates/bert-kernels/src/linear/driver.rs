@@ -319,13 +319,16 @@ pub(super) fn forward_with<T: Elem>(
         let tiles = row_tiles(rows[0], opts.mr);
         offs.clear();
         offs.push(0);
-        let mut block = Vec::new();
-        for (k0, kc) in g.b.packed.k_blocks() {
-            g.pack_a(&tiles, k0, kc, &mut block);
-            buf.truncate(offs[offs.len() - 1]);
-            buf.extend_from_slice(&block);
-            offs.push(buf.len());
-        }
+        buf.clear();
+        // Each K block packed into this thread's task scratch (free until the tasks start), then
+        // appended.
+        A_PACK.with_borrow_mut(|block| {
+            for (k0, kc) in g.b.packed.k_blocks() {
+                g.pack_a(&tiles, k0, kc, block);
+                buf.extend_from_slice(block);
+                offs.push(buf.len());
+            }
+        });
         let g = Gemm {
             shared_a: Some((&buf[..], &offs[..])),
             ..g

@@ -1,7 +1,8 @@
 //! The three products of a training step's Linear layers (`train::gemm`: forward `y = x W^T + b`,
 //! `dx = dy W`, `dW += dy^T x`), f32 and bf16, on one BERT layer's four shapes, interleaved in one
-//! process; with each product's packing alone (the operand the GEMM reads as W^T, packed every step
-//! because it changes every step) (docs/training.md).
+//! process; with each product's packing alone (the operand the GEMM reads as W^T: W for the
+//! forward and `dx`, `x` for `dW`, packed every step because they change every step)
+//! (docs/training.md).
 //!
 //! ```text
 //! cargo bench -p bert-kernels --bench train_gemm -- [--threads 2] [--m 2048] [--reps 11]
@@ -37,8 +38,8 @@ fn main() {
         bert_kernels::Isa::selected(),
         bert_kernels::has_avx512_bf16()
     );
-    println!("| model | M | precision | forward | dx = dy W | dW += dy^T x | pack W^T (dx) | pack x (dW) |");
-    println!("|---|---:|---|---:|---:|---:|---:|---:|");
+    println!("| model | M | precision | forward | dx = dy W | dW += dy^T x | pack W^T (dx) | pack x (dW) | pack W (forward) |");
+    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|");
     for (model, h, i) in [("MiniLM-L6", 384, 1536), ("bert-base", 768, 3072)] {
         // (N, K) of QKV, attention output, FFN up, FFN down.
         let shapes = [(3 * h, h), (h, h), (i, h), (h, i)];
@@ -56,11 +57,11 @@ fn main() {
                 .collect();
             let precs = [("f32", Precision::F32), ("bf16", Precision::Bf16)];
             // times[prec][op][rep]
-            let mut times = vec![vec![Vec::new(); 5]; precs.len()];
+            let mut times = vec![vec![Vec::new(); 6]; precs.len()];
             pool.install(|| {
                 for rep in 0..reps + 1 {
                     for (pi, &(_, prec)) in precs.iter().enumerate() {
-                        let mut t = [0.0f64; 5];
+                        let mut t = [0.0f64; 6];
                         for (n, k, w, b, x, dy) in &ops {
                             let (n, k) = (*n, *k);
                             let mut y = vec![0.0; m * n];
@@ -82,6 +83,9 @@ fn main() {
                             let start = Instant::now();
                             pack(prec, x, k, m);
                             t[4] += start.elapsed().as_secs_f64();
+                            let start = Instant::now();
+                            pack_w(prec, w, b, n, k);
+                            t[5] += start.elapsed().as_secs_f64();
                         }
                         if rep > 0 {
                             for (op, &v) in t.iter().enumerate() {
@@ -99,6 +103,19 @@ fn main() {
                 println!("| {model} | {m} | {name} | {} |", med.join(" | "));
             }
         }
+    }
+}
+
+/// Packs `w` (out, in) row-major as the forward product does, and drops it.
+fn pack_w(prec: Precision, w: &[f32], b: &[f32], out: usize, inp: usize) {
+    match prec {
+        Precision::F32 => drop(std::hint::black_box(Linear::from_slice(w, b, out, inp))),
+        Precision::Bf16 => drop(std::hint::black_box(Bf16Linear::new(
+            w,
+            b.to_vec(),
+            out,
+            inp,
+        ))),
     }
 }
 

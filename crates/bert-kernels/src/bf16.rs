@@ -54,6 +54,24 @@ pub(crate) fn pairs_into(vals: &[f32], dst: &mut [u32; 16]) -> usize {
     n
 }
 
+/// `vals` as bf16 pairs into `dst` (`ceil(len / 2)` lanes; an odd last value pairs with zero): a
+/// whole row of A for a row-major tile (AMX's), 32 values per `vcvtne2ps2bf16` where the CPU has
+/// AVX512-BF16, in one call for the row; [`pair`] for the rest.
+#[inline]
+pub(crate) fn pairs_row_into(vals: &[f32], dst: &mut [u32]) {
+    assert_eq!(dst.len(), vals.len().div_ceil(2));
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if crate::isa::has_avx512_bf16() {
+        done = vals.len() / 32 * 32;
+        // SAFETY: the CPU has AVX-512F and AVX512-BF16; `vals` holds `done` values, `dst` half.
+        unsafe { x86::pairs32s(&vals[..done], &mut dst[..done / 2]) };
+    }
+    for (d, v) in dst[done / 2..].iter_mut().zip(vals[done..].chunks(2)) {
+        *d = pair(v[0], v.get(1).copied().unwrap_or(0.0));
+    }
+}
+
 /// `lo[i]` and `hi[i]` (zero where `hi` is `None`) as bf16 pairs into `dst[i]`: two rows of K
 /// interleaved into one row of pair lanes (the transposed operands of training's products).
 /// `vcvtneps2bf16` 16 at a time where the CPU has AVX512-BF16 (one call for the whole row: these
@@ -91,6 +109,24 @@ mod x86 {
             dst.as_mut_ptr().cast(),
             std::mem::transmute::<__m512bh, __m512i>(h),
         );
+    }
+
+    /// # Safety
+    /// The CPU has AVX-512F and AVX512-BF16; `vals` holds a multiple of 32 floats, `dst` half as
+    /// many lanes.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub(super) unsafe fn pairs32s(vals: &[f32], dst: &mut [u32]) {
+        debug_assert!(vals.len().is_multiple_of(32) && dst.len() * 2 == vals.len());
+        for (j, d) in (0..vals.len()).step_by(32).zip((0..dst.len()).step_by(16)) {
+            let lo = _mm512_loadu_ps(vals.as_ptr().add(j));
+            let hi = _mm512_loadu_ps(vals.as_ptr().add(j + 16));
+            // As pairs32: lane i holds (vals[j + 2i], vals[j + 2i + 1]).
+            let h = _mm512_cvtne2ps_pbh(hi, lo);
+            _mm512_storeu_si512(
+                dst.as_mut_ptr().add(d).cast(),
+                std::mem::transmute::<__m512bh, __m512i>(h),
+            );
+        }
     }
 
     /// # Safety
@@ -176,7 +212,7 @@ mod tests {
     /// The vector conversions (where the CPU has them) give the scalar rounding's bits on the edge
     /// cases and a sweep of bit patterns.
     #[test]
-    fn pairs_into_and_interleave_into_match_pair() {
+    fn vector_pair_conversions_match_pair() {
         let mut vals: Vec<f32> = [
             0x0000_0000u32,
             0x8000_0000,
@@ -202,6 +238,16 @@ mod tests {
             for (j, g) in got[..n].iter().enumerate() {
                 let hi = chunk.get(2 * j + 1).copied().unwrap_or(0.0);
                 assert_eq!(*g, pair(chunk[2 * j], hi), "chunk {c} lane {j}");
+            }
+        }
+        // The same values as rows of 75 (two whole 32s and a tail of 11, odd: the last pair's
+        // high half zero).
+        for (c, row) in vals.chunks(75).enumerate() {
+            let mut got = vec![0u32; row.len().div_ceil(2)];
+            pairs_row_into(row, &mut got);
+            for (j, g) in got.iter().enumerate() {
+                let hi = row.get(2 * j + 1).copied().unwrap_or(0.0);
+                assert_eq!(*g, pair(row[2 * j], hi), "row {c} lane {j}");
             }
         }
         // The same values as pairs of rows of 37 (two whole 16s and a tail; the last shorter), with

@@ -422,6 +422,23 @@ pub(super) fn pack_a_bf16<const ROWS: bool>(
     for &(r0, mr) in tiles {
         let len = bf16_tile_len::<ROWS>(kc, mr);
         let tile = &mut dst[off..off + len];
+        if ROWS {
+            // Each row's pairs are contiguous: converted straight into the tile, the whole row in
+            // one call.
+            let (pairs, stride) = (kc.div_ceil(2), bf16_pairs_pad(kc));
+            for i in 0..mr {
+                let row = &x[(r0 + i) * k + k0..][..kc];
+                let out = &mut tile[i * stride..][..pairs];
+                // SAFETY: f32 and u32 have the same size and alignment, and every bit pattern is a
+                // valid f32 (the scratch holds the pairs' bits).
+                let out = unsafe {
+                    std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<u32>(), out.len())
+                };
+                crate::bf16::pairs_row_into(row, out);
+            }
+            off += len;
+            continue;
+        }
         for i in 0..mr {
             let row = &x[(r0 + i) * k + k0..][..kc];
             // 32 values (16 pairs) at a time: one `vcvtne2ps2bf16` where the CPU has it.

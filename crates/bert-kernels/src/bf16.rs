@@ -36,27 +36,9 @@ pub fn pair(lo: f32, hi: f32) -> u32 {
     u32::from(f32_to_bf16(lo)) | u32::from(f32_to_bf16(hi)) << 16
 }
 
-/// `vals` (at most 32) as bf16 pairs into `dst` (ceil(len / 2) lanes; an odd last value pairs with
-/// zero): [`pair`] of each two, with `vcvtne2ps2bf16` where the CPU has AVX512-BF16 and `vals` is
-/// a whole 32. Returns the pairs written.
-#[inline]
-pub(crate) fn pairs_into(vals: &[f32], dst: &mut [u32; 16]) -> usize {
-    #[cfg(target_arch = "x86_64")]
-    if vals.len() == 32 && crate::isa::has_avx512_bf16() {
-        // SAFETY: the CPU has AVX-512F and AVX512-BF16; `vals` holds 32 floats, `dst` 16 lanes.
-        unsafe { x86::pairs32(vals, dst) };
-        return 16;
-    }
-    let n = vals.len().div_ceil(2);
-    for (d, v) in dst.iter_mut().zip(vals.chunks(2)) {
-        *d = pair(v[0], v.get(1).copied().unwrap_or(0.0));
-    }
-    n
-}
-
-/// `vals` as bf16 pairs into `dst` (`ceil(len / 2)` lanes; an odd last value pairs with zero): a
-/// whole row of A for a row-major tile (AMX's), 32 values per `vcvtne2ps2bf16` where the CPU has
-/// AVX512-BF16, in one call for the row; [`pair`] for the rest.
+/// `vals` as bf16 pairs into `dst` (`ceil(len / 2)` lanes; an odd last value pairs with zero):
+/// [`pair`] of each two, 32 values per `vcvtne2ps2bf16` where the CPU has AVX512-BF16, a whole row
+/// in one call; [`pair`] itself for the last `len % 32`.
 #[inline]
 pub(crate) fn pairs_row_into(vals: &[f32], dst: &mut [u32]) {
     assert_eq!(dst.len(), vals.len().div_ceil(2));
@@ -96,22 +78,6 @@ mod x86 {
     use std::arch::x86_64::*;
 
     /// # Safety
-    /// The CPU has AVX-512F and AVX512-BF16; `vals` holds 32 floats.
-    #[target_feature(enable = "avx512f,avx512bf16")]
-    pub(super) unsafe fn pairs32(vals: &[f32], dst: &mut [u32; 16]) {
-        debug_assert_eq!(vals.len(), 32);
-        let lo = _mm512_loadu_ps(vals.as_ptr());
-        let hi = _mm512_loadu_ps(vals.as_ptr().add(16));
-        // The second operand gives the low 16 bf16: vals[0..16], then vals[16..32], in order,
-        // so 32-bit lane j holds (vals[2j], vals[2j + 1]).
-        let h = _mm512_cvtne2ps_pbh(hi, lo);
-        _mm512_storeu_si512(
-            dst.as_mut_ptr().cast(),
-            std::mem::transmute::<__m512bh, __m512i>(h),
-        );
-    }
-
-    /// # Safety
     /// The CPU has AVX-512F and AVX512-BF16; `vals` holds a multiple of 32 floats, `dst` half as
     /// many lanes.
     #[target_feature(enable = "avx512f,avx512bf16")]
@@ -120,7 +86,8 @@ mod x86 {
         for (j, d) in (0..vals.len()).step_by(32).zip((0..dst.len()).step_by(16)) {
             let lo = _mm512_loadu_ps(vals.as_ptr().add(j));
             let hi = _mm512_loadu_ps(vals.as_ptr().add(j + 16));
-            // As pairs32: lane i holds (vals[j + 2i], vals[j + 2i + 1]).
+            // The second operand gives the low 16 bf16: vals[j..j + 16], then vals[j + 16..j + 32],
+            // in order, so 32-bit lane i holds (vals[j + 2i], vals[j + 2i + 1]).
             let h = _mm512_cvtne2ps_pbh(hi, lo);
             _mm512_storeu_si512(
                 dst.as_mut_ptr().add(d).cast(),
@@ -231,18 +198,9 @@ mod tests {
         .map(f32::from_bits)
         .to_vec();
         vals.extend((0..=u32::MAX).step_by(65_537).map(f32::from_bits));
-        for (c, chunk) in vals.chunks(32).enumerate() {
-            let mut got = [0u32; 16];
-            let n = pairs_into(chunk, &mut got);
-            assert_eq!(n, chunk.len().div_ceil(2));
-            for (j, g) in got[..n].iter().enumerate() {
-                let hi = chunk.get(2 * j + 1).copied().unwrap_or(0.0);
-                assert_eq!(*g, pair(chunk[2 * j], hi), "chunk {c} lane {j}");
-            }
-        }
-        // The same values as rows of 75 (two whole 32s and a tail of 11, odd: the last pair's
-        // high half zero).
-        for (c, row) in vals.chunks(75).enumerate() {
+        // Rows of 32 (one vector conversion each) and of 75 (two whole 32s and a tail of 11, odd:
+        // the last pair's high half zero).
+        for (c, row) in vals.chunks(32).chain(vals.chunks(75)).enumerate() {
             let mut got = vec![0u32; row.len().div_ceil(2)];
             pairs_row_into(row, &mut got);
             for (j, g) in got.iter().enumerate() {

@@ -119,6 +119,8 @@ impl<T: Elem> PackedB<T> {
             let rows = kcq.div_ceil(T::K_PER);
             let block = &mut dst[k0 / T::K_PER * panels * nr..][..rows * panels * nr];
             let fill = |(p, panel): (usize, &mut [T])| {
+                // One row of W's pairs, converted in one call, then written down its panel column.
+                let mut lanes = vec![0u32; if T::K_PER == 1 { 0 } else { rows }];
                 for (c, j) in (p * nr..((p + 1) * nr).min(n)).enumerate() {
                     let row = &w[j * k + k0..][..kcq];
                     if T::K_PER == 1 {
@@ -126,13 +128,9 @@ impl<T: Elem> PackedB<T> {
                             panel[kk * nr + c] = T::from_f32(v);
                         }
                     } else {
-                        // 32 values (16 pairs) at a time, as `pack_a_bf16` does.
-                        let mut lanes = [0u32; 16];
-                        for (q, chunk) in row.chunks(32).enumerate() {
-                            let got = crate::bf16::pairs_into(chunk, &mut lanes);
-                            for (j, &lane) in lanes[..got].iter().enumerate() {
-                                panel[(16 * q + j) * nr + c] = T::from_lane(lane);
-                            }
+                        crate::bf16::pairs_row_into(row, &mut lanes);
+                        for (kk, &lane) in lanes.iter().enumerate() {
+                            panel[kk * nr + c] = T::from_lane(lane);
                         }
                     }
                 }
@@ -417,17 +415,17 @@ pub(super) fn pack_a_bf16<const ROWS: bool>(
 ) {
     let total = tiles.iter().map(|t| bf16_tile_len::<ROWS>(kc, t.1)).sum();
     dst.resize(total, 0.0);
+    let (pairs, stride) = (kc.div_ceil(2), bf16_pairs_pad(kc));
+    // The column layout's row of pairs, before it is written down its tile column.
+    let mut lanes = vec![0u32; if ROWS { 0 } else { pairs }];
     let mut off = 0;
-    let mut lanes = [0u32; 16];
     for &(r0, mr) in tiles {
         let len = bf16_tile_len::<ROWS>(kc, mr);
         let tile = &mut dst[off..off + len];
-        if ROWS {
-            // Each row's pairs are contiguous: converted straight into the tile, the whole row in
-            // one call.
-            let (pairs, stride) = (kc.div_ceil(2), bf16_pairs_pad(kc));
-            for i in 0..mr {
-                let row = &x[(r0 + i) * k + k0..][..kc];
+        for i in 0..mr {
+            let row = &x[(r0 + i) * k + k0..][..kc];
+            if ROWS {
+                // A row's pairs are contiguous: converted straight into the tile.
                 let out = &mut tile[i * stride..][..pairs];
                 // SAFETY: f32 and u32 have the same size and alignment, and every bit pattern is a
                 // valid f32 (the scratch holds the pairs' bits).
@@ -435,17 +433,10 @@ pub(super) fn pack_a_bf16<const ROWS: bool>(
                     std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<u32>(), out.len())
                 };
                 crate::bf16::pairs_row_into(row, out);
-            }
-            off += len;
-            continue;
-        }
-        for i in 0..mr {
-            let row = &x[(r0 + i) * k + k0..][..kc];
-            // 32 values (16 pairs) at a time: one `vcvtne2ps2bf16` where the CPU has it.
-            for (c, chunk) in row.chunks(32).enumerate() {
-                let n = crate::bf16::pairs_into(chunk, &mut lanes);
-                for (j, &lane) in lanes[..n].iter().enumerate() {
-                    tile[bf16_at::<ROWS>(kc, mr, i, 16 * c + j)] = f32::from_bits(lane);
+            } else {
+                crate::bf16::pairs_row_into(row, &mut lanes);
+                for (p, &lane) in lanes.iter().enumerate() {
+                    tile[bf16_at::<false>(kc, mr, i, p)] = f32::from_bits(lane);
                 }
             }
         }

@@ -135,12 +135,11 @@ impl Int8Path {
     }
 
     /// Bytes of a quantized A tile per row of it: K4 x 4 (interleaved in groups), or for AMX's
-    /// row-major rows, the distance from one row to the next, padded to an odd count of 64-byte
-    /// lines so that the 16 rows of a tile load spread over L1's 64 sets (48 lines at K = 3,072
-    /// put a tile's 16 rows in 4 sets) as the bf16 tiles' rows do ([`super::pack::bf16_pairs_pad`]).
+    /// row-major rows the distance from one row to the next, K4 x 4 padded as the bf16 tiles'
+    /// rows are ([`super::pack::amx_row_bytes`]).
     fn a_row_bytes(self, k4: usize) -> usize {
         if self == Int8Path::Amx {
-            ((k4 / 16) | 1) * 64
+            super::pack::amx_row_bytes(4 * k4)
         } else {
             4 * k4
         }

@@ -389,14 +389,20 @@ pub(super) fn bf16_rows_pad(rows: usize) -> usize {
     }
 }
 
-/// Pairs per row of an AMX bf16 A tile of a K block of `kc`: ceil(kc / 2) rounded up to a tile's
-/// 16 (the padding is never read), then to an odd count of 64-byte lines. A tile load reads 16
-/// rows this far apart: with an even count of lines they share fewer of L1's 64 sets (all 16 one
-/// set at 4 KB, K = 2,048: training's `dW` over 2,048 tokens), and A missed L1 in every load
-/// (dW took 1.5x the time of the forward product of the same size).
+/// Pairs per row of an AMX bf16 A tile of a K block of `kc`: ceil(kc / 2) pairs (4 bytes each)
+/// padded to [`amx_row_bytes`] (the padding is never read).
 pub(super) fn bf16_pairs_pad(kc: usize) -> usize {
-    let lines = kc.div_ceil(2).div_ceil(16);
-    (lines | 1) * 16
+    amx_row_bytes(4 * kc.div_ceil(2)) / 4
+}
+
+/// Bytes from one row of an AMX A tile to the next, for rows of `bytes`: rounded up to whole
+/// 64-byte lines (a tile row's width), then to an odd count of them. A tile load reads 16 rows
+/// this far apart, and with an even count of lines they share fewer of L1's 64 sets: at 4 KB
+/// (bf16, K = 2,048: training's `dW` over 2,048 tokens) all 16 fell in one set and A missed L1 in
+/// every load (`dW` took 1.5x the time of the forward product of the same size); int8 at K =
+/// 3,072 put them in 4 sets.
+pub(super) fn amx_row_bytes(bytes: usize) -> usize {
+    (bytes.div_ceil(64) | 1) * 64
 }
 
 /// As [`pack_a`] for the bf16 kernels: each (kc, mr) tile becomes bf16 pairs

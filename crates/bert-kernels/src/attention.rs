@@ -258,19 +258,25 @@ fn head(
     matmul(path, &sc.s, t16, v, d16, &mut sc.o, d16, t4, d16, t);
 }
 
-/// Rows ahead of the gather that [`prefetch_head_row`] asks for.
-const PREFETCH_ROWS: usize = 8;
+/// Rows ahead of a head's gather that it prefetches (here and in training's attention).
+pub(crate) const PREFETCH_ROWS: usize = 8;
 
-/// Prefetches head `hd`'s Q, K and V columns of token row `j` of `rows` ((T, 3H)), if there is one:
-/// the gather reads 4 x D bytes three times per row with a stride of 12 H bytes (4.6 KB for
+/// Prefetches columns `col..col + d` of row `j` of `rows` (rows `stride` floats apart), if there
+/// is one. A head's gather reads 4 x D bytes of each row with a stride of 12 H bytes (4.6 KB for
 /// MiniLM), which the hardware prefetchers do not follow, so each row was a cache miss waited for
 /// (the gather's copies were 11% of a MiniLM int8 W2F forward on an Intel Xeon).
 #[inline(always)]
+pub(crate) fn prefetch_row(rows: &[f32], stride: usize, j: usize, col: usize, d: usize) {
+    if let Some(row) = rows.get(j * stride + col..j * stride + col + d) {
+        crate::isa::prefetch(row);
+    }
+}
+
+/// [`prefetch_row`] of head `hd`'s Q, K and V columns of token row `j` of `rows` ((T, 3H)).
+#[inline(always)]
 fn prefetch_head_row(rows: &[f32], j: usize, h: usize, hd: usize, d: usize) {
-    if let Some(row) = rows.get(j * 3 * h..(j + 1) * 3 * h) {
-        for part in 0..3 {
-            crate::isa::prefetch(&row[part * h + hd * d..part * h + (hd + 1) * d]);
-        }
+    for part in 0..3 {
+        prefetch_row(rows, 3 * h, j, part * h + hd * d, d);
     }
 }
 

@@ -14,7 +14,7 @@
 use rayon::prelude::*;
 
 use super::Dropout;
-use crate::attention::{matmul, probs_offsets, Path, NR};
+use crate::attention::{matmul, prefetch_row, probs_offsets, Path, NR, PREFETCH_ROWS};
 use crate::layernorm::dot8;
 use crate::team::SendPtr;
 use crate::Isa;
@@ -109,18 +109,6 @@ fn zeroed(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
     v.clear();
     v.resize(len, 0.0);
     v
-}
-
-/// Rows ahead of a gather that it prefetches: the rows are `stride` floats apart (3H: 4.6 KB for
-/// MiniLM), a stride the hardware prefetchers do not follow (as in inference's gather).
-const PREFETCH_ROWS: usize = 8;
-
-/// Prefetches columns `col..col + d` of row `j` of `rows` (rows `stride` apart), if there is one.
-#[inline(always)]
-fn prefetch_row(rows: &[f32], stride: usize, j: usize, col: usize, d: usize) {
-    if let Some(row) = rows.get(j * stride + col..j * stride + col + d) {
-        crate::isa::prefetch(row);
-    }
 }
 
 /// `rows` (T, 3H) columns `col..col + d` -> `dst` rows of width `ld` (row-major, T x ld).

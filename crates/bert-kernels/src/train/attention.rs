@@ -373,6 +373,8 @@ mod tests {
             (vec![0usize, 1], 1usize, 1usize, None),
             (vec![0, 5, 5, 8], 2, 3, Some(vec![1.0f32, 0.5])),
             (vec![0, 7, 20], 3, 9, Some(vec![0.0, 1.0, 0.25])),
+            // Longer than a 16 x 16 block of the backward's transposes, not a multiple of it.
+            (vec![0, 37], 2, 5, None),
         ] {
             let n = *cu.last().unwrap();
             let h = nh * d;

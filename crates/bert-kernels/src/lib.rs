@@ -9,6 +9,7 @@ pub mod activation;
 pub mod attention;
 pub mod bf16;
 pub mod f16;
+mod hugepages;
 pub mod isa;
 pub mod layernorm;
 pub mod linear;
@@ -21,6 +22,7 @@ mod vexp;
 
 pub use activation::Activation;
 pub use attention::{attention, AttentionArgs};
+pub use hugepages::HUGE_PAGES_ENV;
 pub use isa::{has_avx512_bf16, Isa, AMX_ENV, ISA_ENV};
 pub use layernorm::layer_norm;
 pub use linear::{Bf16Linear, Epilogue, F16Linear, Int8Linear, Int8Path, Linear};

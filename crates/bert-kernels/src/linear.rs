@@ -30,7 +30,7 @@ pub use int8::{
 
 use crate::Activation;
 use driver::Product;
-use pack::PackedB;
+use pack::{Lifetime, PackedB};
 
 /// What happens to `x W^T + b` before it is stored.
 #[derive(Clone, Copy, Debug)]
@@ -130,7 +130,13 @@ impl Linear {
         in_features: usize,
     ) -> Self {
         let opts = GemmOptions::new(Isa::selected());
-        Self::pack(weight, bias.to_vec(), out_features, in_features, opts)
+        Self::pack(
+            weight,
+            bias.to_vec(),
+            (out_features, in_features),
+            opts,
+            Lifetime::Step,
+        )
     }
 
     /// As [`Linear::new`], with an explicit ISA and blocking: for tests and benchmarks.
@@ -145,19 +151,32 @@ impl Linear {
         in_features: usize,
         opts: GemmOptions,
     ) -> Self {
-        Self::pack(&weight, bias, out_features, in_features, opts)
+        Self::pack(
+            &weight,
+            bias,
+            (out_features, in_features),
+            opts,
+            Lifetime::Model,
+        )
     }
 
-    /// Checks, then packs `weight` (out, in) row-major: the body of `with_options` and `from_slice`.
+    /// Checks, then packs `weight` (out, in) row-major, stored for `life`: the body of
+    /// `with_options` (weights kept for the model's life) and `from_slice` (one training step's).
     fn pack(
         weight: &[f32],
         bias: Vec<f32>,
-        out_features: usize,
-        in_features: usize,
+        (out_features, in_features): (usize, usize),
         opts: GemmOptions,
+        life: Lifetime,
     ) -> Self {
         Self::check(weight.len(), &bias, out_features, in_features, opts);
-        let packed = PackedB::new(weight, out_features, in_features, opts.nr(), opts.kc);
+        let packed = PackedB::new(
+            weight,
+            (out_features, in_features),
+            opts.nr(),
+            opts.kc,
+            life,
+        );
         Self::from_packed(packed, bias, out_features, in_features, opts)
     }
 
@@ -237,7 +256,8 @@ impl Linear {
         opts: GemmOptions,
     ) -> Self {
         Self::check(weight_t.len(), &bias, out_features, in_features, opts);
-        let packed = PackedB::from_kn(weight_t, out_features, in_features, opts.nr(), opts.kc);
+        let dims = (out_features, in_features);
+        let packed = PackedB::from_kn(weight_t, dims, opts.nr(), opts.kc, Lifetime::Step);
         Self::from_packed(packed, bias, out_features, in_features, opts)
     }
 

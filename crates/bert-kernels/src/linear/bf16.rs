@@ -12,7 +12,7 @@
 //!   at f32's speed and memory.
 
 use super::driver::{self, BOperand, Product};
-use super::pack::{Bf16Pair, PackedB};
+use super::pack::{Bf16Pair, Lifetime, PackedB};
 use super::{Epilogue, GemmOptions, Isa, Linear};
 
 /// A Linear layer with bf16 products (see the module docs).
@@ -32,6 +32,15 @@ enum Path {
     },
     /// The weights rounded to bf16, as f32.
     Emulated(Linear),
+}
+
+/// What a constructor packs: a model's weight (kept for its life), one training step's weight, or
+/// a transposed operand (training's, per step).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Build {
+    Model,
+    Step,
+    Transposed,
 }
 
 impl Bf16Linear {
@@ -94,7 +103,25 @@ impl Bf16Linear {
         (out_features, in_features): (usize, usize),
         opts: GemmOptions,
     ) -> Self {
-        Self::build(weight, bias, (out_features, in_features), opts, false)
+        Self::build(
+            weight,
+            bias,
+            (out_features, in_features),
+            opts,
+            Build::Model,
+        )
+    }
+
+    /// As [`Bf16Linear::new`] for one training step ([`Linear::from_slice`]): the packing is freed
+    /// with the step, so it stays off the huge pages of the model's weights.
+    pub fn from_slice(
+        weight: &[f32],
+        bias: Vec<f32>,
+        out_features: usize,
+        in_features: usize,
+    ) -> Self {
+        let opts = Self::default_options(Isa::selected());
+        Self::build(weight, bias, (out_features, in_features), opts, Build::Step)
     }
 
     /// As [`Bf16Linear::new`] from the transposed weight `weight_t` (in, out) row-major: training's
@@ -106,17 +133,23 @@ impl Bf16Linear {
         in_features: usize,
     ) -> Self {
         let opts = Self::default_options(Isa::selected());
-        Self::build(weight_t, bias, (out_features, in_features), opts, true)
+        Self::build(
+            weight_t,
+            bias,
+            (out_features, in_features),
+            opts,
+            Build::Transposed,
+        )
     }
 
-    /// Checks, then packs `weight` ((out, in), or (in, out) if `transposed`) for the native or the
-    /// emulated path.
+    /// Checks, then packs `weight` ((out, in), or (in, out) for [`Build::Transposed`]) for the
+    /// native or the emulated path.
     fn build(
         weight: &[f32],
         bias: Vec<f32>,
         (out_features, in_features): (usize, usize),
         opts: GemmOptions,
-        transposed: bool,
+        how: Build,
     ) -> Self {
         let native = driver::kernels_bf16(opts.isa, opts.mr, opts.nv).is_some();
         // The emulated path runs the f32 kernels of `opts`; the native one its own.
@@ -129,21 +162,25 @@ impl Bf16Linear {
             !native,
         );
         let (n, k, nr) = (out_features, in_features, opts.nr());
+        let life = match how {
+            Build::Model => Lifetime::Model,
+            Build::Step | Build::Transposed => Lifetime::Step,
+        };
         let path = if native {
-            let packed = if transposed {
-                PackedB::<Bf16Pair>::from_kn(weight, n, k, nr, opts.kc)
+            let packed = if how == Build::Transposed {
+                PackedB::<Bf16Pair>::from_kn(weight, (n, k), nr, opts.kc, life)
             } else {
-                PackedB::<Bf16Pair>::new(weight, n, k, nr, opts.kc)
+                PackedB::<Bf16Pair>::new(weight, (n, k), nr, opts.kc, life)
             };
             let mut bias = bias;
             bias.resize(packed.panels() * opts.nr(), 0.0);
             Path::Native { packed, bias, opts }
         } else {
             let rounded: Vec<f32> = weight.iter().map(|&w| crate::bf16::round(w)).collect();
-            Path::Emulated(if transposed {
+            Path::Emulated(if how == Build::Transposed {
                 Linear::from_transposed_with_options(&rounded, bias, n, k, opts)
             } else {
-                Linear::with_options(rounded, bias, n, k, opts)
+                Linear::pack(&rounded, bias, (n, k), opts, life)
             })
         };
         Bf16Linear {
@@ -482,8 +519,8 @@ mod tests {
                     wt[i * n + j] = w[j * k + i];
                 }
             }
-            let a = PackedB::<Bf16Pair>::new(&w, n, k, nr, kc);
-            let b = PackedB::<Bf16Pair>::from_kn(&wt, n, k, nr, kc);
+            let a = PackedB::<Bf16Pair>::new(&w, (n, k), nr, kc, Lifetime::Model);
+            let b = PackedB::<Bf16Pair>::from_kn(&wt, (n, k), nr, kc, Lifetime::Step);
             assert_eq!(a.panel_data(), b.panel_data(), "{n}x{k} nr {nr} kc {kc}");
         }
     }

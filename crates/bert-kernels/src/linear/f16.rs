@@ -16,7 +16,7 @@
 //!   the conversion is shared by all M rows, so f16 runs at f32's speed where compute dominates.
 
 use super::driver::{self, BOperand, Product, Widened};
-use super::pack::PackedB;
+use super::pack::{Lifetime, PackedB};
 use super::{Epilogue, GemmOptions, Isa};
 
 /// How an f16 product reads its weights (see the module docs).
@@ -190,7 +190,8 @@ impl F16Linear {
         read: F16Read,
     ) -> Self {
         super::Linear::check(weight.len(), &bias, out_features, in_features, opts);
-        let packed = PackedB::<u16>::new(weight, out_features, in_features, opts.nr(), opts.kc);
+        let dims = (out_features, in_features);
+        let packed = PackedB::<u16>::new(weight, dims, opts.nr(), opts.kc, Lifetime::Model);
         let mut bias = bias;
         bias.resize(packed.panels() * opts.nr(), 0.0);
         F16Linear {

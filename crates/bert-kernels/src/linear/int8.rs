@@ -25,6 +25,7 @@ use super::amx::amx_kernel;
 #[cfg(target_arch = "x86_64")]
 use super::int8_x86::{avx2_kernel, vnni_kernel};
 use super::{Epilogue, Isa};
+use crate::hugepages::HugeBuf;
 use crate::team::SendPtr;
 use crate::Activation;
 
@@ -480,14 +481,10 @@ fn kernels(path: Int8Path) -> &'static [QKernel] {
     }
 }
 
-/// Cache-line alignment of the packed weights, in bytes.
-const ALIGN: usize = 64;
-
 /// A Linear layer's weights quantized to int8 per output channel, packed for the int8 microkernel.
 pub struct Int8Linear {
-    /// (panels, K/4, NR, 4) quantized W^T, from `start`.
-    buf: Vec<i8>,
-    start: usize,
+    /// (panels, K/4, NR, 4) quantized W^T, on the weights' huge pages ([`crate::hugepages`]).
+    buf: HugeBuf<i8>,
     /// (panels * NR) per-channel scales, `128 * colsum` corrections (shifted paths, else 0), bias;
     /// zero-padded.
     sw: Vec<f32>,
@@ -552,11 +549,10 @@ impl Int8Linear {
         let panels = n.div_ceil(nr);
         let k4 = path.k4(k);
         let len = panels * k4 * nr * 4;
-        let mut buf = vec![0i8; len + ALIGN];
-        let start = buf.as_ptr().align_offset(ALIGN).min(ALIGN);
+        let mut buf = HugeBuf::<i8>::zeroed(len);
         let mut sw = vec![0.0f32; panels * nr];
         let mut corr = vec![0i32; panels * nr];
-        let dst = &mut buf[start..start + len];
+        let dst = &mut buf[..];
         for (j, row) in weight.chunks_exact(k).enumerate() {
             let (scale, inv) = int8_scale(row.iter().fold(0.0f32, |m, v| m.max(v.abs())));
             sw[j] = scale;
@@ -576,7 +572,6 @@ impl Int8Linear {
         bias.resize(panels * nr, 0.0);
         Int8Linear {
             buf,
-            start,
             sw,
             corr,
             bias,
@@ -603,14 +598,14 @@ impl Int8Linear {
 
     /// Bytes of weights, scales and bias this layer holds.
     pub fn memory_bytes(&self) -> usize {
-        self.buf.capacity() + 4 * (self.sw.capacity() + self.corr.capacity() + self.bias.capacity())
+        self.buf.len() + 4 * (self.sw.capacity() + self.corr.capacity() + self.bias.capacity())
     }
 
     /// Panel `p`'s outlier columns `cols` dequantized: (cols, NR) in `out` (see
     /// [`dequantize_columns`]).
     fn dequantized_panel(&self, cols: &[usize], p: usize, out: &mut [f32]) {
         let nr = self.path.tile().1;
-        let panel = &self.buf[self.start + p * self.k4 * nr * 4..][..self.k4 * nr * 4];
+        let panel = &self.buf[p * self.k4 * nr * 4..][..self.k4 * nr * 4];
         assert!(
             out.len() >= cols.len() * nr,
             "dequantized_panel: output too short"
@@ -781,7 +776,7 @@ impl Int8Linear {
         let rows = sa.len();
         let j0 = p * nr;
         let ncols = nr.min(n - j0);
-        let panel = &self.buf[self.start + p * self.k4 * nr * 4..][..self.k4 * nr * 4];
+        let panel = &self.buf[p * self.k4 * nr * 4..][..self.k4 * nr * 4];
         let (res, act) = match epi {
             Epilogue::Bias => (None, None),
             Epilogue::BiasActivation(act) => (None, Some(act)),

@@ -17,7 +17,7 @@ const ALIGN_BYTES: usize = 64;
 
 /// An element of packed B: f32, f16 bits (`u16`, converted at packing, [`crate::f16`]), or a
 /// [`Bf16Pair`] holding two consecutive K values.
-pub(super) trait Elem: Copy + Default + Send + Sync {
+pub(super) trait Elem: Copy + Default + Send + Sync + crate::hugepages::Zeroable {
     /// Consecutive K values (rows of W^T) one element holds: a panel row of `nr` elements covers
     /// `K_PER` rows of K.
     const K_PER: usize = 1;
@@ -93,10 +93,70 @@ impl Elem for Bf16Pair {
     }
 }
 
+// SAFETY: a repr(transparent) u32: the all-zero bits are a value.
+unsafe impl crate::hugepages::Zeroable for Bf16Pair {}
+
+/// How long a packing lives, which decides where it is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Lifetime {
+    /// Packed once at load and read on every call for the model's life: on huge pages
+    /// ([`crate::hugepages`]; a batch-1 forward streams these from memory).
+    Model,
+    /// Packed for one training step or one call, then dropped: on the heap.
+    Step,
+}
+
+/// Where a packing's elements are.
+enum Store<T> {
+    /// A heap buffer and the offset of its first 64-byte-aligned element.
+    Heap(Vec<T>, usize),
+    /// A huge-page weight region, aligned.
+    Huge(crate::hugepages::HugeBuf<T>),
+}
+
+impl<T: Elem> Store<T> {
+    /// `len` zeroed elements, 64-byte aligned.
+    fn zeroed(len: usize, life: Lifetime) -> Self {
+        match life {
+            Lifetime::Model => Store::Huge(crate::hugepages::HugeBuf::zeroed(len)),
+            Lifetime::Step => {
+                let slack = ALIGN_BYTES / std::mem::size_of::<T>();
+                let buf = vec![T::default(); len + slack];
+                let start = buf.as_ptr().align_offset(ALIGN_BYTES).min(slack);
+                Store::Heap(buf, start)
+            }
+        }
+    }
+}
+
+impl<T> Store<T> {
+    /// The `len` elements from the aligned start.
+    fn get(&self, len: usize) -> &[T] {
+        match self {
+            Store::Heap(buf, start) => &buf[*start..*start + len],
+            Store::Huge(buf) => &buf[..len],
+        }
+    }
+
+    fn get_mut(&mut self, len: usize) -> &mut [T] {
+        match self {
+            Store::Heap(buf, start) => &mut buf[*start..*start + len],
+            Store::Huge(buf) => &mut buf[..len],
+        }
+    }
+
+    /// Elements allocated.
+    fn capacity(&self) -> usize {
+        match self {
+            Store::Heap(buf, _) => buf.capacity(),
+            Store::Huge(buf) => buf.len(),
+        }
+    }
+}
+
 /// W^T (K, N) in the microkernel's panel layout, 64-byte aligned, elements `T`.
 pub(super) struct PackedB<T = f32> {
-    buf: Vec<T>,
-    start: usize,
+    store: Store<T>,
     nr: usize,
     panels: usize,
     /// K block boundaries: block q is rows `kb[q]..kb[q + 1]`.
@@ -107,13 +167,19 @@ impl<T: Elem> PackedB<T> {
     /// Packs `w` (N, K) row-major (PyTorch layout) into panels of `nr` columns and K blocks of at most
     /// `kc` rows, the blocks as even as possible (K = 385, kc = 256: 193 + 192, not 256 + 129), each
     /// value converted to `T` (`T::K_PER` K rows to an element: every block but the last then starts
-    /// and ends on a multiple of `K_PER`).
-    pub(super) fn new(w: &[f32], n: usize, k: usize, nr: usize, kc: usize) -> Self {
+    /// and ends on a multiple of `K_PER`), stored as `life` asks.
+    pub(super) fn new(
+        w: &[f32],
+        (n, k): (usize, usize),
+        nr: usize,
+        kc: usize,
+        life: Lifetime,
+    ) -> Self {
         debug_assert_eq!(w.len(), n * k);
-        let mut packed = Self::zeroed(n, k, nr, kc);
+        let mut packed = Self::zeroed(n, k, nr, kc, life);
         let (panels, len) = (packed.panels, packed.len());
         let kb = std::mem::take(&mut packed.kb);
-        let dst = &mut packed.buf[packed.start..packed.start + len];
+        let dst = packed.store.get_mut(len);
         for q in kb.windows(2) {
             let (k0, kcq) = (q[0], q[1] - q[0]);
             let rows = kcq.div_ceil(T::K_PER);
@@ -147,7 +213,7 @@ impl<T: Elem> PackedB<T> {
 
     /// Zero buffer and K blocks for (N, K) in panels of `nr` and blocks of at most `kc` rows, the
     /// blocks as even as possible.
-    fn zeroed(n: usize, k: usize, nr: usize, kc: usize) -> Self {
+    fn zeroed(n: usize, k: usize, nr: usize, kc: usize, life: Lifetime) -> Self {
         let panels = n.div_ceil(nr);
         let blocks = k.div_ceil(kc.max(1));
         let mut kb: Vec<usize> = (0..=blocks)
@@ -159,12 +225,8 @@ impl<T: Elem> PackedB<T> {
         // Rounding down to K_PER can only empty a block when kc < K_PER: drop it.
         kb.dedup();
         let len = panels * nr * k.div_ceil(T::K_PER);
-        let slack = ALIGN_BYTES / std::mem::size_of::<T>();
-        let buf = vec![T::default(); len + slack];
-        let start = buf.as_ptr().align_offset(ALIGN_BYTES).min(slack);
         PackedB {
-            buf,
-            start,
+            store: Store::zeroed(len, life),
             nr,
             panels,
             kb,
@@ -179,12 +241,12 @@ impl<T: Elem> PackedB<T> {
     /// The packed panels (without the alignment slack), for tests.
     #[cfg(test)]
     pub(super) fn panel_data(&self) -> &[T] {
-        &self.buf[self.start..self.start + self.len()]
+        self.store.get(self.len())
     }
 
     /// Elements allocated.
     pub(super) fn capacity(&self) -> usize {
-        self.buf.capacity()
+        self.store.capacity()
     }
 
     pub(super) fn panels(&self) -> usize {
@@ -200,8 +262,8 @@ impl<T: Elem> PackedB<T> {
     /// elements.
     pub(super) fn panel(&self, (k0, kc): (usize, usize), p: usize) -> &[T] {
         let rows = kc.div_ceil(T::K_PER);
-        let off = self.start + k0 / T::K_PER * self.panels * self.nr + p * rows * self.nr;
-        &self.buf[off..off + rows * self.nr]
+        let off = k0 / T::K_PER * self.panels * self.nr + p * rows * self.nr;
+        &self.store.get(self.len())[off..off + rows * self.nr]
     }
 }
 
@@ -220,10 +282,7 @@ impl PackedB<u16> {
             buf.resize(len + slack, 0.0);
         }
         let start = buf.as_ptr().align_offset(ALIGN_BYTES).min(slack);
-        let (src, dst) = (
-            &self.buf[self.start..self.start + len],
-            &mut buf[start..start + len],
-        );
+        let (src, dst) = (self.store.get(len), &mut buf[start..start + len]);
         const CHUNK: usize = 1 << 14;
         if len >= PAR_PACK {
             crate::team::for_each_chunk_mut(dst, CHUNK, |i, d| {
@@ -233,8 +292,7 @@ impl PackedB<u16> {
             widen(src, dst);
         }
         PackedB {
-            buf,
-            start,
+            store: Store::Heap(buf, start),
             nr: self.nr,
             panels: self.panels,
             kb: self.kb.clone(),
@@ -243,9 +301,12 @@ impl PackedB<u16> {
 }
 
 impl<T> PackedB<T> {
-    /// The buffer, to be reused (see [`PackedB::widened`]).
+    /// The buffer, to be reused (see [`PackedB::widened`]; empty if on huge pages).
     pub(super) fn into_buf(self) -> Vec<T> {
-        self.buf
+        match self.store {
+            Store::Heap(buf, _) => buf,
+            Store::Huge(_) => Vec::new(),
+        }
     }
 }
 
@@ -254,9 +315,15 @@ impl<T: Elem> PackedB<T> {
     /// rows are the GEMM's K, or the transpose of a PyTorch weight): each panel row is a contiguous
     /// copy (f32) or conversion of `K_PER` rows, no transpose needed.
     /// `PackedB::from_kn(&transpose(w), ..)` equals `PackedB::new(w, ..)`.
-    pub(super) fn from_kn(wt: &[f32], n: usize, k: usize, nr: usize, kc: usize) -> Self {
+    pub(super) fn from_kn(
+        wt: &[f32],
+        (n, k): (usize, usize),
+        nr: usize,
+        kc: usize,
+        life: Lifetime,
+    ) -> Self {
         debug_assert_eq!(wt.len(), n * k);
-        let mut packed = Self::zeroed(n, k, nr, kc);
+        let mut packed = Self::zeroed(n, k, nr, kc, life);
         let (panels, len) = (packed.panels, packed.len());
         // Each task fills a group of adjacent panels, K row by K row: it reads one contiguous
         // segment of each row of `wt`. Panel by panel, it read nr columns of each row, rows
@@ -267,7 +334,7 @@ impl<T: Elem> PackedB<T> {
         } else {
             panels.max(1)
         };
-        let dst = &mut packed.buf[packed.start..packed.start + len];
+        let dst = packed.store.get_mut(len);
         for q in packed.kb.windows(2) {
             let (k0, kcq) = (q[0], q[1] - q[0]);
             let rows = kcq.div_ceil(T::K_PER);

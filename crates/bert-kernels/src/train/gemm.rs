@@ -37,7 +37,7 @@ impl Packed {
     fn new(prec: Precision, w: &[f32], b: &[f32], out: usize, inp: usize) -> Self {
         match prec {
             Precision::F32 => Packed::F32(Linear::from_slice(w, b, out, inp)),
-            Precision::Bf16 => Packed::Bf16(Bf16Linear::new(w, b.to_vec(), out, inp)),
+            Precision::Bf16 => Packed::Bf16(Bf16Linear::from_slice(w, b.to_vec(), out, inp)),
         }
     }
 

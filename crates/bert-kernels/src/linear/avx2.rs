@@ -22,6 +22,23 @@ pub(super) const LANES: usize = 8;
 /// `NV * 8` floats.
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn kernel<const MR: usize, const NV: usize>(t: &Tile) {
+    kernel_body::<MR, NV, false>(t)
+}
+
+/// As [`kernel`] with A read where it is, unpacked: row `i` at `a + i * lda`, its K steps
+/// consecutive (see `avx512::kernel_direct`).
+///
+/// # Safety
+/// As [`kernel`], with `a` holding `MR` rows of `kc` floats `lda` apart.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn kernel_direct<const MR: usize, const NV: usize>(t: &Tile) {
+    kernel_body::<MR, NV, true>(t)
+}
+
+/// The two kernels' code; `DIRECT` is a compile-time constant.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn kernel_body<const MR: usize, const NV: usize, const DIRECT: bool>(t: &Tile) {
     // C is written (and, for later K blocks, read) at the end: start fetching it now.
     for i in 0..MR {
         let c = t.c.add(i * t.ldc);
@@ -42,12 +59,12 @@ pub(super) unsafe fn kernel<const MR: usize, const NV: usize>(t: &Tile) {
             *bv = _mm256_loadu_ps(b.add(v * LANES));
         }
         for (i, acc) in acc.iter_mut().enumerate() {
-            let av = _mm256_broadcast_ss(&*a.add(i));
+            let av = _mm256_broadcast_ss(&*a.add(if DIRECT { i * t.lda } else { i }));
             for (acc, bv) in acc.iter_mut().zip(&bv) {
                 *acc = _mm256_fmadd_ps(av, *bv, *acc);
             }
         }
-        a = a.add(MR);
+        a = a.add(if DIRECT { 1 } else { MR });
         b = b.add(NV * LANES);
     }
     for (i, acc) in acc.iter().enumerate() {

@@ -54,7 +54,18 @@ pub(super) use store_tile;
 /// `NV * 16` floats.
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn kernel<const MR: usize, const NV: usize>(t: &Tile) {
-    kernel_body::<MR, NV, false>(t)
+    kernel_body::<MR, NV, false, false>(t)
+}
+
+/// As [`kernel`] with A read where it is, unpacked: row `i` at `a + i * lda`, its K steps
+/// consecutive (the driver's products of one row block, where packing A was a serial step
+/// between the parallel ones).
+///
+/// # Safety
+/// As [`kernel`], with `a` holding `MR` rows of `kc` floats `lda` apart.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn kernel_direct<const MR: usize, const NV: usize>(t: &Tile) {
+    kernel_body::<MR, NV, false, true>(t)
 }
 
 /// As [`kernel`] with B in f16: `b` and `pf` point at `kc * NV * 16` f16 bits (`u16`), each B row
@@ -64,14 +75,16 @@ pub(super) unsafe fn kernel<const MR: usize, const NV: usize>(t: &Tile) {
 /// As [`kernel`], with `b` and `pf` holding `kc * NV * 16` u16.
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn kernel_f16<const MR: usize, const NV: usize>(t: &Tile) {
-    kernel_body::<MR, NV, true>(t)
+    kernel_body::<MR, NV, true, false>(t)
 }
 
-/// The two kernels' code; `F16` is a compile-time constant, so the f32 kernel is the same
-/// instructions it was before f16 existed.
+/// The three kernels' code; `F16` and `DIRECT` (A unpacked, rows `lda` apart) are compile-time
+/// constants, so the f32 kernel is the same instructions it was before either existed.
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn kernel_body<const MR: usize, const NV: usize, const F16: bool>(t: &Tile) {
+unsafe fn kernel_body<const MR: usize, const NV: usize, const F16: bool, const DIRECT: bool>(
+    t: &Tile,
+) {
     // C is written (and, for later K blocks, read) at the end: start fetching it now.
     prefetch_c::<MR, NV>(t);
     let mut acc = [[_mm512_setzero_ps(); NV]; MR];
@@ -92,12 +105,12 @@ unsafe fn kernel_body<const MR: usize, const NV: usize, const F16: bool>(t: &Til
             };
         }
         for (i, acc) in acc.iter_mut().enumerate() {
-            let av = _mm512_set1_ps(*a.add(i));
+            let av = _mm512_set1_ps(*a.add(if DIRECT { i * t.lda } else { i }));
             for (acc, bv) in acc.iter_mut().zip(&bv) {
                 *acc = _mm512_fmadd_ps(av, *bv, *acc);
             }
         }
-        a = a.add(MR);
+        a = a.add(if DIRECT { 1 } else { MR });
         b = b.add(step);
     }
     store_tile!(t, acc, MR, NV);

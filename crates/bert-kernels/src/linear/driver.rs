@@ -22,8 +22,11 @@ use crate::Activation;
 /// One microkernel call: `C[mr, NR] (+)= A[mr, kc] B[kc, NR]`, then the epilogue.
 #[derive(Clone, Copy)]
 pub(super) struct Tile {
-    /// Packed A row tile, (kc, mr); for the bf16 kernels (ceil(kc / 2), mr) bf16 pairs.
+    /// Packed A row tile, (kc, mr); for the bf16 kernels (ceil(kc / 2), mr) bf16 pairs. For the
+    /// direct kernels ([`kernels_direct`]) A itself: mr rows of kc floats, `lda` apart.
     pub a: *const f32,
+    /// Floats from one row of A to the next: read by the direct kernels only.
+    pub lda: usize,
     /// Packed B micro-panel, (kc, NR): f32, f16 bits (u16) for the f16 kernels, or
     /// (ceil(kc / 2), NR) bf16 pairs (u32) for the bf16 kernels.
     pub b: *const f32,
@@ -83,6 +86,23 @@ pub(super) fn kernels(isa: Isa, mr: usize, nv: usize) -> Option<&'static [Kernel
         (Isa::Avx512, 12, 2) => table!(avx512, 2; 1 2 3 4 5 6 7 8 9 10 11 12),
         #[cfg(target_arch = "x86_64")]
         (Isa::Avx512, 14, 2) => table!(avx512, 2; 1 2 3 4 5 6 7 8 9 10 11 12 13 14),
+        _ => None,
+    }
+}
+
+/// The microkernels for tiles of 1..=mr rows that read A unpacked, rows `lda` apart (see
+/// [`Gemm::direct`]), or `None` if that shape has none.
+pub(super) fn kernels_direct(isa: Isa, mr: usize, nv: usize) -> Option<&'static [KernelFn]> {
+    macro_rules! table {
+        ($m:ident, $nv:literal; $($mr:literal)*) => {
+            Some(&[$(super::$m::kernel_direct::<$mr, $nv> as KernelFn),*])
+        };
+    }
+    match (isa, mr, nv) {
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx2, 6, 2) => table!(avx2, 2; 1 2 3 4 5 6),
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx512, 12, 2) => table!(avx512, 2; 1 2 3 4 5 6 7 8 9 10 11 12),
         _ => None,
     }
 }
@@ -210,6 +230,9 @@ struct Gemm<'a, T> {
     /// A packed once for every task, K block after K block, and where each block starts (its
     /// last entry the end): when all tasks share one row block (see [`forward_with`]).
     shared_a: Option<(&'a [f32], &'a [usize])>,
+    /// Kernels that read A where it is, not packed: when all tasks share one row block of a plain
+    /// f32 product (see [`forward_with`]).
+    direct: Option<&'static [KernelFn]>,
 }
 
 /// The layout of A and the treatment of C in one product: the plain `y = x W^T` of inference, or
@@ -305,6 +328,7 @@ pub(super) fn forward_with<T: Elem>(
         k,
         n,
         shared_a: None,
+        direct: None,
     };
     let tasks = rows.len() * cols.len();
     if rows.len() > 1 || cols.len() == 1 {
@@ -312,9 +336,20 @@ pub(super) fn forward_with<T: Elem>(
         crate::team::for_each(tasks, run);
         return;
     }
-    // One row block (few rows: W1's 8) split by columns: every task would pack the same A (at W1,
-    // 9% of the samples, each task's packing repeated by as many tasks per thread), so it is packed
-    // once here, by the calling thread, for all of them.
+    // One row block (few rows: W1's 8) split by columns: every task would pack the same A. A plain
+    // f32 product reads A where it is: packing it once on the calling thread before the tasks (the
+    // next case) cost MiniLM's f32 W1 8% of its time, the other threads idle meanwhile.
+    let plain = T::K_PER == 1 && !how.a_transposed && !how.a_bf16 && g.b.widen.is_none();
+    if let Some(direct) = kernels_direct(opts.isa, opts.mr, opts.nv).filter(|_| plain) {
+        let g = Gemm {
+            direct: Some(direct),
+            ..g
+        };
+        crate::team::for_each(tasks, |t| g.task(rows[0], cols[t]));
+        return;
+    }
+    // Else A is packed once here, by the calling thread, for all of them (before, each task
+    // packed it: at W1, 9% of the samples).
     A_SHARED.with_borrow_mut(|(buf, offs)| {
         let tiles = row_tiles(rows[0], opts.mr);
         offs.clear();
@@ -375,7 +410,8 @@ fn row_tiles((r0, r1): (usize, usize), mr: usize) -> Vec<(usize, usize)> {
 
 /// The operands of one register tile.
 struct Job<'s> {
-    /// (kc, mr) packed A ((ceil(kc / 2), mr) pairs for bf16).
+    /// (kc, mr) packed A ((ceil(kc / 2), mr) pairs for bf16); for the direct kernels, A from the
+    /// tile's first row and K block on (rows `k` apart).
     a: &'s [f32],
     /// (kc, NR) packed B, in the element type `kernels` read.
     b: *const f32,
@@ -405,9 +441,10 @@ impl<T: Elem> Gemm<'_, T> {
             .b
             .widen
             .filter(|w| self.b.kernels.is_none() || tiles.len() >= w.min_tiles);
-        let kernels = match widened {
-            Some(w) => w.kernels,
-            None => self.b.kernels.expect("Linear::new checked B has kernels"),
+        let kernels = match (widened, self.direct) {
+            (_, Some(direct)) => direct,
+            (Some(w), None) => w.kernels,
+            (None, None) => self.b.kernels.expect("Linear::new checked B has kernels"),
         };
         #[cfg(target_arch = "x86_64")]
         if self.b.amx {
@@ -425,7 +462,8 @@ impl<T: Elem> Gemm<'_, T> {
                     let p1 = (p0 + chunk).min(cols.1);
                     let blocks = self.b.packed.k_blocks().count();
                     for (q, (k0, kc)) in self.b.packed.k_blocks().enumerate() {
-                        if self.shared_a.is_none() && (p0 == cols.0 || blocks > 1) {
+                        let packed = self.direct.is_none() && self.shared_a.is_none();
+                        if packed && (p0 == cols.0 || blocks > 1) {
                             self.pack_a(&tiles, k0, kc, apack);
                         }
                         let apack: &[f32] = match self.shared_a {
@@ -453,8 +491,12 @@ impl<T: Elem> Gemm<'_, T> {
                             let mut a_off = 0;
                             for (t, &rows) in tiles.iter().enumerate() {
                                 let a_len = tile_len(kc, rows.1);
+                                let a = match self.direct {
+                                    Some(_) => &self.x[rows.0 * self.k + k0..],
+                                    None => &apack[a_off..a_off + a_len],
+                                };
                                 self.tile(Job {
-                                    a: &apack[a_off..a_off + a_len],
+                                    a,
                                     b,
                                     pf: if self.opts.prefetch && t + 1 == tiles.len() {
                                         next
@@ -534,6 +576,7 @@ impl<T: Elem> Gemm<'_, T> {
         if ncols == nr {
             let t = Tile {
                 a: a.as_ptr(),
+                lda: self.k,
                 b,
                 pf,
                 kc,
@@ -543,8 +586,10 @@ impl<T: Elem> Gemm<'_, T> {
                 epi: epi(res.map_or(std::ptr::null(), <[f32]>::as_ptr), n),
             };
             // SAFETY: `kernels` matches the options' ISA, which Linear::new checked the CPU supports;
-            // a is (kc, mr), b and pf are (kc, NR) of the elements `kernels` read; c and res hold mr
-            // rows of NR = ncols floats, n apart.
+            // a is (kc, mr) packed, or for the direct kernels x from row r0, column k0 on (rows
+            // r0..r0 + mr < M of K floats, so every a + i * k + kk with kk < kc is in x); b and pf
+            // are (kc, NR) of the elements `kernels` read; c and res hold mr rows of NR = ncols
+            // floats, n apart.
             unsafe { kernel(&t) };
             return;
         }
@@ -564,6 +609,7 @@ impl<T: Elem> Gemm<'_, T> {
         }
         let t = Tile {
             a: a.as_ptr(),
+            lda: self.k,
             b,
             pf,
             kc,

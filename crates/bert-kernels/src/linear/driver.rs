@@ -456,12 +456,29 @@ impl<T: Elem> Gemm<'_, T> {
             true => bf16_tile_len::<true>(kc, rows),
             false => kc.div_ceil(T::K_PER) * rows,
         };
+        let packed_b = self.b.packed;
+        let blocks = packed_b.k_block_count();
+        // The panel this task reads after panel `p` of K block `q` in chunk `p0..p1`, which the
+        // kernel prefetches as it runs: the next panel, else the chunk's first panel in the next
+        // K block, else the next chunk's first; `None` at the task's end. (At W1, bert-base's
+        // tasks are 6 panels wide and K = 3,072 is 4 blocks: one panel in 6 was read unfetched.)
+        let after = |q: usize, p: usize, (p0, p1): (usize, usize)| {
+            let (q, p) = if p + 1 < p1 {
+                (q, p + 1)
+            } else if q + 1 < blocks {
+                (q + 1, p0)
+            } else if p1 < cols.1 {
+                (0, p1)
+            } else {
+                return None;
+            };
+            Some(packed_b.panel(packed_b.k_block(q), p))
+        };
         A_PACK.with_borrow_mut(|apack| {
             B_WIDE.with_borrow_mut(|wide| {
                 for p0 in (cols.0..cols.1).step_by(chunk) {
                     let p1 = (p0 + chunk).min(cols.1);
-                    let blocks = self.b.packed.k_blocks().count();
-                    for (q, (k0, kc)) in self.b.packed.k_blocks().enumerate() {
+                    for (q, (k0, kc)) in packed_b.k_blocks().enumerate() {
                         let packed = self.direct.is_none() && self.shared_a.is_none();
                         if packed && (p0 == cols.0 || blocks > 1) {
                             self.pack_a(&tiles, k0, kc, apack);
@@ -473,11 +490,12 @@ impl<T: Elem> Gemm<'_, T> {
                         let last = q + 1 == blocks;
                         for p in p0..p1 {
                             let b = self.b.packed.panel((k0, kc), p);
-                            let next = if p + 1 < p1 {
-                                self.b.packed.panel((k0, kc), p + 1)
-                            } else {
-                                b
-                            };
+                            // The kernel prefetches (and f16's widening reads) as many
+                            // elements as `b` has: a next panel of another length (the K blocks
+                            // differ by one row at most) is not prefetched.
+                            let next = after(q, p, (p0, p1))
+                                .filter(|next| next.len() == b.len())
+                                .unwrap_or(b);
                             let (b, next) = match widened {
                                 None => (b.as_ptr().cast::<f32>(), next.as_ptr().cast::<f32>()),
                                 Some(w) => {

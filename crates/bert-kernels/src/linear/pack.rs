@@ -258,6 +258,15 @@ impl<T: Elem> PackedB<T> {
         self.kb.windows(2).map(|q| (q[0], q[1] - q[0]))
     }
 
+    /// K block `q`, (first row, rows).
+    pub(super) fn k_block(&self, q: usize) -> (usize, usize) {
+        (self.kb[q], self.kb[q + 1] - self.kb[q])
+    }
+
+    pub(super) fn k_block_count(&self) -> usize {
+        self.kb.len().saturating_sub(1)
+    }
+
     /// The (kc, nr) micro-panel of panel `p` in the K block (`k0`, `kc`): (ceil(kc / K_PER), nr)
     /// elements.
     pub(super) fn panel(&self, (k0, kc): (usize, usize), p: usize) -> &[T] {

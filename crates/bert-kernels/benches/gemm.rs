@@ -18,7 +18,7 @@
 //!                         scalar pass (gemm) or Activation::apply_slice (mm, openblas) after
 //!   --candidates ours,gemm,mm,openblas
 //!   --ours 6x2/kc256/mc96,4x3/kc384   extra variants of our kernel: RxV tile, kcN, mcN, ncN, nopf, tN tasks per
-//!                         thread, fN min task flops
+//!                         thread, otN the same for products of one row block, fN min task flops
 //! ```
 //! Every candidate computes `y = x W^T + b` with W (N, K) row-major as PyTorch stores it. docs/gemm.md
 //! has the results.
@@ -374,6 +374,8 @@ fn variant(isa: Isa, spec: &str) -> GemmOptions {
             o.nc = v.parse().unwrap();
         } else if part == "nopf" {
             o.prefetch = false;
+        } else if let Some(v) = part.strip_prefix("ot") {
+            o.one_block_tasks_per_thread = v.parse().unwrap();
         } else if let Some(v) = part.strip_prefix('t') {
             o.tasks_per_thread = v.parse().unwrap();
         } else if let Some(v) = part.strip_prefix('f') {

@@ -310,10 +310,15 @@ pub(super) fn forward_with<T: Elem>(
     let rows = row_blocks(m, opts.mr, opts.mc);
     let work = 2 * m * n * k;
     let threads = rayon::current_num_threads();
+    let per_thread = if rows.len() == 1 {
+        opts.one_block_tasks_per_thread
+    } else {
+        opts.tasks_per_thread
+    };
     let want = if threads <= 1 {
         1
     } else {
-        (threads * opts.tasks_per_thread).min((work / opts.min_task_flops).max(1))
+        (threads * per_thread).min((work / opts.min_task_flops).max(1))
     };
     let cols = col_blocks(panels, want.div_ceil(rows.len()));
     let g = Gemm {

@@ -157,7 +157,7 @@ pub(super) unsafe fn amx_kernel<const R: usize>(t: &QTile) {
         sums.as_mut_ptr().cast(),
     );
     let s = sums.as_ptr().cast::<i32>();
-    store_avx512::<2>(t, R, |i, v| {
+    store_avx512::<2, true>(t, R, |i, v| {
         std::arch::x86_64::_mm512_load_si512(s.add(i * NR + v * 16).cast())
     });
 }

@@ -210,7 +210,7 @@ pub(super) unsafe fn activate_slice(xs: &mut [f32], act: Activation) {
 
 #[target_feature(enable = "avx512f")]
 #[inline]
-fn activation(act: Activation, x: __m512) -> __m512 {
+pub(super) fn activation(act: Activation, x: __m512) -> __m512 {
     match act {
         Activation::Gelu => gelu(x),
         Activation::GeluTanh => gelu_tanh(x),

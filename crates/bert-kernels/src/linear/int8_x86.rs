@@ -191,18 +191,26 @@ fn scatter_tail(
 pub(super) unsafe fn vnni_kernel<const R: usize>(t: &QTile) {
     const NV: usize = 3;
     let acc = vnni_sums::<R>(t);
-    store_avx512::<NV>(t, R, |i, v| acc[i][v]);
+    store_avx512::<NV, false>(t, R, |i, v| acc[i][v]);
 }
 
 /// The store of an AVX-512 int8 tile of `rows` rows and NV x 16 columns whose i32 sums are
 /// `sums(row, vector)`: `sums - 128 colsum`, dequantization, bias, the outlier columns in f32,
 /// residual or activation (the VNNI and AMX kernels').
 ///
+/// With `ACT_IN_STORE` the activation is applied to each vector before its store; else the block
+/// is stored, then re-read and activated. AMX's sums come from memory, so its registers are free
+/// for the activation, and re-reading C cost it: C's rows are N floats apart (12 KB for
+/// bert-base's FFN, so all 32 rows of a tile fall in one L1 set) and the re-read missed L1 (GELU
+/// was 9.6% of bert-base int8 W2F's samples; in the store, bert-base int8 W2F took 0.92x and
+/// 0.94x the time in two runs of 7 and 9 interleaved rounds on an Intel Xeon). VNNI's sums are 3R
+/// registers, which the activation's temporaries would spill (MiniLM int8 W2F 1.04x the time).
+///
 /// # Safety
 /// The CPU supports AVX-512F; `t` describes in-bounds buffers (see [`QTile`]) for `rows` rows and
 /// NR = NV x 16 columns.
 #[inline(always)]
-pub(super) unsafe fn store_avx512<const NV: usize>(
+pub(super) unsafe fn store_avx512<const NV: usize, const ACT_IN_STORE: bool>(
     t: &QTile,
     rows: usize,
     sums: impl Fn(usize, usize) -> __m512i,
@@ -224,10 +232,13 @@ pub(super) unsafe fn store_avx512<const NV: usize>(
             if !t.res.is_null() {
                 r = _mm512_add_ps(r, _mm512_loadu_ps(t.res.add(i * t.ldr + v * 16)));
             }
+            if let (true, Some(act)) = (ACT_IN_STORE, t.act) {
+                r = super::avx512::activation(act, r);
+            }
             _mm512_storeu_ps(c.add(v * 16), r);
         }
     }
-    if let Some(act) = t.act {
+    if let (false, Some(act)) = (ACT_IN_STORE, t.act) {
         super::avx512::activate_block(t.c, t.ldc, rows, NV, act);
     }
 }

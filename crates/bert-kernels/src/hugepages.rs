@@ -12,7 +12,8 @@
 //! given its own pages: they are carved one after another from regions of [`REGION_BYTES`], each
 //! 2 MiB-aligned and advised once. A region is unmapped when its last buffer is dropped (the
 //! arena keeps only a weak reference to the region it is filling), so dropping a model gives its
-//! memory back. Only weights packed once (`Linear::new` and the other load-time constructors)
+//! memory back; a region shared by two models (the first's last matrices, the second's first)
+//! stays mapped until both are dropped, at most one region's worth. Only weights packed once (`Linear::new` and the other load-time constructors)
 //! live here: training's per-step packings are freed every step and stay on the heap.
 //!
 //! `BERT_KERNELS_HUGE_PAGES=0` ([`HUGE_PAGES_ENV`]) keeps the layout and skips the advice (4 KiB

@@ -2,19 +2,21 @@
 //!
 //! A batch-1 forward (W1) streams every packed weight once and does little arithmetic on it: its
 //! speed is the memory system's. On 4 KiB pages that stream crosses a page every 4 KiB, and
-//! MiniLM's 42 MB of f32 layer weights span about 10,000 pages, far more than the second-level TLB
-//! holds (2,048 entries on recent Intel and AMD cores), so every page costs a page walk. On 2 MiB
-//! pages the same weights span 21. Linux gives a process huge pages where it asks for them
-//! (`madvise(MADV_HUGEPAGE)`; `/sys/kernel/mm/transparent_hugepage/enabled` is `madvise` on most
-//! distributions), on ranges that are 2 MiB-aligned and advised before they are first touched.
+//! MiniLM's 42 MB of f32 layer weights span about 10,000 pages, far more than the second-level
+//! TLB holds (2,048-3,072 entries on recent Intel and AMD cores), so every page costs a page
+//! walk. On 2 MiB pages the same weights span 21. Linux gives a process huge pages where it asks
+//! for them (`madvise(MADV_HUGEPAGE)`; `/sys/kernel/mm/transparent_hugepage/enabled` is `madvise`
+//! on most distributions), on ranges that are 2 MiB-aligned and advised before they are first
+//! touched.
 //!
 //! A layer's matrices are mostly smaller than 2 MiB (MiniLM's 384 x 384 is 0.6 MB), so each is not
 //! given its own pages: they are carved one after another from regions of [`REGION_BYTES`], each
 //! 2 MiB-aligned and advised once. A region is unmapped when its last buffer is dropped (the
 //! arena keeps only a weak reference to the region it is filling), so dropping a model gives its
 //! memory back; a region shared by two models (the first's last matrices, the second's first)
-//! stays mapped until both are dropped, at most one region's worth. Only weights packed once (`Linear::new` and the other load-time constructors)
-//! live here: training's per-step packings are freed every step and stay on the heap.
+//! stays mapped until both are dropped, at most one region's worth. Only weights packed once
+//! (`Linear::new` and the other load-time constructors) live here: training's per-step packings
+//! are freed every step and stay on the heap.
 //!
 //! `BERT_KERNELS_HUGE_PAGES=0` ([`HUGE_PAGES_ENV`]) keeps the layout and skips the advice (4 KiB
 //! pages, for comparison). On other systems the regions come from the global allocator.

@@ -21,7 +21,6 @@
 //! `BERT_KERNELS_HUGE_PAGES=0` ([`HUGE_PAGES_ENV`]) keeps the layout and skips the advice (4 KiB
 //! pages, for comparison). On other systems the regions come from the global allocator.
 
-use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
@@ -98,9 +97,8 @@ impl Region {
             if lead > 0 {
                 libc::munmap(raw.cast(), lead);
             }
-            if HUGE_PAGE - lead > 0 {
-                libc::munmap(raw.add(lead + bytes).cast(), HUGE_PAGE - lead);
-            }
+            // Never empty: lead < HUGE_PAGE.
+            libc::munmap(raw.add(lead + bytes).cast(), HUGE_PAGE - lead);
             let base = raw.add(lead);
             if advise() {
                 // Advice only: a kernel without THP answers EINVAL, and the pages stay 4 KiB.
@@ -173,7 +171,6 @@ pub(crate) struct HugeBuf<T> {
     len: usize,
     /// Keeps the region mapped.
     _region: Arc<Region>,
-    _t: PhantomData<T>,
 }
 
 // SAFETY: a HugeBuf owns its `len` elements exclusively (no other buffer overlaps them), like a
@@ -196,7 +193,6 @@ impl<T: Zeroable> HugeBuf<T> {
             ptr,
             len,
             _region: region,
-            _t: PhantomData,
         }
     }
 }

@@ -484,8 +484,8 @@ impl<T: Elem> Gemm<'_, T> {
                 for p0 in (cols.0..cols.1).step_by(chunk) {
                     let p1 = (p0 + chunk).min(cols.1);
                     for (q, (k0, kc)) in packed_b.k_blocks().enumerate() {
-                        let packed = self.direct.is_none() && self.shared_a.is_none();
-                        if packed && (p0 == cols.0 || blocks > 1) {
+                        let pack_here = self.direct.is_none() && self.shared_a.is_none();
+                        if pack_here && (p0 == cols.0 || blocks > 1) {
                             self.pack_a(&tiles, k0, kc, apack);
                         }
                         let apack: &[f32] = match self.shared_a {

@@ -119,13 +119,19 @@ impl<T: Elem> Store<T> {
     fn zeroed(len: usize, life: Lifetime) -> Self {
         match life {
             Lifetime::Model => Store::Huge(crate::hugepages::HugeBuf::zeroed(len)),
-            Lifetime::Step => {
-                let slack = ALIGN_BYTES / std::mem::size_of::<T>();
-                let buf = vec![T::default(); len + slack];
-                let start = buf.as_ptr().align_offset(ALIGN_BYTES).min(slack);
-                Store::Heap(buf, start)
-            }
+            Lifetime::Step => Store::heap(Vec::new(), len),
         }
+    }
+
+    /// `len` elements of `buf` from its first 64-byte-aligned one, `buf` grown (with zeros) as
+    /// needed and otherwise left as it was.
+    fn heap(mut buf: Vec<T>, len: usize) -> Self {
+        let slack = ALIGN_BYTES / std::mem::size_of::<T>();
+        if buf.len() < len + slack {
+            buf.resize(len + slack, T::default());
+        }
+        let start = buf.as_ptr().align_offset(ALIGN_BYTES).min(slack);
+        Store::Heap(buf, start)
     }
 }
 
@@ -282,16 +288,12 @@ impl PackedB<u16> {
     /// `widen(src, dst)` over equal-length chunks, in parallel for large B.
     pub(super) fn widened(
         &self,
-        mut buf: Vec<f32>,
+        buf: Vec<f32>,
         widen: impl Fn(&[u16], &mut [f32]) + Sync,
     ) -> PackedB<f32> {
         let len = self.len();
-        let slack = ALIGN_BYTES / std::mem::size_of::<f32>();
-        if buf.len() < len + slack {
-            buf.resize(len + slack, 0.0);
-        }
-        let start = buf.as_ptr().align_offset(ALIGN_BYTES).min(slack);
-        let (src, dst) = (self.store.get(len), &mut buf[start..start + len]);
+        let mut store = Store::heap(buf, len);
+        let (src, dst) = (self.store.get(len), store.get_mut(len));
         const CHUNK: usize = 1 << 14;
         if len >= PAR_PACK {
             crate::team::for_each_chunk_mut(dst, CHUNK, |i, d| {
@@ -301,7 +303,7 @@ impl PackedB<u16> {
             widen(src, dst);
         }
         PackedB {
-            store: Store::Heap(buf, start),
+            store,
             nr: self.nr,
             panels: self.panels,
             kb: self.kb.clone(),

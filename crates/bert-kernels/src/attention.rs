@@ -313,7 +313,29 @@ pub(crate) fn matmul(
         "matmul: c too short"
     );
     for i in (0..m).step_by(mr) {
-        for j in (0..n).step_by(NR) {
+        let mut j = 0;
+        #[cfg(target_arch = "x86_64")]
+        if path == Path::Avx512 {
+            // Two column tiles at once: 10 loads feed 16 FMAs (8x16 tiles: 9 loads, 8 FMAs, which
+            // left the load ports, not the FMA units, the bound).
+            while j + 2 * NR <= n {
+                // SAFETY: AVX-512F checked by `attention_with`; the asserts above keep the 8x32
+                // tile of c, its 8 rows of a (k wide) and its k rows of b (32 wide) in bounds.
+                unsafe {
+                    avx512::tile_8x32(
+                        a.as_ptr().add(i * lda),
+                        lda,
+                        b.as_ptr().add(j),
+                        ldb,
+                        c.as_mut_ptr().add(i * ldc + j),
+                        ldc,
+                        k,
+                    )
+                };
+                j += 2 * NR;
+            }
+        }
+        for j in (j..n).step_by(NR) {
             match path {
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: AVX-512F checked by `attention_with`; the asserts above keep every
@@ -527,6 +549,39 @@ mod avx512 {
         }
         for (r, acc_r) in acc.iter().enumerate() {
             _mm512_storeu_ps(c.add(r * ldc), *acc_r);
+        }
+    }
+
+    /// AVX-512 8x32 tile of `c = a b`: [`tile_8x16`] over two adjacent column tiles, each `a`
+    /// element broadcast once for both (16 accumulators).
+    ///
+    /// # Safety
+    /// AVX-512F must be available; `a` must be readable at `r * lda + p`, `b` at
+    /// `p * ldb + 0..32` and `c` writable at `r * ldc + 0..32` for r < 8, p < k.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn tile_8x32(
+        a: *const f32,
+        lda: usize,
+        b: *const f32,
+        ldb: usize,
+        c: *mut f32,
+        ldc: usize,
+        k: usize,
+    ) {
+        let mut lo = [_mm512_setzero_ps(); 8];
+        let mut hi = [_mm512_setzero_ps(); 8];
+        for p in 0..k {
+            let b0 = _mm512_loadu_ps(b.add(p * ldb));
+            let b1 = _mm512_loadu_ps(b.add(p * ldb + 16));
+            for r in 0..8 {
+                let av = _mm512_set1_ps(*a.add(r * lda + p));
+                lo[r] = _mm512_fmadd_ps(av, b0, lo[r]);
+                hi[r] = _mm512_fmadd_ps(av, b1, hi[r]);
+            }
+        }
+        for r in 0..8 {
+            _mm512_storeu_ps(c.add(r * ldc), lo[r]);
+            _mm512_storeu_ps(c.add(r * ldc + 16), hi[r]);
         }
     }
 

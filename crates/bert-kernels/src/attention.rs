@@ -28,6 +28,14 @@ pub struct AttentionArgs<'a> {
     pub head_dim: usize,
     /// (NH): multiplies each head's attention probabilities (transformers 4.x `head_mask`).
     pub head_mask: Option<&'a [f32]>,
+    /// Lets a sequence's two products run in bf16 where that is faster: on AMX tiles
+    /// (`tdpbf16ps`) when the CPU has AMX-BF16, the AVX-512 path is selected and the sequence has
+    /// more than [`AMX_MIN_TOKENS`] tokens ([`uses_amx`]). There, as
+    /// `torch.autocast("cpu", dtype=torch.bfloat16)` runs them: Q, K and V rounded to bf16 before
+    /// `Q K^T`, the probabilities (after `head_mask`) before `P V`, f32 sums; the scores, the
+    /// softmax and the returned probabilities stay f32 ([`crate::reference::attention_bf16`]).
+    /// Elsewhere the products stay f32 (more exact, and there no slower than rounding would be).
+    pub allow_bf16: bool,
 }
 
 /// Offsets of each sequence's (NH, T_s, T_s) block in the packed probabilities buffer; the last entry
@@ -57,6 +65,18 @@ struct Scratch {
     s: Vec<f32>,
     /// (T4, D16) context.
     o: Vec<f32>,
+    /// AMX bf16 (T32, D32: T and D rounded up to 32): (T32, D32/2) query pairs, columns >= D/2
+    /// zero.
+    qb: Vec<u32>,
+    /// AMX bf16: (D32/2, T32) key pairs transposed, rows >= D/2 zero.
+    ktb: Vec<u32>,
+    /// AMX bf16: (T32/2, D32) value pair rows (tokens 2r and 2r + 1), rows past the last token
+    /// zero.
+    vb: Vec<u32>,
+    /// AMX bf16: (T32, T32/2) probability pairs, columns >= T/2 zero.
+    pb: Vec<u32>,
+    /// AMX bf16: (T32, D32/2) key pairs, as gathered (columns >= D/2 zero).
+    kp: Vec<u32>,
 }
 
 /// Computes the attention context `ctx` (N, H) and, when `probs` is given, stores every sequence's
@@ -124,6 +144,7 @@ pub fn attention_with(
         num_heads: nh,
         head_dim: d,
         head_mask,
+        allow_bf16,
     } = args;
     assert!(d > 0, "attention: head_dim must be positive");
     let h = nh * d;
@@ -142,6 +163,7 @@ pub fn attention_with(
         "attention: {isa:?} is not supported by this CPU"
     );
     let path = Path::for_isa(isa);
+    let amx_on = allow_bf16 && uses_amx(isa, AMX_MIN_TOKENS + 1);
     let poff = probs_offsets(cu_seqlens, nh);
     let probs_ptr = probs.map(|p| {
         assert_eq!(p.len(), *poff.last().unwrap(), "attention: probs size");
@@ -157,9 +179,28 @@ pub fn attention_with(
         }
         let hm = head_mask.map_or(1.0, |m| m[hd]);
         let rows = &qkv[start * 3 * h..(start + t) * 3 * h];
-        head(path, sc, rows, t, h, hd, d, hm);
+        let amx = amx_on && t > AMX_MIN_TOKENS;
+        if amx {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `amx` holds only where AMX-BF16 and AVX-512 (with AVX512-BF16) are usable;
+            // columns hd*D..(hd+1)*D of token rows start..start+t belong to this task alone and
+            // are inside ctx (asserted n * h above).
+            unsafe {
+                head_amx(
+                    sc,
+                    rows,
+                    (t, h, hd, d),
+                    hm,
+                    probs_ptr.is_some(),
+                    ctx_ptr.get().add(start * h + hd * d),
+                )
+            };
+        } else {
+            head(path, sc, rows, t, h, hd, d, hm);
+        }
         if let Some(pp) = probs_ptr {
-            let t16 = t.next_multiple_of(NR);
+            // The probabilities' row stride in `sc.s`: T padded to a block (AMX) or a tile.
+            let t16 = t.next_multiple_of(if amx { 32 } else { NR });
             for i in 0..t {
                 let off = poff[s] + (hd * t + i) * t;
                 // SAFETY: rows of head hd of sequence s are written by this task only, inside the
@@ -168,6 +209,9 @@ pub fn attention_with(
                     std::ptr::copy_nonoverlapping(sc.s[i * t16..].as_ptr(), pp.get().add(off), t)
                 };
             }
+        }
+        if amx {
+            return;
         }
         let d16 = d.next_multiple_of(NR);
         for i in 0..t {
@@ -256,6 +300,154 @@ fn head(
     }
     // O (T4, D16) = P (T4, T) V (T, D16); rows >= T of P hold scores of zero queries, never read.
     matmul(path, &sc.s, t16, v, d16, &mut sc.o, d16, t4, d16, t);
+}
+
+/// Sequences up to this many tokens keep f32 attention under [`AttentionArgs::allow_bf16`]: below
+/// it the AMX path's padding to 32 and tile set-up cost more than its products save (MiniLM and
+/// bert-base heads, `cargo bench --bench attention`, Intel Xeon with AMX: 0.64-0.74x f32's speed
+/// at 8-24 tokens, 1.26-1.39x at 32).
+pub const AMX_MIN_TOKENS: usize = 24;
+
+/// Whether [`attention_with`] on `isa` runs a sequence of `t` tokens on AMX tiles when bf16 is
+/// allowed: the AVX-512 path, a CPU with AMX-BF16 (and `BERT_KERNELS_AMX` not `0`), and
+/// `t > AMX_MIN_TOKENS`.
+pub fn uses_amx(isa: Isa, t: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        t > AMX_MIN_TOKENS
+            && Path::for_isa(isa) == Path::Avx512
+            && crate::linear::amx::bf16_available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (isa, t);
+        false
+    }
+}
+
+/// [`head`] with bf16 products on AMX tiles (`tdpbf16ps`, [`crate::linear::amx::bf16_block`]),
+/// writing the context straight into `ctx` (token rows `h` floats apart, this head's D columns)
+/// and, when `keep_probs`, the probabilities into `sc.s` (T32 rows) as [`head`] does. Q, K and V
+/// are gathered as bf16 pairs in the tiles' layouts (K through 16 x 16 transposes), the scores
+/// come back f32 for an f32 softmax that writes its probabilities as pairs for `P V`. Rows and
+/// columns are padded to the 32 of a block. Scratch values left from earlier tasks stay only where
+/// they reach rows or columns that are dropped (query rows >= T, key columns >= T of the scores,
+/// context columns >= D); every padding that enters a sum is zeroed.
+///
+/// # Safety
+/// [`crate::linear::amx::bf16_available`] returned true (so the CPU has AVX-512F/BW and
+/// AVX512-BF16); `ctx` is writable at `i * h + 0..d` for `i < t`, by this call alone.
+#[cfg(target_arch = "x86_64")]
+unsafe fn head_amx(
+    sc: &mut Scratch,
+    rows: &[f32],
+    (t, h, hd, d): (usize, usize, usize, usize),
+    head_mask: f32,
+    keep_probs: bool,
+    ctx: *mut f32,
+) {
+    use crate::bf16::{interleave_into, pairs_row_into};
+    use crate::linear::amx::{bf16_block, configure};
+    // t32 / d32: rows and columns padded to a block's 32, which also pads the K dimensions (keys,
+    // head dim) to a tile's 32 bf16; tp / dp: those in pairs; th / dh: the pairs holding T / D.
+    let (t32, d32) = (t.next_multiple_of(32), d.next_multiple_of(32));
+    let (tp, dp) = (t32 / 2, d32 / 2);
+    let (th, dh) = (t.div_ceil(2), d.div_ceil(2));
+    let scale = 1.0 / (d as f32).sqrt();
+    sc.qb.resize(t32 * dp, 0);
+    sc.kp.resize(t32 * dp, 0);
+    sc.ktb.resize(dp * t32, 0);
+    sc.vb.resize(tp * d32, 0);
+    sc.pb.resize(t32 * tp, 0);
+    sc.s.resize(t32 * t32, 0.0);
+    sc.o.resize(32 * d32, 0.0);
+    let (q, k, v) = (hd * d, h + hd * d, 2 * h + hd * d);
+    let row = |j: usize| &rows[j * 3 * h..(j + 1) * 3 * h];
+    for j in 0..t {
+        prefetch_head_row(rows, j + PREFETCH_ROWS, h, hd, d);
+        let r = row(j);
+        for (buf, col) in [(&mut sc.qb, q), (&mut sc.kp, k)] {
+            let dst = &mut buf[j * dp..(j + 1) * dp];
+            pairs_row_into(&r[col..col + d], &mut dst[..dh]);
+            dst[dh..].fill(0);
+        }
+        if j % 2 == 1 || j + 1 == t {
+            let lo = &row(j - j % 2)[v..v + d];
+            let hi = (j % 2 == 1).then(|| &r[v..v + d]);
+            let jp = j / 2;
+            interleave_into(lo, hi, &mut sc.vb[jp * d32..jp * d32 + d]);
+        }
+    }
+    sc.vb[th * d32..].fill(0);
+    // K^T in pairs: (T32, dp) -> (dp, T32), 16 x 16 lanes at a time.
+    for jb in (0..t32).step_by(16) {
+        for c in (0..dp).step_by(16) {
+            // SAFETY: 16 rows of 16 lanes at (jb, c) of kp ((T32, dp)) and at (c, jb) of ktb
+            // ((dp, T32)): both in bounds, as t32 and dp are multiples of 16.
+            avx512::transpose16(
+                sc.kp.as_ptr().add(jb * dp + c),
+                dp,
+                sc.ktb.as_mut_ptr().add(c * t32 + jb),
+                t32,
+            );
+        }
+    }
+    configure();
+    // S (T32, T32) = Q K^T, 32 x 32 at a time.
+    for ib in (0..t32).step_by(32) {
+        for jb in (0..t32).step_by(32) {
+            // SAFETY: A is rows ib..ib + 32 of qb (dp pairs each), B pair rows 0..dp and columns
+            // jb..jb + 32 of ktb, C rows ib..ib + 32 and columns jb..jb + 32 of s: all inside the
+            // buffers sized above; the caller vouches for the tiles.
+            bf16_block(
+                sc.qb.as_ptr().add(ib * dp).cast(),
+                dp * 4,
+                sc.ktb.as_ptr().add(jb).cast(),
+                t32 * 4,
+                dp / 16,
+                sc.s.as_mut_ptr().add(ib * t32 + jb).cast(),
+                t32 * 4,
+            );
+        }
+    }
+    for i in 0..t {
+        avx512::softmax_pairs(
+            &mut sc.s[i * t32..i * t32 + t],
+            scale,
+            head_mask,
+            keep_probs,
+            &mut sc.pb[i * tp..(i + 1) * tp],
+        );
+    }
+    // O (T32, D32) = P V, 32 query rows at a time: whole blocks stored into ctx when D is a
+    // multiple of 32, others through `sc.o` (rows >= T of P are stale and dropped there).
+    for ib in (0..t32).step_by(32) {
+        let direct = ib + 32 <= t && d == d32;
+        let (out, ldo) = if direct {
+            (ctx.add(ib * h), h)
+        } else {
+            (sc.o.as_mut_ptr(), d32)
+        };
+        for cb in (0..d32).step_by(32) {
+            // SAFETY: A is rows ib..ib + 32 of pb (tp pairs each), B pair rows 0..tp and columns
+            // cb..cb + 32 of vb; C 32 rows of 32 floats at column cb of `out`: rows
+            // ib..ib + 32 < t of ctx, columns < d (direct), or of o ((32, d32)).
+            bf16_block(
+                sc.pb.as_ptr().add(ib * tp).cast(),
+                tp * 4,
+                sc.vb.as_ptr().add(cb).cast(),
+                d32 * 4,
+                tp / 16,
+                out.add(cb).cast(),
+                ldo * 4,
+            );
+        }
+        if !direct {
+            for i in 0..32.min(t - ib) {
+                std::ptr::copy_nonoverlapping(sc.o.as_ptr().add(i * d32), ctx.add((ib + i) * h), d);
+            }
+        }
+    }
 }
 
 /// Rows ahead of a head's gather that it prefetches (here and in training's attention).
@@ -522,7 +714,7 @@ mod avx2 {
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use crate::vexp::avx512::exp;
+    use crate::vexp::avx512::{exp, exp2};
 
     /// AVX-512 8x16 tile of `c = a b` (see `super::tile_4x16`): 8 independent accumulators.
     ///
@@ -585,6 +777,129 @@ mod avx512 {
         }
     }
 
+    /// The probabilities of AMX attention: `row = softmax(row * scale) * mult`, kept in `row` only
+    /// if `keep` (they are returned), and written as bf16 pairs to `pairs` (lanes past the row's
+    /// zero). The scores' maximum is taken before scaling (`scale > 0` keeps it the maximum), the
+    /// exponent `(x - max) scale log2(e)` is one `vfmsub` into [`exp2`], and the normalization,
+    /// `mult` and the rounding to pairs are one pass.
+    ///
+    /// # Safety
+    /// AVX-512F and AVX512-BF16 must be available; `pairs` holds at least `ceil(len / 2)` lanes.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub unsafe fn softmax_pairs(
+        row: &mut [f32],
+        scale: f32,
+        mult: f32,
+        keep: bool,
+        pairs: &mut [u32],
+    ) {
+        let n = row.len();
+        debug_assert!(pairs.len() >= n.div_ceil(2));
+        let p = row.as_mut_ptr();
+        let full = n - n % 16;
+        let mut vmax = _mm512_set1_ps(f32::NEG_INFINITY);
+        for i in (0..full).step_by(16) {
+            vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(p.add(i)));
+        }
+        let mut max = _mm512_reduce_max_ps(vmax);
+        for j in full..n {
+            max = max.max(*p.add(j));
+        }
+        // e^(x scale - max scale) = 2^(x c - max c), c = scale log2(e).
+        let c = scale * std::f32::consts::LOG2_E;
+        let mc = max * c;
+        let (vc, vmc) = (_mm512_set1_ps(c), _mm512_set1_ps(mc));
+        let mut vsum = _mm512_setzero_ps();
+        for i in (0..full).step_by(16) {
+            let e = exp2(_mm512_fmsub_ps(_mm512_loadu_ps(p.add(i)), vc, vmc));
+            _mm512_storeu_ps(p.add(i), e);
+            vsum = _mm512_add_ps(vsum, e);
+        }
+        let mut sum = _mm512_reduce_add_ps(vsum);
+        for j in full..n {
+            let e = (*p.add(j)).mul_add(c, -mc).exp2();
+            *p.add(j) = e;
+            sum += e;
+        }
+        let f = 1.0 / sum * mult;
+        let vf = _mm512_set1_ps(f);
+        let whole = n / 32 * 32;
+        for i in (0..whole).step_by(32) {
+            let a = _mm512_mul_ps(_mm512_loadu_ps(p.add(i)), vf);
+            let b = _mm512_mul_ps(_mm512_loadu_ps(p.add(i + 16)), vf);
+            if keep {
+                _mm512_storeu_ps(p.add(i), a);
+                _mm512_storeu_ps(p.add(i + 16), b);
+            }
+            let h = _mm512_cvtne2ps_pbh(b, a);
+            _mm512_storeu_si512(
+                pairs.as_mut_ptr().add(i / 2).cast(),
+                std::mem::transmute::<__m512bh, __m512i>(h),
+            );
+        }
+        let (tail, rest) = pairs[whole / 2..].split_at_mut(n.div_ceil(2) - whole / 2);
+        for (k, pair) in (whole / 2..).zip(tail) {
+            let lo = *p.add(2 * k) * f;
+            let hi = if 2 * k + 1 < n {
+                *p.add(2 * k + 1) * f
+            } else {
+                0.0
+            };
+            if keep {
+                *p.add(2 * k) = lo;
+                if 2 * k + 1 < n {
+                    *p.add(2 * k + 1) = hi;
+                }
+            }
+            *pair = crate::bf16::pair(lo, hi);
+        }
+        rest.fill(0);
+    }
+
+    /// `dst[c][r] = src[r][c]` for a 16 x 16 block of 32-bit lanes (rows `lds` / `ldd` lanes
+    /// apart): 32-bit, then 64-bit unpacks within 128-bit lanes, then two 128-bit lane shuffles.
+    ///
+    /// # Safety
+    /// AVX-512F must be available; the 16 rows of 16 lanes at `src` and at `dst` are in bounds.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn transpose16(src: *const u32, lds: usize, dst: *mut u32, ldd: usize) {
+        let r: [__m512i; 16] = std::array::from_fn(|i| _mm512_loadu_si512(src.add(i * lds).cast()));
+        // t[2k] lane l: (r2k[4l], r2k+1[4l], r2k[4l+1], r2k+1[4l+1]); t[2k+1] the same at 4l+2.
+        let t: [__m512i; 16] = std::array::from_fn(|i| {
+            let (a, b) = (r[i & !1], r[i | 1]);
+            if i % 2 == 0 {
+                _mm512_unpacklo_epi32(a, b)
+            } else {
+                _mm512_unpackhi_epi32(a, b)
+            }
+        });
+        // u[4k + m] lane l: column 4l + m of rows 4k..4k + 4.
+        let u: [__m512i; 16] = std::array::from_fn(|i| {
+            let (k, m) = (i / 4, i % 4);
+            let (a, b) = (t[4 * k + m / 2], t[4 * k + 2 + m / 2]);
+            if m % 2 == 0 {
+                _mm512_unpacklo_epi64(a, b)
+            } else {
+                _mm512_unpackhi_epi64(a, b)
+            }
+        });
+        for m in 0..4 {
+            let x0 = _mm512_shuffle_i32x4::<0x44>(u[m], u[4 + m]);
+            let x1 = _mm512_shuffle_i32x4::<0x44>(u[8 + m], u[12 + m]);
+            let x2 = _mm512_shuffle_i32x4::<0xee>(u[m], u[4 + m]);
+            let x3 = _mm512_shuffle_i32x4::<0xee>(u[8 + m], u[12 + m]);
+            let out = [
+                _mm512_shuffle_i32x4::<0x88>(x0, x1),
+                _mm512_shuffle_i32x4::<0xdd>(x0, x1),
+                _mm512_shuffle_i32x4::<0x88>(x2, x3),
+                _mm512_shuffle_i32x4::<0xdd>(x2, x3),
+            ];
+            for (l, o) in out.into_iter().enumerate() {
+                _mm512_storeu_si512(dst.add((4 * l + m) * ldd).cast(), o);
+            }
+        }
+    }
+
     /// `row = softmax(row * scale)`, 16 lanes at a time with a vectorized exp.
     ///
     /// # Safety
@@ -640,6 +955,108 @@ mod tests {
         Isa::supported()
     }
 
+    /// `allow_bf16`: a sequence on AMX tiles ([`uses_amx`]) has the probabilities of
+    /// [`reference::attention_bf16`], and a context that is the product of exactly those
+    /// probabilities and V, each rounded to bf16 (against the reference's own context a
+    /// probability an f32 ulp from a bf16 rounding boundary may round the other way, a 2^-8
+    /// change); every other sequence is f32 attention. The context is the same, bit for bit,
+    /// whether or not the probabilities are returned.
+    #[test]
+    fn allow_bf16_matches_reference() {
+        let cases: &[(&[usize], usize, usize)] = &[
+            (&[1], 1, 1),
+            (&[1, 3, 0, 5], 2, 3),
+            (&[16, 2, 9], 3, 64),
+            (&[24, 25], 2, 16),
+            (&[33], 12, 32),
+            (&[130, 17], 2, 20),
+            (&[128, 31], 2, 64),
+            (&[48, 1], 3, 48),
+        ];
+        let round = crate::bf16::round;
+        let mut on_amx = 0;
+        for path in paths() {
+            for &(lens, nh, d) in cases {
+                let h = nh * d;
+                let mut cu = vec![0];
+                for &l in lens {
+                    cu.push(cu.last().unwrap() + l);
+                }
+                let n = *cu.last().unwrap();
+                let qkv: Vec<f32> = (0..n * 3 * h)
+                    .map(|i| ((i * 7919 % 997) as f32 / 498.0 - 1.0) * 1.5)
+                    .collect();
+                let mask: Vec<f32> = (0..nh).map(|i| [1.0, 0.0, 0.5][i % 3]).collect();
+                for head_mask in [None, Some(mask.as_slice())] {
+                    let poff = probs_offsets(&cu, nh);
+                    let mut ctx = vec![f32::NAN; n * h];
+                    let mut probs = vec![f32::NAN; *poff.last().unwrap()];
+                    let args = AttentionArgs {
+                        qkv: &qkv,
+                        cu_seqlens: &cu,
+                        num_heads: nh,
+                        head_dim: d,
+                        head_mask,
+                        allow_bf16: true,
+                    };
+                    attention_with(path, args, &mut ctx, Some(&mut probs));
+                    let mut ctx_only = vec![f32::NAN; n * h];
+                    attention_with(path, args, &mut ctx_only, None);
+                    assert!(
+                        ctx.iter()
+                            .zip(&ctx_only)
+                            .all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "{path:?} {lens:?}: context changed without probs"
+                    );
+                    for s in 0..lens.len() {
+                        let t = lens[s];
+                        let rows = &qkv[cu[s] * 3 * h..cu[s + 1] * 3 * h];
+                        let got_p = &probs[poff[s]..poff[s + 1]];
+                        let got_c = &ctx[cu[s] * h..cu[s + 1] * h];
+                        if !uses_amx(path, t) {
+                            let (c, p) = reference::attention(rows, t, nh, d, head_mask);
+                            for (a, w) in got_c.iter().zip(&c) {
+                                assert!((a - w).abs() < 1e-5, "{path:?} {lens:?}: ctx {a} vs {w}");
+                            }
+                            for (a, w) in got_p.iter().zip(&p) {
+                                assert!(
+                                    (a - w).abs() < 1e-6,
+                                    "{path:?} {lens:?}: probs {a} vs {w}"
+                                );
+                            }
+                            continue;
+                        }
+                        on_amx += 1;
+                        let (_, p) = reference::attention_bf16(rows, t, nh, d, head_mask);
+                        for (a, w) in got_p.iter().zip(&p) {
+                            assert!((a - w).abs() < 2e-6, "{path:?} {lens:?}: probs {a} vs {w}");
+                        }
+                        for hd in 0..nh {
+                            for i in 0..t {
+                                for c in 0..d {
+                                    let want: f64 = (0..t)
+                                        .map(|j| {
+                                            round(got_p[(hd * t + i) * t + j]) as f64
+                                                * round(rows[j * 3 * h + 2 * h + hd * d + c]) as f64
+                                        })
+                                        .sum();
+                                    let a = got_c[i * h + hd * d + c];
+                                    assert!(
+                                        (a as f64 - want).abs() < 1e-5,
+                                        "{path:?} {lens:?} nh {nh} d {d}: ctx {a} vs {want}"
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if uses_amx(Isa::Avx512, AMX_MIN_TOKENS + 1) {
+            assert!(on_amx >= 12, "only {on_amx} sequences ran on AMX");
+        }
+    }
+
     #[test]
     fn matches_reference_on_ragged_batches() {
         // (sequence lengths, heads, head dim): T = 1, empty sequences, odd head dims, long rows.
@@ -673,6 +1090,7 @@ mod tests {
                         num_heads: nh,
                         head_dim: d,
                         head_mask,
+                        allow_bf16: false,
                     };
                     attention_with(path, args, &mut ctx, Some(&mut probs));
                     for s in 0..lens.len() {

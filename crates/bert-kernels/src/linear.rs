@@ -6,7 +6,7 @@
 //! store of each tile. docs/gemm.md has the measurements behind the design.
 
 #[cfg(target_arch = "x86_64")]
-mod amx;
+pub(crate) mod amx;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]

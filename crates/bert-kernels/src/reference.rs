@@ -161,6 +161,33 @@ pub fn attention(
     head_dim: usize,
     head_mask: Option<&[f32]>,
 ) -> (Vec<f32>, Vec<f32>) {
+    attention_rounding(qkv, t, num_heads, head_dim, head_mask, |x| x)
+}
+
+/// [`attention`] with bf16 products (`AttentionArgs::bf16`): Q, K and V rounded to bf16 before
+/// `Q K^T`, the probabilities (after `head_mask`, returned unrounded) rounded to bf16 before `P V`;
+/// sums in f64.
+pub fn attention_bf16(
+    qkv: &[f32],
+    t: usize,
+    num_heads: usize,
+    head_dim: usize,
+    head_mask: Option<&[f32]>,
+) -> (Vec<f32>, Vec<f32>) {
+    attention_rounding(qkv, t, num_heads, head_dim, head_mask, crate::bf16::round)
+}
+
+/// [`attention`], each product's operands passed through `round` first.
+fn attention_rounding(
+    qkv: &[f32],
+    t: usize,
+    num_heads: usize,
+    head_dim: usize,
+    head_mask: Option<&[f32]>,
+    round: fn(f32) -> f32,
+) -> (Vec<f32>, Vec<f32>) {
+    let qkv: Vec<f32> = qkv.iter().map(|&x| round(x)).collect();
+    let qkv = qkv.as_slice();
     let h = num_heads * head_dim;
     let scale = 1.0 / (head_dim as f64).sqrt();
     let mut ctx = vec![0.0f32; t * h];
@@ -179,7 +206,7 @@ pub fn attention(
             }
             probs[(hd * t + i) * t..(hd * t + i + 1) * t].copy_from_slice(&p);
             for d in 0..head_dim {
-                let acc: f64 = (0..t).map(|j| p[j] as f64 * v(j, d)).sum();
+                let acc: f64 = (0..t).map(|j| round(p[j]) as f64 * v(j, d)).sum();
                 ctx[i * h + hd * head_dim + d] = acc as f32;
             }
         }

@@ -15,6 +15,10 @@
 //!   pairs ([`super::pack::pack_a_bf16`]); a K block's last pairs short of a whole tile go
 //!   through `vdpbf16ps`, and the f32 kernels' epilogue stores the tile.
 //!
+//! - **bf16 attention** ([`bf16_block`], for [`crate::attention`]'s bf16 products): 32 x 32
+//!   blocks of f32 sums, A and B tiles laid out by the caller (Q and the probabilities
+//!   row-major in pairs, K transposed and V interleaved in pair rows).
+//!
 //! Stable Rust has no AMX intrinsics: the tile instructions are inline assembly, and only this file
 //! touches the tile registers.
 
@@ -41,7 +45,7 @@ pub(super) fn available() -> bool {
 
 /// Whether the AMX bf16 kernel can run: [`tiles_available`], AMX-BF16 (CPUID leaf 7, EDX bit 22)
 /// and AVX512-BF16 (for a K block's last pairs).
-pub(super) fn bf16_available() -> bool {
+pub(crate) fn bf16_available() -> bool {
     tiles_available() && amx_bits() & (1 << 22) != 0 && crate::isa::has_avx512_bf16()
 }
 
@@ -169,8 +173,64 @@ pub(super) unsafe fn amx_kernel<const R: usize>(t: &QTile) {
 ///
 /// # Safety
 /// [`available`] returned true.
-pub(super) unsafe fn configure() {
+pub(crate) unsafe fn configure() {
     asm!("ldtilecfg [{cfg}]", cfg = in(reg) CONFIG.0.as_ptr(), options(nostack));
+}
+
+/// A 32 x 32 block of f32 sums `c = sum over s < steps of A_s B_s` as four 16 x 16 tiles
+/// (`tdpbf16ps`, two A and two B tiles per step): A_s the 32 rows, `lda` bytes apart, of 32 bf16
+/// (16 pairs) at `a + 64 s`; B_s the 16 pair rows, `ldb` bytes apart, of 32 pair columns at
+/// `b + 16 s ldb`; `c` 32 rows of 32 f32, `ldc` bytes apart. Four independent sums keep the tile
+/// unit busy (one tile's chain of `tdpbf16ps`, store and `tilezero` waited on each other).
+///
+/// # Safety
+/// [`bf16_available`] returned true and [`configure`] ran on this thread since any other tile
+/// configuration; `steps > 0`; every row named above is in bounds.
+pub(crate) unsafe fn bf16_block(
+    a: *const u8,
+    lda: usize,
+    b: *const u8,
+    ldb: usize,
+    steps: usize,
+    c: *mut u8,
+    ldc: usize,
+) {
+    debug_assert!(steps > 0);
+    asm!(
+        "tilezero tmm0",
+        "tilezero tmm1",
+        "tilezero tmm2",
+        "tilezero tmm3",
+        "2:",
+        "tileloadd tmm4, [{a0} + {lda}*1]",
+        "tileloadd tmm6, [{b} + {ldb}*1]",
+        "tileloadd tmm7, [{b} + {ldb}*1 + 64]",
+        "tdpbf16ps tmm0, tmm4, tmm6",
+        "tdpbf16ps tmm1, tmm4, tmm7",
+        "tileloadd tmm5, [{a1} + {lda}*1]",
+        "tdpbf16ps tmm2, tmm5, tmm6",
+        "tdpbf16ps tmm3, tmm5, tmm7",
+        "add {a0}, 64",
+        "add {a1}, 64",
+        "add {b}, {b_step}",
+        "dec {n}",
+        "jnz 2b",
+        "tilestored [{c0} + {ldc}*1], tmm0",
+        "tilestored [{c0} + {ldc}*1 + 64], tmm1",
+        "tilestored [{c1} + {ldc}*1], tmm2",
+        "tilestored [{c1} + {ldc}*1 + 64], tmm3",
+        a0 = inout(reg) a => _,
+        a1 = inout(reg) a.add(16 * lda) => _,
+        b = inout(reg) b => _,
+        n = inout(reg) steps => _,
+        lda = in(reg) lda,
+        ldb = in(reg) ldb,
+        b_step = in(reg) 16 * ldb,
+        c0 = in(reg) c,
+        c1 = in(reg) c.add(16 * ldc),
+        ldc = in(reg) ldc,
+        options(nostack),
+    );
 }
 
 macro_rules! tile_sums {

@@ -51,6 +51,7 @@ impl BertSelfAttention {
             num_heads: self.num_heads,
             head_dim: self.head_dim,
             head_mask,
+            allow_bf16: false,
         };
         profile::timed(Phase::Attention, || attention(args, ctx, probs));
     }

@@ -4,7 +4,8 @@
 use crate::{Error, Result};
 
 /// The weights and arithmetic of the encoder's Linear layers (Q/K/V, attention output, feed-forward,
-/// pooler). Embeddings, LayerNorm, attention and the task heads stay f32 in every dtype.
+/// pooler). Embeddings, LayerNorm, the softmax and the task heads stay f32 in every dtype, and so
+/// do attention's two products except under bf16 and int8 on AMX ([`Dtype::attention_in_bf16`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Dtype {
     /// f32 weights and arithmetic: exact to transformers within docs/numerics.md's tolerances.
@@ -44,6 +45,15 @@ impl Dtype {
     /// (`BERT_KERNELS_ISA=avx2` emulates bf16 on an AVX512-BF16 CPU too.)
     pub fn is_native(self) -> bool {
         self != Dtype::Bf16 || bert_kernels::Bf16Linear::native_on(bert_kernels::Isa::selected())
+    }
+
+    /// Whether self-attention's two products (`Q K^T`, `P V`) may run in bf16 with f32 sums
+    /// ([`bert_kernels::AttentionArgs::allow_bf16`]): for bf16 (as autocast runs them) and int8.
+    /// They do where that is faster: on AMX tiles, for sequences of more than
+    /// [`bert_kernels::attention::AMX_MIN_TOKENS`] tokens, when the CPU has AMX-BF16
+    /// (`BERT_KERNELS_AMX=0` keeps them f32); elsewhere they stay f32.
+    pub fn attention_in_bf16(self) -> bool {
+        matches!(self, Dtype::Bf16 | Dtype::Int8)
     }
 
     /// Parses `f32`, `f16`, `bf16` or `int8` (case-insensitive).

@@ -48,6 +48,10 @@ pub(crate) trait WeightSource {
     fn linear(&self, weight: Vec<f32>, bias: Vec<f32>, out: usize, inp: usize) -> ModelLinear {
         ModelLinear::new(weight, bias, out, inp, Dtype::F32)
     }
+    /// The dtype being loaded.
+    fn dtype(&self) -> Dtype {
+        Dtype::F32
+    }
 }
 
 /// A [`WeightSource`] that builds its Linear layers in `dtype` and counts the bytes they hold.
@@ -69,6 +73,9 @@ impl WeightSource for Typed<'_> {
     }
     fn linear(&self, weight: Vec<f32>, bias: Vec<f32>, out: usize, inp: usize) -> ModelLinear {
         self.count(ModelLinear::new(weight, bias, out, inp, self.dtype))
+    }
+    fn dtype(&self) -> Dtype {
+        self.dtype
     }
 }
 

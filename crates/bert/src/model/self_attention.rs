@@ -13,6 +13,8 @@ pub(crate) struct BertSelfAttention {
     qkv: ModelLinear,
     num_heads: usize,
     head_dim: usize,
+    /// The two attention products in bf16 ([`crate::Dtype::attention_in_bf16`]).
+    bf16: bool,
 }
 
 impl BertSelfAttention {
@@ -28,6 +30,7 @@ impl BertSelfAttention {
             qkv: w.linear(weight, bias, 3 * h, h),
             num_heads: c.num_attention_heads,
             head_dim: c.head_dim(),
+            bf16: w.dtype().attention_in_bf16(),
         })
     }
 
@@ -51,7 +54,7 @@ impl BertSelfAttention {
             num_heads: self.num_heads,
             head_dim: self.head_dim,
             head_mask,
-            allow_bf16: false,
+            allow_bf16: self.bf16,
         };
         profile::timed(Phase::Attention, || attention(args, ctx, probs));
     }

@@ -163,7 +163,7 @@ pub fn attention_with(
         "attention: {isa:?} is not supported by this CPU"
     );
     let path = Path::for_isa(isa);
-    let amx_on = allow_bf16 && uses_amx(isa, AMX_MIN_TOKENS + 1);
+    let amx_on = allow_bf16 && amx_available(isa);
     let poff = probs_offsets(cu_seqlens, nh);
     let probs_ptr = probs.map(|p| {
         assert_eq!(p.len(), *poff.last().unwrap(), "attention: probs size");
@@ -200,13 +200,13 @@ pub fn attention_with(
         }
         if let Some(pp) = probs_ptr {
             // The probabilities' row stride in `sc.s`: T padded to a block (AMX) or a tile.
-            let t16 = t.next_multiple_of(if amx { 32 } else { NR });
+            let stride = t.next_multiple_of(if amx { 32 } else { NR });
             for i in 0..t {
                 let off = poff[s] + (hd * t + i) * t;
                 // SAFETY: rows of head hd of sequence s are written by this task only, inside the
                 // probs buffer whose size was asserted above.
                 unsafe {
-                    std::ptr::copy_nonoverlapping(sc.s[i * t16..].as_ptr(), pp.get().add(off), t)
+                    std::ptr::copy_nonoverlapping(sc.s[i * stride..].as_ptr(), pp.get().add(off), t)
                 };
             }
         }
@@ -312,15 +312,18 @@ pub const AMX_MIN_TOKENS: usize = 24;
 /// allowed: the AVX-512 path, a CPU with AMX-BF16 (and `BERT_KERNELS_AMX` not `0`), and
 /// `t > AMX_MIN_TOKENS`.
 pub fn uses_amx(isa: Isa, t: usize) -> bool {
+    t > AMX_MIN_TOKENS && amx_available(isa)
+}
+
+/// The AVX-512 path on a CPU with AMX-BF16 (and `BERT_KERNELS_AMX` not `0`).
+fn amx_available(isa: Isa) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        t > AMX_MIN_TOKENS
-            && Path::for_isa(isa) == Path::Avx512
-            && crate::linear::amx::bf16_available()
+        Path::for_isa(isa) == Path::Avx512 && crate::linear::amx::bf16_available()
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (isa, t);
+        let _ = isa;
         false
     }
 }

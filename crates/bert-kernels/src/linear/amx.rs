@@ -180,8 +180,8 @@ pub(crate) unsafe fn configure() {
 /// A 32 x 32 block of f32 sums `c = sum over s < steps of A_s B_s` as four 16 x 16 tiles
 /// (`tdpbf16ps`, two A and two B tiles per step): A_s the 32 rows, `lda` bytes apart, of 32 bf16
 /// (16 pairs) at `a + 64 s`; B_s the 16 pair rows, `ldb` bytes apart, of 32 pair columns at
-/// `b + 16 s ldb`; `c` 32 rows of 32 f32, `ldc` bytes apart. Four independent sums keep the tile
-/// unit busy (one tile's chain of `tdpbf16ps`, store and `tilezero` waited on each other).
+/// `b + 16 s ldb`; `c` 32 rows of 32 f32, `ldc` bytes apart: four independent chains of
+/// `tdpbf16ps`, each A and B tile loaded once for two of them.
 ///
 /// # Safety
 /// [`bf16_available`] returned true and [`configure`] ran on this thread since any other tile

@@ -415,7 +415,8 @@ unsafe fn head_amx(
     }
     for i in 0..t {
         avx512::softmax_pairs(
-            &mut sc.s[i * t32..i * t32 + t],
+            &mut sc.s[i * t32..(i + 1) * t32],
+            t,
             scale,
             head_mask,
             keep_probs,
@@ -780,59 +781,56 @@ mod avx512 {
         }
     }
 
-    /// The probabilities of AMX attention: `row = softmax(row * scale) * mult`, kept in `row` only
-    /// if `keep` (they are returned), and written as bf16 pairs to `pairs` (lanes past the row's
-    /// zero). The scores' maximum is taken before scaling (`scale > 0` keeps it the maximum), the
-    /// exponent `(x - max) scale log2(e)` is one `vfmsub` into [`exp2`], and the normalization,
-    /// `mult` and the rounding to pairs are one pass.
+    /// The probabilities of AMX attention: `row[..n] = softmax(row[..n] * scale) * mult`, kept in
+    /// `row` only if `keep` (they are returned), and written as bf16 pairs to `pairs` (lanes past
+    /// `n / 2` zero). `row` is the whole padded row (a multiple of 32 floats; values past `n` are
+    /// ignored); the last partial vectors are masked, not scalar (a scalar `exp2` per leftover
+    /// score made most sequence lengths slower than multiples of 32). The scores' maximum is taken
+    /// before scaling (`scale > 0` keeps it the maximum), the exponent `(x - max) scale log2(e)` is
+    /// one `vfmsub` into [`exp2`], and the normalization, `mult` and the rounding to pairs are one
+    /// pass.
     ///
     /// # Safety
-    /// AVX-512F and AVX512-BF16 must be available; `pairs` holds at least `ceil(len / 2)` lanes.
+    /// AVX-512F and AVX512-BF16 must be available; `row.len()` is a multiple of 32, at least `n`,
+    /// and `pairs` holds `row.len() / 2` lanes.
     #[target_feature(enable = "avx512f,avx512bf16")]
     pub unsafe fn softmax_pairs(
         row: &mut [f32],
+        n: usize,
         scale: f32,
         mult: f32,
         keep: bool,
         pairs: &mut [u32],
     ) {
-        let n = row.len();
-        debug_assert!(pairs.len() >= n.div_ceil(2));
+        assert!(row.len().is_multiple_of(32) && n <= row.len() && pairs.len() == row.len() / 2);
         let p = row.as_mut_ptr();
-        let full = n - n % 16;
+        // The lanes of the 16 at `i` that hold scores.
+        let lanes = |i: usize| ((1u32 << n.saturating_sub(i).min(16)) - 1) as __mmask16;
         let mut vmax = _mm512_set1_ps(f32::NEG_INFINITY);
-        for i in (0..full).step_by(16) {
-            vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(p.add(i)));
+        for i in (0..n).step_by(16) {
+            let m = lanes(i);
+            vmax = _mm512_mask_max_ps(vmax, m, vmax, _mm512_maskz_loadu_ps(m, p.add(i)));
         }
-        let mut max = _mm512_reduce_max_ps(vmax);
-        for j in full..n {
-            max = max.max(*p.add(j));
-        }
+        let max = _mm512_reduce_max_ps(vmax);
         // e^(x scale - max scale) = 2^(x c - max c), c = scale log2(e).
         let c = scale * std::f32::consts::LOG2_E;
-        let mc = max * c;
-        let (vc, vmc) = (_mm512_set1_ps(c), _mm512_set1_ps(mc));
+        let (vc, vmc) = (_mm512_set1_ps(c), _mm512_set1_ps(max * c));
         let mut vsum = _mm512_setzero_ps();
-        for i in (0..full).step_by(16) {
-            let e = exp2(_mm512_fmsub_ps(_mm512_loadu_ps(p.add(i)), vc, vmc));
-            _mm512_storeu_ps(p.add(i), e);
-            vsum = _mm512_add_ps(vsum, e);
+        for i in (0..n).step_by(16) {
+            let m = lanes(i);
+            let e = exp2(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(m, p.add(i)), vc, vmc));
+            _mm512_mask_storeu_ps(p.add(i), m, e);
+            vsum = _mm512_mask_add_ps(vsum, m, vsum, e);
         }
-        let mut sum = _mm512_reduce_add_ps(vsum);
-        for j in full..n {
-            let e = (*p.add(j)).mul_add(c, -mc).exp2();
-            *p.add(j) = e;
-            sum += e;
-        }
-        let f = 1.0 / sum * mult;
-        let vf = _mm512_set1_ps(f);
-        let whole = n / 32 * 32;
-        for i in (0..whole).step_by(32) {
-            let a = _mm512_mul_ps(_mm512_loadu_ps(p.add(i)), vf);
-            let b = _mm512_mul_ps(_mm512_loadu_ps(p.add(i + 16)), vf);
+        let vf = _mm512_set1_ps(1.0 / _mm512_reduce_add_ps(vsum) * mult);
+        for i in (0..n).step_by(32) {
+            let (ma, mb) = (lanes(i), lanes(i + 16));
+            // Lanes past n load as zero, so their pairs are zero.
+            let a = _mm512_mul_ps(_mm512_maskz_loadu_ps(ma, p.add(i)), vf);
+            let b = _mm512_mul_ps(_mm512_maskz_loadu_ps(mb, p.add(i + 16)), vf);
             if keep {
-                _mm512_storeu_ps(p.add(i), a);
-                _mm512_storeu_ps(p.add(i + 16), b);
+                _mm512_mask_storeu_ps(p.add(i), ma, a);
+                _mm512_mask_storeu_ps(p.add(i + 16), mb, b);
             }
             let h = _mm512_cvtne2ps_pbh(b, a);
             _mm512_storeu_si512(
@@ -840,23 +838,7 @@ mod avx512 {
                 std::mem::transmute::<__m512bh, __m512i>(h),
             );
         }
-        let (tail, rest) = pairs[whole / 2..].split_at_mut(n.div_ceil(2) - whole / 2);
-        for (k, pair) in (whole / 2..).zip(tail) {
-            let lo = *p.add(2 * k) * f;
-            let hi = if 2 * k + 1 < n {
-                *p.add(2 * k + 1) * f
-            } else {
-                0.0
-            };
-            if keep {
-                *p.add(2 * k) = lo;
-                if 2 * k + 1 < n {
-                    *p.add(2 * k + 1) = hi;
-                }
-            }
-            *pair = crate::bf16::pair(lo, hi);
-        }
-        rest.fill(0);
+        pairs[n.next_multiple_of(32) / 2..].fill(0);
     }
 
     /// `dst[c][r] = src[r][c]` for a 16 x 16 block of 32-bit lanes (rows `lds` / `ldd` lanes

@@ -885,7 +885,9 @@ mod avx512 {
         }
     }
 
-    /// `row = softmax(row * scale)`, 16 lanes at a time with a vectorized exp.
+    /// `row = softmax(row * scale)`, 16 lanes at a time with a vectorized exp; the last partial
+    /// vector masked (a scalar `exp` per leftover score made lengths short of a multiple of 16
+    /// slower than the next multiple: f32 attention at 56 tokens took 1.15-1.25x the time of 64).
     ///
     /// # Safety
     /// AVX-512F must be available.
@@ -893,40 +895,29 @@ mod avx512 {
     pub unsafe fn scaled_softmax(row: &mut [f32], scale: f32) {
         let n = row.len();
         let p = row.as_mut_ptr();
-        let full = n - n % 16;
+        // The lanes of the 16 at `i < n` that are in the row.
+        let lanes = |i: usize| ((1u32 << (n - i).min(16)) - 1) as __mmask16;
         let vs = _mm512_set1_ps(scale);
         let mut vmax = _mm512_set1_ps(f32::NEG_INFINITY);
-        for i in (0..full).step_by(16) {
-            let x = _mm512_mul_ps(_mm512_loadu_ps(p.add(i)), vs);
-            _mm512_storeu_ps(p.add(i), x);
-            vmax = _mm512_max_ps(vmax, x);
+        for i in (0..n).step_by(16) {
+            let m = lanes(i);
+            let x = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, p.add(i)), vs);
+            _mm512_mask_storeu_ps(p.add(i), m, x);
+            vmax = _mm512_mask_max_ps(vmax, m, vmax, x);
         }
-        let mut max = _mm512_reduce_max_ps(vmax);
-        for j in full..n {
-            let x = *p.add(j) * scale;
-            *p.add(j) = x;
-            max = max.max(x);
-        }
-        let vm = _mm512_set1_ps(max);
+        let vm = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
         let mut vsum = _mm512_setzero_ps();
-        for i in (0..full).step_by(16) {
-            let e = exp(_mm512_sub_ps(_mm512_loadu_ps(p.add(i)), vm));
-            _mm512_storeu_ps(p.add(i), e);
-            vsum = _mm512_add_ps(vsum, e);
+        for i in (0..n).step_by(16) {
+            let m = lanes(i);
+            let e = exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, p.add(i)), vm));
+            _mm512_mask_storeu_ps(p.add(i), m, e);
+            vsum = _mm512_mask_add_ps(vsum, m, vsum, e);
         }
-        let mut sum = _mm512_reduce_add_ps(vsum);
-        for j in full..n {
-            let e = (*p.add(j) - max).exp();
-            *p.add(j) = e;
-            sum += e;
-        }
-        let inv = 1.0 / sum;
-        let vinv = _mm512_set1_ps(inv);
-        for i in (0..full).step_by(16) {
-            _mm512_storeu_ps(p.add(i), _mm512_mul_ps(_mm512_loadu_ps(p.add(i)), vinv));
-        }
-        for j in full..n {
-            *p.add(j) *= inv;
+        let vinv = _mm512_set1_ps(1.0 / _mm512_reduce_add_ps(vsum));
+        for i in (0..n).step_by(16) {
+            let m = lanes(i);
+            let x = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, p.add(i)), vinv);
+            _mm512_mask_storeu_ps(p.add(i), m, x);
         }
     }
 }

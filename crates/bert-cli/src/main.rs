@@ -118,7 +118,7 @@ pub struct DtypeArgs {
     /// speed, with a note on stderr) or `int8` (weights quantized per output channel at load, activations
     /// per row at run time: faster, within the accuracy bounds of docs/quantization.md).
     /// Embeddings, LayerNorm, softmax and heads stay f32; attention's products too, except that
-    /// bf16 and int8 run them in bf16 on Intel AMX for sequences over 24 tokens.
+    /// bf16 and int8 run them in bf16 on Intel AMX for sequences over 16 tokens.
     #[arg(long, value_name = "DTYPE", default_value = "f32")]
     pub dtype: bert::Dtype,
 }

@@ -302,11 +302,11 @@ fn head(
     matmul(path, &sc.s, t16, v, d16, &mut sc.o, d16, t4, d16, t);
 }
 
-/// Sequences up to this many tokens keep f32 attention under [`AttentionArgs::allow_bf16`]: below
-/// it the AMX path's padding to 32 and tile set-up cost more than its products save (MiniLM and
-/// bert-base heads, `cargo bench --bench attention`, Intel Xeon with AMX: 0.64-0.74x f32's speed
-/// at 8-24 tokens, 1.26-1.39x at 32).
-pub const AMX_MIN_TOKENS: usize = 24;
+/// Sequences up to this many tokens keep f32 attention under [`AttentionArgs::allow_bf16`]: there
+/// the AMX path's padding to 32 and tile set-up cost more than its products save (MiniLM and
+/// bert-base heads, `cargo bench --bench attention`, Intel Xeon with AMX, both softmaxes masked:
+/// 0.80-0.94x f32's speed at 8 tokens, 0.74-1.07x at 16, 1.24-1.75x at 20 and 24).
+pub const AMX_MIN_TOKENS: usize = 16;
 
 /// Whether [`attention_with`] on `isa` runs a sequence of `t` tokens on AMX tiles when bf16 is
 /// allowed: the AVX-512 path, a CPU with AMX-BF16 (and `BERT_KERNELS_AMX` not `0`), and

@@ -1,6 +1,7 @@
-//! Self-attention (`bert_kernels::attention`) in f32 and with bf16 products (AMX tiles where the
-//! CPU has AMX-BF16 and the AVX-512 path is selected, else emulated on the f32 kernels), on the
-//! peer workloads' shapes, interleaved in one process (docs/quantization.md).
+//! Self-attention (`bert_kernels::attention`) in f32 and with bf16 products allowed (AMX tiles
+//! where the CPU has AMX-BF16, the AVX-512 path is selected and a sequence has more than
+//! `AMX_MIN_TOKENS` tokens; f32 otherwise), on the peer workloads' shapes, interleaved in one
+//! process (docs/quantization.md, "Attention on AMX").
 //!
 //! ```text
 //! cargo bench -p bert-kernels --bench attention -- [--threads 2] [--reps 11]

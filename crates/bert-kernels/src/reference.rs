@@ -164,9 +164,9 @@ pub fn attention(
     attention_rounding(qkv, t, num_heads, head_dim, head_mask, |x| x)
 }
 
-/// [`attention`] with bf16 products (`AttentionArgs::allow_bf16` on AMX): Q, K and V rounded to bf16 before
-/// `Q K^T`, the probabilities (after `head_mask`, returned unrounded) rounded to bf16 before `P V`;
-/// sums in f64.
+/// [`attention`] with bf16 products (`AttentionArgs::allow_bf16` on AMX): Q, K and V rounded to
+/// bf16 before `Q K^T`, the probabilities (after `head_mask`, returned unrounded) rounded to bf16
+/// before `P V`; sums in f64.
 pub fn attention_bf16(
     qkv: &[f32],
     t: usize,

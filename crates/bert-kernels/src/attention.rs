@@ -931,6 +931,31 @@ mod tests {
         Isa::supported()
     }
 
+    /// The packed batch of sequences `lens`: cu_seqlens, qkv (N, 3H) of deterministic values in
+    /// [-1.5, 1.5], and a head mask of 1, 0 and 0.5 in turn.
+    fn ragged_inputs(lens: &[usize], nh: usize, d: usize) -> (Vec<usize>, Vec<f32>, Vec<f32>) {
+        let mut cu = vec![0];
+        for &l in lens {
+            cu.push(cu.last().unwrap() + l);
+        }
+        let n = *cu.last().unwrap();
+        let qkv = (0..n * 3 * nh * d)
+            .map(|i| ((i * 7919 % 997) as f32 / 498.0 - 1.0) * 1.5)
+            .collect();
+        let mask = (0..nh).map(|i| [1.0, 0.0, 0.5][i % 3]).collect();
+        (cu, qkv, mask)
+    }
+
+    /// [`attention_with`] into a NaN-filled context and probabilities, both returned.
+    fn run(path: Isa, args: AttentionArgs<'_>) -> (Vec<f32>, Vec<f32>) {
+        let n = *args.cu_seqlens.last().unwrap();
+        let poff = probs_offsets(args.cu_seqlens, args.num_heads);
+        let mut ctx = vec![f32::NAN; n * args.num_heads * args.head_dim];
+        let mut probs = vec![f32::NAN; *poff.last().unwrap()];
+        attention_with(path, args, &mut ctx, Some(&mut probs));
+        (ctx, probs)
+    }
+
     /// `allow_bf16`: a sequence on AMX tiles ([`uses_amx`]) has the probabilities of
     /// [`reference::attention_bf16`], and a context that is the product of exactly those
     /// probabilities and V, each rounded to bf16 (against the reference's own context a
@@ -954,19 +979,9 @@ mod tests {
         for path in paths() {
             for &(lens, nh, d) in cases {
                 let h = nh * d;
-                let mut cu = vec![0];
-                for &l in lens {
-                    cu.push(cu.last().unwrap() + l);
-                }
-                let n = *cu.last().unwrap();
-                let qkv: Vec<f32> = (0..n * 3 * h)
-                    .map(|i| ((i * 7919 % 997) as f32 / 498.0 - 1.0) * 1.5)
-                    .collect();
-                let mask: Vec<f32> = (0..nh).map(|i| [1.0, 0.0, 0.5][i % 3]).collect();
+                let (cu, qkv, mask) = ragged_inputs(lens, nh, d);
                 for head_mask in [None, Some(mask.as_slice())] {
                     let poff = probs_offsets(&cu, nh);
-                    let mut ctx = vec![f32::NAN; n * h];
-                    let mut probs = vec![f32::NAN; *poff.last().unwrap()];
                     let args = AttentionArgs {
                         qkv: &qkv,
                         cu_seqlens: &cu,
@@ -975,8 +990,8 @@ mod tests {
                         head_mask,
                         allow_bf16: true,
                     };
-                    attention_with(path, args, &mut ctx, Some(&mut probs));
-                    let mut ctx_only = vec![f32::NAN; n * h];
+                    let (ctx, probs) = run(path, args);
+                    let mut ctx_only = vec![f32::NAN; ctx.len()];
                     attention_with(path, args, &mut ctx_only, None);
                     assert!(
                         ctx.iter()
@@ -1047,19 +1062,9 @@ mod tests {
         for path in paths() {
             for &(lens, nh, d) in cases {
                 let h = nh * d;
-                let mut cu = vec![0];
-                for &l in lens {
-                    cu.push(cu.last().unwrap() + l);
-                }
-                let n = *cu.last().unwrap();
-                let qkv: Vec<f32> = (0..n * 3 * h)
-                    .map(|i| ((i * 7919 % 997) as f32 / 498.0 - 1.0) * 1.5)
-                    .collect();
-                let mask: Vec<f32> = (0..nh).map(|i| [1.0, 0.0, 0.5][i % 3]).collect();
+                let (cu, qkv, mask) = ragged_inputs(lens, nh, d);
                 for head_mask in [None, Some(mask.as_slice())] {
                     let poff = probs_offsets(&cu, nh);
-                    let mut ctx = vec![f32::NAN; n * h];
-                    let mut probs = vec![f32::NAN; *poff.last().unwrap()];
                     let args = AttentionArgs {
                         qkv: &qkv,
                         cu_seqlens: &cu,
@@ -1068,7 +1073,7 @@ mod tests {
                         head_mask,
                         allow_bf16: false,
                     };
-                    attention_with(path, args, &mut ctx, Some(&mut probs));
+                    let (ctx, probs) = run(path, args);
                     for s in 0..lens.len() {
                         let t = lens[s];
                         let (c, p) = reference::attention(

@@ -4,8 +4,9 @@
 //! process (docs/quantization.md, "Attention on AMX").
 //!
 //! ```text
-//! cargo bench -p bert-kernels --bench attention -- [--threads 2] [--reps 11]
+//! cargo bench -p bert-kernels --bench attention -- [--threads 2] [--reps 11] [--tokens 25,40]
 //! ```
+//! `--tokens` replaces the workloads with sequences of those lengths (2,048 tokens a call).
 //! Figures are microseconds per call (all heads of all sequences), medians of `--reps`
 //! interleaved repetitions of 20 calls each.
 
@@ -25,8 +26,17 @@ fn main() {
         .expect("rayon pool");
     println!("threads {threads}, ISA {:?}", bert_kernels::Isa::selected());
     // (model, heads, head dim, sequences, tokens each): W2F is 16 lines of 128 tokens, W1 one of 8.
+    let shapes: Vec<(String, usize, usize)> = match arg::<usize>("--tokens") {
+        Some(lens) => lens
+            .into_iter()
+            .map(|t| (format!("T={t}"), (2048 / t).max(1), t))
+            .collect(),
+        None => [("W2F", 16, 128), ("W1", 1, 8), ("T=384", 2, 384)]
+            .map(|(w, b, t)| (w.to_string(), b, t))
+            .into(),
+    };
     for (model, nh, d) in [("MiniLM-L6", 12, 32), ("bert-base", 12, 64)] {
-        for (work, b, t) in [("W2F", 16, 128), ("W1", 1, 8), ("T=384", 2, 384)] {
+        for (work, b, t) in shapes.iter().cloned() {
             let h = nh * d;
             let n = b * t;
             let qkv = data(n * 3 * h, 7);

@@ -647,53 +647,57 @@ mod avx2 {
         _mm256_storeu_ps(c.add(3 * ldc + 8), c31);
     }
 
-    /// `row = softmax(row * scale)`, with a vectorized exp.
+    /// `row = softmax(row * scale)`, 8 lanes at a time with a vectorized exp. The last partial
+    /// vector is loaded once, masked, kept in a register through the three passes and stored once
+    /// (a scalar `exp` per leftover score made lengths short of a multiple of 8 slower than the
+    /// next multiple; `vmaskmovps` stores are microcoded on AMD before Zen 4, hence one per row).
     ///
     /// # Safety
     /// AVX2 and FMA must be available.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn scaled_softmax(row: &mut [f32], scale: f32) {
         let n = row.len();
+        let whole = n - n % 8;
         let p = row.as_mut_ptr();
+        // All ones in the lanes of the partial vector that are in the row.
+        let in_row = _mm256_cmpgt_epi32(
+            _mm256_set1_epi32((n - whole) as i32),
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+        );
+        let in_row_ps = _mm256_castsi256_ps(in_row);
+        let neg_inf = _mm256_set1_ps(f32::NEG_INFINITY);
         let vs = _mm256_set1_ps(scale);
-        let mut vmax = _mm256_set1_ps(f32::NEG_INFINITY);
-        let mut i = 0;
-        while i + 8 <= n {
+        let mut vmax = neg_inf;
+        for i in (0..whole).step_by(8) {
             let x = _mm256_mul_ps(_mm256_loadu_ps(p.add(i)), vs);
             _mm256_storeu_ps(p.add(i), x);
             vmax = _mm256_max_ps(vmax, x);
-            i += 8;
         }
-        let mut max = hmax(vmax);
-        for j in i..n {
-            let x = *p.add(j) * scale;
-            *p.add(j) = x;
-            max = max.max(x);
+        // The partial vector's scaled scores, -inf past the row.
+        let mut tail = neg_inf;
+        if whole < n {
+            let x = _mm256_mul_ps(_mm256_maskload_ps(p.add(whole), in_row), vs);
+            tail = _mm256_blendv_ps(neg_inf, x, in_row_ps);
+            vmax = _mm256_max_ps(vmax, tail);
         }
-        let vm = _mm256_set1_ps(max);
+        let vm = _mm256_set1_ps(hmax(vmax));
         let mut vsum = _mm256_setzero_ps();
-        i = 0;
-        while i + 8 <= n {
+        for i in (0..whole).step_by(8) {
             let e = exp(_mm256_sub_ps(_mm256_loadu_ps(p.add(i)), vm));
             _mm256_storeu_ps(p.add(i), e);
             vsum = _mm256_add_ps(vsum, e);
-            i += 8;
         }
-        let mut sum = hsum(vsum);
-        for j in i..n {
-            let e = (*p.add(j) - max).exp();
-            *p.add(j) = e;
-            sum += e;
+        if whole < n {
+            // `exp` clamps -inf to a tiny positive number: zeroed past the row.
+            tail = _mm256_and_ps(exp(_mm256_sub_ps(tail, vm)), in_row_ps);
+            vsum = _mm256_add_ps(vsum, tail);
         }
-        let inv = 1.0 / sum;
-        let vinv = _mm256_set1_ps(inv);
-        i = 0;
-        while i + 8 <= n {
+        let vinv = _mm256_set1_ps(1.0 / hsum(vsum));
+        for i in (0..whole).step_by(8) {
             _mm256_storeu_ps(p.add(i), _mm256_mul_ps(_mm256_loadu_ps(p.add(i)), vinv));
-            i += 8;
         }
-        for j in i..n {
-            *p.add(j) *= inv;
+        if whole < n {
+            _mm256_maskstore_ps(p.add(whole), in_row, _mm256_mul_ps(tail, vinv));
         }
     }
 

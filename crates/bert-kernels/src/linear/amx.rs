@@ -177,11 +177,55 @@ pub(crate) unsafe fn configure() {
     asm!("ldtilecfg [{cfg}]", cfg = in(reg) CONFIG.0.as_ptr(), options(nostack));
 }
 
-/// A 32 x 32 block of f32 sums `c = sum over s < steps of A_s B_s` as four 16 x 16 tiles
-/// (`tdpbf16ps`, two A and two B tiles per step): A_s the 32 rows, `lda` bytes apart, of 32 bf16
-/// (16 pairs) at `a + 64 s`; B_s the 16 pair rows, `ldb` bytes apart, of 32 pair columns at
-/// `b + 16 s ldb`; `c` 32 rows of 32 f32, `ldc` bytes apart: four independent chains of
-/// `tdpbf16ps`, each A and B tile loaded once for two of them.
+/// The K loop of a 32 x 32 block of sums as four 16 x 16 tiles, `$op` (`tdpbusd` or `tdpbf16ps`)
+/// into four independent chains, each A and B tile loaded once for two of them: A's 32 rows are
+/// `$lda` bytes apart, 64 bytes (one tile row) a step; B's 16 rows of a step are `$ldb` bytes apart
+/// and the next step's start 16 rows on; `$c` gets 32 rows of 32 sums, `$ldc` bytes apart. Shared
+/// by the GEMM ([`bf16_sums`], [`int8_sums`]) and attention ([`bf16_block`]).
+macro_rules! block_sums {
+    ($op:literal, $a:expr, $lda:expr, $b:expr, $ldb:expr, $steps:expr, $c:expr, $ldc:expr) => {
+        asm!(
+            "tilezero tmm0",
+            "tilezero tmm1",
+            "tilezero tmm2",
+            "tilezero tmm3",
+            "2:",
+            "tileloadd tmm6, [{b} + {ldb}*1]",
+            "tileloadd tmm7, [{b} + {ldb}*1 + 64]",
+            "tileloadd tmm4, [{a0} + {lda}*1]",
+            concat!($op, " tmm0, tmm4, tmm6"),
+            concat!($op, " tmm1, tmm4, tmm7"),
+            "tileloadd tmm5, [{a1} + {lda}*1]",
+            concat!($op, " tmm2, tmm5, tmm6"),
+            concat!($op, " tmm3, tmm5, tmm7"),
+            "add {a0}, 64",
+            "add {a1}, 64",
+            "add {b}, {b_step}",
+            "dec {n}",
+            "jnz 2b",
+            "tilestored [{c0} + {ldc}*1], tmm0",
+            "tilestored [{c0} + {ldc}*1 + 64], tmm1",
+            "tilestored [{c1} + {ldc}*1], tmm2",
+            "tilestored [{c1} + {ldc}*1 + 64], tmm3",
+            a0 = inout(reg) $a => _,
+            a1 = inout(reg) $a.add(16 * $lda) => _,
+            b = inout(reg) $b => _,
+            n = inout(reg) $steps => _,
+            lda = in(reg) $lda,
+            ldb = in(reg) $ldb,
+            b_step = in(reg) 16 * $ldb,
+            c0 = in(reg) $c,
+            c1 = in(reg) $c.add(16 * $ldc),
+            ldc = in(reg) $ldc,
+            options(nostack),
+        )
+    };
+}
+
+/// A 32 x 32 block of f32 sums `c = sum over s < steps of A_s B_s` of bf16 pairs
+/// ([`block_sums!`] with `tdpbf16ps`): A_s the 32 rows, `lda` bytes apart, of 32 bf16 (16 pairs)
+/// at `a + 64 s`; B_s the 16 pair rows, `ldb` bytes apart, of 32 pair columns at `b + 16 s ldb`;
+/// `c` 32 rows of 32 f32, `ldc` bytes apart.
 ///
 /// # Safety
 /// [`bf16_available`] returned true and [`configure`] ran on this thread since any other tile
@@ -196,41 +240,7 @@ pub(crate) unsafe fn bf16_block(
     ldc: usize,
 ) {
     debug_assert!(steps > 0);
-    asm!(
-        "tilezero tmm0",
-        "tilezero tmm1",
-        "tilezero tmm2",
-        "tilezero tmm3",
-        "2:",
-        "tileloadd tmm4, [{a0} + {lda}*1]",
-        "tileloadd tmm6, [{b} + {ldb}*1]",
-        "tileloadd tmm7, [{b} + {ldb}*1 + 64]",
-        "tdpbf16ps tmm0, tmm4, tmm6",
-        "tdpbf16ps tmm1, tmm4, tmm7",
-        "tileloadd tmm5, [{a1} + {lda}*1]",
-        "tdpbf16ps tmm2, tmm5, tmm6",
-        "tdpbf16ps tmm3, tmm5, tmm7",
-        "add {a0}, 64",
-        "add {a1}, 64",
-        "add {b}, {b_step}",
-        "dec {n}",
-        "jnz 2b",
-        "tilestored [{c0} + {ldc}*1], tmm0",
-        "tilestored [{c0} + {ldc}*1 + 64], tmm1",
-        "tilestored [{c1} + {ldc}*1], tmm2",
-        "tilestored [{c1} + {ldc}*1 + 64], tmm3",
-        a0 = inout(reg) a => _,
-        a1 = inout(reg) a.add(16 * lda) => _,
-        b = inout(reg) b => _,
-        n = inout(reg) steps => _,
-        lda = in(reg) lda,
-        ldb = in(reg) ldb,
-        b_step = in(reg) 16 * ldb,
-        c0 = in(reg) c,
-        c1 = in(reg) c.add(16 * ldc),
-        ldc = in(reg) ldc,
-        options(nostack),
-    );
+    block_sums!("tdpbf16ps", a, lda, b, ldb, steps, c, ldc);
 }
 
 macro_rules! tile_sums {
@@ -254,43 +264,7 @@ macro_rules! tile_sums {
             let (sb, sc) = (NR * 4, NR * 4);
             let b_step = 16 * NR * 4;
             if two_row_tiles {
-                let a1 = a0.add(16 * lda);
-                let out1 = out.add(16 * NR * 4);
-                asm!(
-                    "tilezero tmm0",
-                    "tilezero tmm1",
-                    "tilezero tmm2",
-                    "tilezero tmm3",
-                    "2:",
-                    "tileloadd tmm6, [{b} + {sb}*1]",
-                    "tileloadd tmm7, [{b} + {sb}*1 + 64]",
-                    "tileloadd tmm4, [{a0} + {sa}*1]",
-                    concat!($op, " tmm0, tmm4, tmm6"),
-                    concat!($op, " tmm1, tmm4, tmm7"),
-                    "tileloadd tmm5, [{a1} + {sa}*1]",
-                    concat!($op, " tmm2, tmm5, tmm6"),
-                    concat!($op, " tmm3, tmm5, tmm7"),
-                    "add {a0}, 64",
-                    "add {a1}, 64",
-                    "add {b}, {b_step}",
-                    "dec {n}",
-                    "jnz 2b",
-                    "tilestored [{c0} + {sc}*1], tmm0",
-                    "tilestored [{c0} + {sc}*1 + 64], tmm1",
-                    "tilestored [{c1} + {sc}*1], tmm2",
-                    "tilestored [{c1} + {sc}*1 + 64], tmm3",
-                    a0 = inout(reg) a0 => _,
-                    a1 = inout(reg) a1 => _,
-                    b = inout(reg) b => _,
-                    n = inout(reg) steps => _,
-                    sa = in(reg) lda,
-                    sb = in(reg) sb,
-                    b_step = in(reg) b_step,
-                    c0 = in(reg) out,
-                    c1 = in(reg) out1,
-                    sc = in(reg) sc,
-                    options(nostack),
-                );
+                block_sums!($op, a0, lda, b, sb, steps, out, sc);
             } else {
                 asm!(
                     "tilezero tmm0",

@@ -89,7 +89,8 @@ RES="$OUT/results.jsonl"; ERR="$OUT/errors.log"
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"; echo "host: $(hostname)"
   lscpu | grep -E 'Model name|^CPU\(s\)|Thread|Core|Socket|L1d|L2|L3|Hypervisor'
-  grep -o -w -E 'avx2|fma|avx512f|avx_vnni|avx512_vnni' /proc/cpuinfo | sort -u | tr '\n' ' '; echo
+  grep -m2 -E '^(cpu family|model)[[:space:]]' /proc/cpuinfo | tr -s '\t' ' ' | tr '\n' ' '; echo
+  grep -o -w -E 'avx2|fma|avx512f|avx_vnni|avx512_vnni|avx512_bf16|avx512_fp16|amx_tile|amx_int8|amx_bf16' /proc/cpuinfo | sort -u | tr '\n' ' '; echo
   echo "threads: $THREADS rounds: $ROUNDS models: $MODELS workloads: $WORKLOADS"
   echo "peers: $PEERS"; echo "skip: $SKIP"
   $PY -c 'import torch, transformers, onnxruntime, tokenizers, onnx, numpy; print("torch", torch.__version__, "| transformers", transformers.__version__, "| onnxruntime", onnxruntime.__version__, "| onnx", onnx.__version__, "| tokenizers", tokenizers.__version__, "| numpy", numpy.__version__)'
@@ -126,3 +127,5 @@ for ((r = 1; r <= ROUNDS; r++)); do
   done
 done
 $PY "$HERE/summarize.py" "$RES" --corpus "$CORPUS" | tee "$OUT/table.md"
+# Issue 19's targets (our engines against their peers, per-round ratios), where the run has them.
+$PY "$HERE/targets.py" "$RES" | tee "$OUT/targets.md"

@@ -596,7 +596,7 @@ fn tile_4x16(a: &[f32], lda: usize, b: &[f32], ldb: usize, c: &mut [f32], ldc: u
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use crate::vexp::avx2::exp;
+    use crate::vexp::avx2::exp2;
 
     /// AVX2 4x16 tile of `c = a b` (see `super::tile_4x16`).
     ///
@@ -647,10 +647,11 @@ mod avx2 {
         _mm256_storeu_ps(c.add(3 * ldc + 8), c31);
     }
 
-    /// `row = softmax(row * scale)`, 8 lanes at a time with a vectorized exp. The last partial
-    /// vector is loaded once, masked, kept in a register through the three passes and stored once
-    /// (a scalar `exp` per leftover score made lengths short of a multiple of 8 slower than the
-    /// next multiple; `vmaskmovps` stores are microcoded on AMD before Zen 4, hence one per row).
+    /// `row = softmax(row * scale)`, 8 lanes at a time, as the AVX-512 one: the maximum taken
+    /// before scaling, `e^(x scale - max scale)` as `2^(x c - max c)` ([`exp2`]). The last partial
+    /// vector is loaded once, masked, kept in a register through the passes and stored once (a
+    /// scalar `exp` per leftover score made lengths short of a multiple of 8 slower than the next
+    /// multiple; `vmaskmovps` stores are microcoded on AMD before Zen 4, hence one per row).
     ///
     /// # Safety
     /// AVX2 and FMA must be available.
@@ -666,30 +667,27 @@ mod avx2 {
         );
         let in_row_ps = _mm256_castsi256_ps(in_row);
         let neg_inf = _mm256_set1_ps(f32::NEG_INFINITY);
-        let vs = _mm256_set1_ps(scale);
         let mut vmax = neg_inf;
         for i in (0..whole).step_by(8) {
-            let x = _mm256_mul_ps(_mm256_loadu_ps(p.add(i)), vs);
-            _mm256_storeu_ps(p.add(i), x);
-            vmax = _mm256_max_ps(vmax, x);
+            vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(p.add(i)));
         }
-        // The partial vector's scaled scores, -inf past the row.
+        // The partial vector's scores, -inf past the row.
         let mut tail = neg_inf;
         if whole < n {
-            let x = _mm256_mul_ps(_mm256_maskload_ps(p.add(whole), in_row), vs);
-            tail = _mm256_blendv_ps(neg_inf, x, in_row_ps);
+            tail = _mm256_blendv_ps(neg_inf, _mm256_maskload_ps(p.add(whole), in_row), in_row_ps);
             vmax = _mm256_max_ps(vmax, tail);
         }
-        let vm = _mm256_set1_ps(hmax(vmax));
+        let c = scale * std::f32::consts::LOG2_E;
+        let (vc, vmc) = (_mm256_set1_ps(c), _mm256_set1_ps(hmax(vmax) * c));
         let mut vsum = _mm256_setzero_ps();
         for i in (0..whole).step_by(8) {
-            let e = exp(_mm256_sub_ps(_mm256_loadu_ps(p.add(i)), vm));
+            let e = exp2(_mm256_fmsub_ps(_mm256_loadu_ps(p.add(i)), vc, vmc));
             _mm256_storeu_ps(p.add(i), e);
             vsum = _mm256_add_ps(vsum, e);
         }
         if whole < n {
-            // `exp` clamps -inf to a tiny positive number: zeroed past the row.
-            tail = _mm256_and_ps(exp(_mm256_sub_ps(tail, vm)), in_row_ps);
+            // `exp2` clamps -inf to 2^-126: zeroed past the row.
+            tail = _mm256_and_ps(exp2(_mm256_fmsub_ps(tail, vc, vmc)), in_row_ps);
             vsum = _mm256_add_ps(vsum, tail);
         }
         let vinv = _mm256_set1_ps(1.0 / hsum(vsum));
@@ -722,7 +720,7 @@ mod avx2 {
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use crate::vexp::avx512::{exp, exp2};
+    use crate::vexp::avx512::exp2;
 
     /// AVX-512 8x16 tile of `c = a b` (see `super::tile_4x16`): 8 independent accumulators.
     ///
@@ -889,9 +887,12 @@ mod avx512 {
         }
     }
 
-    /// `row = softmax(row * scale)`, 16 lanes at a time with a vectorized exp; the last partial
-    /// vector masked (a scalar `exp` per leftover score made lengths short of a multiple of 16
-    /// slower than the next multiple: f32 attention at 56 tokens took 1.15-1.25x the time of 64).
+    /// `row = softmax(row * scale)`, 16 lanes at a time; the last partial vector masked (a scalar
+    /// `exp` per leftover score made lengths short of a multiple of 16 slower than the next
+    /// multiple: f32 attention at 56 tokens took 1.15-1.25x the time of 64). As AMX's
+    /// [`softmax_pairs`]: the maximum is taken before scaling (`scale > 0` keeps it the maximum),
+    /// and `e^(x scale - max scale)` is `2^(x c - max c)`, `c = scale log2(e)`, one `vfmsub` into
+    /// [`exp2`].
     ///
     /// # Safety
     /// AVX-512F must be available.
@@ -901,19 +902,20 @@ mod avx512 {
         let p = row.as_mut_ptr();
         // The lanes of the 16 at `i < n` that are in the row.
         let lanes = |i: usize| ((1u32 << (n - i).min(16)) - 1) as __mmask16;
-        let vs = _mm512_set1_ps(scale);
         let mut vmax = _mm512_set1_ps(f32::NEG_INFINITY);
         for i in (0..n).step_by(16) {
             let m = lanes(i);
-            let x = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, p.add(i)), vs);
-            _mm512_mask_storeu_ps(p.add(i), m, x);
-            vmax = _mm512_mask_max_ps(vmax, m, vmax, x);
+            vmax = _mm512_mask_max_ps(vmax, m, vmax, _mm512_maskz_loadu_ps(m, p.add(i)));
         }
-        let vm = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
+        let c = scale * std::f32::consts::LOG2_E;
+        let (vc, vmc) = (
+            _mm512_set1_ps(c),
+            _mm512_set1_ps(_mm512_reduce_max_ps(vmax) * c),
+        );
         let mut vsum = _mm512_setzero_ps();
         for i in (0..n).step_by(16) {
             let m = lanes(i);
-            let e = exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, p.add(i)), vm));
+            let e = exp2(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(m, p.add(i)), vc, vmc));
             _mm512_mask_storeu_ps(p.add(i), m, e);
             vsum = _mm512_mask_add_ps(vsum, m, vsum, e);
         }

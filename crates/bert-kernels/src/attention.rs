@@ -77,6 +77,9 @@ struct Scratch {
     pb: Vec<u32>,
     /// AMX bf16: (T32, D32/2) key pairs, as gathered (columns >= D/2 zero).
     kp: Vec<u32>,
+    /// AVX-512 f32: (16, D) keys of a sequence's last partial block of 16 tokens, rows past its
+    /// last token zero, for the 16 x 16 transposes into `kt`.
+    kr: Vec<f32>,
 }
 
 /// Computes the attention context `ctx` (N, H) and, when `probs` is given, stores every sequence's
@@ -261,20 +264,63 @@ fn head(
         d.next_multiple_of(NR),
     );
     let scale = 1.0 / (d as f32).sqrt();
-    let (q, kt, v) = (&mut sc.q, &mut sc.kt, &mut sc.v);
+    let (q, kt, v, kr) = (&mut sc.q, &mut sc.kt, &mut sc.v, &mut sc.kr);
     q.clear();
     q.resize(t4 * d, 0.0);
-    kt.clear();
-    kt.resize(d * t16, 0.0);
     v.clear();
     v.resize(t * d16, 0.0);
+    // K^T: AVX-512 transposes 16 x 16 blocks straight from the rows (the last partial block
+    // through `kr`, zero-padded), where the other paths store each key element on its own (D
+    // stores a row, T16 floats apart).
+    let blocked = path == Path::Avx512 && d.is_multiple_of(16);
+    if blocked {
+        kt.resize(d * t16, 0.0);
+    } else {
+        kt.clear();
+        kt.resize(d * t16, 0.0);
+    }
     for (j, row) in rows.chunks_exact(3 * h).enumerate() {
         prefetch_head_row(rows, j + PREFETCH_ROWS, h, hd, d);
         q[j * d..(j + 1) * d].copy_from_slice(&row[hd * d..(hd + 1) * d]);
-        for (k, &x) in row[h + hd * d..h + (hd + 1) * d].iter().enumerate() {
-            kt[k * t16 + j] = x;
+        if !blocked {
+            for (k, &x) in row[h + hd * d..h + (hd + 1) * d].iter().enumerate() {
+                kt[k * t16 + j] = x;
+            }
         }
         v[j * d16..j * d16 + d].copy_from_slice(&row[2 * h + hd * d..2 * h + (hd + 1) * d]);
+    }
+    #[cfg(target_arch = "x86_64")]
+    if blocked {
+        let whole = t - t % 16;
+        if whole < t {
+            kr.resize(16 * d, 0.0);
+            for (j, dst) in kr.chunks_exact_mut(d).enumerate() {
+                match rows.get((whole + j) * 3 * h..(whole + j + 1) * 3 * h) {
+                    Some(row) => dst.copy_from_slice(&row[h + hd * d..h + (hd + 1) * d]),
+                    None => dst.fill(0.0),
+                }
+            }
+        }
+        for jb in (0..t16).step_by(16) {
+            let (src, lds) = match jb < whole {
+                true => (rows[jb * 3 * h + h + hd * d..].as_ptr(), 3 * h),
+                false => (kr.as_ptr(), d),
+            };
+            for c in (0..d).step_by(16) {
+                // SAFETY: the AVX-512 path runs only where the CPU has AVX-512F; the 16 rows of
+                // 16 floats read are keys of rows jb..jb + 16 < T (lds = 3H apart) or of kr
+                // ((16, D)), columns c..c + 16 <= D; those written are in kt ((D, T16)) at
+                // (c, jb): T16 and D are multiples of 16.
+                unsafe {
+                    avx512::transpose16(
+                        src.add(c).cast(),
+                        lds,
+                        kt.as_mut_ptr().add(c * t16 + jb).cast(),
+                        t16,
+                    )
+                };
+            }
+        }
     }
     sc.s.resize(t4 * t16, 0.0);
     sc.o.resize(t4 * d16, 0.0);
@@ -1056,13 +1102,15 @@ mod tests {
 
     #[test]
     fn matches_reference_on_ragged_batches() {
-        // (sequence lengths, heads, head dim): T = 1, empty sequences, odd head dims, long rows.
+        // (sequence lengths, heads, head dim): T = 1, empty sequences, odd head dims, long rows;
+        // whole and partial 16-token blocks of the AVX-512 K transpose (D a multiple of 16).
         let cases: &[(&[usize], usize, usize)] = &[
             (&[1], 1, 1),
             (&[1, 3, 0, 5], 2, 3),
             (&[7], 4, 8),
             (&[16, 2, 9], 3, 64),
             (&[33], 12, 32),
+            (&[130, 47, 0, 16], 2, 32),
             (&[130, 17], 2, 20),
         ];
         for path in paths() {

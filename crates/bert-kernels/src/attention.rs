@@ -289,6 +289,8 @@ fn head(
         }
         v[j * d16..j * d16 + d].copy_from_slice(&row[2 * h + hd * d..2 * h + (hd + 1) * d]);
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (blocked, kr);
     #[cfg(target_arch = "x86_64")]
     if blocked {
         let whole = t - t % 16;
@@ -308,7 +310,7 @@ fn head(
             };
             for c in (0..d).step_by(16) {
                 // SAFETY: the AVX-512 path runs only where the CPU has AVX-512F; the 16 rows of
-                // 16 floats read are keys of rows jb..jb + 16 < T (lds = 3H apart) or of kr
+                // 16 floats read are keys of rows jb..jb + 16 <= T (lds = 3H apart) or of kr
                 // ((16, D)), columns c..c + 16 <= D; those written are in kt ((D, T16)) at
                 // (c, jb): T16 and D are multiples of 16.
                 unsafe {

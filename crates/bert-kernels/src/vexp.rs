@@ -60,7 +60,7 @@ pub(crate) mod avx2 {
     }
 
     /// 2^z for 8 lanes, z clamped to [-126, 127]: as [`super::avx512::exp2`], with 2^n built
-    /// in the exponent bits (AVX2 has no `vscalefps`). Thirteen vector operations with the
+    /// in the exponent bits (AVX2 has no `vscalefps`). Fifteen vector operations with the
     /// caller's scaling `fmsub`, where [`exp`] takes nineteen.
     #[target_feature(enable = "avx2,fma")]
     #[inline]

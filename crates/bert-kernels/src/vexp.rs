@@ -152,46 +152,37 @@ mod tests {
     use crate::Isa;
     use std::arch::x86_64::*;
 
-    /// e^x of 16 values through the AVX2 (two halves) or AVX-512 kernel.
-    fn vector_exp(isa: Isa, xs: &[f32; 16]) -> [f32; 16] {
+    /// `f` on 16 values through the AVX2 kernel (two halves) or the AVX-512 one.
+    fn on_16(
+        isa: Isa,
+        xs: &[f32; 16],
+        avx2: unsafe fn(__m256) -> __m256,
+        avx512: unsafe fn(__m512) -> __m512,
+    ) -> [f32; 16] {
         let mut out = [0.0f32; 16];
         // SAFETY: callers check the ISA is supported; both arrays hold 16 lanes.
         unsafe {
             match isa {
                 Isa::Avx2 => {
-                    let lo = super::avx2::exp(_mm256_loadu_ps(xs.as_ptr()));
-                    let hi = super::avx2::exp(_mm256_loadu_ps(xs.as_ptr().add(8)));
+                    let lo = avx2(_mm256_loadu_ps(xs.as_ptr()));
+                    let hi = avx2(_mm256_loadu_ps(xs.as_ptr().add(8)));
                     _mm256_storeu_ps(out.as_mut_ptr(), lo);
                     _mm256_storeu_ps(out.as_mut_ptr().add(8), hi);
                 }
-                _ => _mm512_storeu_ps(
-                    out.as_mut_ptr(),
-                    super::avx512::exp(_mm512_loadu_ps(xs.as_ptr())),
-                ),
+                _ => _mm512_storeu_ps(out.as_mut_ptr(), avx512(_mm512_loadu_ps(xs.as_ptr()))),
             }
         }
         out
     }
 
-    /// 2^z of 16 values through the AVX2 (two halves) or AVX-512 kernel.
+    /// e^x of 16 values.
+    fn vector_exp(isa: Isa, xs: &[f32; 16]) -> [f32; 16] {
+        on_16(isa, xs, super::avx2::exp, super::avx512::exp)
+    }
+
+    /// 2^z of 16 values.
     fn vector_exp2(isa: Isa, zs: &[f32; 16]) -> [f32; 16] {
-        let mut out = [0.0f32; 16];
-        // SAFETY: callers check the ISA is supported; both arrays hold 16 lanes.
-        unsafe {
-            match isa {
-                Isa::Avx2 => {
-                    let lo = super::avx2::exp2(_mm256_loadu_ps(zs.as_ptr()));
-                    let hi = super::avx2::exp2(_mm256_loadu_ps(zs.as_ptr().add(8)));
-                    _mm256_storeu_ps(out.as_mut_ptr(), lo);
-                    _mm256_storeu_ps(out.as_mut_ptr().add(8), hi);
-                }
-                _ => _mm512_storeu_ps(
-                    out.as_mut_ptr(),
-                    super::avx512::exp2(_mm512_loadu_ps(zs.as_ptr())),
-                ),
-            }
-        }
-        out
+        on_16(isa, zs, super::avx2::exp2, super::avx512::exp2)
     }
 
     #[test]

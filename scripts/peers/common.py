@@ -201,6 +201,15 @@ def workload_flops(model_dir, workload, corpus=DEFAULT_CORPUS):
     return dict(counted=counted, padded=padded, unpadded=unpadded, real_tokens=real, padded_tokens=ptok, n_seqs=nseq)
 
 
+def read_results(paths):
+    """(path, record) for every JSON line of run_peers.sh's results.jsonl files, in order."""
+    for path in paths:
+        for line in open(path):
+            line = line.strip()
+            if line.startswith("{"):
+                yield path, json.loads(line)
+
+
 def set_thread_env(threads):
     """Must run before importing torch / onnxruntime / tokenizers to take full effect."""
     for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "RAYON_NUM_THREADS"):

@@ -13,7 +13,6 @@ raw arithmetic throughput regardless of whether the work was useful.
 Usage: python3 summarize.py RESULTS.jsonl [more.jsonl ...] [--models-root /tmp/peerbench/models]
 """
 import argparse
-import json
 import os
 import statistics as st
 import sys
@@ -32,13 +31,8 @@ def main():
     a = ap.parse_args()
 
     cells = OrderedDict()  # (model, workload) -> peer -> list of records
-    for path in a.results:
-        for line in open(path):
-            line = line.strip()
-            if not line.startswith("{"):
-                continue
-            r = json.loads(line)
-            cells.setdefault((r["model"], r["workload"]), defaultdict(list))[r["peer"]].append(r)
+    for _, r in common.read_results(a.results):
+        cells.setdefault((r["model"], r["workload"]), defaultdict(list))[r["peer"]].append(r)
 
     order = {w: k for k, w in enumerate(common.WORKLOADS)}
     models = list(OrderedDict.fromkeys(m for m, _ in cells))

@@ -9,10 +9,13 @@ rows and `WORKLOADS=T2 PEERS=torch-bf16 BERT_DTYPES="f32 bf16"` the training one
 
 Usage: python3 targets.py RESULTS.jsonl [more.jsonl ...]
 """
-import json
+import os
 import statistics as st
 import sys
 from collections import defaultdict
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
 
 # (label, workload, ours, peer, kind, bound): kind "latency" is ours' time / peer's (<= bound),
 # "speed" is peer's time / ours' (>= bound).
@@ -35,18 +38,13 @@ def main():
     # (model, workload, peer) -> (file, round) -> median ms of that round's timed iterations
     med = defaultdict(dict)
     models = []
-    for path in sys.argv[1:]:
-        for line in open(path):
-            line = line.strip()
-            if not line.startswith("{"):
-                continue
-            r = json.loads(line)
-            if not r.get("times_ms"):
-                continue
-            # Rounds pair up within one file only (a run's round 1 is not another's).
-            med[(r["model"], r["workload"], r["peer"])][(path, r["round"])] = st.median(r["times_ms"])
-            if r["model"] not in models:
-                models.append(r["model"])
+    for path, r in common.read_results(sys.argv[1:]):
+        if not r.get("times_ms"):
+            continue
+        # Rounds pair up within one file only (a run's round 1 is not another's).
+        med[(r["model"], r["workload"], r["peer"])][(path, r["round"])] = st.median(r["times_ms"])
+        if r["model"] not in models:
+            models.append(r["model"])
     rows = []
     for label, w, ours, peer, kind, bound in TARGETS:
         cells = []

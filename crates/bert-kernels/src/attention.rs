@@ -273,12 +273,11 @@ fn head(
     // through `kr`, zero-padded), where the other paths store each key element on its own (D
     // stores a row, T16 floats apart).
     let blocked = path == Path::Avx512 && d.is_multiple_of(16);
-    if blocked {
-        kt.resize(d * t16, 0.0);
-    } else {
+    // The transposes write every element; the scalar stores only the real columns.
+    if !blocked {
         kt.clear();
-        kt.resize(d * t16, 0.0);
     }
+    kt.resize(d * t16, 0.0);
     for (j, row) in rows.chunks_exact(3 * h).enumerate() {
         prefetch_head_row(rows, j + PREFETCH_ROWS, h, hd, d);
         q[j * d..(j + 1) * d].copy_from_slice(&row[hd * d..(hd + 1) * d]);

@@ -18,7 +18,9 @@
 //!                         scalar pass (gemm) or Activation::apply_slice (mm, openblas) after
 //!   --candidates ours,gemm,mm,openblas
 //!   --ours 6x2/kc256/mc96,4x3/kc384   extra variants of our kernel: RxV tile, kcN, mcN, ncN, nopf, tN tasks per
-//!                         thread, otN the same for products of one row block, fN min task flops
+//!                         thread, otN the same for products of one row block, fN min task flops,
+//!                         sN one-row-tile products' L1 prefetch distance in floats (0: off), sbN
+//!                         the packed weights held from which they write C through scratch tiles
 //! ```
 //! Every candidate computes `y = x W^T + b` with W (N, K) row-major as PyTorch stores it. docs/gemm.md
 //! has the results.
@@ -374,6 +376,10 @@ fn variant(isa: Isa, spec: &str) -> GemmOptions {
             o.nc = v.parse().unwrap();
         } else if part == "nopf" {
             o.prefetch = false;
+        } else if let Some(v) = part.strip_prefix("sb") {
+            o.stream_scratch_bytes = v.parse().unwrap();
+        } else if let Some(v) = part.strip_prefix('s') {
+            o.stream_ahead = v.parse().unwrap();
         } else if let Some(v) = part.strip_prefix("ot") {
             o.one_block_tasks_per_thread = v.parse().unwrap();
         } else if let Some(v) = part.strip_prefix('t') {

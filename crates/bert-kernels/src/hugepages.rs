@@ -22,6 +22,7 @@
 //! pages, for comparison). On other systems the regions come from the global allocator.
 
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 /// Set to `0` to skip the huge-page advice.
@@ -141,6 +142,15 @@ impl Drop for Region {
     }
 }
 
+/// Bytes of all live [`HugeBuf`]s: the weights this process holds packed.
+static HELD: AtomicUsize = AtomicUsize::new(0);
+
+/// Bytes of weights packed at load that the process holds now (all models): how much a batch-1
+/// forward streams, and whether that fits a last-level cache.
+pub(crate) fn held_bytes() -> usize {
+    HELD.load(Ordering::Relaxed)
+}
+
 /// The region being filled (weakly held: it lives as long as a buffer in it) and its used bytes.
 static ARENA: Mutex<(Weak<Region>, usize)> = Mutex::new((Weak::new(), 0));
 
@@ -189,11 +199,18 @@ impl<T: Zeroable> HugeBuf<T> {
         // SAFETY: `off + bytes <= region.bytes` (carve's check), so the pointer is in bounds; it is
         // ALIGN-aligned (region base aligned to a huge page, offsets to ALIGN).
         let ptr = unsafe { NonNull::new_unchecked(region.base.as_ptr().add(off).cast::<T>()) };
+        HELD.fetch_add(bytes, Ordering::Relaxed);
         HugeBuf {
             ptr,
             len,
             _region: region,
         }
+    }
+}
+
+impl<T> Drop for HugeBuf<T> {
+    fn drop(&mut self) {
+        HELD.fetch_sub(self.len * std::mem::size_of::<T>(), Ordering::Relaxed);
     }
 }
 

@@ -71,6 +71,14 @@ pub struct GemmOptions {
     pub min_task_flops: usize,
     /// A row block's last tile prefetches the next B micro-panel (keeps DRAM busy for small M).
     pub prefetch: bool,
+    /// Products of one row tile that read A unpacked (W1's few rows) prefetch each B panel into
+    /// L1 this many floats ahead of the kernel instead of the next panel into L2; 0: as larger
+    /// products.
+    pub stream_ahead: usize,
+    /// While the process holds at least this many bytes of weights packed at load (a forward's
+    /// weights then stream from memory, not from the last-level cache), those products write C
+    /// to per-thread scratch tiles, copied into the output once per column chunk, not in place.
+    pub stream_scratch_bytes: usize,
 }
 
 impl GemmOptions {
@@ -81,6 +89,10 @@ impl GemmOptions {
             Isa::Avx2 => (6, 2, 768, 72, 768),
             Isa::Avx512 => (12, 2, 768, 48, 768),
         };
+        // 2 KB and 128 MiB: measured on an Intel Xeon (docs/gemm.md, "W1: the stores"). AVX2's
+        // target, Zen 3, was not there to measure: it keeps the L2 prefetch.
+        let stream_ahead = if isa == Isa::Avx512 { 512 } else { 0 };
+        let stream_scratch_bytes = 128 << 20;
         GemmOptions {
             isa,
             mr,
@@ -92,6 +104,8 @@ impl GemmOptions {
             one_block_tasks_per_thread: 1,
             min_task_flops: 1 << 20,
             prefetch: true,
+            stream_ahead,
+            stream_scratch_bytes,
         }
     }
 
@@ -475,14 +489,24 @@ pub(crate) fn test_blockings(shapes: &[(Isa, usize, usize)]) -> Vec<GemmOptions>
             ..GemmOptions::new(isa)
         };
         out.push(base);
-        out.push(GemmOptions {
+        let small = GemmOptions {
             kc: 16,
             mc: 2 * mr,
             tasks_per_thread: 64,
             one_block_tasks_per_thread: 64,
             min_task_flops: 1,
             ..base
-        });
+        };
+        out.push(small);
+        // One-row-tile products' other paths (see `stream_ahead`): not streamed, streamed with C
+        // in place, streamed through scratch tiles (the weights the tests hold are few).
+        for (stream_ahead, stream_scratch_bytes) in [(0, 0), (512, usize::MAX), (512, 0)] {
+            out.push(GemmOptions {
+                stream_ahead,
+                stream_scratch_bytes,
+                ..small
+            });
+        }
     }
     out
 }

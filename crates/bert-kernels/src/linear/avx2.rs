@@ -18,8 +18,8 @@ pub(super) const LANES: usize = 8;
 ///
 /// # Safety
 /// The CPU supports AVX2 and FMA; `t` describes in-bounds buffers: `a` holds `kc * MR` floats, `b`
-/// and `pf` hold `kc * NV * 8`, `c` (and `res`) `MR` rows of `NV * 8` floats `ldc` (`ldr`) apart, `bias`
-/// `NV * 8` floats.
+/// holds `kc * NV * 8` (`pf` is only prefetched, never read), `c` (and `res`) `MR` rows of `NV * 8`
+/// floats `ldc` (`ldr`) apart, `bias` `NV * 8` floats.
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn kernel<const MR: usize, const NV: usize>(t: &Tile) {
     kernel_body::<MR, NV, false>(t)
@@ -51,9 +51,9 @@ unsafe fn kernel_body<const MR: usize, const NV: usize, const DIRECT: bool>(t: &
     let (mut a, mut b, mut pf) = (t.a, t.b, t.pf);
     for _ in 0..t.kc {
         for line in (0..NV * LANES).step_by(16) {
-            _mm_prefetch::<_MM_HINT_T0>(pf.add(line) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(pf.wrapping_add(line) as *const i8);
         }
-        pf = pf.add(NV * LANES);
+        pf = pf.wrapping_add(NV * LANES);
         let mut bv = [_mm256_setzero_ps(); NV];
         for (v, bv) in bv.iter_mut().enumerate() {
             *bv = _mm256_loadu_ps(b.add(v * LANES));

@@ -50,8 +50,8 @@ pub(super) use store_tile;
 ///
 /// # Safety
 /// The CPU supports AVX-512F; `t` describes in-bounds buffers: `a` holds `kc * MR` floats, `b`
-/// and `pf` hold `kc * NV * 16`, `c` (and `res`) `MR` rows of `NV * 16` floats `ldc` (`ldr`) apart, `bias`
-/// `NV * 16` floats.
+/// holds `kc * NV * 16` (`pf` is only prefetched, never read), `c` (and `res`) `MR` rows of
+/// `NV * 16` floats `ldc` (`ldr`) apart, `bias` `NV * 16` floats.
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn kernel<const MR: usize, const NV: usize>(t: &Tile) {
     kernel_body::<MR, NV, false, false>(t)
@@ -85,21 +85,31 @@ pub(super) unsafe fn kernel_f16<const MR: usize, const NV: usize>(t: &Tile) {
 unsafe fn kernel_body<const MR: usize, const NV: usize, const F16: bool, const DIRECT: bool>(
     t: &Tile,
 ) {
-    // C is written (and, for later K blocks, read) at the end: start fetching it now.
-    prefetch_c::<MR, NV>(t);
+    // C is written (and, for later K blocks, read) at the end: start fetching it now. Not when
+    // streaming (`pf_l1`): these prefetches' misses compete with the stream's (docs/gemm.md,
+    // "W1: the stores").
+    if !t.pf_l1 {
+        prefetch_c::<MR, NV>(t);
+    }
     let mut acc = [[_mm512_setzero_ps(); NV]; MR];
     let (mut a, mut b, mut pf) = (t.a, t.b, t.pf);
     // Floats' worth of memory one B row spans: an f16 row is half as long.
     let step = if F16 { NV * LANES / 2 } else { NV * LANES };
     for _ in 0..t.kc {
-        // Into L2, not L1: the next panel is a panel ahead (48-96 KB, as much as L1 holds), and
-        // a T0 prefetch holds one of L1's few miss buffers until its line arrives. At W1 (8 rows,
-        // B streamed from memory once) that capped bert-base at 22 GB/s of weights on an Intel
-        // Xeon; with T1 the forward took 0.88x the time (MiniLM 0.98x, W2F unchanged).
-        for line in (0..step).step_by(16) {
-            _mm_prefetch::<_MM_HINT_T1>(pf.add(line) as *const i8);
+        // The next panel goes into L2, not L1: it is a panel ahead (48-96 KB, as much as L1
+        // holds), and a T0 prefetch holds one of L1's few miss buffers until its line arrives
+        // (at W1 that capped bert-base at 22 GB/s of weights on an Intel Xeon; T1: 0.88x the
+        // time). A streaming product's `pf` is 2 KB ahead in the panel being read: into L1.
+        if DIRECT && t.pf_l1 {
+            for line in (0..step).step_by(16) {
+                _mm_prefetch::<_MM_HINT_T0>(pf.wrapping_add(line) as *const i8);
+            }
+        } else {
+            for line in (0..step).step_by(16) {
+                _mm_prefetch::<_MM_HINT_T1>(pf.wrapping_add(line) as *const i8);
+            }
         }
-        pf = pf.add(step);
+        pf = pf.wrapping_add(step);
         let mut bv = [_mm512_setzero_ps(); NV];
         for (v, bv) in bv.iter_mut().enumerate() {
             *bv = if F16 {

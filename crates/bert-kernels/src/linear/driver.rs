@@ -30,9 +30,14 @@ pub(super) struct Tile {
     /// Packed B micro-panel, (kc, NR): f32, f16 bits (u16) for the f16 kernels, or
     /// (ceil(kc / 2), NR) bf16 pairs (u32) for the bf16 kernels.
     pub b: *const f32,
-    /// The (kc, NR) micro-panel to prefetch, one row per k step: the next panel on a row block's last
-    /// tile (which otherwise re-reads `b` from cache while DRAM idles), else `b` itself.
+    /// What to prefetch, one B row per k step (only prefetched, so it may point past `b`'s
+    /// buffer): the next panel on a row block's last tile (which otherwise re-reads `b` from cache
+    /// while DRAM idles), `b` itself on the other tiles, or, streaming, `b` plus
+    /// [`GemmOptions::stream_ahead`] floats.
     pub pf: *const f32,
+    /// Streaming ([`Gemm::task`]): prefetch `pf` into L1 (the AVX-512 kernels otherwise prefetch
+    /// into L2; the AVX2 ones always into L1); `c` is not prefetched.
+    pub pf_l1: bool,
     pub kc: usize,
     /// Top-left of the (mr, NR) block of C, rows `ldc` apart.
     pub c: *mut f32,
@@ -264,6 +269,8 @@ impl Product {
 }
 
 thread_local! {
+    /// Each worker's C tiles of one column chunk, for the streaming products that write C there.
+    static C_TILES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     /// Each worker's packed-A scratch, reused across calls.
     static A_PACK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     /// Each worker's f32 copy of the f16 B micro-panel it is working on (see [`BOperand::widen`]).
@@ -424,6 +431,11 @@ struct Job<'s> {
     kernels: &'static [KernelFn],
     /// (kc, NR), prefetched as the kernel runs (see [`Tile::pf`]).
     pf: *const f32,
+    /// See [`Tile::pf_l1`].
+    pf_l1: bool,
+    /// Where the (mr, NR) tile of C goes instead of `y`: a contiguous scratch tile (rows NR apart)
+    /// that [`Gemm::task`] copies into `y` at the end of a column chunk.
+    out: Option<*mut f32>,
     kc: usize,
     /// (first row, rows).
     rows: (usize, usize),
@@ -479,6 +491,23 @@ impl<T: Elem> Gemm<'_, T> {
             };
             Some(packed_b.panel(packed_b.k_block(q), p))
         };
+        // A product of one row tile that reads A where it is (W1's) streams B once: each panel
+        // is prefetched into L1 `stream_ahead` floats ahead of the kernel. Where the weights
+        // come from memory (the process holds more than a last-level cache), C goes to
+        // per-thread scratch tiles, copied into `y` once a column chunk is done: stores into `y`
+        // between the panels made bert-base's W1 1.1x slower, while with the weights in cache
+        // the copy costs more than it saves (docs/gemm.md, "W1: the stores"). Training's `y +=`
+        // keeps C in place.
+        let ahead = self.opts.stream_ahead;
+        let stream = ahead > 0 && self.direct.is_some() && tiles.len() == 1;
+        let scratch = stream
+            && !self.how.accumulate
+            && crate::hugepages::held_bytes() >= self.opts.stream_scratch_bytes;
+        let mut ctiles = Vec::new();
+        if scratch {
+            ctiles = C_TILES.take();
+            ctiles.resize(chunk.min(cols.1 - cols.0) * tiles[0].1 * nr, 0.0);
+        }
         A_PACK.with_borrow_mut(|apack| {
             B_WIDE.with_borrow_mut(|wide| {
                 for p0 in (cols.0..cols.1).step_by(chunk) {
@@ -521,11 +550,16 @@ impl<T: Elem> Gemm<'_, T> {
                                 self.tile(Job {
                                     a,
                                     b,
-                                    pf: if self.opts.prefetch && t + 1 == tiles.len() {
+                                    pf: if stream {
+                                        b.wrapping_add(ahead)
+                                    } else if self.opts.prefetch && t + 1 == tiles.len() {
                                         next
                                     } else {
                                         b
                                     },
+                                    pf_l1: stream,
+                                    out: scratch
+                                        .then(|| ctiles[(p - p0) * rows.1 * nr..].as_mut_ptr()),
                                     kc,
                                     kernels,
                                     rows,
@@ -537,9 +571,33 @@ impl<T: Elem> Gemm<'_, T> {
                             }
                         }
                     }
+                    if scratch {
+                        self.copy_out(&ctiles, tiles[0], (p0, p1));
+                    }
                 }
             })
         });
+        if scratch {
+            C_TILES.set(ctiles);
+        }
+    }
+
+    /// Copies the C tiles of panels `p0..p1`, rows `(r0, mr)`, from `ctiles` (one contiguous
+    /// (mr, NR) tile per panel) into `y`.
+    fn copy_out(&self, ctiles: &[f32], (r0, mr): (usize, usize), (p0, p1): (usize, usize)) {
+        let nr = self.opts.nr();
+        let n = self.n;
+        for (p, tile) in (p0..p1).zip(ctiles.chunks(mr * nr)) {
+            let j0 = p * nr;
+            let ncols = nr.min(n - j0);
+            for (i, src) in tile.chunks(nr).enumerate() {
+                // SAFETY: this task owns rows r0..r0 + mr, columns j0..j0 + ncols of y (M, N).
+                let row = unsafe {
+                    std::slice::from_raw_parts_mut(self.y.0.add((r0 + i) * n + j0), ncols)
+                };
+                row.copy_from_slice(&src[..ncols]);
+            }
+        }
     }
 
     /// Packs the row tiles `tiles` of A, K block (`k0`, `kc`), into `dst` in the layout the
@@ -569,6 +627,8 @@ impl<T: Elem> Gemm<'_, T> {
             a,
             b,
             pf,
+            pf_l1,
+            out,
             kc,
             kernels,
             rows: (r0, mr),
@@ -596,12 +656,43 @@ impl<T: Elem> Gemm<'_, T> {
         // SAFETY: `y` is (M, N) and this task owns rows r0..r0 + mr, columns j0..j0 + ncols of it.
         let c = unsafe { self.y.0.add(r0 * n + j0) };
         let kernel = kernels[mr - 1];
+        if let Some(out) = out {
+            // The residual of a last panel narrower than NR is copied to a full-width tile.
+            let mut rbuf;
+            let (res, ldr) = match res {
+                Some(res) if ncols < nr => {
+                    rbuf = [0.0f32; MAX_TILE];
+                    for i in 0..mr {
+                        rbuf[i * nr..i * nr + ncols].copy_from_slice(&res[i * n..i * n + ncols]);
+                    }
+                    (rbuf.as_ptr(), nr)
+                }
+                Some(res) => (res.as_ptr(), n),
+                None => (std::ptr::null(), n),
+            };
+            let t = Tile {
+                a: a.as_ptr(),
+                lda: self.k,
+                b,
+                pf,
+                pf_l1,
+                kc,
+                c: out,
+                ldc: nr,
+                accumulate,
+                epi: epi(res, ldr),
+            };
+            // SAFETY: as below, with c the (mr, NR) scratch tile `out` (rows NR apart).
+            unsafe { kernel(&t) };
+            return;
+        }
         if ncols == nr {
             let t = Tile {
                 a: a.as_ptr(),
                 lda: self.k,
                 b,
                 pf,
+                pf_l1,
                 kc,
                 c,
                 ldc: n,
@@ -635,6 +726,7 @@ impl<T: Elem> Gemm<'_, T> {
             lda: self.k,
             b,
             pf,
+            pf_l1,
             kc,
             c: cbuf.as_mut_ptr(),
             ldc: nr,

@@ -433,9 +433,9 @@ struct Job<'s> {
     pf: *const f32,
     /// See [`Tile::pf_l1`].
     pf_l1: bool,
-    /// Where the (mr, NR) tile of C goes instead of `y`: a contiguous scratch tile (rows NR apart)
+    /// Where the (mr, NR) tile of C goes instead of `y`, and its rows' distance: a scratch tile
     /// that [`Gemm::task`] copies into `y` at the end of a column chunk.
-    out: Option<*mut f32>,
+    out: Option<(*mut f32, usize)>,
     kc: usize,
     /// (first row, rows).
     rows: (usize, usize),
@@ -558,8 +558,9 @@ impl<T: Elem> Gemm<'_, T> {
                                         b
                                     },
                                     pf_l1: stream,
-                                    out: scratch
-                                        .then(|| ctiles[(p - p0) * rows.1 * nr..].as_mut_ptr()),
+                                    out: scratch.then(|| {
+                                        (ctiles[(p - p0) * rows.1 * nr..].as_mut_ptr(), nr)
+                                    }),
                                     kc,
                                     kernels,
                                     rows,
@@ -653,40 +654,10 @@ impl<T: Elem> Gemm<'_, T> {
             },
             (true, Epilogue::BiasResidual(_)) => TileEpi::BiasResidual { bias, res, ldr },
         };
+        // C in place, or the scratch tile `out` of a streaming product.
         // SAFETY: `y` is (M, N) and this task owns rows r0..r0 + mr, columns j0..j0 + ncols of it.
-        let c = unsafe { self.y.0.add(r0 * n + j0) };
-        let kernel = kernels[mr - 1];
-        if let Some(out) = out {
-            // The residual of a last panel narrower than NR is copied to a full-width tile.
-            let mut rbuf;
-            let (res, ldr) = match res {
-                Some(res) if ncols < nr => {
-                    rbuf = [0.0f32; MAX_TILE];
-                    for i in 0..mr {
-                        rbuf[i * nr..i * nr + ncols].copy_from_slice(&res[i * n..i * n + ncols]);
-                    }
-                    (rbuf.as_ptr(), nr)
-                }
-                Some(res) => (res.as_ptr(), n),
-                None => (std::ptr::null(), n),
-            };
-            let t = Tile {
-                a: a.as_ptr(),
-                lda: self.k,
-                b,
-                pf,
-                pf_l1,
-                kc,
-                c: out,
-                ldc: nr,
-                accumulate,
-                epi: epi(res, ldr),
-            };
-            // SAFETY: as below, with c the (mr, NR) scratch tile `out` (rows NR apart).
-            unsafe { kernel(&t) };
-            return;
-        }
-        if ncols == nr {
+        let (c, ldc) = out.unwrap_or_else(|| (unsafe { self.y.0.add(r0 * n + j0) }, n));
+        let run = |c: *mut f32, ldc: usize, res: *const f32, ldr: usize| {
             let t = Tile {
                 a: a.as_ptr(),
                 lda: self.k,
@@ -695,16 +666,19 @@ impl<T: Elem> Gemm<'_, T> {
                 pf_l1,
                 kc,
                 c,
-                ldc: n,
+                ldc,
                 accumulate,
-                epi: epi(res.map_or(std::ptr::null(), <[f32]>::as_ptr), n),
+                epi: epi(res, ldr),
             };
-            // SAFETY: `kernels` matches the options' ISA, which Linear::new checked the CPU supports;
-            // a is (kc, mr) packed, or for the direct kernels x from row r0, column k0 on (rows
-            // r0..r0 + mr < M of K floats, so every a + i * k + kk with kk < kc is in x); b and pf
-            // are (kc, NR) of the elements `kernels` read; c and res hold mr rows of NR = ncols
-            // floats, n apart.
-            unsafe { kernel(&t) };
+            // SAFETY: `kernels` matches the options' ISA, which Linear::new checked the CPU
+            // supports; a is (kc, mr) packed, or for the direct kernels x from row r0, column k0
+            // on (rows r0..r0 + mr < M of K floats, so every a + i * k + kk with kk < kc is in
+            // x); b is (kc, NR) of the elements `kernels` read (pf only prefetched); c and res
+            // hold mr rows of NR floats, ldc and ldr apart (the callers below).
+            unsafe { kernels[mr - 1](&t) };
+        };
+        if ncols == nr {
+            run(c, ldc, res.map_or(std::ptr::null(), <[f32]>::as_ptr), n);
             return;
         }
         // The last panel of an N that is not a multiple of NR: run the kernel on a full-width scratch
@@ -712,8 +686,8 @@ impl<T: Elem> Gemm<'_, T> {
         let mut cbuf = [0.0f32; MAX_TILE];
         let mut rbuf = [0.0f32; MAX_TILE];
         for i in 0..mr {
-            // SAFETY: as above, row r0 + i, columns j0..j0 + ncols belong to this task.
-            let row = unsafe { std::slice::from_raw_parts(c.add(i * n), ncols) };
+            // SAFETY: as above, row r0 + i, columns j0..j0 + ncols of C belong to this task.
+            let row = unsafe { std::slice::from_raw_parts(c.add(i * ldc), ncols) };
             if accumulate {
                 cbuf[i * nr..i * nr + ncols].copy_from_slice(row);
             }
@@ -721,23 +695,11 @@ impl<T: Elem> Gemm<'_, T> {
                 rbuf[i * nr..i * nr + ncols].copy_from_slice(&res[i * n..i * n + ncols]);
             }
         }
-        let t = Tile {
-            a: a.as_ptr(),
-            lda: self.k,
-            b,
-            pf,
-            pf_l1,
-            kc,
-            c: cbuf.as_mut_ptr(),
-            ldc: nr,
-            accumulate,
-            epi: epi(rbuf.as_ptr(), nr),
-        };
-        // SAFETY: as above, with c and res the (mr, NR) scratch tiles (mr * NR <= MAX_TILE).
-        unsafe { kernel(&t) };
+        // (mr * NR <= MAX_TILE.)
+        run(cbuf.as_mut_ptr(), nr, rbuf.as_ptr(), nr);
         for i in 0..mr {
             // SAFETY: as above.
-            let row = unsafe { std::slice::from_raw_parts_mut(c.add(i * n), ncols) };
+            let row = unsafe { std::slice::from_raw_parts_mut(c.add(i * ldc), ncols) };
             row.copy_from_slice(&cbuf[i * nr..i * nr + ncols]);
         }
     }

@@ -185,22 +185,37 @@ mod tests {
         on_16(isa, zs, super::avx2::exp2, super::avx512::exp2)
     }
 
+    /// The largest relative error of `kernel` against the f64 `want` over `range`: vectors of 16
+    /// values `spread` apart, starting every `step`.
+    fn worst_relative_error(
+        isa: Isa,
+        kernel: fn(Isa, &[f32; 16]) -> [f32; 16],
+        want: fn(f64) -> f64,
+        range: std::ops::RangeInclusive<f32>,
+        step: f32,
+        spread: f32,
+    ) -> f64 {
+        let mut worst = 0.0f64;
+        let mut x = *range.start();
+        while x <= *range.end() {
+            let xs: [f32; 16] = std::array::from_fn(|k| x + spread * k as f32);
+            for (&xi, &o) in xs.iter().zip(&kernel(isa, &xs)) {
+                let want = want(xi as f64);
+                worst = worst.max((o as f64 - want).abs() / want);
+            }
+            x += step;
+        }
+        worst
+    }
+
     #[test]
     fn vector_exp2_is_accurate() {
         for isa in [Isa::Avx2, Isa::Avx512] {
             if !isa.is_supported() {
                 continue;
             }
-            let mut worst = 0.0f64;
-            let mut z = -125.9f32;
-            while z <= 126.9 {
-                let zs: [f32; 16] = std::array::from_fn(|k| z + 0.000_7 * k as f32);
-                for (&zi, &o) in zs.iter().zip(&vector_exp2(isa, &zs)) {
-                    let want = (zi as f64).exp2();
-                    worst = worst.max((o as f64 - want).abs() / want);
-                }
-                z += 0.0113;
-            }
+            let worst =
+                worst_relative_error(isa, vector_exp2, f64::exp2, -125.9..=126.9, 0.0113, 0.000_7);
             assert!(worst < 2.5e-7, "{isa:?}: max relative error {worst:e}");
             // Below the clamp: 2^-126, not 0 (a softmax's sum stays positive).
             for &o in &vector_exp2(isa, &[-1e30; 16]) {
@@ -222,16 +237,8 @@ mod tests {
                 continue;
             }
             // Relative error over the whole normal range, in steps that hit no lattice.
-            let mut worst = 0.0f64;
-            let mut x = -87.0f32;
-            while x <= 87.9 {
-                let xs: [f32; 16] = std::array::from_fn(|k| x + 0.001 * k as f32);
-                for (&xi, &o) in xs.iter().zip(&vector_exp(isa, &xs)) {
-                    let want = (xi as f64).exp();
-                    worst = worst.max((o as f64 - want).abs() / want);
-                }
-                x += 0.0137;
-            }
+            let worst =
+                worst_relative_error(isa, vector_exp, f64::exp, -87.0..=87.9, 0.0137, 0.001);
             assert!(worst < 3e-7, "{isa:?}: max relative error {worst:e}");
             // Clamped ends: finite and positive, never 0 or infinity.
             for (&xi, &o) in [-1e30f32; 16].iter().zip(&vector_exp(isa, &[-1e30; 16])) {

@@ -760,7 +760,12 @@ impl Int8Linear {
         crate::team::for_each(tasks, task);
     }
 
-    /// One register tile: rows `r0..r0 + sa.len()`, panel `p`.
+    /// One register tile: rows `r0..r0 + sa.len()`, panel `p`. Inlined into the task's loop: as a
+    /// call it took `out` through memory, and its 16-byte load of two fields the caller had just
+    /// stored 8 bytes at a time could not be forwarded from the store buffer, so each tile waited
+    /// for the buffer to drain, the last tile's C stores (cache misses at W2F) included: 17% of
+    /// MiniLM's int8 W2F on AVX2, 8% with VNNI (docs/quantization.md, "The tile call").
+    #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     fn tile(
         &self,
@@ -784,7 +789,7 @@ impl Int8Linear {
         };
         // SAFETY: `y` is (M, N); this task owns rows r0..r0 + rows, columns j0..j0 + ncols of it.
         let c = unsafe { y.0.add(r0 * n + j0) };
-        let mut t = QTile {
+        let t = QTile {
             a: a.as_ptr(),
             a_step: match self.path.a_layout() {
                 ALayout::Groups => 4 * self.path.tile().0,
@@ -815,26 +820,43 @@ impl Int8Linear {
             unsafe { kernel(&t) };
             return;
         }
-        // The last, partial panel: run on full-width scratch tiles and copy the real columns.
-        let mut cbuf = [0.0f32; MAX_MR * MAX_NR];
-        let mut rbuf = [0.0f32; MAX_MR * MAX_NR];
-        if let Some(res) = res {
-            for i in 0..rows {
-                rbuf[i * nr..i * nr + ncols].copy_from_slice(&res[i * n..i * n + ncols]);
-            }
-            t.res = rbuf.as_ptr();
-            t.ldr = nr;
-        }
-        t.c = cbuf.as_mut_ptr();
-        t.ldc = nr;
-        // SAFETY: as above, with c and res the (rows, NR) scratch tiles (rows <= MAX_MR, NR <=
-        // MAX_NR).
-        unsafe { kernel(&t) };
+        edge_tile(kernel, t, res, rows, ncols, n, nr);
+    }
+}
+
+/// The last, partial panel of [`Int8Linear::tile`]: `kernel` runs on full-width scratch tiles and
+/// the real `ncols` columns are copied out (on its own, so the 12 KB of scratch are no part of the
+/// frame of every tile's call).
+#[cold]
+#[inline(never)]
+fn edge_tile(
+    kernel: QKernel,
+    mut t: QTile,
+    res: Option<&[f32]>,
+    rows: usize,
+    ncols: usize,
+    n: usize,
+    nr: usize,
+) {
+    let c = t.c;
+    let mut cbuf = [0.0f32; MAX_MR * MAX_NR];
+    let mut rbuf = [0.0f32; MAX_MR * MAX_NR];
+    if let Some(res) = res {
         for i in 0..rows {
-            // SAFETY: as above, row r0 + i, columns j0..j0 + ncols belong to this task.
-            let row = unsafe { std::slice::from_raw_parts_mut(c.add(i * n), ncols) };
-            row.copy_from_slice(&cbuf[i * nr..i * nr + ncols]);
+            rbuf[i * nr..i * nr + ncols].copy_from_slice(&res[i * n..i * n + ncols]);
         }
+        t.res = rbuf.as_ptr();
+        t.ldr = nr;
+    }
+    t.c = cbuf.as_mut_ptr();
+    t.ldc = nr;
+    // SAFETY: as for a whole panel (see `Int8Linear::tile`), with c and res the (rows, NR) scratch
+    // tiles (rows <= MAX_MR, NR <= MAX_NR).
+    unsafe { kernel(&t) };
+    for i in 0..rows {
+        // SAFETY: row i of the tile's C, columns 0..ncols, belong to the caller's task.
+        let row = unsafe { std::slice::from_raw_parts_mut(c.add(i * n), ncols) };
+        row.copy_from_slice(&cbuf[i * nr..i * nr + ncols]);
     }
 }
 

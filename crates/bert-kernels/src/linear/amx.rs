@@ -26,7 +26,6 @@ use std::arch::asm;
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
-use super::avx512::activate_block;
 use super::driver::{Tile, TileEpi};
 use super::int8::QTile;
 use super::int8_x86::store_avx512;
@@ -358,5 +357,8 @@ pub(super) unsafe fn bf16_kernel<const R: usize>(t: &Tile) {
         }
     }
     const LANES: usize = 16;
-    super::avx512::store_tile!(t, acc, R, 2);
+    // The activation in the store for tiles of more than 8 rows, whose 2R sums no longer fit the
+    // registers anyway: re-reading C's rows, N floats apart, missed L1 (bert-base bf16 W2F 0.96x the
+    // time, Intel Xeon); with 8 rows (W1) its temporaries spilled the sums (MiniLM bf16 W1 1.024x).
+    super::avx512::store_tile!(t, acc, R, 2, R > 8);
 }

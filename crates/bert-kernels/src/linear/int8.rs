@@ -225,10 +225,20 @@ fn outlier_columns_into(
         // (blocks, K): each block's column maxima, then their max into the first block's.
         colmax.resize(x.len().div_ceil(BLOCK_ROWS * k) * k, 0.0);
         crate::team::for_each_chunk_mut(colmax, k, |b, out| {
-            column_maxima(
-                &x[b * BLOCK_ROWS * k..((b + 1) * BLOCK_ROWS * k).min(x.len())],
-                out,
-            );
+            let rows = &x[b * BLOCK_ROWS * k..((b + 1) * BLOCK_ROWS * k).min(x.len())];
+            match path {
+                Int8Path::Portable => column_maxima(rows, out),
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: the path was checked at construction, so the CPU runs its features.
+                Int8Path::Avx2 => unsafe { super::int8_x86::column_maxima_avx2(rows, out) },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: as above.
+                Int8Path::Avx512Vnni | Int8Path::Amx => unsafe {
+                    super::int8_x86::column_maxima_avx512(rows, out)
+                },
+                #[cfg(not(target_arch = "x86_64"))]
+                _ => unreachable!("only the portable int8 path exists off x86-64"),
+            }
         });
         let (first, rest) = colmax.split_at_mut(k);
         for block in rest.chunks_exact(k) {
@@ -263,7 +273,7 @@ fn outlier_columns_into(
 
 /// `out` (K) = max(`out`, the column maxima of `rows` (rows, K)).
 #[inline(always)]
-fn column_maxima(rows: &[f32], out: &mut [f32]) {
+pub(super) fn column_maxima(rows: &[f32], out: &mut [f32]) {
     for row in rows.chunks_exact(out.len()) {
         for (m, v) in out.iter_mut().zip(row) {
             *m = max_ignoring_nan(*m, v.abs());

@@ -5,7 +5,7 @@ use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
 
 use super::int8::{
-    int8_scale, max_abs, outlier_scan_generic, outlier_weights, quantize_one,
+    column_maxima, int8_scale, max_abs, outlier_scan_generic, outlier_weights, quantize_one,
     quantize_tile_generic, store_row, ALayout, OutlierScan, QTile, QuantTile, MAX_MR,
 };
 
@@ -25,6 +25,25 @@ pub(super) unsafe fn outlier_scan_avx2(scan: OutlierScan<'_>) {
 #[target_feature(enable = "avx512f,avx512bw")]
 pub(super) unsafe fn outlier_scan_avx512(scan: OutlierScan<'_>) {
     outlier_scan_generic(scan)
+}
+
+/// [`column_maxima`] vectorized for AVX2 (a closure of the parallel loop is compiled for the
+/// baseline's SSE2).
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn column_maxima_avx2(rows: &[f32], out: &mut [f32]) {
+    column_maxima(rows, out)
+}
+
+/// [`column_maxima`] vectorized for AVX-512.
+///
+/// # Safety
+/// The CPU supports AVX-512F and BW.
+#[target_feature(enable = "avx512f,avx512bw")]
+pub(super) unsafe fn column_maxima_avx512(rows: &[f32], out: &mut [f32]) {
+    column_maxima(rows, out)
 }
 
 /// [`quantize_tile_generic`] vectorized for AVX2, A stored signed.

@@ -278,6 +278,8 @@ thread_local! {
     /// The calling thread's A packed for all of a product's tasks ([`Gemm::shared_a`]), and its K
     /// blocks' offsets.
     static A_SHARED: RefCell<(Vec<f32>, Vec<usize>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    /// The calling thread's A rounded to bf16 for an emulated bf16 product of one row block.
+    static A_ROUNDED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// `y (M, N) = epilogue(x (M, K) W^T + bias)` with W packed in `b`.
@@ -351,8 +353,28 @@ pub(super) fn forward_with<T: Elem>(
     // One row block (few rows: W1's 8) split by columns: every task would pack the same A. A plain
     // f32 product reads A where it is: packing it once on the calling thread before the tasks (the
     // next case) cost MiniLM's f32 W1 8% of its time, the other threads idle meanwhile.
-    let plain = T::K_PER == 1 && !how.a_transposed && !how.a_bf16 && g.b.widen.is_none();
+    let plain = T::K_PER == 1 && !how.a_transposed && g.b.widen.is_none();
     if let Some(direct) = kernels_direct(opts.isa, opts.mr, opts.nv).filter(|_| plain) {
+        if how.a_bf16 {
+            // Emulated bf16 (f32 B): A rounded once, what packing it would do, then read in place
+            // by the direct kernels like a plain product's (packed, MiniLM's emulated bf16 W1
+            // took 1.12x f32's time).
+            A_ROUNDED.with_borrow_mut(|xr| {
+                xr.clear();
+                xr.extend(x.iter().map(|&v| crate::bf16::round(v)));
+                let g = Gemm {
+                    x: &xr[..],
+                    how: Product {
+                        a_bf16: false,
+                        ..how
+                    },
+                    direct: Some(direct),
+                    ..g
+                };
+                crate::team::for_each(tasks, |t| g.task(rows[0], cols[t]));
+            });
+            return;
+        }
         let g = Gemm {
             direct: Some(direct),
             ..g

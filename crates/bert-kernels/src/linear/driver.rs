@@ -12,6 +12,8 @@
 use std::cell::RefCell;
 
 use super::f16::Widen;
+#[cfg(target_arch = "x86_64")]
+use super::pack::pack_a_avx2;
 use super::pack::{
     bf16_tile_len, pack_a, pack_a_bf16, pack_a_transposed, pack_a_transposed_bf16, Elem, PackedB,
 };
@@ -626,6 +628,24 @@ impl<T: Elem> Gemm<'_, T> {
     /// Packs the row tiles `tiles` of A, K block (`k0`, `kc`), into `dst` in the layout the
     /// kernels read.
     fn pack_a(&self, tiles: &[(usize, usize)], k0: usize, kc: usize, dst: &mut Vec<f32>) {
+        #[cfg(target_arch = "x86_64")]
+        if T::K_PER == 1
+            && !self.how.a_transposed
+            && self.opts.isa != Isa::Scalar
+            && Isa::Avx2.is_supported()
+        {
+            let ld = self.k;
+            // SAFETY: the AVX2 and AVX-512 paths run on CPUs with AVX2 (every AVX-512 one); the
+            // tiles are rows of x, (M, K), and the K block lies in K.
+            unsafe {
+                if self.how.a_bf16 {
+                    pack_a_avx2::<true>(self.x, ld, tiles, k0, kc, dst)
+                } else {
+                    pack_a_avx2::<false>(self.x, ld, tiles, k0, kc, dst)
+                }
+            }
+            return;
+        }
         let pack = match (T::K_PER, self.how.a_transposed, self.how.a_bf16) {
             (1, false, false) => pack_a::<false>,
             (1, false, true) => pack_a::<true>,

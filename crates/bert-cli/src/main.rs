@@ -114,8 +114,8 @@ pub struct DtypeArgs {
     /// Number format of the encoder's Linear layers: `f32` (exact), `f16` (weights rounded to f16
     /// at load, half the memory, f32 arithmetic: embeddings cosine to f32 > 0.99999), `bf16`
     /// (weights and each product's input rounded to bf16, f32 sums, as PyTorch's bf16 autocast:
-    /// about twice f32's products with AVX512-BF16, more on Intel AMX; elsewhere emulated at f32's
-    /// speed, with a note on stderr) or `int8` (weights quantized per output channel at load, activations
+    /// about twice f32's products with AVX512-BF16, more on Intel AMX; elsewhere emulated at about
+    /// f32's speed, with a note on stderr) or `int8` (weights quantized per output channel at load, activations
     /// per row at run time: faster, within the accuracy bounds of docs/quantization.md).
     /// Embeddings, LayerNorm, softmax and heads stay f32; attention's products too, except that
     /// bf16 and int8 run them in bf16 on Intel AMX for sequences over 16 tokens.

@@ -118,7 +118,7 @@ pub struct TrainArgs {
     pub save_steps: Option<u64>,
     /// Mixed precision, as transformers' `--bf16`: the encoder's Linear products forward and
     /// backward in bf16 with f32 sums; weights, gradients and AdamW stay f32. Native on
-    /// AVX512-BF16 CPUs, emulated (same numbers, f32's speed) elsewhere.
+    /// AVX512-BF16 CPUs, emulated (same numbers, about f32's speed) elsewhere.
     #[arg(long)]
     pub bf16: bool,
     /// Continue from a checkpoint directory written by --save-steps (same data and arguments).

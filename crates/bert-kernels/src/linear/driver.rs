@@ -362,8 +362,7 @@ pub(super) fn forward_with<T: Elem>(
             // by the direct kernels like a plain product's (packed, MiniLM's emulated bf16 W1
             // took 1.12x f32's time).
             A_ROUNDED.with_borrow_mut(|xr| {
-                xr.clear();
-                xr.extend(x.iter().map(|&v| crate::bf16::round(v)));
+                super::pack::round_bf16_into(x, xr);
                 let g = Gemm {
                     x: &xr[..],
                     how: Product {

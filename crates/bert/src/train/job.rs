@@ -91,7 +91,7 @@ pub struct TrainJob {
     /// (`Some(0)` is none).
     pub save_steps: Option<u64>,
     /// Mixed precision ([`TrainingArgs::bf16`]): bf16 products with f32 sums, f32 weights and
-    /// optimizer; native on AVX512-BF16, emulated (same numbers, f32's speed) elsewhere.
+    /// optimizer; native on AVX512-BF16, emulated (same numbers, about f32's speed) elsewhere.
     pub bf16: bool,
     /// Continue from a checkpoint directory written by `save_steps` (same data and options).
     pub resume: Option<PathBuf>,

@@ -432,7 +432,9 @@ pub(super) unsafe fn pack_a_avx2<const BF16: bool>(
     let round8 = |v: __m256| if BF16 { round_bf16_8(v) } else { v };
     let round4 = |v: __m128| {
         if BF16 {
-            _mm256_castps256_ps128(round_bf16_8(_mm256_castps128_ps256(v)))
+            // Both halves the same 4 values, so that the upper half takes the special-value
+            // path only when these do.
+            _mm256_castps256_ps128(round_bf16_8(_mm256_set_m128(v, v)))
         } else {
             v
         }

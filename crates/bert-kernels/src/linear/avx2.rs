@@ -8,7 +8,7 @@
 use std::arch::x86_64::*;
 
 use super::driver::{Tile, TileEpi};
-use crate::vexp::avx2::exp;
+use crate::vexp::avx2::{exp, exp2};
 use crate::Activation;
 
 /// f32 lanes per register.
@@ -159,12 +159,23 @@ fn gelu(x: __m256) -> __m256 {
         poly = _mm256_fmadd_ps(poly, t, _mm256_set1_ps(c));
     }
     poly = _mm256_mul_ps(poly, t);
-    let e = exp(_mm256_mul_ps(_mm256_sub_ps(_mm256_setzero_ps(), a), a));
+    let e = gauss(a);
     let erf = _mm256_or_ps(_mm256_fnmadd_ps(poly, e, one), sign);
     _mm256_mul_ps(
         _mm256_mul_ps(_mm256_set1_ps(0.5), x),
         _mm256_add_ps(one, erf),
     )
+}
+
+/// `exp(-a^2)` for the erf of [`gelu`] and [`gelu_derivative`] (`a = |z| >= 0`), as
+/// `2^(-a^2 log2 e)` by `exp2` (the softmax's: eleven vector operations with AVX-512, fifteen on
+/// AVX2, where `exp` takes nineteen: GELU was bound by its operations, not its division); 0 from
+/// `a > 10`, where `exp2` stops at 2^-126 (and for NaN, which `x` still carries into the result).
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn gauss(a: __m256) -> __m256 {
+    let e = exp2(_mm256_mul_ps(_mm256_mul_ps(a, a), _mm256_set1_ps(-std::f32::consts::LOG2_E)));
+    _mm256_and_ps(_mm256_cmp_ps::<_CMP_LE_OQ>(a, _mm256_set1_ps(10.0)), e)
 }
 
 /// `dz = dy * gelu'(z)` element-wise: vectorized body, scalar
@@ -201,7 +212,7 @@ fn gelu_derivative(x: __m256) -> __m256 {
         poly = _mm256_fmadd_ps(poly, t, _mm256_set1_ps(c));
     }
     poly = _mm256_mul_ps(poly, t);
-    let e = exp(_mm256_mul_ps(_mm256_sub_ps(_mm256_setzero_ps(), a), a));
+    let e = gauss(a);
     let erf = _mm256_or_ps(_mm256_fnmadd_ps(poly, e, one), sign);
     let cdf = _mm256_mul_ps(_mm256_set1_ps(0.5), _mm256_add_ps(one, erf));
     _mm256_fmadd_ps(_mm256_mul_ps(x, _mm256_set1_ps(INV_SQRT_2PI)), e, cdf)

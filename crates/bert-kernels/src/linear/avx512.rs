@@ -5,7 +5,7 @@
 use std::arch::x86_64::*;
 
 use super::driver::{Tile, TileEpi};
-use crate::vexp::avx512::exp;
+use crate::vexp::avx512::{exp, exp2};
 use crate::Activation;
 
 /// f32 lanes per register.
@@ -262,12 +262,23 @@ fn gelu(x: __m512) -> __m512 {
         poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(c));
     }
     poly = _mm512_mul_ps(poly, t);
-    let e = exp(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), a), a));
+    let e = gauss(a);
     let erf = or(_mm512_fnmadd_ps(poly, e, one), sign);
     _mm512_mul_ps(
         _mm512_mul_ps(_mm512_set1_ps(0.5), x),
         _mm512_add_ps(one, erf),
     )
+}
+
+/// `exp(-a^2)` for the erf of [`gelu`] and [`gelu_derivative`] (`a = |z| >= 0`), as
+/// `2^(-a^2 log2 e)` by `exp2` (the softmax's: eleven vector operations with AVX-512, fifteen on
+/// AVX2, where `exp` takes nineteen: GELU was bound by its operations, not its division); 0 from
+/// `a > 10`, where `exp2` stops at 2^-126 (and for NaN, which `x` still carries into the result).
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn gauss(a: __m512) -> __m512 {
+    let e = exp2(_mm512_mul_ps(_mm512_mul_ps(a, a), _mm512_set1_ps(-std::f32::consts::LOG2_E)));
+    _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_LE_OQ>(a, _mm512_set1_ps(10.0)), e)
 }
 
 /// `dz = dy * gelu'(z)` element-wise: vectorized body, scalar
@@ -304,7 +315,7 @@ fn gelu_derivative(x: __m512) -> __m512 {
         poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(c));
     }
     poly = _mm512_mul_ps(poly, t);
-    let e = exp(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), a), a));
+    let e = gauss(a);
     let erf = or(_mm512_fnmadd_ps(poly, e, one), sign);
     let cdf = _mm512_mul_ps(_mm512_set1_ps(0.5), _mm512_add_ps(one, erf));
     _mm512_fmadd_ps(_mm512_mul_ps(x, _mm512_set1_ps(INV_SQRT_2PI)), e, cdf)

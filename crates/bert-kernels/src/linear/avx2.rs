@@ -174,7 +174,10 @@ fn gelu(x: __m256) -> __m256 {
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 fn gauss(a: __m256) -> __m256 {
-    let e = exp2(_mm256_mul_ps(_mm256_mul_ps(a, a), _mm256_set1_ps(-std::f32::consts::LOG2_E)));
+    let e = exp2(_mm256_mul_ps(
+        _mm256_mul_ps(a, a),
+        _mm256_set1_ps(-std::f32::consts::LOG2_E),
+    ));
     _mm256_and_ps(_mm256_cmp_ps::<_CMP_LE_OQ>(a, _mm256_set1_ps(10.0)), e)
 }
 

@@ -277,7 +277,10 @@ fn gelu(x: __m512) -> __m512 {
 #[target_feature(enable = "avx512f")]
 #[inline]
 fn gauss(a: __m512) -> __m512 {
-    let e = exp2(_mm512_mul_ps(_mm512_mul_ps(a, a), _mm512_set1_ps(-std::f32::consts::LOG2_E)));
+    let e = exp2(_mm512_mul_ps(
+        _mm512_mul_ps(a, a),
+        _mm512_set1_ps(-std::f32::consts::LOG2_E),
+    ));
     _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_LE_OQ>(a, _mm512_set1_ps(10.0)), e)
 }
 

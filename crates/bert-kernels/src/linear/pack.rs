@@ -408,11 +408,12 @@ pub(super) fn pack_a<const BF16: bool>(
     }
 }
 
-/// [`pack_a`] by 8 x 8 and 4 x 4 transposes in registers: 8 or 4 rows of a tile at a time, 8 or 4
-/// K steps, each K step's values stored as one vector where the scalar loop stores them one by
-/// one, `mr` floats apart (5.4% of MiniLM's f32 W2F samples on an Intel Xeon, AVX-512). Rows past
-/// the last group of 4 and the K steps past the last group of 8 take the scalar loop; bf16 rounds
-/// as [`crate::bf16::round`], lane by lane. The same floats as [`pack_a`].
+/// [`pack_a`] by transposes in registers: 8 rows of a tile at a time (8 x 8), then the rest 4 at a
+/// time (two 4 x 4 per 8 K steps, the first 1-3 lanes stored where fewer than 4 rows are left),
+/// each K step's values stored as one vector where the scalar loop stores them one by one, `mr`
+/// floats apart (5.4% of MiniLM's f32 W2F samples on an Intel Xeon, AVX-512). The K steps past
+/// the last group of 8 take the scalar loop; bf16 rounds as [`crate::bf16::round`], 8 lanes at a
+/// time. The same floats as [`pack_a`].
 ///
 /// # Safety
 /// The CPU supports AVX2; the tiles' rows lie in `x` (rows of `k` floats) with `k0 + kc <= k`.
@@ -430,15 +431,6 @@ pub(super) unsafe fn pack_a_avx2<const BF16: bool>(
     let total = tiles.iter().map(|t| t.1).sum::<usize>() * kc;
     dst.resize(total, 0.0);
     let round8 = |v: __m256| if BF16 { round_bf16_8(v) } else { v };
-    let round4 = |v: __m128| {
-        if BF16 {
-            // Both halves the same 4 values, so that the upper half takes the special-value
-            // path only when these do.
-            _mm256_castps256_ps128(round_bf16_8(_mm256_set_m128(v, v)))
-        } else {
-            v
-        }
-    };
     let k8 = kc / 8 * 8;
     let mut off = 0;
     for &(r0, mr) in tiles {
@@ -480,37 +472,74 @@ pub(super) unsafe fn pack_a_avx2<const BF16: bool>(
             }
             i0 += 8;
         }
-        if mr - i0 >= 4 {
-            for kk in (0..k8).step_by(4) {
-                let r: [__m128; 4] =
-                    std::array::from_fn(|j| round4(_mm_loadu_ps(row(i0 + j).add(kk))));
-                let (t0, t1) = (_mm_unpacklo_ps(r[0], r[1]), _mm_unpacklo_ps(r[2], r[3]));
-                let (t2, t3) = (_mm_unpackhi_ps(r[0], r[1]), _mm_unpackhi_ps(r[2], r[3]));
+        // The rest, 4 rows at a time (the last 1-3 as zero rows whose lanes are not stored), 8 K
+        // steps: column kk + j in a vector's low half, kk + 4 + j in its high. AVX2's 6-row tiles
+        // are 4 + 2 rows: the 2 took the scalar loop, a third of all values, each rounded alone
+        // with bf16 (emulated bf16 W2F 1.03x f32's time on an Intel Xeon, AVX2 forced).
+        while i0 < mr {
+            let n = (mr - i0).min(4);
+            for kk in (0..k8).step_by(8) {
+                let r: [__m256; 4] = std::array::from_fn(|j| {
+                    if j < n {
+                        round8(_mm256_loadu_ps(row(i0 + j).add(kk)))
+                    } else {
+                        _mm256_setzero_ps()
+                    }
+                });
+                let (t0, t1) = (
+                    _mm256_unpacklo_ps(r[0], r[1]),
+                    _mm256_unpacklo_ps(r[2], r[3]),
+                );
+                let (t2, t3) = (
+                    _mm256_unpackhi_ps(r[0], r[1]),
+                    _mm256_unpackhi_ps(r[2], r[3]),
+                );
                 let cols = [
-                    _mm_movelh_ps(t0, t1),
-                    _mm_movehl_ps(t1, t0),
-                    _mm_movelh_ps(t2, t3),
-                    _mm_movehl_ps(t3, t2),
+                    _mm256_shuffle_ps::<0x44>(t0, t1),
+                    _mm256_shuffle_ps::<0xee>(t0, t1),
+                    _mm256_shuffle_ps::<0x44>(t2, t3),
+                    _mm256_shuffle_ps::<0xee>(t2, t3),
                 ];
                 for (j, c) in cols.into_iter().enumerate() {
-                    _mm_storeu_ps(tile.add((kk + j) * mr + i0), c);
+                    store_first(tile.add((kk + j) * mr + i0), _mm256_castps256_ps128(c), n);
+                    store_first(
+                        tile.add((kk + j + 4) * mr + i0),
+                        _mm256_extractf128_ps::<1>(c),
+                        n,
+                    );
                 }
             }
-            i0 += 4;
+            i0 += n;
         }
-        // The rows past the groups, every K step; the K steps past k8, every row.
+        // The K steps past k8, every row.
         let value = |v: f32| if BF16 { crate::bf16::round(v) } else { v };
-        for i in i0..mr {
-            for kk in 0..k8 {
-                *tile.add(kk * mr + i) = value(*row(i).add(kk));
-            }
-        }
         for i in 0..mr {
             for kk in k8..kc {
                 *tile.add(kk * mr + i) = value(*row(i).add(kk));
             }
         }
         off += kc * mr;
+    }
+}
+
+/// Stores the first `n` (1 to 4) lanes of `v` at `d`: plain stores, not `vmaskmovps` (microcoded
+/// on AMD Zen).
+///
+/// # Safety
+/// The CPU supports AVX2; `d` is valid for `n` floats.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn store_first(d: *mut f32, v: std::arch::x86_64::__m128, n: usize) {
+    use std::arch::x86_64::*;
+    match n {
+        4 => _mm_storeu_ps(d, v),
+        3 => {
+            _mm_storel_epi64(d.cast(), _mm_castps_si128(v));
+            _mm_store_ss(d.add(2), _mm_movehl_ps(v, v));
+        }
+        2 => _mm_storel_epi64(d.cast(), _mm_castps_si128(v)),
+        _ => _mm_store_ss(d, v),
     }
 }
 

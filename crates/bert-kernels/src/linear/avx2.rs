@@ -7,7 +7,7 @@
 
 use std::arch::x86_64::*;
 
-use super::driver::{Tile, TileEpi};
+use super::driver::{Tile, TileEpi, B_BF16, B_F32};
 use crate::vexp::avx2::{exp, exp2};
 use crate::Activation;
 
@@ -22,7 +22,7 @@ pub(super) const LANES: usize = 8;
 /// floats `ldc` (`ldr`) apart, `bias` `NV * 8` floats.
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn kernel<const MR: usize, const NV: usize>(t: &Tile) {
-    kernel_body::<MR, NV, false>(t)
+    kernel_body::<MR, NV, B_F32, false>(t)
 }
 
 /// As [`kernel`] with A read where it is, unpacked: row `i` at `a + i * lda`, its K steps
@@ -32,13 +32,26 @@ pub(super) unsafe fn kernel<const MR: usize, const NV: usize>(t: &Tile) {
 /// As [`kernel`], with `a` holding `MR` rows of `kc` floats `lda` apart.
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn kernel_direct<const MR: usize, const NV: usize>(t: &Tile) {
-    kernel_body::<MR, NV, true>(t)
+    kernel_body::<MR, NV, B_F32, true>(t)
 }
 
-/// The two kernels' code; `DIRECT` is a compile-time constant.
+/// As [`kernel`] with B in bf16 (`B` = [`B_BF16`], the only 16-bit B of this ISA): `b` and `pf`
+/// point at `kc * NV * 8` bf16 bits (`u16`), each B row widened to f32 as it is loaded (a zero
+/// extension and a 16-bit shift, 2 operations per 8 values); the sums stay f32.
+///
+/// # Safety
+/// As [`kernel`], with `b` and `pf` holding `kc * NV * 8` u16.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn kernel_half<const MR: usize, const NV: usize, const B: u8>(t: &Tile) {
+    const { assert!(B == B_BF16, "AVX2 widens bf16 B only") };
+    kernel_body::<MR, NV, B, false>(t)
+}
+
+/// The kernels' code; `B` (f32 or bf16 B) and `DIRECT` are compile-time constants, so the f32
+/// kernel is the same instructions it was before either existed.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-unsafe fn kernel_body<const MR: usize, const NV: usize, const DIRECT: bool>(t: &Tile) {
+unsafe fn kernel_body<const MR: usize, const NV: usize, const B: u8, const DIRECT: bool>(t: &Tile) {
     // C is written (and, for later K blocks, read) at the end: start fetching it now.
     for i in 0..MR {
         let c = t.c.add(i * t.ldc);
@@ -49,14 +62,25 @@ unsafe fn kernel_body<const MR: usize, const NV: usize, const DIRECT: bool>(t: &
     }
     let mut acc = [[_mm256_setzero_ps(); NV]; MR];
     let (mut a, mut b, mut pf) = (t.a, t.b, t.pf);
+    // Floats' worth of memory one B row spans: a bf16 row is half as long.
+    let step = if B == B_F32 {
+        NV * LANES
+    } else {
+        NV * LANES / 2
+    };
     for _ in 0..t.kc {
-        for line in (0..NV * LANES).step_by(16) {
+        for line in (0..step).step_by(16) {
             _mm_prefetch::<_MM_HINT_T0>(pf.wrapping_add(line) as *const i8);
         }
-        pf = pf.wrapping_add(NV * LANES);
+        pf = pf.wrapping_add(step);
         let mut bv = [_mm256_setzero_ps(); NV];
         for (v, bv) in bv.iter_mut().enumerate() {
-            *bv = _mm256_loadu_ps(b.add(v * LANES));
+            *bv = if B == B_BF16 {
+                let half = _mm_loadu_si128(b.cast::<u16>().add(v * LANES).cast());
+                _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(half)))
+            } else {
+                _mm256_loadu_ps(b.add(v * LANES))
+            };
         }
         for (i, acc) in acc.iter_mut().enumerate() {
             let av = _mm256_broadcast_ss(&*a.add(if DIRECT { i * t.lda } else { i }));
@@ -65,7 +89,7 @@ unsafe fn kernel_body<const MR: usize, const NV: usize, const DIRECT: bool>(t: &
             }
         }
         a = a.add(if DIRECT { 1 } else { MR });
-        b = b.add(NV * LANES);
+        b = b.add(step);
     }
     for (i, acc) in acc.iter().enumerate() {
         let c = t.c.add(i * t.ldc);

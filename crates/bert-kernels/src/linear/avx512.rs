@@ -4,7 +4,7 @@
 
 use std::arch::x86_64::*;
 
-use super::driver::{Tile, TileEpi};
+use super::driver::{Tile, TileEpi, B_BF16, B_F16, B_F32};
 use crate::vexp::avx512::{exp, exp2};
 use crate::Activation;
 
@@ -69,7 +69,7 @@ pub(super) use store_tile;
 /// `NV * 16` floats `ldc` (`ldr`) apart, `bias` `NV * 16` floats.
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn kernel<const MR: usize, const NV: usize>(t: &Tile) {
-    kernel_body::<MR, NV, false, false>(t)
+    kernel_body::<MR, NV, B_F32, false>(t)
 }
 
 /// As [`kernel`] with A read where it is, unpacked: row `i` at `a + i * lda`, its K steps
@@ -80,26 +80,26 @@ pub(super) unsafe fn kernel<const MR: usize, const NV: usize>(t: &Tile) {
 /// As [`kernel`], with `a` holding `MR` rows of `kc` floats `lda` apart.
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn kernel_direct<const MR: usize, const NV: usize>(t: &Tile) {
-    kernel_body::<MR, NV, false, true>(t)
+    kernel_body::<MR, NV, B_F32, true>(t)
 }
 
-/// As [`kernel`] with B in f16: `b` and `pf` point at `kc * NV * 16` f16 bits (`u16`), each B row
-/// widened to f32 with `vcvtph2ps` (AVX-512F) as it is loaded; the sums stay f32.
+/// As [`kernel`] with B in 16 bits: `b` and `pf` point at `kc * NV * 16` f16 (`B` =
+/// [`B_F16`]) or bf16 ([`B_BF16`]) bits (`u16`), each B row widened to f32 as it is loaded (f16 by
+/// `vcvtph2ps`, bf16 by a zero extension and a 16-bit shift); the sums stay f32.
 ///
 /// # Safety
 /// As [`kernel`], with `b` and `pf` holding `kc * NV * 16` u16.
 #[target_feature(enable = "avx512f")]
-pub(super) unsafe fn kernel_f16<const MR: usize, const NV: usize>(t: &Tile) {
-    kernel_body::<MR, NV, true, false>(t)
+pub(super) unsafe fn kernel_half<const MR: usize, const NV: usize, const B: u8>(t: &Tile) {
+    kernel_body::<MR, NV, B, false>(t)
 }
 
-/// The three kernels' code; `F16` and `DIRECT` (A unpacked, rows `lda` apart) are compile-time
-/// constants, so the f32 kernel is the same instructions it was before either existed.
+/// The kernels' code; `B` (f32, f16 or bf16 B, [`B_F32`]) and `DIRECT` (A unpacked, rows `lda`
+/// apart) are compile-time constants, so the f32 kernel is the same instructions it was before
+/// either existed.
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn kernel_body<const MR: usize, const NV: usize, const F16: bool, const DIRECT: bool>(
-    t: &Tile,
-) {
+unsafe fn kernel_body<const MR: usize, const NV: usize, const B: u8, const DIRECT: bool>(t: &Tile) {
     // C is written (and, for later K blocks, read) at the end: start fetching it now. Not when
     // streaming (`pf_l1`): these prefetches' misses compete with the stream's (docs/gemm.md,
     // "W1: the stores").
@@ -108,8 +108,12 @@ unsafe fn kernel_body<const MR: usize, const NV: usize, const F16: bool, const D
     }
     let mut acc = [[_mm512_setzero_ps(); NV]; MR];
     let (mut a, mut b, mut pf) = (t.a, t.b, t.pf);
-    // Floats' worth of memory one B row spans: an f16 row is half as long.
-    let step = if F16 { NV * LANES / 2 } else { NV * LANES };
+    // Floats' worth of memory one B row spans: a 16-bit row is half as long.
+    let step = if B == B_F32 {
+        NV * LANES
+    } else {
+        NV * LANES / 2
+    };
     for _ in 0..t.kc {
         // The next panel goes into L2, not L1: it is a panel ahead (48-96 KB, as much as L1
         // holds), and a T0 prefetch holds one of L1's few miss buffers until its line arrives
@@ -127,10 +131,13 @@ unsafe fn kernel_body<const MR: usize, const NV: usize, const F16: bool, const D
         pf = pf.wrapping_add(step);
         let mut bv = [_mm512_setzero_ps(); NV];
         for (v, bv) in bv.iter_mut().enumerate() {
-            *bv = if F16 {
-                _mm512_cvtph_ps(_mm256_loadu_si256(b.cast::<u16>().add(v * LANES).cast()))
-            } else {
-                _mm512_loadu_ps(b.add(v * LANES))
+            let half = || _mm256_loadu_si256(b.cast::<u16>().add(v * LANES).cast());
+            *bv = match B {
+                B_F16 => _mm512_cvtph_ps(half()),
+                B_BF16 => {
+                    _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(half())))
+                }
+                _ => _mm512_loadu_ps(b.add(v * LANES)),
             };
         }
         for (i, acc) in acc.iter_mut().enumerate() {

@@ -6,14 +6,17 @@
 //!   rounded to nearest even; the microkernel's `vdpbf16ps` does two K steps of 16 columns per
 //!   instruction where the f32 kernel's FMA does one. Bias, activation and residual are the f32
 //!   epilogues.
-//! - **emulated** (every other CPU): the weights are rounded to bf16 at load and kept as f32, A is
-//!   rounded as it is packed, and the f32 kernels run unchanged. Every product of two bf16 values
-//!   is exact in f32, so the two paths differ only in the order of the f32 sums: the same numbers
-//!   at about f32's speed (the rounding of A costs 2-3%) and f32's memory.
+//! - **emulated** (every other CPU): a model's weights are rounded to bf16 at load and held as bf16
+//!   bits in the f32 panel layout ([`F16Linear`]'s bf16 form: half f32's bytes), widened back to f32
+//!   (a 16-bit shift, exact) in the kernel or panel by panel as f16 weights are; A is rounded as it
+//!   is packed; the f32 kernels' FMAs do the rest. Every product of two bf16 values is exact in
+//!   f32, so the two paths differ only in the order of the f32 sums. A training step's packings
+//!   ([`Bf16Linear::from_slice`], [`Bf16Linear::from_transposed`]), packed anew every step, keep
+//!   the rounded weights as f32 for the f32 kernels unchanged.
 
 use super::driver::{self, BOperand, Product};
 use super::pack::{Bf16Pair, Lifetime, PackedB};
-use super::{Epilogue, GemmOptions, Isa, Linear};
+use super::{Epilogue, F16Linear, F16Read, GemmOptions, Isa, Linear};
 
 /// A Linear layer with bf16 products (see the module docs).
 pub struct Bf16Linear {
@@ -30,8 +33,10 @@ enum Path {
         bias: Vec<f32>,
         opts: GemmOptions,
     },
-    /// The weights rounded to bf16, as f32.
-    Emulated(Linear),
+    /// A model's weights as bf16 bits, widened to f32 for the f32 kernels.
+    Emulated(F16Linear),
+    /// A training step's weights rounded to bf16, as f32.
+    EmulatedStep(Linear),
 }
 
 /// What a constructor packs: a model's weight (kept for its life), one training step's weight, or
@@ -175,9 +180,11 @@ impl Bf16Linear {
             let mut bias = bias;
             bias.resize(packed.panels() * opts.nr(), 0.0);
             Path::Native { packed, bias, opts }
+        } else if how == Build::Model {
+            Path::Emulated(F16Linear::bf16(weight, bias, (n, k), opts, F16Read::Auto))
         } else {
             let rounded: Vec<f32> = weight.iter().map(|&w| crate::bf16::round(w)).collect();
-            Path::Emulated(if how == Build::Transposed {
+            Path::EmulatedStep(if how == Build::Transposed {
                 Linear::from_transposed_with_options(&rounded, bias, n, k, opts)
             } else {
                 Linear::pack(&rounded, bias, (n, k), opts, life)
@@ -200,16 +207,27 @@ impl Bf16Linear {
         (out_features, in_features): (usize, usize),
         opts: GemmOptions,
     ) -> Self {
+        let dims = (out_features, in_features);
+        Bf16Linear {
+            path: Path::Emulated(F16Linear::bf16(weight, bias, dims, opts, F16Read::Auto)),
+            in_features,
+            out_features,
+        }
+    }
+
+    /// The emulated path of a training step's packing whatever the CPU has: for tests.
+    #[cfg(test)]
+    fn emulated_step(
+        weight: &[f32],
+        bias: Vec<f32>,
+        (out_features, in_features): (usize, usize),
+        opts: GemmOptions,
+    ) -> Self {
         Linear::check(weight.len(), &bias, out_features, in_features, opts);
         let rounded: Vec<f32> = weight.iter().map(|&w| crate::bf16::round(w)).collect();
+        let dims = (out_features, in_features);
         Bf16Linear {
-            path: Path::Emulated(Linear::with_options(
-                rounded,
-                bias,
-                out_features,
-                in_features,
-                opts,
-            )),
+            path: Path::EmulatedStep(Linear::pack(&rounded, bias, dims, opts, Lifetime::Step)),
             in_features,
             out_features,
         }
@@ -228,11 +246,13 @@ impl Bf16Linear {
         self.out_features
     }
 
-    /// Bytes of packed weights (2 each native, 4 emulated) and bias (4 each) this layer holds.
+    /// Bytes of packed weights (2 each, but 4 for a training step's emulated packing) and bias (4
+    /// each) this layer holds.
     pub fn memory_bytes(&self) -> usize {
         match &self.path {
             Path::Native { packed, bias, .. } => 4 * (packed.capacity() + bias.capacity()),
             Path::Emulated(l) => l.memory_bytes(),
+            Path::EmulatedStep(l) => l.memory_bytes(),
         }
     }
 
@@ -258,7 +278,8 @@ impl Bf16Linear {
                     }
                 }
             }
-            Path::Emulated(l) => {
+            Path::Emulated(l) => return l.weight_f32(),
+            Path::EmulatedStep(l) => {
                 let (packed, nr) = (&l.packed, l.opts.nr());
                 for (k0, kc) in packed.k_blocks() {
                     for p in 0..packed.panels() {
@@ -298,6 +319,7 @@ impl Bf16Linear {
         };
         match &self.path {
             Path::Emulated(l) => l.product(x, y, epilogue, how),
+            Path::EmulatedStep(l) => l.product(x, y, epilogue, how),
             Path::Native { packed, bias, opts } => {
                 let (k, n) = (self.in_features, self.out_features);
                 let m = super::rows("Bf16Linear", x, y, (k, n), epilogue);
@@ -351,6 +373,8 @@ mod tests {
             out.push((label, opts, native));
             let emulated = Bf16Linear::emulated(w, b.to_vec(), (n, k), opts);
             out.push((format!("{opts:?} emulated"), opts, emulated));
+            let step = Bf16Linear::emulated_step(w, b.to_vec(), (n, k), opts);
+            out.push((format!("{opts:?} emulated step"), opts, step));
         }
         // AMX (no f32 kernels of its shape, so native only): the default blocking, K blocks of
         // 48 (one whole tile of pairs and 8 more by `vdpbf16ps`) and of 16 (no whole tile), small

@@ -11,7 +11,7 @@
 
 use std::cell::RefCell;
 
-use super::f16::Widen;
+use super::f16::{Half, Widen};
 #[cfg(target_arch = "x86_64")]
 use super::pack::pack_a_avx2;
 use super::pack::{
@@ -123,26 +123,60 @@ pub(super) fn lanes(isa: Isa) -> usize {
     }
 }
 
-/// The kernels that read f16 B panels directly (widening each row as they load it), for tiles of
-/// 1..=mr rows, or `None` where this ISA has none (the f16 product then widens panels into scratch).
-pub(super) fn kernels_f16(isa: Isa, mr: usize, nv: usize) -> Option<&'static [KernelFn]> {
+/// The kernels that read 16-bit B panels directly (widening each row to f32 as they load it: f16
+/// by `vcvtph2ps`, bf16 by a 16-bit shift), for tiles of 1..=mr rows, or `None` where this ISA has
+/// none for `half` (the product then widens panels into scratch): f16 on AVX-512, bf16 on AVX-512
+/// and AVX2.
+pub(super) fn kernels_half(
+    half: Half,
+    isa: Isa,
+    mr: usize,
+    nv: usize,
+) -> Option<&'static [KernelFn]> {
     macro_rules! table {
-        ($nv:literal; $($mr:literal)*) => {
-            Some(&[$(super::avx512::kernel_f16::<$mr, $nv> as KernelFn),*])
+        ($m:ident, $h:expr, $nv:literal; $($mr:literal)*) => {
+            Some(&[$(super::$m::kernel_half::<$mr, $nv, { $h }> as KernelFn),*])
         };
     }
-    match (isa, mr, nv) {
+    match (half, isa, mr, nv) {
         #[cfg(target_arch = "x86_64")]
-        (Isa::Avx512, 6, 3) => table!(3; 1 2 3 4 5 6),
+        (Half::F16, Isa::Avx512, 6, 3) => table!(avx512, B_F16, 3; 1 2 3 4 5 6),
         #[cfg(target_arch = "x86_64")]
-        (Isa::Avx512, 8, 3) => table!(3; 1 2 3 4 5 6 7 8),
+        (Half::F16, Isa::Avx512, 8, 3) => table!(avx512, B_F16, 3; 1 2 3 4 5 6 7 8),
         #[cfg(target_arch = "x86_64")]
-        (Isa::Avx512, 12, 2) => table!(2; 1 2 3 4 5 6 7 8 9 10 11 12),
+        (Half::F16, Isa::Avx512, 12, 2) => {
+            table!(avx512, B_F16, 2; 1 2 3 4 5 6 7 8 9 10 11 12)
+        }
         #[cfg(target_arch = "x86_64")]
-        (Isa::Avx512, 14, 2) => table!(2; 1 2 3 4 5 6 7 8 9 10 11 12 13 14),
+        (Half::F16, Isa::Avx512, 14, 2) => {
+            table!(avx512, B_F16, 2; 1 2 3 4 5 6 7 8 9 10 11 12 13 14)
+        }
+        #[cfg(target_arch = "x86_64")]
+        (Half::Bf16, Isa::Avx512, 6, 3) => table!(avx512, B_BF16, 3; 1 2 3 4 5 6),
+        #[cfg(target_arch = "x86_64")]
+        (Half::Bf16, Isa::Avx512, 8, 3) => table!(avx512, B_BF16, 3; 1 2 3 4 5 6 7 8),
+        #[cfg(target_arch = "x86_64")]
+        (Half::Bf16, Isa::Avx512, 12, 2) => {
+            table!(avx512, B_BF16, 2; 1 2 3 4 5 6 7 8 9 10 11 12)
+        }
+        #[cfg(target_arch = "x86_64")]
+        (Half::Bf16, Isa::Avx512, 14, 2) => {
+            table!(avx512, B_BF16, 2; 1 2 3 4 5 6 7 8 9 10 11 12 13 14)
+        }
+        #[cfg(target_arch = "x86_64")]
+        (Half::Bf16, Isa::Avx2, 6, 2) => table!(avx2, B_BF16, 2; 1 2 3 4 5 6),
+        #[cfg(target_arch = "x86_64")]
+        (Half::Bf16, Isa::Avx2, 4, 3) => table!(avx2, B_BF16, 3; 1 2 3 4),
         _ => None,
     }
 }
+
+/// What a kernel's B elements are (its `B` const parameter): f32, f16 bits or bf16 bits.
+pub(super) const B_F32: u8 = 0;
+/// See [`B_F32`].
+pub(super) const B_F16: u8 = 1;
+/// See [`B_F32`].
+pub(super) const B_BF16: u8 = 2;
 
 /// The kernels that multiply bf16 pairs (`vdpbf16ps`: A and B as [`super::pack::Bf16Pair`]s, f32
 /// sums; at 32 x 2 vectors AMX's `tdpbf16ps`, see [`amx_bf16`]), for tiles of 1..=mr rows, or
@@ -556,8 +590,9 @@ impl<T: Elem> Gemm<'_, T> {
                             let (b, next) = match widened {
                                 None => (b.as_ptr().cast::<f32>(), next.as_ptr().cast::<f32>()),
                                 Some(w) => {
-                                    let half = T::as_f16(b).expect("only f16 panels are widened");
-                                    let next = T::as_f16(next).expect("as b");
+                                    let half =
+                                        T::as_half(b).expect("only 16-bit panels are widened");
+                                    let next = T::as_half(next).expect("as b");
                                     wide.resize(half.len(), 0.0);
                                     w.widen.run(half, wide, next);
                                     (wide.as_ptr(), wide.as_ptr())

@@ -14,6 +14,10 @@
 //! - **widened whole**: for large products ([`WIDEN_ALL_MIN_ROWS`] rows and more), all of B is
 //!   converted once per call into a per-thread f32 copy and the f32 product runs on it, unchanged:
 //!   the conversion is shared by all M rows, so f16 runs at f32's speed where compute dominates.
+//!
+//! The same layer holds bf16 weights ([`Half::Bf16`]) for [`super::Bf16Linear`] on a CPU without
+//! AVX512-BF16 (its emulated path): bf16 bits in the same panels, widened by a 16-bit shift (exact),
+//! in the kernel on AVX-512 and AVX2, and A rounded to bf16 as it is packed.
 
 use super::driver::{self, BOperand, Product, Widened};
 use super::pack::{Lifetime, PackedB};
@@ -47,7 +51,14 @@ pub const WIDEN_MIN_TILES: usize = 8;
 /// f32 scratch the size of the largest such B (bert-base: 9.4 MB).
 pub const WIDEN_ALL_MIN_ROWS: usize = 256;
 
-/// The f16 -> f32 conversion of a widened micro-panel.
+/// The 16-bit format of the weights: IEEE f16, or bf16 (the upper half of an f32).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Half {
+    F16,
+    Bf16,
+}
+
+/// The 16-bit -> f32 conversion of a widened micro-panel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Widen {
     Scalar,
@@ -57,17 +68,30 @@ pub(super) enum Widen {
     /// AVX-512F `vcvtph2ps`, 16 lanes.
     #[cfg(target_arch = "x86_64")]
     Avx512,
+    /// bf16, in Rust.
+    Bf16Scalar,
+    /// bf16 by AVX2's zero extension and shift, 8 lanes.
+    #[cfg(target_arch = "x86_64")]
+    Bf16Avx2,
+    /// bf16 by AVX-512F's, 16 lanes.
+    #[cfg(target_arch = "x86_64")]
+    Bf16Avx512,
 }
 
 impl Widen {
-    /// The fastest conversion `isa` (supported by this CPU) allows.
-    fn for_isa(isa: Isa) -> Widen {
-        match isa {
+    /// The fastest conversion of `half` that `isa` (supported by this CPU) allows.
+    fn for_isa(isa: Isa, half: Half) -> Widen {
+        match (half, isa) {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => Widen::Avx512,
+            (Half::F16, Isa::Avx512) => Widen::Avx512,
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 if is_x86_feature_detected!("f16c") => Widen::F16c,
-            _ => Widen::Scalar,
+            (Half::F16, Isa::Avx2) if is_x86_feature_detected!("f16c") => Widen::F16c,
+            (Half::F16, _) => Widen::Scalar,
+            #[cfg(target_arch = "x86_64")]
+            (Half::Bf16, Isa::Avx512) => Widen::Bf16Avx512,
+            #[cfg(target_arch = "x86_64")]
+            (Half::Bf16, Isa::Avx2) => Widen::Bf16Avx2,
+            (Half::Bf16, _) => Widen::Bf16Scalar,
         }
     }
 
@@ -81,12 +105,23 @@ impl Widen {
                     *d = crate::f16::f16_to_f32(h);
                 }
             }
+            Widen::Bf16Scalar => {
+                for (d, &h) in dst.iter_mut().zip(src) {
+                    *d = crate::bf16::bf16_to_f32(h);
+                }
+            }
             #[cfg(target_arch = "x86_64")]
             // SAFETY: chosen by `for_isa` only where the CPU has F16C; the lengths are equal.
             Widen::F16c => unsafe { x86::widen_f16c(src, dst, next) },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: chosen by `for_isa` only for a supported Isa::Avx512; the lengths are equal.
             Widen::Avx512 => unsafe { x86::widen_avx512(src, dst, next) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: chosen by `for_isa` only for a supported Isa::Avx2; the lengths are equal.
+            Widen::Bf16Avx2 => unsafe { x86::widen_bf16_avx2(src, dst, next) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: chosen by `for_isa` only for a supported Isa::Avx512; the lengths are equal.
+            Widen::Bf16Avx512 => unsafe { x86::widen_bf16_avx512(src, dst, next) },
         }
     }
 }
@@ -128,6 +163,42 @@ mod x86 {
             dst[i] = crate::f16::f16_to_f32(src[i]);
         }
     }
+
+    /// # Safety
+    /// The CPU has AVX2; the three lengths are equal.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn widen_bf16_avx2(src: &[u16], dst: &mut [f32], next: &[u16]) {
+        let body = src.len() / 8 * 8;
+        for i in (0..body).step_by(8) {
+            if i % 32 == 0 {
+                _mm_prefetch::<_MM_HINT_T1>(next.as_ptr().add(i).cast());
+            }
+            let h = _mm256_cvtepu16_epi32(_mm_loadu_si128(src.as_ptr().add(i).cast()));
+            let v = _mm256_castsi256_ps(_mm256_slli_epi32::<16>(h));
+            _mm256_storeu_ps(dst.as_mut_ptr().add(i), v);
+        }
+        for i in body..src.len() {
+            dst[i] = crate::bf16::bf16_to_f32(src[i]);
+        }
+    }
+
+    /// # Safety
+    /// The CPU has AVX-512F; the three lengths are equal.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn widen_bf16_avx512(src: &[u16], dst: &mut [f32], next: &[u16]) {
+        let body = src.len() / 16 * 16;
+        for i in (0..body).step_by(16) {
+            if i % 32 == 0 {
+                _mm_prefetch::<_MM_HINT_T1>(next.as_ptr().add(i).cast());
+            }
+            let h = _mm512_cvtepu16_epi32(_mm256_loadu_si256(src.as_ptr().add(i).cast()));
+            let v = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(h));
+            _mm512_storeu_ps(dst.as_mut_ptr().add(i), v);
+        }
+        for i in body..src.len() {
+            dst[i] = crate::bf16::bf16_to_f32(src[i]);
+        }
+    }
 }
 
 thread_local! {
@@ -135,10 +206,12 @@ thread_local! {
     static WIDE_B: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// A Linear layer with f16 weights, packed once at load; f32 activations, sums and epilogues.
+/// A Linear layer with f16 weights, packed once at load; f32 activations, sums and epilogues. (Or
+/// bf16 weights and bf16-rounded activations: [`super::Bf16Linear`]'s emulated path.)
 pub struct F16Linear {
-    /// W^T in f16 bits, in the f32 Linear's panel layout.
+    /// W^T in f16 (or bf16) bits, in the f32 Linear's panel layout.
     packed: PackedB<u16>,
+    half: Half,
     /// (out) zero-padded to whole panels.
     bias: Vec<f32>,
     opts: GemmOptions,
@@ -168,8 +241,13 @@ impl F16Linear {
     /// that a large product's widened panel is shared by [`WIDEN_MIN_TILES`] row tiles (AVX-512:
     /// 96 rows of 12).
     pub fn default_options(isa: Isa) -> GemmOptions {
+        Self::half_options(isa, Half::F16)
+    }
+
+    /// [`F16Linear::default_options`] for the weights' format.
+    pub(super) fn half_options(isa: Isa, half: Half) -> GemmOptions {
         let opts = GemmOptions::new(isa);
-        match driver::kernels_f16(isa, opts.mr, opts.nv) {
+        match driver::kernels_half(half, isa, opts.mr, opts.nv) {
             Some(_) => GemmOptions {
                 mc: 2 * opts.mc,
                 ..opts
@@ -192,10 +270,39 @@ impl F16Linear {
         super::Linear::check(weight.len(), &bias, out_features, in_features, opts);
         let dims = (out_features, in_features);
         let packed = PackedB::<u16>::new(weight, dims, opts.nr(), opts.kc, Lifetime::Model);
+        Self::from_packed(packed, Half::F16, bias, dims, opts, read)
+    }
+
+    /// As [`F16Linear::with_options`] with `weight` rounded to bf16 (products to be run by
+    /// [`F16Linear::product`] with A rounded too): [`super::Bf16Linear`]'s emulated path.
+    pub(super) fn bf16(
+        weight: &[f32],
+        bias: Vec<f32>,
+        (out_features, in_features): (usize, usize),
+        opts: GemmOptions,
+        read: F16Read,
+    ) -> Self {
+        super::Linear::check(weight.len(), &bias, out_features, in_features, opts);
+        let dims = (out_features, in_features);
+        // Packed as f32 first (on the heap, freed here), then converted panel by panel.
+        let packed = PackedB::<f32>::new(weight, dims, opts.nr(), opts.kc, Lifetime::Step)
+            .to_bf16_bits(Lifetime::Model);
+        Self::from_packed(packed, Half::Bf16, bias, dims, opts, read)
+    }
+
+    fn from_packed(
+        packed: PackedB<u16>,
+        half: Half,
+        bias: Vec<f32>,
+        (out_features, in_features): (usize, usize),
+        opts: GemmOptions,
+        read: F16Read,
+    ) -> Self {
         let mut bias = bias;
         bias.resize(packed.panels() * opts.nr(), 0.0);
         F16Linear {
             packed,
+            half,
             bias,
             opts,
             read,
@@ -217,7 +324,8 @@ impl F16Linear {
         2 * self.packed.capacity() + 4 * self.bias.capacity()
     }
 
-    /// The weights as f32 (each the f16 it was rounded to), (out, in) row-major: for tests.
+    /// The weights as f32 (each the f16, or bf16, it was rounded to), (out, in) row-major: for
+    /// tests.
     pub fn weight_f32(&self) -> Vec<f32> {
         let (n, nr) = (self.out_features, self.opts.nr());
         let mut w = vec![0.0; n * self.in_features];
@@ -226,7 +334,10 @@ impl F16Linear {
                 let panel = self.packed.panel((k0, kc), p);
                 for (kk, row) in panel.chunks_exact(nr).enumerate() {
                     for (c, &h) in row.iter().enumerate().take(n.saturating_sub(p * nr)) {
-                        w[(p * nr + c) * self.in_features + k0 + kk] = crate::f16::f16_to_f32(h);
+                        w[(p * nr + c) * self.in_features + k0 + kk] = match self.half {
+                            Half::F16 => crate::f16::f16_to_f32(h),
+                            Half::Bf16 => crate::bf16::bf16_to_f32(h),
+                        };
                     }
                 }
             }
@@ -236,6 +347,11 @@ impl F16Linear {
 
     /// `y (M, out) = epilogue(x (M, in) W^T + b)`.
     pub fn forward(&self, x: &[f32], y: &mut [f32], epilogue: Epilogue<'_>) {
+        self.product(x, y, epilogue, Product::default());
+    }
+
+    /// [`F16Linear::forward`] as `how` says (A's layout, `y +=`, A rounded to bf16).
+    pub(super) fn product(&self, x: &[f32], y: &mut [f32], epilogue: Epilogue<'_>, how: Product) {
         let (k, n) = (self.in_features, self.out_features);
         let m = super::rows("F16Linear", x, y, (k, n), epilogue);
         if m == 0 || n == 0 {
@@ -253,21 +369,12 @@ impl F16Linear {
                 mc: self.opts.mc.min(GemmOptions::new(isa).mc),
                 ..self.opts
             };
-            let widen = Widen::for_isa(isa);
+            let widen = Widen::for_isa(isa, self.half);
             let mut run = |buf: Vec<f32>| {
                 let packed = self
                     .packed
                     .widened(buf, |src, dst| widen.run(src, dst, src));
-                driver::forward(
-                    opts,
-                    &packed,
-                    &self.bias,
-                    x,
-                    y,
-                    epilogue,
-                    Product::default(),
-                    (m, k, n),
-                );
+                driver::forward(opts, &packed, &self.bias, x, y, epilogue, how, (m, k, n));
                 packed.into_buf()
             };
             // A caller that re-enters (a rayon worker stealing another product while it waits)
@@ -278,9 +385,9 @@ impl F16Linear {
             });
             return;
         }
-        let direct = driver::kernels_f16(isa, mr, nv);
+        let direct = driver::kernels_half(self.half, isa, mr, nv);
         let widened = Widened {
-            widen: Widen::for_isa(isa),
+            widen: Widen::for_isa(isa, self.half),
             kernels: driver::kernels(isa, mr, nv).expect("checked at F16Linear::new"),
             min_tiles: match self.read {
                 F16Read::Auto => WIDEN_MIN_TILES,
@@ -294,16 +401,7 @@ impl F16Linear {
             widen: Some(widened),
             amx: false,
         };
-        driver::forward_with(
-            self.opts,
-            b,
-            &self.bias,
-            x,
-            y,
-            epilogue,
-            Product::default(),
-            (m, k, n),
-        );
+        driver::forward_with(self.opts, b, &self.bias, x, y, epilogue, how, (m, k, n));
     }
 }
 
@@ -335,6 +433,29 @@ mod tests {
             .collect()
     }
 
+    /// The layer of `half` ([`F16Linear::bf16`] for bf16) and the `how` of its products (A
+    /// rounded to bf16 for bf16).
+    fn layer(
+        half: Half,
+        (w, b): (&[f32], &[f32]),
+        (n, k): (usize, usize),
+        (opts, read): (GemmOptions, F16Read),
+    ) -> (F16Linear, Product) {
+        match half {
+            Half::F16 => (
+                F16Linear::with_options(w, b.to_vec(), (n, k), opts, read),
+                Product::default(),
+            ),
+            Half::Bf16 => (
+                F16Linear::bf16(w, b.to_vec(), (n, k), opts, read),
+                Product {
+                    a_bf16: true,
+                    ..Product::default()
+                },
+            ),
+        }
+    }
+
     #[test]
     fn every_isa_and_read_path_matches_reference_on_edge_shapes() {
         let configs = configs();
@@ -348,32 +469,80 @@ mod tests {
                         test_data(n, 3, 0.5),
                         test_data(m * n, 4, 0.5),
                     );
-                    // The reference runs on the weights rounded to f16, so only the summation
-                    // order differs.
-                    let wh: Vec<f32> = w.iter().map(|&v| reference::f16_round(v)).collect();
                     let epis = [
                         Epilogue::Bias,
                         Epilogue::BiasActivation(Activation::Gelu),
                         Epilogue::BiasActivation(Activation::Relu),
                         Epilogue::BiasResidual(&res),
                     ];
-                    let wants: Vec<_> = epis
-                        .iter()
-                        .map(|&e| reference::linear_epilogue(&x, &wh, &b, (m, k, n), e))
-                        .collect();
-                    for &(opts, read) in &configs {
-                        let lin = F16Linear::with_options(&w, b.clone(), (n, k), opts, read);
-                        for (&epi, want) in epis.iter().zip(&wants) {
-                            let mut y = vec![f32::NAN; m * n];
-                            lin.forward(&x, &mut y, epi);
-                            let err = reference::max_abs_diff(&y, want);
-                            assert!(
-                                err < 1e-4,
-                                "{m}x{k}x{n} {epi:?} {opts:?} {read:?}: max abs error {err}"
-                            );
+                    for half in [Half::F16, Half::Bf16] {
+                        // The reference runs on the weights rounded to f16 (bf16: and A rounded
+                        // to bf16, every product then exact), so only the summation order
+                        // differs.
+                        let (xh, wh): (Vec<f32>, Vec<f32>) = match half {
+                            Half::F16 => (
+                                x.clone(),
+                                w.iter().map(|&v| reference::f16_round(v)).collect(),
+                            ),
+                            Half::Bf16 => {
+                                let round =
+                                    |v: &[f32]| v.iter().map(|&v| crate::bf16::round(v)).collect();
+                                (round(&x), round(&w))
+                            }
+                        };
+                        let wants: Vec<_> = epis
+                            .iter()
+                            .map(|&e| reference::linear_epilogue(&xh, &wh, &b, (m, k, n), e))
+                            .collect();
+                        for &config in &configs {
+                            let (lin, how) = layer(half, (&w, &b), (n, k), config);
+                            for (&epi, want) in epis.iter().zip(&wants) {
+                                let mut y = vec![f32::NAN; m * n];
+                                lin.product(&x, &mut y, epi, how);
+                                let err = reference::max_abs_diff(&y, want);
+                                assert!(
+                                    err < 1e-4,
+                                    "{half:?} {m}x{k}x{n} {epi:?} {config:?}: max abs error {err}"
+                                );
+                            }
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// The bf16 form's products are the f32 Linear's on the rounded operands, bit for bit, on
+    /// every read path: the same f32 values summed in the same order (what the emulated bf16
+    /// path was before it held bf16 weights).
+    #[test]
+    fn bf16_products_equal_the_f32_products_of_the_rounded_operands() {
+        let (x, w, b) = (
+            test_data(100 * 385, 8, 0.5),
+            test_data(37 * 385, 9, 0.5),
+            test_data(37, 10, 0.5),
+        );
+        let round = |v: &[f32]| -> Vec<f32> { v.iter().map(|&v| crate::bf16::round(v)).collect() };
+        let (xh, wh) = (round(&x), round(&w));
+        for m in [1, 8, 100] {
+            for config in configs() {
+                let f32_lin =
+                    super::super::Linear::with_options(wh.clone(), b.clone(), 37, 385, config.0);
+                let (lin, how) = layer(Half::Bf16, (&w, &b), (37, 385), config);
+                let (mut want, mut got) = (vec![0.0; m * 37], vec![f32::NAN; m * 37]);
+                f32_lin.forward(
+                    &xh[..m * 385],
+                    &mut want,
+                    Epilogue::BiasActivation(Activation::Gelu),
+                );
+                lin.product(
+                    &x[..m * 385],
+                    &mut got,
+                    Epilogue::BiasActivation(Activation::Gelu),
+                    how,
+                );
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "m {m} {config:?}");
             }
         }
     }
@@ -385,8 +554,13 @@ mod tests {
         let lin = F16Linear::new(&w, vec![0.0; n], n, k);
         let want: Vec<f32> = w.iter().map(|&v| reference::f16_round(v)).collect();
         assert_eq!(lin.weight_f32(), want);
+        let opts = GemmOptions::new(Isa::selected());
+        let bf16 = F16Linear::bf16(&w, vec![0.0; n], (n, k), opts, F16Read::Auto);
+        let want: Vec<f32> = w.iter().map(|&v| crate::bf16::round(v)).collect();
+        assert_eq!(bf16.weight_f32(), want);
         let f32_lin = super::super::Linear::new(w, vec![0.0; n], n, k);
         assert!(lin.memory_bytes() * 10 < f32_lin.memory_bytes() * 6);
+        assert!(bf16.memory_bytes() * 10 < f32_lin.memory_bytes() * 6);
     }
 
     #[test]
@@ -397,24 +571,38 @@ mod tests {
             test_data(n * k, 6, 0.5),
             test_data(n, 7, 0.5),
         );
-        for (opts, read) in configs() {
-            let lin = F16Linear::with_options(&w, b.clone(), (n, k), opts, read);
-            let run = |threads| {
-                crate::linear::output_on_threads(threads, m * n, |y| {
-                    lin.forward(&x, y, Epilogue::Bias)
-                })
-            };
-            assert_eq!(run(1), run(2), "{opts:?} {read:?}");
+        for half in [Half::F16, Half::Bf16] {
+            for config in configs() {
+                let (lin, how) = layer(half, (&w, &b), (n, k), config);
+                let run = |threads| {
+                    crate::linear::output_on_threads(threads, m * n, |y| {
+                        lin.product(&x, y, Epilogue::Bias, how)
+                    })
+                };
+                assert_eq!(run(1), run(2), "{half:?} {config:?}");
+            }
         }
     }
 
     #[test]
-    fn widen_matches_scalar_for_every_f16() {
+    fn widen_matches_scalar_for_every_f16_and_bf16() {
         let src: Vec<u16> = (0..=u16::MAX).collect();
+        for (half, scalar) in [(Half::F16, Widen::Scalar), (Half::Bf16, Widen::Bf16Scalar)] {
+            check_widen(half, scalar, &src);
+        }
+        // bf16 in Rust is the upper half of an f32.
+        let mut got = vec![0.0; src.len()];
+        Widen::Bf16Scalar.run(&src, &mut got, &src);
+        for (&h, g) in src.iter().zip(&got) {
+            assert_eq!(g.to_bits(), u32::from(h) << 16);
+        }
+    }
+
+    fn check_widen(half: Half, scalar: Widen, src: &[u16]) {
         let mut want = vec![0.0; src.len()];
-        Widen::Scalar.run(&src, &mut want, &src);
+        scalar.run(src, &mut want, src);
         for isa in Isa::supported() {
-            let widen = Widen::for_isa(isa);
+            let widen = Widen::for_isa(isa, half);
             // An odd length exercises the scalar tail.
             let mut got = vec![0.0; src.len() - 3];
             widen.run(&src[3..], &mut got, &src[3..]);

@@ -15,8 +15,8 @@ const PAR_PACK: usize = 1 << 16;
 /// Cache-line alignment of the packed weights, in bytes.
 const ALIGN_BYTES: usize = 64;
 
-/// An element of packed B: f32, f16 bits (`u16`, converted at packing, [`crate::f16`]), or a
-/// [`Bf16Pair`] holding two consecutive K values.
+/// An element of packed B: f32, 16-bit bits (`u16`: f16 converted at packing, [`crate::f16`], or
+/// bf16 through [`PackedB::to_bf16_bits`]), or a [`Bf16Pair`] holding two consecutive K values.
 pub(super) trait Elem: Copy + Default + Send + Sync + crate::hugepages::Zeroable {
     /// Consecutive K values (rows of W^T) one element holds: a panel row of `nr` elements covers
     /// `K_PER` rows of K.
@@ -39,8 +39,8 @@ pub(super) trait Elem: Copy + Default + Send + Sync + crate::hugepages::Zeroable
     fn lanes_mut(_s: &mut [Self]) -> &mut [u32] {
         unreachable!("only pair elements are pair lanes")
     }
-    /// The f16 bits, if this is f16.
-    fn as_f16(s: &[Self]) -> Option<&[u16]>;
+    /// The 16-bit bits (f16 or bf16), if the elements are those.
+    fn as_half(s: &[Self]) -> Option<&[u16]>;
 }
 
 impl Elem for f32 {
@@ -52,7 +52,7 @@ impl Elem for f32 {
     fn from_f32_row(dst: &mut [Self], src: &[f32]) {
         dst.copy_from_slice(src);
     }
-    fn as_f16(_: &[Self]) -> Option<&[u16]> {
+    fn as_half(_: &[Self]) -> Option<&[u16]> {
         None
     }
 }
@@ -62,7 +62,7 @@ impl Elem for u16 {
     fn from_f32(v: f32) -> Self {
         crate::f16::f32_to_f16(v)
     }
-    fn as_f16(s: &[Self]) -> Option<&[u16]> {
+    fn as_half(s: &[Self]) -> Option<&[u16]> {
         Some(s)
     }
 }
@@ -88,7 +88,7 @@ impl Elem for Bf16Pair {
         // SAFETY: Bf16Pair is a repr(transparent) u32: same size, alignment and valid bit patterns.
         unsafe { std::slice::from_raw_parts_mut(s.as_mut_ptr().cast::<u32>(), s.len()) }
     }
-    fn as_f16(_: &[Self]) -> Option<&[u16]> {
+    fn as_half(_: &[Self]) -> Option<&[u16]> {
         None
     }
 }
@@ -378,6 +378,27 @@ impl<T: Elem> PackedB<T> {
             }
         }
         packed
+    }
+}
+
+impl PackedB<f32> {
+    /// The same panels with each value as its bf16 bits (the upper half of
+    /// [`crate::bf16::round`]'s f32: exact, as every value is rounded to bf16 first), stored as
+    /// `life` asks: the bf16 weights of an emulated bf16 layer ([`super::F16Linear`]'s bf16 form),
+    /// half the bytes of f32.
+    pub(super) fn to_bf16_bits(&self, life: Lifetime) -> PackedB<u16> {
+        let len = self.len();
+        let mut store = Store::<u16>::zeroed(len, life);
+        let dst = store.get_mut(len);
+        for (d, &v) in dst.iter_mut().zip(self.store.get(len)) {
+            *d = (crate::bf16::round(v).to_bits() >> 16) as u16;
+        }
+        PackedB {
+            store,
+            nr: self.nr,
+            panels: self.panels,
+            kb: self.kb.clone(),
+        }
     }
 }
 

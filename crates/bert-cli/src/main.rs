@@ -114,8 +114,9 @@ pub struct DtypeArgs {
     /// Number format of the encoder's Linear layers: `f32` (exact), `f16` (weights rounded to f16
     /// at load, half the memory, f32 arithmetic: embeddings cosine to f32 > 0.99999), `bf16`
     /// (weights and each product's input rounded to bf16, f32 sums, as PyTorch's bf16 autocast:
-    /// about twice f32's products with AVX512-BF16, more on Intel AMX; elsewhere emulated at about
-    /// f32's speed, with a note on stderr) or `int8` (weights quantized per output channel at load, activations
+    /// about twice f32's products with AVX512-BF16, more on Intel AMX; elsewhere emulated on the
+    /// f32 kernels with bf16 weights, half f32's memory, about f32's speed on large batches and
+    /// faster on a few tokens, with a note on stderr) or `int8` (weights quantized per output channel at load, activations
     /// per row at run time: faster, within the accuracy bounds of docs/quantization.md).
     /// Embeddings, LayerNorm, softmax and heads stay f32; attention's products too, except that
     /// bf16 and int8 run them in bf16 on Intel AMX for sequences over 16 tokens.
@@ -131,8 +132,8 @@ impl DtypeArgs {
             NOTED.call_once(|| {
                 eprintln!(
                     "note: --dtype {} runs emulated on the f32 kernels (this CPU has no \
-                     AVX512-BF16, or BERT_KERNELS_ISA chose another path): bf16's numbers at \
-                     f32's speed",
+                     AVX512-BF16, or BERT_KERNELS_ISA chose another path): bf16's numbers and \
+                     weight memory, about f32's speed",
                     self.dtype
                 )
             });

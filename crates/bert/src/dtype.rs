@@ -14,11 +14,12 @@ pub enum Dtype {
     /// Weights rounded at load to f16 (round to nearest even; half the bytes of f32), widened to f32
     /// in the product: f32 activations, sums, bias / GELU / residual.
     F16,
-    /// Weights rounded at load to bf16 (half the bytes of f32 where the CPU has AVX512-BF16),
-    /// activations rounded to bf16 at each product's input, f32 sums and bias / GELU / residual, as
+    /// Weights rounded at load to bf16 (half the bytes of f32), activations rounded to bf16 at each
+    /// product's input, f32 sums and bias / GELU / residual, as
     /// `torch.autocast("cpu", dtype=torch.bfloat16)` runs `nn.Linear`. Native `vdpbf16ps` products
-    /// where the CPU has AVX512-BF16, elsewhere emulated at about f32's speed with the same numbers
-    /// ([`Dtype::is_native`]).
+    /// where the CPU has AVX512-BF16, elsewhere emulated on the f32 kernels (the bf16 weights
+    /// widened as they are read) with the same numbers, at about f32's speed on large batches and
+    /// faster on a few tokens ([`Dtype::is_native`]).
     Bf16,
     /// Weights quantized at load to int8 per output channel (symmetric), activations quantized per
     /// row at each call, int32 accumulation, bias / GELU / residual in f32 after dequantization.
@@ -41,7 +42,7 @@ impl Dtype {
 
     /// Whether this CPU runs the dtype's products with the instructions they were designed for:
     /// false only for bf16 on a CPU without AVX512-BF16, which emulates it on the f32 kernels (the
-    /// same numbers at about f32's speed; `bert` says so on stderr).
+    /// same numbers and memory, about f32's speed; `bert` says so on stderr).
     /// (`BERT_KERNELS_ISA=avx2` emulates bf16 on an AVX512-BF16 CPU too.)
     pub fn is_native(self) -> bool {
         self != Dtype::Bf16 || bert_kernels::Bf16Linear::native_on(bert_kernels::Isa::selected())

@@ -31,7 +31,8 @@ pub enum F16Read {
     /// kernel, in the kernel otherwise.
     #[default]
     Auto,
-    /// Always in the kernel (AVX-512 only; elsewhere the same as `Widened`).
+    /// Always in the kernel (AVX-512, and AVX2 for bf16 weights; elsewhere the same as
+    /// `Widened`).
     InKernel,
     /// Always widened panel by panel into per-thread f32 scratch.
     Widened,

@@ -228,23 +228,6 @@ pub fn attention_with(
     });
 }
 
-/// `dst = src` (equal lengths), 16 floats at a time where the length is a multiple of 16 (a head's
-/// row: 32 floats in MiniLM, 64 in bert-base), which compiles to vector moves in place; a
-/// `copy_from_slice` of a length known only at run time is a call to `memcpy`, whose set-up per
-/// 128-byte row was 3% of MiniLM's int8 W2F on the VNNI path (Intel Xeon, AMX off).
-#[inline(always)]
-fn copy_row(dst: &mut [f32], src: &[f32]) {
-    let (dv, dt) = dst.as_chunks_mut::<16>();
-    let (sv, st) = src.as_chunks::<16>();
-    if dv.len() == sv.len() && dt.is_empty() && st.is_empty() {
-        for (d, s) in dv.iter_mut().zip(sv) {
-            *d = *s;
-        }
-    } else {
-        dst.copy_from_slice(src);
-    }
-}
-
 thread_local! {
     /// Each thread's [`Scratch`], reused across calls.
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
@@ -287,13 +270,13 @@ unsafe fn head(
     kt.resize(d * t16, 0.0);
     for (j, row) in rows.chunks_exact(3 * h).enumerate() {
         prefetch_head_row(rows, j + PREFETCH_ROWS, h, hd, d);
-        copy_row(&mut q[j * d..(j + 1) * d], &row[hd * d..(hd + 1) * d]);
+        crate::copy::copy_floats(&mut q[j * d..(j + 1) * d], &row[hd * d..(hd + 1) * d]);
         if !blocked {
             for (k, &x) in row[h + hd * d..h + (hd + 1) * d].iter().enumerate() {
                 kt[k * t16 + j] = x;
             }
         }
-        copy_row(
+        crate::copy::copy_floats(
             &mut v[j * d16..j * d16 + d],
             &row[2 * h + hd * d..2 * h + (hd + 1) * d],
         );
@@ -382,7 +365,7 @@ unsafe fn head(
     for i in whole..t {
         // SAFETY: row i < T of ctx, D floats (the caller's contract).
         let dst = std::slice::from_raw_parts_mut(ctx.add(i * h), d);
-        copy_row(dst, &o[(i - whole) * d16..][..d]);
+        crate::copy::copy_floats(dst, &o[(i - whole) * d16..][..d]);
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod activation;
 pub mod attention;
 pub mod bf16;
+mod copy;
 pub mod f16;
 mod hugepages;
 pub mod isa;

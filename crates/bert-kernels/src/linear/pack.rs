@@ -50,7 +50,7 @@ impl Elem for f32 {
     }
     #[inline]
     fn from_f32_row(dst: &mut [Self], src: &[f32]) {
-        dst.copy_from_slice(src);
+        crate::copy::copy_floats(dst, src);
     }
     fn as_half(_: &[Self]) -> Option<&[u16]> {
         None
@@ -646,7 +646,7 @@ pub(super) fn pack_a_transposed<const BF16: bool>(
                     *d = crate::bf16::round(v);
                 }
             } else {
-                d.copy_from_slice(src);
+                crate::copy::copy_floats(d, src);
             }
         }
         off += kc * mr;

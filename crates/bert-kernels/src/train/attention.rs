@@ -115,7 +115,7 @@ fn zeroed(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
 fn gather_rows(dst: &mut [f32], ld: usize, rows: &[f32], stride: usize, col: usize, d: usize) {
     for (j, row) in rows.chunks_exact(stride).enumerate() {
         prefetch_row(rows, stride, j + PREFETCH_ROWS, col, d);
-        dst[j * ld..j * ld + d].copy_from_slice(&row[col..col + d]);
+        crate::copy::copy_floats(&mut dst[j * ld..j * ld + d], &row[col..col + d]);
     }
 }
 
@@ -161,14 +161,10 @@ unsafe fn scatter(
     (t, d): (usize, usize),
 ) {
     for i in 0..t {
-        // SAFETY: forwarded from the caller.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                src[i * ld..i * ld + d].as_ptr(),
-                dst.get().add((row0 + i) * stride + col),
-                d,
-            )
-        };
+        // SAFETY: forwarded from the caller (the task owns these d floats of the row).
+        let row =
+            unsafe { std::slice::from_raw_parts_mut(dst.get().add((row0 + i) * stride + col), d) };
+        crate::copy::copy_floats(row, &src[i * ld..i * ld + d]);
     }
 }
 

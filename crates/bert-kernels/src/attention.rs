@@ -810,6 +810,10 @@ mod avx2 {
     }
 }
 
+/// The 16 x 16 register transpose of the K^T gather, for training's attention too.
+#[cfg(target_arch = "x86_64")]
+pub(crate) use avx512::transpose16;
+
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::*;

@@ -29,7 +29,7 @@ pub(super) struct Tile {
     pub a: *const f32,
     /// Floats from one row of A to the next: read by the direct kernels only.
     pub lda: usize,
-    /// Packed B micro-panel, (kc, NR): f32, f16 bits (u16) for the f16 kernels, or
+    /// Packed B micro-panel, (kc, NR): f32, f16 or bf16 bits (u16) for the 16-bit kernels, or
     /// (ceil(kc / 2), NR) bf16 pairs (u32) for the bf16 kernels.
     pub b: *const f32,
     /// What to prefetch, one B row per k step (only prefetched, so it may point past `b`'s
@@ -230,15 +230,15 @@ pub(super) fn amx_bf16(isa: Isa, mr: usize, nv: usize) -> bool {
 pub(super) struct BOperand<'a, T> {
     pub packed: &'a PackedB<T>,
     /// Microkernels for tiles of 1..=mr rows that read `packed` as it is (f32 kernels for f32 B,
-    /// f16 kernels for f16 B), if this ISA has them.
+    /// 16-bit kernels for f16 or bf16 B), if this ISA has them.
     pub kernels: Option<&'static [KernelFn]>,
-    /// f16 B only: when to widen panels for the f32 kernels instead.
+    /// 16-bit B only: when to widen panels for the f32 kernels instead.
     pub widen: Option<Widened>,
     /// `kernels` are AMX's ([`amx_bf16`]).
     pub amx: bool,
 }
 
-/// Widening f16 B: each (kc, NR) micro-panel is converted once into a per-thread f32 scratch, which
+/// Widening 16-bit B: each (kc, NR) micro-panel is converted once into a per-thread f32 scratch, which
 /// the f32 kernels then read for every row tile of the task.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Widened {
@@ -309,7 +309,7 @@ thread_local! {
     static C_TILES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     /// Each worker's packed-A scratch, reused across calls.
     static A_PACK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-    /// Each worker's f32 copy of the f16 B micro-panel it is working on (see [`BOperand::widen`]).
+    /// Each worker's f32 copy of the 16-bit B micro-panel it is working on (see [`BOperand::widen`]).
     static B_WIDE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     /// The calling thread's A packed for all of a product's tasks ([`Gemm::shared_a`]), and its K
     /// blocks' offsets.
@@ -581,7 +581,7 @@ impl<T: Elem> Gemm<'_, T> {
                         let last = q + 1 == blocks;
                         for p in p0..p1 {
                             let b = self.b.packed.panel((k0, kc), p);
-                            // The kernel prefetches (and f16's widening reads) as many
+                            // The kernel prefetches (and 16-bit widening reads) as many
                             // elements as `b` has: a next panel of another length (the K blocks
                             // differ by one row at most) is not prefetched.
                             let next = after(q, p, (p0, p1))

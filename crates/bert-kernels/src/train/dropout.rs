@@ -107,14 +107,20 @@ fn drop_below(p: f32) -> u64 {
 
 /// [`Dropout::scale`] for elements `base..base + xs.len()` in a branch-free loop that vectorizes:
 /// the 64-bit hash in vector lanes, `u < p` as the integer test `z >> 40 < ceil(p 2^24)` (`u` is
-/// `(z >> 40) / 2^24` exactly, so the two agree on every value).
+/// `(z >> 40) / 2^24` exactly, so the two agree on every value). The hash's input
+/// `seed + stream GOLDEN + index C` advances by `C` per element (mod 2^64, the same values), a
+/// vector add where `index C` was the third 64-bit multiply per element (AVX-512's `vpmullq` is
+/// three micro-ops on Intel).
 #[inline(always)]
 fn masks(d: &Dropout, xs: &mut [f32], stream: u64, base: u64, mul: f32, op: Op) {
+    const C: u64 = 0xd1b5_4a32_d192_ed03;
     let s0 = d.seed.wrapping_add(stream.wrapping_mul(GOLDEN));
     let thr = drop_below(d.p);
     let keep = 1.0 / (1.0 - d.p) * mul;
-    for (j, x) in xs.iter_mut().enumerate() {
-        let z = mix64(s0.wrapping_add((base + j as u64).wrapping_mul(0xd1b5_4a32_d192_ed03)));
+    let mut h = s0.wrapping_add(base.wrapping_mul(C));
+    for x in xs.iter_mut() {
+        let z = mix64(h);
+        h = h.wrapping_add(C);
         let m = if (z >> 40) < thr { 0.0 } else { keep };
         match op {
             Op::Fill => *x = m,

@@ -515,7 +515,9 @@ unsafe fn head_amx(
         }
         if !direct {
             for i in 0..32.min(t - ib) {
-                std::ptr::copy_nonoverlapping(sc.o.as_ptr().add(i * d32), ctx.add((ib + i) * h), d);
+                // SAFETY: row ib + i < T of this head's columns of ctx, D floats (the contract).
+                let dst = std::slice::from_raw_parts_mut(ctx.add((ib + i) * h), d);
+                crate::copy::copy_floats(dst, &sc.o[i * d32..][..d]);
             }
         }
     }

@@ -131,74 +131,78 @@ impl Widen {
 mod x86 {
     use std::arch::x86_64::*;
 
+    /// The loop every widening shares: `LANES` values at a time by `vector(src, dst)`, fetching
+    /// `next` into L2 every 32 values on the way, the tail by `scalar`.
+    ///
+    /// # Safety
+    /// The three lengths are equal; `vector` reads `LANES` u16 at `src` and writes `LANES` f32 at
+    /// `dst`, with features its caller has.
+    #[inline(always)]
+    unsafe fn widen_loop<const LANES: usize>(
+        (src, dst, next): (&[u16], &mut [f32], &[u16]),
+        vector: impl Fn(*const u16, *mut f32),
+        scalar: fn(u16) -> f32,
+    ) {
+        let body = src.len() / LANES * LANES;
+        for i in (0..body).step_by(LANES) {
+            if i % 32 == 0 {
+                _mm_prefetch::<_MM_HINT_T1>(next.as_ptr().add(i).cast());
+            }
+            vector(src.as_ptr().add(i), dst.as_mut_ptr().add(i));
+        }
+        for i in body..src.len() {
+            dst[i] = scalar(src[i]);
+        }
+    }
+
+    /// f16 by `vcvtph2ps`, 8 lanes.
+    ///
     /// # Safety
     /// The CPU has AVX and F16C; the three lengths are equal.
     #[target_feature(enable = "avx,f16c")]
     pub(super) unsafe fn widen_f16c(src: &[u16], dst: &mut [f32], next: &[u16]) {
-        let body = src.len() / 8 * 8;
-        for i in (0..body).step_by(8) {
-            if i % 32 == 0 {
-                _mm_prefetch::<_MM_HINT_T1>(next.as_ptr().add(i).cast());
-            }
-            let h = _mm_loadu_si128(src.as_ptr().add(i).cast());
-            _mm256_storeu_ps(dst.as_mut_ptr().add(i), _mm256_cvtph_ps(h));
-        }
-        for i in body..src.len() {
-            dst[i] = crate::f16::f16_to_f32(src[i]);
-        }
+        let vector = |s: *const u16, d: *mut f32| {
+            _mm256_storeu_ps(d, _mm256_cvtph_ps(_mm_loadu_si128(s.cast())))
+        };
+        widen_loop::<8>((src, dst, next), vector, crate::f16::f16_to_f32);
     }
 
+    /// f16 by `vcvtph2ps`, 16 lanes.
+    ///
     /// # Safety
     /// The CPU has AVX-512F; the three lengths are equal.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn widen_avx512(src: &[u16], dst: &mut [f32], next: &[u16]) {
-        let body = src.len() / 16 * 16;
-        for i in (0..body).step_by(16) {
-            if i % 32 == 0 {
-                _mm_prefetch::<_MM_HINT_T1>(next.as_ptr().add(i).cast());
-            }
-            let h = _mm256_loadu_si256(src.as_ptr().add(i).cast());
-            _mm512_storeu_ps(dst.as_mut_ptr().add(i), _mm512_cvtph_ps(h));
-        }
-        for i in body..src.len() {
-            dst[i] = crate::f16::f16_to_f32(src[i]);
-        }
+        let vector = |s: *const u16, d: *mut f32| {
+            _mm512_storeu_ps(d, _mm512_cvtph_ps(_mm256_loadu_si256(s.cast())))
+        };
+        widen_loop::<16>((src, dst, next), vector, crate::f16::f16_to_f32);
     }
 
+    /// bf16 by a zero extension and a 16-bit shift, 8 lanes.
+    ///
     /// # Safety
     /// The CPU has AVX2; the three lengths are equal.
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn widen_bf16_avx2(src: &[u16], dst: &mut [f32], next: &[u16]) {
-        let body = src.len() / 8 * 8;
-        for i in (0..body).step_by(8) {
-            if i % 32 == 0 {
-                _mm_prefetch::<_MM_HINT_T1>(next.as_ptr().add(i).cast());
-            }
-            let h = _mm256_cvtepu16_epi32(_mm_loadu_si128(src.as_ptr().add(i).cast()));
-            let v = _mm256_castsi256_ps(_mm256_slli_epi32::<16>(h));
-            _mm256_storeu_ps(dst.as_mut_ptr().add(i), v);
-        }
-        for i in body..src.len() {
-            dst[i] = crate::bf16::bf16_to_f32(src[i]);
-        }
+        let vector = |s: *const u16, d: *mut f32| {
+            let h = _mm256_cvtepu16_epi32(_mm_loadu_si128(s.cast()));
+            _mm256_storeu_ps(d, _mm256_castsi256_ps(_mm256_slli_epi32::<16>(h)))
+        };
+        widen_loop::<8>((src, dst, next), vector, crate::bf16::bf16_to_f32);
     }
 
+    /// bf16 by a zero extension and a 16-bit shift, 16 lanes.
+    ///
     /// # Safety
     /// The CPU has AVX-512F; the three lengths are equal.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn widen_bf16_avx512(src: &[u16], dst: &mut [f32], next: &[u16]) {
-        let body = src.len() / 16 * 16;
-        for i in (0..body).step_by(16) {
-            if i % 32 == 0 {
-                _mm_prefetch::<_MM_HINT_T1>(next.as_ptr().add(i).cast());
-            }
-            let h = _mm512_cvtepu16_epi32(_mm256_loadu_si256(src.as_ptr().add(i).cast()));
-            let v = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(h));
-            _mm512_storeu_ps(dst.as_mut_ptr().add(i), v);
-        }
-        for i in body..src.len() {
-            dst[i] = crate::bf16::bf16_to_f32(src[i]);
-        }
+        let vector = |s: *const u16, d: *mut f32| {
+            let h = _mm512_cvtepu16_epi32(_mm256_loadu_si256(s.cast()));
+            _mm512_storeu_ps(d, _mm512_castsi512_ps(_mm512_slli_epi32::<16>(h)))
+        };
+        widen_loop::<16>((src, dst, next), vector, crate::bf16::bf16_to_f32);
     }
 }
 
@@ -242,13 +246,8 @@ impl F16Linear {
     /// that a large product's widened panel is shared by [`WIDEN_MIN_TILES`] row tiles (AVX-512:
     /// 96 rows of 12).
     pub fn default_options(isa: Isa) -> GemmOptions {
-        Self::half_options(isa, Half::F16)
-    }
-
-    /// [`F16Linear::default_options`] for the weights' format.
-    pub(super) fn half_options(isa: Isa, half: Half) -> GemmOptions {
         let opts = GemmOptions::new(isa);
-        match driver::kernels_half(half, isa, opts.mr, opts.nv) {
+        match driver::kernels_half(Half::F16, isa, opts.mr, opts.nv) {
             Some(_) => GemmOptions {
                 mc: 2 * opts.mc,
                 ..opts

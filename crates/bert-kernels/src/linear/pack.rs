@@ -382,8 +382,7 @@ impl<T: Elem> PackedB<T> {
 }
 
 impl PackedB<f32> {
-    /// The same panels with each value as its bf16 bits (the upper half of
-    /// [`crate::bf16::round`]'s f32: exact, as every value is rounded to bf16 first), stored as
+    /// The same panels with each value as its bf16 bits ([`crate::bf16::f32_to_bf16`]), stored as
     /// `life` asks: the bf16 weights of an emulated bf16 layer ([`super::F16Linear`]'s bf16 form),
     /// half the bytes of f32.
     pub(super) fn to_bf16_bits(&self, life: Lifetime) -> PackedB<u16> {
@@ -391,7 +390,7 @@ impl PackedB<f32> {
         let mut store = Store::<u16>::zeroed(len, life);
         let dst = store.get_mut(len);
         for (d, &v) in dst.iter_mut().zip(self.store.get(len)) {
-            *d = (crate::bf16::round(v).to_bits() >> 16) as u16;
+            *d = crate::bf16::f32_to_bf16(v);
         }
         PackedB {
             store,

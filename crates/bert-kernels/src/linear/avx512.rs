@@ -13,7 +13,7 @@ pub(super) const LANES: usize = 16;
 
 /// `C = acc (+ C)` and the epilogue: the end of every kernel. A macro, not a function: passing the
 /// accumulators by reference to a function LLVM did not inline kept them in memory through the
-/// whole K loop (f32 products at half speed).
+/// whole K loop (f32 products at half speed); and so did a store loop LLVM did not unroll (below).
 ///
 /// With `act_in_store` true the activation is applied to each vector before its one store (AMX's
 /// tall tiles, whose sums are in memory anyway); else the block is stored, re-read and activated,
@@ -25,34 +25,73 @@ macro_rules! store_tile {
     };
     ($t:expr, $acc:expr, $mr:expr, $nv:expr, $act_in_store:expr) => {{
         let t: &Tile = $t;
-        for (i, acc) in $acc.iter().enumerate() {
-            let c = t.c.add(i * t.ldc);
-            for (v, &acc) in acc.iter().enumerate() {
-                let cp = c.add(v * LANES);
-                let mut r = acc;
-                if t.accumulate {
-                    r = _mm512_add_ps(r, _mm512_loadu_ps(cp));
-                }
-                match t.epi {
-                    TileEpi::None => {}
-                    TileEpi::Bias { bias, .. } => {
-                        r = _mm512_add_ps(r, _mm512_loadu_ps(bias.add(v * LANES)))
+        let mut acc = $acc;
+        // acc (+ C) (+ bias) (+ residual), in that order either way.
+        if $act_in_store {
+            // AMX's tall tiles: the sums are in memory anyway; one pass, the activation included.
+            for (i, acc) in acc.iter().enumerate() {
+                let c = t.c.add(i * t.ldc);
+                for (v, &acc) in acc.iter().enumerate() {
+                    let cp = c.add(v * LANES);
+                    let mut r = acc;
+                    if t.accumulate {
+                        r = _mm512_add_ps(r, _mm512_loadu_ps(cp));
                     }
-                    TileEpi::BiasResidual { bias, res, ldr } => {
-                        let rp = res.add(i * ldr + v * LANES);
-                        r = _mm512_add_ps(r, _mm512_loadu_ps(bias.add(v * LANES)));
-                        r = _mm512_add_ps(r, _mm512_loadu_ps(rp));
+                    match t.epi {
+                        TileEpi::None => {}
+                        TileEpi::Bias { bias, act } => {
+                            r = _mm512_add_ps(r, _mm512_loadu_ps(bias.add(v * LANES)));
+                            if let Some(act) = act {
+                                r = $crate::linear::avx512::activation(act, r);
+                            }
+                        }
+                        TileEpi::BiasResidual { bias, res, ldr } => {
+                            let rp = res.add(i * ldr + v * LANES);
+                            r = _mm512_add_ps(r, _mm512_loadu_ps(bias.add(v * LANES)));
+                            r = _mm512_add_ps(r, _mm512_loadu_ps(rp));
+                        }
                     }
+                    _mm512_storeu_ps(cp, r);
                 }
-                if $act_in_store {
-                    if let TileEpi::Bias { act: Some(act), .. } = t.epi {
-                        r = $crate::linear::avx512::activation(act, r);
-                    }
-                }
-                _mm512_storeu_ps(cp, r);
             }
-        }
-        if !$act_in_store {
+        } else {
+            // The register kernels: one pass per term, each a loop of one or two instructions
+            // that LLVM unrolls whatever the kernel. With the epilogue's match inside one loop
+            // over the tile, the unroller gave up on some kernels (the bf16 ones of 20-28 sums),
+            // which then kept their sums in memory, stored on every K step (bf16 W2F slower than
+            // f32 on Zen 4).
+            if t.accumulate {
+                for (i, acc) in acc.iter_mut().enumerate() {
+                    for (v, acc) in acc.iter_mut().enumerate() {
+                        let cp = t.c.add(i * t.ldc + v * LANES);
+                        *acc = _mm512_add_ps(*acc, _mm512_loadu_ps(cp));
+                    }
+                }
+            }
+            match t.epi {
+                TileEpi::None => {}
+                TileEpi::Bias { bias, .. } => {
+                    for acc in acc.iter_mut() {
+                        for (v, acc) in acc.iter_mut().enumerate() {
+                            *acc = _mm512_add_ps(*acc, _mm512_loadu_ps(bias.add(v * LANES)));
+                        }
+                    }
+                }
+                TileEpi::BiasResidual { bias, res, ldr } => {
+                    for (i, acc) in acc.iter_mut().enumerate() {
+                        for (v, acc) in acc.iter_mut().enumerate() {
+                            let r = _mm512_add_ps(*acc, _mm512_loadu_ps(bias.add(v * LANES)));
+                            let rp = res.add(i * ldr + v * LANES);
+                            *acc = _mm512_add_ps(r, _mm512_loadu_ps(rp));
+                        }
+                    }
+                }
+            }
+            for (i, acc) in acc.iter().enumerate() {
+                for (v, &acc) in acc.iter().enumerate() {
+                    _mm512_storeu_ps(t.c.add(i * t.ldc + v * LANES), acc);
+                }
+            }
             if let TileEpi::Bias { act: Some(act), .. } = t.epi {
                 $crate::linear::avx512::activate_block(t.c, t.ldc, $mr, $nv, act);
             }

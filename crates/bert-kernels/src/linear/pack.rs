@@ -447,11 +447,8 @@ pub(super) unsafe fn pack_a_avx2<const BF16: bool>(
     kc: usize,
     dst: &mut Vec<f32>,
 ) {
-    use std::arch::x86_64::*;
     let total = tiles.iter().map(|t| t.1).sum::<usize>() * kc;
     dst.resize(total, 0.0);
-    let round8 = |v: __m256| if BF16 { round_bf16_8(v) } else { v };
-    let k8 = kc / 8 * 8;
     let mut off = 0;
     for &(r0, mr) in tiles {
         assert!(
@@ -459,86 +456,106 @@ pub(super) unsafe fn pack_a_avx2<const BF16: bool>(
             "pack_a_avx2: rows out of x"
         );
         let tile = dst[off..off + kc * mr].as_mut_ptr();
-        let row = |i: usize| x.as_ptr().add((r0 + i) * k + k0);
-        let mut i0 = 0;
-        while mr - i0 >= 8 {
-            for kk in (0..k8).step_by(8) {
-                let r: [__m256; 8] =
-                    std::array::from_fn(|j| round8(_mm256_loadu_ps(row(i0 + j).add(kk))));
-                let t: [__m256; 8] = std::array::from_fn(|j| {
-                    let (a, b) = (r[j / 2 * 2], r[j / 2 * 2 + 1]);
-                    if j % 2 == 0 {
-                        _mm256_unpacklo_ps(a, b)
-                    } else {
-                        _mm256_unpackhi_ps(a, b)
-                    }
-                });
-                let u = [
-                    _mm256_shuffle_ps::<0x44>(t[0], t[2]),
-                    _mm256_shuffle_ps::<0xee>(t[0], t[2]),
-                    _mm256_shuffle_ps::<0x44>(t[1], t[3]),
-                    _mm256_shuffle_ps::<0xee>(t[1], t[3]),
-                    _mm256_shuffle_ps::<0x44>(t[4], t[6]),
-                    _mm256_shuffle_ps::<0xee>(t[4], t[6]),
-                    _mm256_shuffle_ps::<0x44>(t[5], t[7]),
-                    _mm256_shuffle_ps::<0xee>(t[5], t[7]),
-                ];
-                for j in 0..4 {
-                    let d = tile.add((kk + j) * mr + i0);
-                    _mm256_storeu_ps(d, _mm256_permute2f128_ps::<0x20>(u[j], u[j + 4]));
-                    let d = tile.add((kk + j + 4) * mr + i0);
-                    _mm256_storeu_ps(d, _mm256_permute2f128_ps::<0x31>(u[j], u[j + 4]));
-                }
-            }
-            i0 += 8;
-        }
-        // The rest, 4 rows at a time (the last 1-3 as zero rows whose lanes are not stored), 8 K
-        // steps: column kk + j in a vector's low half, kk + 4 + j in its high. AVX2's 6-row tiles
-        // are 4 + 2 rows: the 2 took the scalar loop, a third of all values, each rounded alone
-        // with bf16 (emulated bf16 W2F 1.03x f32's time on an Intel Xeon, AVX2 forced).
-        while i0 < mr {
-            let n = (mr - i0).min(4);
-            for kk in (0..k8).step_by(8) {
-                let r: [__m256; 4] = std::array::from_fn(|j| {
-                    if j < n {
-                        round8(_mm256_loadu_ps(row(i0 + j).add(kk)))
-                    } else {
-                        _mm256_setzero_ps()
-                    }
-                });
-                let (t0, t1) = (
-                    _mm256_unpacklo_ps(r[0], r[1]),
-                    _mm256_unpacklo_ps(r[2], r[3]),
-                );
-                let (t2, t3) = (
-                    _mm256_unpackhi_ps(r[0], r[1]),
-                    _mm256_unpackhi_ps(r[2], r[3]),
-                );
-                let cols = [
-                    _mm256_shuffle_ps::<0x44>(t0, t1),
-                    _mm256_shuffle_ps::<0xee>(t0, t1),
-                    _mm256_shuffle_ps::<0x44>(t2, t3),
-                    _mm256_shuffle_ps::<0xee>(t2, t3),
-                ];
-                for (j, c) in cols.into_iter().enumerate() {
-                    store_first(tile.add((kk + j) * mr + i0), _mm256_castps256_ps128(c), n);
-                    store_first(
-                        tile.add((kk + j + 4) * mr + i0),
-                        _mm256_extractf128_ps::<1>(c),
-                        n,
-                    );
-                }
-            }
-            i0 += n;
-        }
-        // The K steps past k8, every row.
-        let value = |v: f32| if BF16 { crate::bf16::round(v) } else { v };
-        for i in 0..mr {
-            for kk in k8..kc {
-                *tile.add(kk * mr + i) = value(*row(i).add(kk));
-            }
-        }
+        pack_tile_avx2::<BF16>(|i| x.as_ptr().add((r0 + i) * k + k0), mr, kc, tile);
         off += kc * mr;
+    }
+}
+
+/// One tile of [`pack_a_avx2`]: rows `row(0..mr)`, `kc` floats each, into `tile` as (kc, mr).
+/// Without `BF16` it only moves bits (loads, shuffles, stores), so it transposes any 32-bit
+/// values: [`pack_a_bf16`]'s pairs too.
+///
+/// # Safety
+/// The CPU supports AVX2; `row(i)` is valid for `kc` floats for each `i < mr`, `tile` for
+/// `kc * mr`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn pack_tile_avx2<const BF16: bool>(
+    row: impl Fn(usize) -> *const f32,
+    mr: usize,
+    kc: usize,
+    tile: *mut f32,
+) {
+    use std::arch::x86_64::*;
+    let round8 = |v: __m256| if BF16 { round_bf16_8(v) } else { v };
+    let k8 = kc / 8 * 8;
+    let mut i0 = 0;
+    while mr - i0 >= 8 {
+        for kk in (0..k8).step_by(8) {
+            let r: [__m256; 8] =
+                std::array::from_fn(|j| round8(_mm256_loadu_ps(row(i0 + j).add(kk))));
+            let t: [__m256; 8] = std::array::from_fn(|j| {
+                let (a, b) = (r[j / 2 * 2], r[j / 2 * 2 + 1]);
+                if j % 2 == 0 {
+                    _mm256_unpacklo_ps(a, b)
+                } else {
+                    _mm256_unpackhi_ps(a, b)
+                }
+            });
+            let u = [
+                _mm256_shuffle_ps::<0x44>(t[0], t[2]),
+                _mm256_shuffle_ps::<0xee>(t[0], t[2]),
+                _mm256_shuffle_ps::<0x44>(t[1], t[3]),
+                _mm256_shuffle_ps::<0xee>(t[1], t[3]),
+                _mm256_shuffle_ps::<0x44>(t[4], t[6]),
+                _mm256_shuffle_ps::<0xee>(t[4], t[6]),
+                _mm256_shuffle_ps::<0x44>(t[5], t[7]),
+                _mm256_shuffle_ps::<0xee>(t[5], t[7]),
+            ];
+            for j in 0..4 {
+                let d = tile.add((kk + j) * mr + i0);
+                _mm256_storeu_ps(d, _mm256_permute2f128_ps::<0x20>(u[j], u[j + 4]));
+                let d = tile.add((kk + j + 4) * mr + i0);
+                _mm256_storeu_ps(d, _mm256_permute2f128_ps::<0x31>(u[j], u[j + 4]));
+            }
+        }
+        i0 += 8;
+    }
+    // The rest, 4 rows at a time (the last 1-3 as zero rows whose lanes are not stored), 8 K
+    // steps: column kk + j in a vector's low half, kk + 4 + j in its high. AVX2's 6-row tiles
+    // are 4 + 2 rows: the 2 took the scalar loop, a third of all values, each rounded alone
+    // with bf16 (emulated bf16 W2F 1.03x f32's time on an Intel Xeon, AVX2 forced).
+    while i0 < mr {
+        let n = (mr - i0).min(4);
+        for kk in (0..k8).step_by(8) {
+            let r: [__m256; 4] = std::array::from_fn(|j| {
+                if j < n {
+                    round8(_mm256_loadu_ps(row(i0 + j).add(kk)))
+                } else {
+                    _mm256_setzero_ps()
+                }
+            });
+            let (t0, t1) = (
+                _mm256_unpacklo_ps(r[0], r[1]),
+                _mm256_unpacklo_ps(r[2], r[3]),
+            );
+            let (t2, t3) = (
+                _mm256_unpackhi_ps(r[0], r[1]),
+                _mm256_unpackhi_ps(r[2], r[3]),
+            );
+            let cols = [
+                _mm256_shuffle_ps::<0x44>(t0, t1),
+                _mm256_shuffle_ps::<0xee>(t0, t1),
+                _mm256_shuffle_ps::<0x44>(t2, t3),
+                _mm256_shuffle_ps::<0xee>(t2, t3),
+            ];
+            for (j, c) in cols.into_iter().enumerate() {
+                store_first(tile.add((kk + j) * mr + i0), _mm256_castps256_ps128(c), n);
+                store_first(
+                    tile.add((kk + j + 4) * mr + i0),
+                    _mm256_extractf128_ps::<1>(c),
+                    n,
+                );
+            }
+        }
+        i0 += n;
+    }
+    // The K steps past k8, every row.
+    let value = |v: f32| if BF16 { crate::bf16::round(v) } else { v };
+    for i in 0..mr {
+        for kk in k8..kc {
+            *tile.add(kk * mr + i) = value(*row(i).add(kk));
+        }
     }
 }
 
@@ -714,6 +731,42 @@ pub(super) fn pack_a_bf16<const ROWS: bool>(
 ) {
     let total = tiles.iter().map(|t| bf16_tile_len::<ROWS>(kc, t.1)).sum();
     dst.resize(total, 0.0);
+    #[cfg(target_arch = "x86_64")]
+    if !ROWS && crate::Isa::Avx2.is_supported() {
+        let pairs = kc.div_ceil(2);
+        // The column layout is f32's (pairs, mr) with 32-bit pairs for floats: each tile's rows
+        // are converted into a scratch, then transposed into the tile 8 x 8 in registers, where
+        // the loop below stores each pair on its own, mr lanes apart (3% of MiniLM's bf16 W2F
+        // samples on Zen 4). The same bits.
+        let rows = tiles.iter().map(|t| t.1).max().unwrap_or(0);
+        let mut scratch = vec![0u32; rows * pairs];
+        let mut off = 0;
+        for &(r0, mr) in tiles {
+            for (i, out) in scratch.chunks_exact_mut(pairs).take(mr).enumerate() {
+                crate::bf16::pairs_row_into(&x[(r0 + i) * k + k0..][..kc], out);
+            }
+            let tile = dst[off..off + pairs * mr].as_mut_ptr();
+            let rows = scratch.as_ptr().cast::<f32>();
+            // SAFETY: AVX2 checked; row i < mr of the scratch holds `pairs` lanes, the tile
+            // `pairs * mr` (bf16_tile_len without ROWS).
+            unsafe { pack_tile_avx2::<false>(|i| rows.add(i * pairs), mr, pairs, tile) };
+            off += pairs * mr;
+        }
+        return;
+    }
+    pack_a_bf16_scalar::<ROWS>(x, k, tiles, k0, kc, dst);
+}
+
+/// [`pack_a_bf16`]'s reference twin (and its path for the AMX row layout and CPUs without AVX2),
+/// `dst` already sized: each row converted to pairs, then each pair stored where it goes.
+fn pack_a_bf16_scalar<const ROWS: bool>(
+    x: &[f32],
+    k: usize,
+    tiles: &[(usize, usize)],
+    k0: usize,
+    kc: usize,
+    dst: &mut [f32],
+) {
     let (pairs, stride) = (kc.div_ceil(2), bf16_pairs_pad(kc));
     // The column layout's row of pairs, before it is written down its tile column.
     let mut lanes = vec![0u32; if ROWS { 0 } else { pairs }];
@@ -846,6 +899,27 @@ mod tests {
             round_bf16_into(&x[..len], &mut got);
             let got: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
             assert_eq!(got, want, "round_bf16_into, {len} values");
+        }
+        // pack_a_bf16's column layout (its AVX2 transposes) against its scalar twin: odd and
+        // even K blocks, fewer than 8 pairs, tiles of 1-14 rows, the special values above.
+        for mr in 1..=14 {
+            for (k0, kc) in [(0, 45), (0, 16), (3, 17), (5, 40), (44, 1), (2, 33)] {
+                let tiles: Vec<(usize, usize)> = (0..m / mr)
+                    .map(|t| (t * mr, mr))
+                    .chain([(m - mr.min(3), mr.min(3))])
+                    .collect();
+                let total = tiles.iter().map(|t| bf16_tile_len::<false>(kc, t.1)).sum();
+                let mut want = vec![0.0; total];
+                pack_a_bf16_scalar::<false>(&x, k, &tiles, k0, kc, &mut want);
+                let mut got = vec![7.0; 5];
+                pack_a_bf16::<false>(&x, k, &tiles, k0, kc, &mut got);
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(&got),
+                    bits(&want),
+                    "bf16 pairs mr {mr} k0 {k0} kc {kc}"
+                );
+            }
         }
     }
 }

@@ -370,6 +370,12 @@ fn columns_below(colmax: &[f32], v: f32) -> usize {
 
 /// The widest register tile of any path, in columns.
 pub(super) const MAX_NR: usize = 48;
+/// Products of more rows than this prefetch each tile's C before its K loop: at scale C is a
+/// cache miss that the stores, and the activation's re-read after them, waited for (MiniLM int8
+/// W2F 0.96x the time with VNNI on Zen 4); at W1's 8 rows C is in cache, and the prefetches took
+/// load slots from the weights' stream (MiniLM int8 W1 1.06-1.08x the time).
+const PREFETCH_C_ROWS: usize = 16;
+
 /// The tallest register tile of any path, in rows (AMX's two 16-row tiles).
 pub(super) const MAX_MR: usize = 32;
 
@@ -405,6 +411,8 @@ pub(super) struct QTile {
     /// (r, NR) block of C, rows `ldc` apart.
     pub c: *mut f32,
     pub ldc: usize,
+    /// Prefetch C before the K loop (VNNI): where there are more than [`PREFETCH_C_ROWS`] rows.
+    pub prefetch_c: bool,
     /// (r, NR) residual rows `ldr` apart, or null.
     pub res: *const f32,
     pub ldr: usize,
@@ -786,7 +794,7 @@ impl Int8Linear {
         r0: usize,
         y: SendPtr<f32>,
         epi: Epilogue<'_>,
-        (_m, n, nr): (usize, usize, usize),
+        (m, n, nr): (usize, usize, usize),
     ) {
         let rows = sa.len();
         let j0 = p * nr;
@@ -813,6 +821,7 @@ impl Int8Linear {
             bias: self.bias[j0..].as_ptr(),
             c,
             ldc: n,
+            prefetch_c: m > PREFETCH_C_ROWS,
             res: res.map_or(std::ptr::null(), <[f32]>::as_ptr),
             ldr: n,
             act,

@@ -209,6 +209,17 @@ fn scatter_tail(
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 pub(super) unsafe fn vnni_kernel<const R: usize>(t: &QTile) {
     const NV: usize = 3;
+    // C is written once, at the end: start fetching its lines now, so that the stores (and
+    // the activation's re-read) do not wait for them (the f32 kernels' `prefetch_c`).
+    if t.prefetch_c {
+        for i in 0..R {
+            let c = t.c.add(i * t.ldc);
+            for v in 0..NV {
+                _mm_prefetch::<_MM_HINT_T0>(c.add(v * 16) as *const i8);
+            }
+            _mm_prefetch::<_MM_HINT_T0>(c.add(NV * 16 - 1) as *const i8);
+        }
+    }
     let acc = vnni_sums::<R>(t);
     store_avx512::<NV, false>(t, R, |i, v| acc[i][v]);
 }

@@ -209,19 +209,28 @@ fn scatter_tail(
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 pub(super) unsafe fn vnni_kernel<const R: usize>(t: &QTile) {
     const NV: usize = 3;
-    // C is written once, at the end: start fetching its lines now, so that the stores (and
-    // the activation's re-read) do not wait for them (the f32 kernels' `prefetch_c`).
+    prefetch_c::<R>(t, NV * 16);
+    let acc = vnni_sums::<R>(t);
+    store_avx512::<NV, false>(t, R, |i, v| acc[i][v]);
+}
+
+/// Where `t.prefetch_c`: prefetches the tile's C (R rows of `floats` floats), which the kernel
+/// writes once, after its K loop, so that its stores (and the activation's re-read) do not wait
+/// for the lines (the f32 kernels' `prefetch_c`; [`super::int8::QTile::prefetch_c`] says when).
+///
+/// # Safety
+/// `t.c` holds R rows of `floats` floats, `t.ldc` apart.
+#[inline(always)]
+unsafe fn prefetch_c<const R: usize>(t: &QTile, floats: usize) {
     if t.prefetch_c {
         for i in 0..R {
             let c = t.c.add(i * t.ldc);
-            for v in 0..NV {
-                _mm_prefetch::<_MM_HINT_T0>(c.add(v * 16) as *const i8);
+            for f in (0..floats).step_by(16) {
+                _mm_prefetch::<_MM_HINT_T0>(c.add(f) as *const i8);
             }
-            _mm_prefetch::<_MM_HINT_T0>(c.add(NV * 16 - 1) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(c.add(floats - 1) as *const i8);
         }
     }
-    let acc = vnni_sums::<R>(t);
-    store_avx512::<NV, false>(t, R, |i, v| acc[i][v]);
 }
 
 /// The store of an AVX-512 int8 tile of `rows` rows and NV x 16 columns whose i32 sums are
@@ -311,6 +320,7 @@ unsafe fn vnni_sums<const R: usize>(t: &QTile) -> [[__m512i; 3]; R] {
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn avx2_kernel<const R: usize>(t: &QTile) {
     const NV: usize = 2;
+    prefetch_c::<R>(t, NV * 8);
     let acc = avx2_sums::<R>(t);
     let mut buf = MaybeUninit::uninit();
     let (wo, ldw) = outlier_weights(t, NV * 8, &mut buf);

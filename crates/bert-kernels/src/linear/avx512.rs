@@ -196,12 +196,22 @@ unsafe fn kernel_body<const MR: usize, const NV: usize, const B: u8, const DIREC
 #[target_feature(enable = "avx512f")]
 #[inline]
 unsafe fn prefetch_c<const MR: usize, const NV: usize>(t: &Tile) {
-    for i in 0..MR {
-        let c = t.c.add(i * t.ldc);
-        for v in 0..NV {
-            _mm_prefetch::<_MM_HINT_T0>(c.add(v * LANES) as *const i8);
+    prefetch_block(t.c, t.ldc, MR, NV * LANES);
+}
+
+/// Prefetches (T0) `rows` rows of `floats` floats, `ld` apart, from `c`: every 64-byte line, the
+/// last float's included (a row need not start on a line). The kernels' C tiles (f32 and int8).
+///
+/// # Safety
+/// None beyond the pointer arithmetic staying in one allocation: `c` holds the block.
+#[inline(always)]
+pub(super) unsafe fn prefetch_block(c: *const f32, ld: usize, rows: usize, floats: usize) {
+    for i in 0..rows {
+        let row = c.add(i * ld);
+        for f in (0..floats).step_by(LANES) {
+            _mm_prefetch::<_MM_HINT_T0>(row.add(f) as *const i8);
         }
-        _mm_prefetch::<_MM_HINT_T0>(c.add(NV * LANES - 1) as *const i8);
+        _mm_prefetch::<_MM_HINT_T0>(row.add(floats - 1) as *const i8);
     }
 }
 

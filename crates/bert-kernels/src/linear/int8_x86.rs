@@ -223,13 +223,7 @@ pub(super) unsafe fn vnni_kernel<const R: usize>(t: &QTile) {
 #[inline(always)]
 unsafe fn prefetch_c<const R: usize>(t: &QTile, floats: usize) {
     if t.prefetch_c {
-        for i in 0..R {
-            let c = t.c.add(i * t.ldc);
-            for f in (0..floats).step_by(16) {
-                _mm_prefetch::<_MM_HINT_T0>(c.add(f) as *const i8);
-            }
-            _mm_prefetch::<_MM_HINT_T0>(c.add(floats - 1) as *const i8);
-        }
+        super::avx512::prefetch_block(t.c, t.ldc, R, floats);
     }
 }
 

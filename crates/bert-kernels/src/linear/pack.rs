@@ -746,10 +746,10 @@ pub(super) fn pack_a_bf16<const ROWS: bool>(
                 crate::bf16::pairs_row_into(&x[(r0 + i) * k + k0..][..kc], out);
             }
             let tile = dst[off..off + pairs * mr].as_mut_ptr();
-            let rows = scratch.as_ptr().cast::<f32>();
+            let lanes = scratch.as_ptr().cast::<f32>();
             // SAFETY: AVX2 checked; row i < mr of the scratch holds `pairs` lanes, the tile
             // `pairs * mr` (bf16_tile_len without ROWS).
-            unsafe { pack_tile_avx2::<false>(|i| rows.add(i * pairs), mr, pairs, tile) };
+            unsafe { pack_tile_avx2::<false>(|i| lanes.add(i * pairs), mr, pairs, tile) };
             off += pairs * mr;
         }
         return;

@@ -18,6 +18,10 @@ pub struct Dropout {
     pub seed: u64,
 }
 
+/// The hash input's step per element index (odd, so indices never collide mod 2^64); `scale` and
+/// the vector path's running sum both use it.
+const INDEX_STEP: u64 = 0xd1b5_4a32_d192_ed03;
+
 impl Dropout {
     /// The multiplier of element `index` of stream `stream`: 0 or `1 / (1 - p)`.
     #[inline]
@@ -28,7 +32,7 @@ impl Dropout {
         let z = mix64(
             self.seed
                 .wrapping_add(stream.wrapping_mul(GOLDEN))
-                .wrapping_add(index.wrapping_mul(0xd1b5_4a32_d192_ed03)),
+                .wrapping_add(index.wrapping_mul(INDEX_STEP)),
         );
         // Uniform in [0, 1) from the top 24 bits.
         let u = (z >> 40) as f32 / (1u64 << 24) as f32;
@@ -108,19 +112,18 @@ fn drop_below(p: f32) -> u64 {
 /// [`Dropout::scale`] for elements `base..base + xs.len()` in a branch-free loop that vectorizes:
 /// the 64-bit hash in vector lanes, `u < p` as the integer test `z >> 40 < ceil(p 2^24)` (`u` is
 /// `(z >> 40) / 2^24` exactly, so the two agree on every value). The hash's input
-/// `seed + stream GOLDEN + index C` advances by `C` per element (mod 2^64, the same values), a
-/// vector add where `index C` was the third 64-bit multiply per element (AVX-512's `vpmullq` is
-/// three micro-ops on Intel).
+/// `seed + stream GOLDEN + index INDEX_STEP` advances by `INDEX_STEP` per element (mod 2^64, the
+/// same values), a vector add where `index INDEX_STEP` was the third 64-bit multiply per element
+/// (AVX-512's `vpmullq` is three micro-ops on Intel).
 #[inline(always)]
 fn masks(d: &Dropout, xs: &mut [f32], stream: u64, base: u64, mul: f32, op: Op) {
-    const C: u64 = 0xd1b5_4a32_d192_ed03;
     let s0 = d.seed.wrapping_add(stream.wrapping_mul(GOLDEN));
     let thr = drop_below(d.p);
     let keep = 1.0 / (1.0 - d.p) * mul;
-    let mut h = s0.wrapping_add(base.wrapping_mul(C));
+    let mut h = s0.wrapping_add(base.wrapping_mul(INDEX_STEP));
     for x in xs.iter_mut() {
         let z = mix64(h);
-        h = h.wrapping_add(C);
+        h = h.wrapping_add(INDEX_STEP);
         let m = if (z >> 40) < thr { 0.0 } else { keep };
         match op {
             Op::Fill => *x = m,

@@ -10,7 +10,8 @@ kernel that the CPU of the day did not run (the f32 kernels once; the `vdpbf16ps
 Intel AMX machines skip, on Zen 4). Timing cannot guard what the CI CPU does not run; the
 disassembly can, on any x86-64 machine.
 
-For every microkernel instance this finds its loops (backward jumps) that hold multiply-adds
+For every microkernel instance this finds its loops (backward jumps that their target's code
+leads back to) that hold multiply-adds
 (`vfmadd*`, `vdpbf16ps`, `vpdpbusd`, `vpmaddwd`) and counts vector stores to fixed stack slots in
 them: any is a failure. Kernels whose tiles cannot fit the registers (AMX's tall tiles' tail loop) are
 not matched.
@@ -56,16 +57,52 @@ def instructions(binary, start, size):
             yield int(m.group(1), 16), m.group(2)
 
 
-def spilling_loops(insns, start):
-    """(loop start, multiply-adds, stack stores) of each loop with both."""
+def successors(insns):
+    """Each instruction's address -> the addresses control can go to next (fall-through, jump)."""
+    succ = {}
     for i, (addr, text) in enumerate(insns):
+        nxt = [insns[i + 1][0]] if i + 1 < len(insns) else []
+        m = JUMP.match(text)
+        if text.startswith(("ret", "ud2")) or (m and text.startswith("jmp ")):
+            nxt = []
+        if m:
+            nxt.append(int(m.group(1), 16))
+        succ[addr] = nxt
+    return succ
+
+
+def reachable(edges, start):
+    seen, todo = {start}, [start]
+    while todo:
+        for b in edges.get(todo.pop(), []):
+            if b not in seen:
+                seen.add(b)
+                todo.append(b)
+    return seen
+
+
+def spilling_loops(insns, start):
+    """(loop start, multiply-adds, stack stores) of each loop with both. A loop is a backward
+    jump whose target leads back to it; its body, the instructions on a path from the target to
+    the jump (a backward jump that is no loop, such as an unrolled block that rejoins the code
+    before it, is not one)."""
+    succ = successors(insns)
+    pred = {}
+    for a, bs in succ.items():
+        for b in bs:
+            pred.setdefault(b, []).append(a)
+    text_at = dict(insns)
+    for addr, text in insns:
         m = JUMP.match(text)
         if not m:
             continue
         target = int(m.group(1), 16)
         if not start <= target < addr:
             continue
-        body = [t for a, t in insns if target <= a <= addr]
+        from_target = reachable(succ, target)
+        if addr not in from_target:
+            continue
+        body = [text_at[a] for a in from_target & reachable(pred, addr) if a in text_at]
         fmas = sum(1 for t in body if MULTIPLY_ADD.match(t))
         stores = sum(1 for t in body if STACK_STORE.match(t))
         if fmas and stores:

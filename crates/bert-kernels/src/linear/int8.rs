@@ -5,16 +5,16 @@
 //!
 //! Packed layouts: B (= W^T quantized) is cut into panels of NR columns (the last zero-padded); each
 //! panel stores, for each group of 4 consecutive k, the 4 bytes of each of its NR columns
-//! ((K/4, NR, 4), K zero-padded to a multiple of 4): one 32-bit lane per column, as `vpdpbusd` and
-//! `vpmaddubsw` + `vpmaddwd` consume them. A is quantized per call into row tiles of MR rows, each
-//! (K/4, MR, 4), so a kernel's MR 4-byte broadcasts per step come from one cache line. No K blocking:
+//! ((K/4, NR, 4), K zero-padded to a multiple of 4): one 32-bit lane per column, as `vpdpbusd`
+//! consumes them. A is quantized per call into row tiles of MR rows, each (K/4, MR, 4) (i8, or
+//! i16 for AVX2's `vpmaddwd`), so a kernel's MR broadcasts per step come from one cache line. No K blocking:
 //! K <= a few thousand, so a panel (K x NR bytes) stays in L2 while the task's row tiles pass over it,
 //! and the accumulators hold the whole K (no partial sums in C).
 //!
 //! Paths ([`Int8Path`]): AVX-512 VNNI (`vpdpbusd`, u8 x s8: the activations are stored shifted by
-//! +128 and `128 * colsum(W)` is subtracted before dequantization), AVX2 (`vpmaddubsw` on |a| and
-//! sign(a) * w, which cannot saturate i16 since |a|, |w| <= 127: 2 * 127 * 127 < 2^15), and portable
-//! Rust. Every path computes the same integers; they differ only in the f32 rounding of the
+//! +128 and `128 * colsum(W)` is subtracted before dequantization), AVX2 (`vpmaddwd` on A stored as
+//! i16 and B's bytes sign-extended as they are read: exact, no i16 saturation), and portable Rust.
+//! Every path computes the same integers; they differ only in the f32 rounding of the
 //! dequantization.
 
 use std::cell::RefCell;
@@ -34,7 +34,7 @@ use crate::Activation;
 pub enum Int8Path {
     /// Plain Rust, i32 accumulation.
     Portable,
-    /// AVX2 `vpmaddubsw` + `vpmaddwd` (also AVX-512 CPUs without VNNI).
+    /// AVX2 `vpmaddwd` on i16 (also AVX-512 CPUs without VNNI).
     Avx2,
     /// AVX-512 VNNI `vpdpbusd`.
     Avx512Vnni,
@@ -102,7 +102,7 @@ impl Int8Path {
     fn tile(self) -> (usize, usize) {
         match self {
             Int8Path::Portable => (4, 8),
-            Int8Path::Avx2 => (4, 16),
+            Int8Path::Avx2 => (super::int8_x86::AVX2_MR, 16),
             Int8Path::Avx512Vnni => (8, 48),
             #[cfg(target_arch = "x86_64")]
             Int8Path::Amx => (super::amx::MR, super::amx::NR),
@@ -119,10 +119,10 @@ impl Int8Path {
 
     /// How the quantized A row tiles are laid out.
     fn a_layout(self) -> ALayout {
-        if self == Int8Path::Amx {
-            ALayout::Rows
-        } else {
-            ALayout::Groups
+        match self {
+            Int8Path::Amx => ALayout::Rows,
+            Int8Path::Avx2 => ALayout::Groups16,
+            Int8Path::Portable | Int8Path::Avx512Vnni => ALayout::Groups,
         }
     }
 
@@ -135,15 +135,9 @@ impl Int8Path {
         }
     }
 
-    /// Bytes of a quantized A tile per row of it: K4 x 4 (interleaved in groups), or for AMX's
-    /// row-major rows the distance from one row to the next, K4 x 4 padded as the bf16 tiles'
-    /// rows are ([`super::pack::amx_row_bytes`]).
+    /// Bytes of a quantized A tile per row of it (see [`ALayout::row_bytes`]).
     fn a_row_bytes(self, k4: usize) -> usize {
-        if self == Int8Path::Amx {
-            super::pack::amx_row_bytes(4 * k4)
-        } else {
-            4 * k4
-        }
+        self.a_layout().row_bytes(k4)
     }
 
     /// Lower-case name for reports.
@@ -383,20 +377,38 @@ pub(super) const MAX_MR: usize = 32;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum ALayout {
     /// (K/4, mr, 4): each row's 4 bytes of a k group side by side, so a kernel's broadcasts per
-    /// group come from one cache line (portable, AVX2, VNNI).
+    /// group come from one cache line (portable, VNNI).
     Groups,
+    /// As `Groups` with each value an i16 (little-endian; 8 bytes per row and group): AVX2's
+    /// `vpmaddwd` multiplies i16 pairs, and A sign-extended once by the quantizer is not
+    /// sign-extended again by every panel's kernel.
+    Groups16,
     /// (mr, K4 x 4): row-major, rows `dst.len() / mr` bytes apart (AMX's A tiles: 16 rows of 64
     /// consecutive k; the rows padded to an odd count of 64-byte lines, `Int8Path::a_row_bytes`).
     Rows,
 }
 
+impl ALayout {
+    /// Bytes of a row tile per row of it, for K4 groups of 4: K4 x 4 (`Groups`), K4 x 8
+    /// (`Groups16`), or for AMX's row-major rows the distance from one row to the next, K4 x 4
+    /// padded as the bf16 tiles' rows are ([`super::pack::amx_row_bytes`]).
+    pub(super) fn row_bytes(self, k4: usize) -> usize {
+        match self {
+            ALayout::Groups => 4 * k4,
+            ALayout::Groups16 => 8 * k4,
+            ALayout::Rows => super::pack::amx_row_bytes(4 * k4),
+        }
+    }
+}
+
 /// One microkernel call on a register tile: `C[r, NR] = dequant(A[r, K] B[K, NR])` + epilogue.
 pub(super) struct QTile {
     /// Packed A row tile, (K/4, mr, 4) bytes ([`ALayout::Groups`]; the kernel reads its first r
-    /// rows) or (mr, K4 x 4) ([`ALayout::Rows`]; AMX reads 16 or 32 rows, past r ignored).
+    /// rows), (K/4, mr, 4) i16 ([`ALayout::Groups16`]) or (mr, K4 x 4) ([`ALayout::Rows`]; AMX
+    /// reads 16 or 32 rows, past r ignored).
     pub a: *const u8,
-    /// Groups: bytes from one k group of A to the next, 4 * mr. Rows: from one row to the next,
-    /// at least 4 * K4 (`Int8Path::a_row_bytes`).
+    /// Groups: bytes from one k group of A to the next, 4 * mr (Groups16: 8 * mr). Rows: from
+    /// one row to the next, at least 4 * K4 (`Int8Path::a_row_bytes`).
     pub a_step: usize,
     /// Packed B panel, (K/4, NR, 4).
     pub b: *const i8,
@@ -488,7 +500,7 @@ fn kernels(path: Int8Path) -> &'static [QKernel] {
     match path {
         Int8Path::Portable => table!(portable_kernel; 1 2 3 4),
         #[cfg(target_arch = "x86_64")]
-        Int8Path::Avx2 => table!(avx2_kernel; 1 2 3 4),
+        Int8Path::Avx2 => table!(avx2_kernel; 1 2 3 4 5 6),
         #[cfg(target_arch = "x86_64")]
         Int8Path::Avx512Vnni => table!(vnni_kernel; 1 2 3 4 5 6 7 8),
         #[cfg(target_arch = "x86_64")]
@@ -811,6 +823,7 @@ impl Int8Linear {
             a: a.as_ptr(),
             a_step: match self.path.a_layout() {
                 ALayout::Groups => 4 * self.path.tile().0,
+                ALayout::Groups16 => 8 * self.path.tile().0,
                 ALayout::Rows => self.path.a_row_bytes(self.k4),
             },
             b: panel.as_ptr(),
@@ -967,6 +980,7 @@ pub(super) fn outlier_mask(k: usize, outliers: &[usize], keep: &mut Vec<f32>) {
 pub(super) fn store_row(dst: &mut [u8], row_q: &[u8], mr: usize, i: usize, layout: ALayout) {
     match layout {
         ALayout::Groups => scatter_row(dst, row_q, mr, i),
+        ALayout::Groups16 => scatter_row16(dst, row_q, mr, i),
         ALayout::Rows => {
             let stride = dst.len() / mr;
             dst[i * stride..][..row_q.len()].copy_from_slice(row_q);
@@ -984,6 +998,22 @@ fn scatter_row(dst: &mut [u8], row_q: &[u8], mr: usize, i: usize) {
             .try_into()
             .expect("4 bytes");
         *d = w;
+    }
+}
+
+/// Stores row `i`'s quantized bytes `row_q` (K4 x 4, i8) sign-extended into the (K4, mr, 4) i16
+/// tile `dst` ([`ALayout::Groups16`]).
+#[inline(always)]
+fn scatter_row16(dst: &mut [u8], row_q: &[u8], mr: usize, i: usize) {
+    for (g, w) in row_q.chunks_exact(4).enumerate() {
+        let mut out = [0u8; 8];
+        for (o, &b) in out.chunks_exact_mut(2).zip(w) {
+            o.copy_from_slice(&i16::from(b as i8).to_le_bytes());
+        }
+        let d: &mut [u8; 8] = (&mut dst[(g * mr + i) * 8..][..8])
+            .try_into()
+            .expect("8 bytes");
+        *d = out;
     }
 }
 
@@ -1093,6 +1123,19 @@ mod tests {
     }
 
     #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_quantizer_equals_the_generic_one_byte_for_byte() {
+        if !Int8Path::Avx2.is_supported() {
+            return;
+        }
+        // Full and partial tiles, K with and without a tail past the 8-column steps and with a
+        // padded last group.
+        for (k, mr, rows) in [(389, 6, 6), (384, 6, 6), (389, 6, 5), (7, 6, 6), (12, 6, 5)] {
+            quantizer_case(k, mr, rows, ALayout::Groups16);
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
     fn quantizer_case(k: usize, mr: usize, rows: usize, layout: ALayout) {
         let mut xs: Vec<f32> = (0..rows * k)
             .map(|i| ((i * 7919 % 1013) as f32 - 506.0) * 0.013)
@@ -1114,6 +1157,7 @@ mod tests {
                 // written: start both from the same garbage.
                 let row_bytes = match layout {
                     ALayout::Groups => k.div_ceil(4) * 4,
+                    ALayout::Groups16 => k.div_ceil(4) * 8,
                     ALayout::Rows => k.div_ceil(64) * 64,
                 };
                 let mut dst = vec![0x5au8; row_bytes * mr];
@@ -1127,11 +1171,15 @@ mod tests {
                     scales: &mut scales,
                     layout,
                 };
-                if avx {
-                    // SAFETY: AVX-512F and BW detected above.
-                    unsafe { super::super::int8_x86::quantize_tile_avx512(t) }
-                } else {
-                    quantize_tile_generic(t, true)
+                match (avx, layout) {
+                    // SAFETY: AVX2 detected by the caller.
+                    (true, ALayout::Groups16) => unsafe {
+                        super::super::int8_x86::quantize_tile_avx2(t)
+                    },
+                    // SAFETY: AVX-512F and BW detected by the caller.
+                    (true, _) => unsafe { super::super::int8_x86::quantize_tile_avx512(t) },
+                    // AVX2's A is signed, AVX-512's shifted.
+                    (false, _) => quantize_tile_generic(t, layout != ALayout::Groups16),
                 }
                 (dst, scales)
             };

@@ -2,7 +2,7 @@
 """Fails if a register-blocked GEMM microkernel of a release binary keeps its sums in memory.
 
 Each microkernel (`bert_kernels::linear::{avx512,avx2}::kernel*`, the VNNI and AVX2 int8 kernels,
-attention's `tile_*` register tiles) holds its tile of sums in vector registers through the K loop. When LLVM cannot promote the sums
+attention's `tile_*` register tiles and `vdpbf16ps` blocks) holds its tile of sums in vector registers through the K loop. When LLVM cannot promote the sums
 array to registers (a store loop it did not unroll, a helper it did not inline), the K loop still
 computes in registers but also stores every sum to the stack on every step: the outputs are the
 same and no test notices, while the product runs at half speed. It happened twice, each time on a
@@ -24,7 +24,7 @@ import sys
 
 KERNELS = re.compile(
     r"^bert_kernels::(linear::((avx512|avx2)::kernel(_\w+)?|int8_x86::\w+_kernel)"
-    r"|attention::(avx512|avx2)::tile_\d+x\d+)(::h[0-9a-f]+)?$"
+    r"|attention::(avx512|avx2)::tile_\d+x\d+|attention::avx512::dp_(rows|tile))(::h[0-9a-f]+)?$"
 )
 MULTIPLY_ADD = re.compile(r"^(vfmadd\w+|vdpbf16ps|vpdpbusds?|vpmaddwd)\s")
 # A fixed slot: a buffer on the stack written by index (the int8 kernels' outlier weights) is not

@@ -1,7 +1,8 @@
 //! Self-attention (`bert_kernels::attention`) in f32 and with bf16 products allowed (AMX tiles
-//! where the CPU has AMX-BF16, the AVX-512 path is selected and a sequence has more than
-//! `AMX_MIN_TOKENS` tokens; f32 otherwise), on the peer workloads' shapes, interleaved in one
-//! process (docs/quantization.md, "Attention on AMX").
+//! where the CPU has AMX-BF16, `vdpbf16ps` where it has AVX512-BF16 without AMX, on the AVX-512
+//! path, for sequences of more than `AMX_MIN_TOKENS` / `DP_MIN_TOKENS` tokens; f32 otherwise:
+//! `attention::uses_bf16`), on the peer workloads' shapes, interleaved in one process
+//! (docs/quantization.md, "Attention in bf16").
 //!
 //! ```text
 //! cargo bench -p bert-kernels --bench attention -- [--threads 2] [--reps 11] [--tokens 25,40]

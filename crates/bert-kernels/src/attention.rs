@@ -28,9 +28,11 @@ pub struct AttentionArgs<'a> {
     pub head_dim: usize,
     /// (NH): multiplies each head's attention probabilities (transformers 4.x `head_mask`).
     pub head_mask: Option<&'a [f32]>,
-    /// Lets a sequence's two products run in bf16 where that is faster: on AMX tiles
-    /// (`tdpbf16ps`) when the CPU has AMX-BF16, the AVX-512 path is selected and the sequence has
-    /// more than [`AMX_MIN_TOKENS`] tokens ([`uses_amx`]). There, as
+    /// Lets a sequence's two products run in bf16 where that is faster ([`uses_bf16`]): on AMX
+    /// tiles (`tdpbf16ps`) when the CPU has AMX-BF16, the AVX-512 path is selected and the
+    /// sequence has more than [`AMX_MIN_TOKENS`] tokens; with `vdpbf16ps` when the CPU has
+    /// AVX512-BF16 without AMX (AMD Zen 4 and 5) and the sequence has more than
+    /// [`DP_MIN_TOKENS`]. There, as
     /// `torch.autocast("cpu", dtype=torch.bfloat16)` runs them: Q, K and V rounded to bf16 before
     /// `Q K^T`, the probabilities (after `head_mask`) before `P V`, f32 sums; the scores, the
     /// softmax and the returned probabilities stay f32 ([`crate::reference::attention_bf16`]).
@@ -166,7 +168,11 @@ pub fn attention_with(
         "attention: {isa:?} is not supported by this CPU"
     );
     let path = Path::for_isa(isa);
-    let amx_on = allow_bf16 && amx_available(isa);
+    let bf16 = if allow_bf16 {
+        Bf16Products::on(isa)
+    } else {
+        None
+    };
     let poff = probs_offsets(cu_seqlens, nh);
     let probs_ptr = probs.map(|p| {
         assert_eq!(p.len(), *poff.last().unwrap(), "attention: probs size");
@@ -182,14 +188,15 @@ pub fn attention_with(
         }
         let hm = head_mask.map_or(1.0, |m| m[hd]);
         let rows = &qkv[start * 3 * h..(start + t) * 3 * h];
-        let amx = amx_on && t > AMX_MIN_TOKENS;
-        if amx {
+        let products = bf16.filter(|p| t > p.min_tokens());
+        if let Some(products) = products {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `amx` holds only where AMX-BF16 and AVX-512 (with AVX512-BF16) are usable;
-            // columns hd*D..(hd+1)*D of token rows start..start+t belong to this task alone and
-            // are inside ctx (asserted n * h above).
+            // SAFETY: `Bf16Products::on` returns a kind only where its instructions and AVX-512
+            // (with BW and AVX512-BF16) are usable; columns hd*D..(hd+1)*D of token rows
+            // start..start+t belong to this task alone and are inside ctx (asserted n * h above).
             unsafe {
-                head_amx(
+                head_bf16(
+                    products,
                     sc,
                     rows,
                     (t, h, hd, d),
@@ -198,16 +205,18 @@ pub fn attention_with(
                     ctx_ptr.get().add(start * h + hd * d),
                 )
             };
+            #[cfg(not(target_arch = "x86_64"))]
+            let _ = products;
         } else {
-            // SAFETY: as head_amx's above: this head's columns of token rows start..start + t.
+            // SAFETY: as head_bf16's above: this head's columns of token rows start..start + t.
             unsafe {
                 let ctx = ctx_ptr.get().add(start * h + hd * d);
                 head(path, sc, rows, (t, h, hd, d), hm, ctx)
             };
         }
         if let Some(pp) = probs_ptr {
-            // The probabilities' row stride in `sc.s`: T padded to a block (AMX) or a tile.
-            let stride = t.next_multiple_of(if amx { 32 } else { NR });
+            // The probabilities' row stride in `sc.s`: T padded to a block (bf16) or a tile.
+            let stride = t.next_multiple_of(if products.is_some() { 32 } else { NR });
             for i in 0..t {
                 let off = poff[s] + (hd * t + i) * t;
                 // SAFETY: rows of head hd of sequence s are written by this task only, inside the
@@ -369,33 +378,63 @@ unsafe fn head(
     }
 }
 
-/// Sequences up to this many tokens keep f32 attention under [`AttentionArgs::allow_bf16`]: there
-/// the AMX path's padding to 32 and tile set-up cost more than its products save (MiniLM and
+/// Sequences up to this many tokens keep f32 attention under [`AttentionArgs::allow_bf16`] on AMX:
+/// there the AMX path's padding to 32 and tile set-up cost more than its products save (MiniLM and
 /// bert-base heads, `cargo bench --bench attention`, Intel Xeon with AMX, both softmaxes masked:
 /// 0.80-0.94x f32's speed at 8 tokens, 0.74-1.07x at 16, 1.24-1.75x at 20 and 24).
 pub const AMX_MIN_TOKENS: usize = 16;
 
-/// Whether [`attention_with`] on `isa` runs a sequence of `t` tokens on AMX tiles when bf16 is
-/// allowed: the AVX-512 path, a CPU with AMX-BF16 (and `BERT_KERNELS_AMX` not `0`), and
-/// `t > AMX_MIN_TOKENS`.
-pub fn uses_amx(isa: Isa, t: usize) -> bool {
-    t > AMX_MIN_TOKENS && amx_available(isa)
+/// As [`AMX_MIN_TOKENS`] for the `vdpbf16ps` products (AVX512-BF16 without AMX): the padding to
+/// 32 and the conversions to pairs cost more than the products save up to here (docs/gemm.md,
+/// "Attention at W2F").
+pub const DP_MIN_TOKENS: usize = 16;
+
+/// Which instructions run attention's bf16 products where [`AttentionArgs::allow_bf16`] is set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Bf16Products {
+    /// AMX tiles, `tdpbf16ps` ([`crate::linear::amx::bf16_block`]).
+    Amx,
+    /// AVX-512 register tiles, `vdpbf16ps` ([`avx512::dp_rows`]).
+    Dp,
 }
 
-/// The AVX-512 path on a CPU with AMX-BF16 (and `BERT_KERNELS_AMX` not `0`).
-fn amx_available(isa: Isa) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        Path::for_isa(isa) == Path::Avx512 && crate::linear::amx::bf16_available()
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
+impl Bf16Products {
+    /// The kind `isa` runs on this CPU: on the AVX-512 path, AMX-BF16 (with `BERT_KERNELS_AMX`
+    /// not `0`), else AVX512-BF16 (with AVX-512 BW, which the pair conversions use); `None`
+    /// elsewhere (f32 products).
+    fn on(isa: Isa) -> Option<Bf16Products> {
+        #[cfg(target_arch = "x86_64")]
+        if Path::for_isa(isa) == Path::Avx512 {
+            if crate::linear::amx::bf16_available() {
+                return Some(Bf16Products::Amx);
+            }
+            if crate::isa::has_avx512_bf16() && is_x86_feature_detected!("avx512bw") {
+                return Some(Bf16Products::Dp);
+            }
+        }
         let _ = isa;
-        false
+        None
+    }
+
+    /// Sequences of up to this many tokens keep f32 products.
+    fn min_tokens(self) -> usize {
+        match self {
+            Bf16Products::Amx => AMX_MIN_TOKENS,
+            Bf16Products::Dp => DP_MIN_TOKENS,
+        }
     }
 }
 
-/// [`head`] with bf16 products on AMX tiles (`tdpbf16ps`, [`crate::linear::amx::bf16_block`]),
+/// Whether [`attention_with`] on `isa` runs a sequence of `t` tokens with bf16 products when
+/// [`AttentionArgs::allow_bf16`] is set: the AVX-512 path on a CPU with AMX-BF16 (and
+/// `BERT_KERNELS_AMX` not `0`) and `t > AMX_MIN_TOKENS`, or with AVX512-BF16 and no AMX and
+/// `t > DP_MIN_TOKENS`.
+pub fn uses_bf16(isa: Isa, t: usize) -> bool {
+    Bf16Products::on(isa).is_some_and(|p| t > p.min_tokens())
+}
+
+/// [`head`] with bf16 products, on AMX tiles (`tdpbf16ps`, [`crate::linear::amx::bf16_block`])
+/// or AVX-512 registers (`vdpbf16ps`, [`avx512::dp_rows`]: the same sums of the same buffers),
 /// writing the context straight into `ctx` (token rows `h` floats apart, this head's D columns)
 /// and, when `keep_probs`, the probabilities into `sc.s` (T32 rows) as [`head`] does. Q, K and V
 /// are gathered as bf16 pairs in the tiles' layouts (K through 16 x 16 transposes), the scores
@@ -405,10 +444,12 @@ fn amx_available(isa: Isa) -> bool {
 /// context columns >= D); every padding that enters a sum is zeroed.
 ///
 /// # Safety
-/// [`crate::linear::amx::bf16_available`] returned true (so the CPU has AVX-512F/BW and
-/// AVX512-BF16); `ctx` is writable at `i * h + 0..d` for `i < t`, by this call alone.
+/// [`Bf16Products::on`] returned `products` (so the CPU has AVX-512F/BW, AVX512-BF16, and AMX-BF16
+/// for `Amx`); `ctx` is writable at `i * h + 0..d` for `i < t`, by this call alone.
 #[cfg(target_arch = "x86_64")]
-unsafe fn head_amx(
+#[allow(clippy::too_many_arguments)]
+unsafe fn head_bf16(
+    products: Bf16Products,
     sc: &mut Scratch,
     rows: &[f32],
     (t, h, hd, d): (usize, usize, usize, usize),
@@ -417,7 +458,6 @@ unsafe fn head_amx(
     ctx: *mut f32,
 ) {
     use crate::bf16::{interleave_into, pairs_row_into};
-    use crate::linear::amx::{bf16_block, configure};
     // t32 / d32: rows and columns padded to a block's 32, which also pads the K dimensions (keys,
     // head dim) to a tile's 32 bf16; tp / dp: those in pairs; th / dh: the pairs holding T / D.
     let (t32, d32) = (t.next_multiple_of(32), d.next_multiple_of(32));
@@ -462,23 +502,58 @@ unsafe fn head_amx(
             );
         }
     }
-    configure();
-    // S (T32, T32) = Q K^T, 32 x 32 at a time.
-    for ib in (0..t32).step_by(32) {
-        for jb in (0..t32).step_by(32) {
-            // SAFETY: A is rows ib..ib + 32 of qb (dp pairs each), B pair rows 0..dp and columns
-            // jb..jb + 32 of ktb, C rows ib..ib + 32 and columns jb..jb + 32 of s: all inside the
-            // buffers sized above; the caller vouches for the tiles.
-            bf16_block(
-                sc.qb.as_ptr().add(ib * dp).cast(),
-                dp * 4,
-                sc.ktb.as_ptr().add(jb).cast(),
-                t32 * 4,
-                dp / 16,
-                sc.s.as_mut_ptr().add(ib * t32 + jb).cast(),
-                t32 * 4,
-            );
+    if products == Bf16Products::Amx {
+        crate::linear::amx::configure();
+    }
+    // The products by blocks of `rb` query rows: AMX's 32 x 32 blocks over the 32-padded
+    // buffers; `vdpbf16ps`'s 8-row register tiles over only the rows, columns (to 16) and pairs
+    // that hold values (padding T to 32 made 33 to 48 tokens slower than f32; the pairs past
+    // the values are zero, so leaving them out changes no sum).
+    let rb = match products {
+        Bf16Products::Amx => 32,
+        Bf16Products::Dp => avx512::DP_ROWS,
+    };
+    // C (rb, cols) = A (rb, pairs) B (pairs, cols): A rows `lda` pairs apart, B pair rows `ldb`
+    // apart, C rows `ldc` floats apart; `cols` a multiple of 32 (AMX) or 16.
+    let product = |a: *const u32, lda, b: *const u32, ldb, pairs: usize, c: *mut f32, ldc, cols| {
+        match products {
+            Bf16Products::Amx => {
+                for cb in (0..cols).step_by(32) {
+                    crate::linear::amx::bf16_block(
+                        a.cast(),
+                        lda * 4,
+                        b.add(cb).cast(),
+                        ldb * 4,
+                        pairs / 16,
+                        c.add(cb).cast(),
+                        ldc * 4,
+                    );
+                }
+            }
+            Bf16Products::Dp => avx512::dp_rows(a, lda, b, ldb, pairs, c, ldc, cols),
         }
+    };
+    let tb = t.next_multiple_of(rb);
+    // S (TB, T32) = Q K^T; AMX: all T32 columns and dp pairs, vdpbf16ps: T16 and dh.
+    let (s_cols, q_pairs) = match products {
+        Bf16Products::Amx => (t32, dp),
+        Bf16Products::Dp => (t.next_multiple_of(16), dh),
+    };
+    for ib in (0..tb).step_by(rb) {
+        // SAFETY: A is rows ib..ib + rb <= T32 of qb (dp pairs each, q_pairs <= dp read), B pair
+        // rows 0..q_pairs of ktb ((dp, T32)), columns < s_cols <= T32; C rows ib..ib + rb of s
+        // ((T32, T32)): all inside the buffers sized above; the caller vouches for the
+        // instructions.
+        product(
+            sc.qb.as_ptr().add(ib * dp),
+            dp,
+            sc.ktb.as_ptr(),
+            t32,
+            q_pairs,
+            sc.s.as_mut_ptr().add(ib * t32),
+            t32,
+            s_cols,
+        );
     }
     for i in 0..t {
         avx512::softmax_pairs(
@@ -490,31 +565,34 @@ unsafe fn head_amx(
             &mut sc.pb[i * tp..(i + 1) * tp],
         );
     }
-    // O (T32, D32) = P V, 32 query rows at a time: whole blocks stored into ctx when D is a
-    // multiple of 32, others through `sc.o` (rows >= T of P are stale and dropped there).
-    for ib in (0..t32).step_by(32) {
-        let direct = ib + 32 <= t && d == d32;
+    // O (TB, D32) = P V, rb query rows at a time: whole blocks stored into ctx when D is their
+    // width, others through `sc.o` (rows >= T of P are stale and dropped there).
+    let (o_cols, p_pairs) = match products {
+        Bf16Products::Amx => (d32, tp),
+        Bf16Products::Dp => (d.next_multiple_of(16), th),
+    };
+    for ib in (0..tb).step_by(rb) {
+        let direct = ib + rb <= t && d == o_cols;
         let (out, ldo) = if direct {
             (ctx.add(ib * h), h)
         } else {
             (sc.o.as_mut_ptr(), d32)
         };
-        for cb in (0..d32).step_by(32) {
-            // SAFETY: A is rows ib..ib + 32 of pb (tp pairs each), B pair rows 0..tp and columns
-            // cb..cb + 32 of vb; C 32 rows of 32 floats at column cb of `out`: rows
-            // ib..ib + 32 < t of ctx, columns < d (direct), or of o ((32, d32)).
-            bf16_block(
-                sc.pb.as_ptr().add(ib * tp).cast(),
-                tp * 4,
-                sc.vb.as_ptr().add(cb).cast(),
-                d32 * 4,
-                tp / 16,
-                out.add(cb).cast(),
-                ldo * 4,
-            );
-        }
+        // SAFETY: A is rows ib..ib + rb of pb (tp pairs each, p_pairs <= tp read), B pair rows
+        // 0..p_pairs and columns < o_cols <= D32 of vb; C rb rows of o_cols floats of `out`:
+        // rows ib..ib + rb <= t of ctx, columns < d (direct), or of o ((32, d32)).
+        product(
+            sc.pb.as_ptr().add(ib * tp),
+            tp,
+            sc.vb.as_ptr(),
+            d32,
+            p_pairs,
+            out,
+            ldo,
+            o_cols,
+        );
         if !direct {
-            for i in 0..32.min(t - ib) {
+            for i in 0..rb.min(t - ib) {
                 // SAFETY: row ib + i < T of this head's columns of ctx, D floats (the contract).
                 let dst = std::slice::from_raw_parts_mut(ctx.add((ib + i) * h), d);
                 crate::copy::copy_floats(dst, &sc.o[i * d32..][..d]);
@@ -850,6 +928,79 @@ mod avx512 {
         }
     }
 
+    /// Rows of [`dp_rows`]' register tiles.
+    pub const DP_ROWS: usize = 8;
+
+    /// `c (8, cols) = a (8, pairs) b (pairs, cols)` in bf16 pairs with f32 sums (`vdpbf16ps`,
+    /// two of an f32 FMA's multiply-adds per lane): A's rows `lda` pairs apart, B's pair rows
+    /// `ldb` apart, C's rows `ldc` floats apart; `cols` a multiple of 16, in register tiles of 8
+    /// rows x 32 columns ([`dp_tile`]), then 16.
+    ///
+    /// # Safety
+    /// AVX-512F and AVX512-BF16 must be available; `a` readable at `r * lda + p`, `b` at
+    /// `p * ldb + 0..cols` and `c` writable at `r * ldc + 0..cols`, r < 8, p < pairs.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn dp_rows(
+        a: *const u32,
+        lda: usize,
+        b: *const u32,
+        ldb: usize,
+        pairs: usize,
+        c: *mut f32,
+        ldc: usize,
+        cols: usize,
+    ) {
+        debug_assert!(cols.is_multiple_of(16));
+        let whole = cols / 32 * 32;
+        for cb in (0..whole).step_by(32) {
+            dp_tile::<2>(a, lda, b.add(cb), ldb, pairs, c.add(cb), ldc);
+        }
+        if whole < cols {
+            dp_tile::<1>(a, lda, b.add(whole), ldb, pairs, c.add(whole), ldc);
+        }
+    }
+
+    /// One register tile of [`dp_rows`]: 8 rows x NV vectors of 16 sums, each pair of A
+    /// broadcast once for the NV vectors.
+    ///
+    /// # Safety
+    /// As [`dp_rows`], for NV x 16 columns.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    #[inline]
+    pub unsafe fn dp_tile<const NV: usize>(
+        a: *const u32,
+        lda: usize,
+        b: *const u32,
+        ldb: usize,
+        pairs: usize,
+        c: *mut f32,
+        ldc: usize,
+    ) {
+        let mut acc = [[_mm512_setzero_ps(); NV]; DP_ROWS];
+        for p in 0..pairs {
+            // SAFETY (transmutes): __m512i and __m512bh are both 64 bytes of lanes.
+            let bv: [__m512bh; NV] = std::array::from_fn(|v| {
+                std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(
+                    b.add(p * ldb + 16 * v).cast(),
+                ))
+            });
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let av = std::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(
+                    *a.add(r * lda + p) as i32,
+                ));
+                for (acc, &bv) in acc.iter_mut().zip(&bv) {
+                    *acc = _mm512_dpbf16_ps(*acc, av, bv);
+                }
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            for (v, &acc) in acc.iter().enumerate() {
+                _mm512_storeu_ps(c.add(r * ldc + 16 * v), acc);
+            }
+        }
+    }
+
     /// AVX-512 8x32 tile of `c = a b`: [`tile_8x16`] over two adjacent column tiles, each `a`
     /// element broadcast once for both (16 accumulators).
     ///
@@ -1062,7 +1213,7 @@ mod tests {
         (ctx, probs)
     }
 
-    /// `allow_bf16`: a sequence on AMX tiles ([`uses_amx`]) has the probabilities of
+    /// `allow_bf16`: a sequence with bf16 products ([`uses_bf16`]: AMX or `vdpbf16ps`) has the probabilities of
     /// [`reference::attention_bf16`], and a context that is the product of exactly those
     /// probabilities and V, each rounded to bf16 (against the reference's own context a
     /// probability an f32 ulp from a bf16 rounding boundary may round the other way, a 2^-8
@@ -1079,9 +1230,10 @@ mod tests {
             (&[130, 17], 2, 20),
             (&[128, 31], 2, 64),
             (&[48, 1], 3, 48),
+            (&[37, 41], 2, 5),
         ];
         let round = crate::bf16::round;
-        let mut on_amx = 0;
+        let mut on_bf16 = 0;
         for path in paths() {
             for &(lens, nh, d) in cases {
                 let h = nh * d;
@@ -1110,7 +1262,7 @@ mod tests {
                         let rows = &qkv[cu[s] * 3 * h..cu[s + 1] * 3 * h];
                         let got_p = &probs[poff[s]..poff[s + 1]];
                         let got_c = &ctx[cu[s] * h..cu[s + 1] * h];
-                        if !uses_amx(path, t) {
+                        if !uses_bf16(path, t) {
                             let (c, p) = reference::attention(rows, t, nh, d, head_mask);
                             for (a, w) in got_c.iter().zip(&c) {
                                 assert!((a - w).abs() < 1e-5, "{path:?} {lens:?}: ctx {a} vs {w}");
@@ -1123,7 +1275,7 @@ mod tests {
                             }
                             continue;
                         }
-                        on_amx += 1;
+                        on_bf16 += 1;
                         let (_, p) = reference::attention_bf16(rows, t, nh, d, head_mask);
                         for (a, w) in got_p.iter().zip(&p) {
                             assert!((a - w).abs() < 2e-6, "{path:?} {lens:?}: probs {a} vs {w}");
@@ -1149,8 +1301,8 @@ mod tests {
                 }
             }
         }
-        if uses_amx(Isa::Avx512, AMX_MIN_TOKENS + 1) {
-            assert!(on_amx >= 12, "only {on_amx} sequences ran on AMX");
+        if uses_bf16(Isa::Avx512, DP_MIN_TOKENS + 1) {
+            assert!(on_bf16 >= 8, "only {on_bf16} sequences ran bf16 products");
         }
     }
 

@@ -1,5 +1,6 @@
 //! int8 vs f32 `Linear` on BERT's shapes, interleaved in one process, and the core's FMA / VNNI peak
-//! measured by a register-only loop on the same machine (docs/quantization.md).
+//! measured by a register-only loop on the same machine, with the 256-bit int8 forms that AVX2's
+//! kernel chooses between (docs/quantization.md).
 //!
 //! ```text
 //! cargo bench -p bert-kernels --bench int8 -- [--threads 2] [--m 8,128,2048] [--reps 11] [--cold-mb 64]
@@ -140,6 +141,26 @@ fn peak(pool: &rayon::ThreadPool, threads: usize) {
         }
         if best > 0.0 {
             println!("peak {name}, {threads} threads: {best:.0} G(FL)OP/s");
+        }
+    }
+    // The 256-bit forms (AVX2's int8 kernel and the ones it is compared with), one thread.
+    use bert_kernels::linear::{peak_avx2, Avx2Loop};
+    for form in [
+        Avx2Loop::Fma,
+        Avx2Loop::SignMaddubs,
+        Avx2Loop::Madd16,
+        Avx2Loop::U8Maddubs,
+    ] {
+        let iters = 20_000_000;
+        let mut best = 0.0f64;
+        for _ in 0..5 {
+            let t = Instant::now();
+            if let Some(ops) = peak_avx2(form, iters) {
+                best = best.max(ops / t.elapsed().as_secs_f64() / 1e9);
+            }
+        }
+        if best > 0.0 {
+            println!("AVX2 {form:?}, 1 thread: {best:.0} G(FL)OP/s");
         }
     }
 }

@@ -384,9 +384,10 @@ unsafe fn head(
 /// 0.80-0.94x f32's speed at 8 tokens, 0.74-1.07x at 16, 1.24-1.75x at 20 and 24).
 pub const AMX_MIN_TOKENS: usize = 16;
 
-/// As [`AMX_MIN_TOKENS`] for the `vdpbf16ps` products (AVX512-BF16 without AMX): the padding to
-/// 32 and the conversions to pairs cost more than the products save up to here (docs/gemm.md,
-/// "Attention at W2F").
+/// As [`AMX_MIN_TOKENS`] for the `vdpbf16ps` products (AVX512-BF16 without AMX): up to here the
+/// conversions to pairs cost what the products save (Zen 4, `cargo bench --bench attention`,
+/// MiniLM / bert-base heads: 0.91x / 0.87x f32's speed at 8 tokens, 0.99x at 16, 1.18-1.27x at
+/// 24-48; docs/quantization.md, "Attention in bf16").
 pub const DP_MIN_TOKENS: usize = 16;
 
 /// Which instructions run attention's bf16 products where [`AttentionArgs::allow_bf16`] is set.
@@ -1213,11 +1214,11 @@ mod tests {
         (ctx, probs)
     }
 
-    /// `allow_bf16`: a sequence with bf16 products ([`uses_bf16`]: AMX or `vdpbf16ps`) has the probabilities of
-    /// [`reference::attention_bf16`], and a context that is the product of exactly those
-    /// probabilities and V, each rounded to bf16 (against the reference's own context a
-    /// probability an f32 ulp from a bf16 rounding boundary may round the other way, a 2^-8
-    /// change); every other sequence is f32 attention. The context is the same, bit for bit,
+    /// `allow_bf16`: a sequence with bf16 products ([`uses_bf16`]: AMX or `vdpbf16ps`) has the
+    /// probabilities of [`reference::attention_bf16`], and a context that is the product of
+    /// exactly those probabilities and V, each rounded to bf16 (against the reference's own
+    /// context a probability an f32 ulp from a bf16 rounding boundary may round the other way, a
+    /// 2^-8 change); every other sequence is f32 attention. The context is the same, bit for bit,
     /// whether or not the probabilities are returned.
     #[test]
     fn allow_bf16_matches_reference() {

@@ -439,6 +439,34 @@ pub fn peak_vnni(iters: usize) -> Option<f64> {
     None
 }
 
+/// The multiply-add forms of [`peak_avx2`]'s register-only loops (256-bit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Avx2Loop {
+    /// f32 `vfmadd` (8 multiply-adds).
+    Fma,
+    /// The former int8 AVX2 kernel's: `vpsignb`, `vpmaddubsw(|a|, sign(a) w)`, `vpmaddwd` with
+    /// ones, `vpaddd` (32 exact multiply-adds).
+    SignMaddubs,
+    /// The int8 AVX2 kernel's: `vpmaddwd` on i16, `vpaddd` (16 exact multiply-adds).
+    Madd16,
+    /// ONNX Runtime's (MLAS) u8 x s8 form without VNNI: `vpmaddubsw`, `vpmaddwd` with ones,
+    /// `vpaddd` (32 multiply-adds whose pair sums can saturate i16: not exact).
+    U8Maddubs,
+}
+
+/// Benchmark helper: `iters` x 12 independent steps of `form` from registers on this thread; the
+/// ops done (2 per multiply-add), or `None` without AVX2 + FMA. Divided by the time taken, the
+/// core's rate in that form (docs/quantization.md, "AVX2: `vpmaddwd` on i16").
+pub fn peak_avx2(form: Avx2Loop, iters: usize) -> Option<f64> {
+    #[cfg(target_arch = "x86_64")]
+    if Isa::Avx2.is_supported() {
+        // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+        return Some(unsafe { int8_x86::peak_avx2(form, iters) });
+    }
+    let _ = (form, iters);
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

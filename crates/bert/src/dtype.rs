@@ -53,8 +53,8 @@ impl Dtype {
     /// They do where that is faster ([`bert_kernels::attention::uses_bf16`]): on AMX tiles, for
     /// sequences of more than [`bert_kernels::attention::AMX_MIN_TOKENS`] tokens, when the CPU has
     /// AMX-BF16; with `vdpbf16ps`, for more than [`bert_kernels::attention::DP_MIN_TOKENS`], on
-    /// AVX512-BF16 CPUs without AMX (AMD Zen 4 and 5; `BERT_KERNELS_AMX=0` takes an AMX CPU
-    /// there); elsewhere they stay f32.
+    /// AVX512-BF16 CPUs without AMX (AMD Zen 4 and 5; `BERT_KERNELS_AMX=0` sends an AMX CPU
+    /// there too); elsewhere they stay f32.
     pub fn attention_in_bf16(self) -> bool {
         matches!(self, Dtype::Bf16 | Dtype::Int8)
     }

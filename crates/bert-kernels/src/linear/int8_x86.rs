@@ -370,9 +370,9 @@ pub(super) const AVX2_MR: usize = 6;
 /// broadcast as one 64-bit lane, and `vpmaddwd` leaves each column's sum in two adjacent i32
 /// lanes, added after the K loop. Exact (i16 products, i32 sums). It replaced `vpmaddubsw` on |a|
 /// and sign(a) * w (the same integers): that took a `vpsignb` per row and vector besides the two
-/// multiplies, and ran at 1.14x f32's multiply-adds per cycle on one core (forced onto AVX2 on
-/// Zen 4), where this runs at 1.49x (docs/quantization.md). Both halves in one call, so that
-/// each row of C is stored as one whole 64-byte line.
+/// multiplies (`cargo bench --bench int8`'s register-only loops, one Zen 4 core at 256 bits: 133
+/// GOP/s against this form's 189, f32 FMAs 117; docs/quantization.md). Both halves in one call,
+/// so that each row of C is stored as one whole 64-byte line.
 ///
 /// # Safety
 /// The CPU supports AVX2 and FMA; `t` describes in-bounds buffers (see [`QTile`]) for R rows and
@@ -475,4 +475,73 @@ pub(super) unsafe fn peak_vnni(iters: usize) -> f64 {
     }
     std::hint::black_box(s);
     (iters * 12 * 64 * 2) as f64
+}
+
+/// Register-only loop of `iters` x 12 independent 256-bit multiply-add steps in the form `form`
+/// (see [`super::Avx2Loop`]); returns the ops done (2 per multiply-add).
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn peak_avx2(form: super::Avx2Loop, iters: usize) -> f64 {
+    use super::Avx2Loop;
+    let mut acc = [_mm256_setzero_si256(); 12];
+    let (mut a, mut b) = (_mm256_set1_epi8(3), _mm256_set1_epi8(-2));
+    let ones = _mm256_set1_epi16(1);
+    // The operands made opaque to LLVM for every accumulator and step (no instruction), so that
+    // it cannot compute the loop-invariant products once and leave only the additions.
+    let mut opaque = || {
+        std::arch::asm!("/* {0} {1} */", inout(ymm_reg) a, inout(ymm_reg) b, options(nomem, nostack, preserves_flags));
+        (a, b)
+    };
+    // Multiply-adds per step and accumulator.
+    let per = match form {
+        Avx2Loop::Fma => {
+            let mut f = [_mm256_setzero_ps(); 12];
+            let (x, y) = (_mm256_set1_ps(0.999), _mm256_set1_ps(1e-3));
+            for _ in 0..iters {
+                for f in f.iter_mut() {
+                    *f = _mm256_fmadd_ps(x, *f, y);
+                }
+            }
+            std::hint::black_box(f);
+            8
+        }
+        Avx2Loop::SignMaddubs => {
+            for _ in 0..iters {
+                // As the kernel: |a| once per row, for its two vectors of columns.
+                for acc in acc.chunks_exact_mut(2) {
+                    let (a, b0) = opaque();
+                    let (_, b1) = opaque();
+                    let abs = _mm256_sign_epi8(a, a);
+                    for (acc, b) in acc.iter_mut().zip([b0, b1]) {
+                        let p = _mm256_maddubs_epi16(abs, _mm256_sign_epi8(b, a));
+                        *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(p, ones));
+                    }
+                }
+            }
+            32
+        }
+        Avx2Loop::Madd16 => {
+            for _ in 0..iters {
+                for acc in acc.iter_mut() {
+                    let (a, b) = opaque();
+                    *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(a, b));
+                }
+            }
+            16
+        }
+        Avx2Loop::U8Maddubs => {
+            for _ in 0..iters {
+                for acc in acc.iter_mut() {
+                    let (a, b) = opaque();
+                    let p = _mm256_maddubs_epi16(a, b);
+                    *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(p, ones));
+                }
+            }
+            32
+        }
+    };
+    std::hint::black_box(acc);
+    (iters * 12 * per * 2) as f64
 }

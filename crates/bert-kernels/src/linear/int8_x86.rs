@@ -360,10 +360,6 @@ unsafe fn vnni_sums<const R: usize>(t: &QTile) -> [[__m512i; 3]; R] {
     acc
 }
 
-/// Rows of the AVX2 int8 register tile: 2 x 6 accumulators, 2 B vectors and the broadcast of A
-/// in 15 of the 16 ymm registers.
-pub(super) const AVX2_MR: usize = 6;
-
 /// AVX2: `C[R, 16]` as two halves of 8 columns, each in 2R ymm accumulators over the whole K.
 /// A is i16 ([`ALayout::Groups16`]); per group of 4 k, the half's 32 bytes of the panel are
 /// sign-extended to two vectors of 4 columns x 4 k i16 (`vpmovsxbw`), each row's 4 values are

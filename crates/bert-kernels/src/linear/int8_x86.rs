@@ -98,15 +98,7 @@ pub(super) unsafe fn quantize_tile_avx2(t: QuantTile<'_>) {
                 _mm_castsi128_pd(q16),
             );
         }
-        // The last columns and the K padding (as 0) of the last group.
-        for c in body..4 * k4 {
-            let q = match row.get(c) {
-                Some(&v) => quantize_one(v * keep.get(c).copied().unwrap_or(1.0), inv),
-                None => 0,
-            };
-            let at = ((c / 4) * mr + i) * 8 + (c % 4) * 2;
-            dst[at..at + 2].copy_from_slice(&i16::from(q).to_le_bytes());
-        }
+        scatter_tail(dst, row, keep, body, inv, mr, i, ALayout::Groups16);
     }
 }
 
@@ -122,7 +114,8 @@ pub(super) unsafe fn quantize_tile_avx2(t: QuantTile<'_>) {
 /// The CPU supports AVX-512F and BW.
 ///
 /// # Panics
-/// If the tile has more than [`MAX_MR`] rows.
+/// If the tile has more than [`MAX_MR`] rows, or is AVX2's signed i16 layout
+/// ([`ALayout::Groups16`], [`quantize_tile_avx2`]'s).
 #[target_feature(enable = "avx512f,avx512bw")]
 pub(super) unsafe fn quantize_tile_avx512(t: QuantTile<'_>) {
     let QuantTile {
@@ -138,6 +131,10 @@ pub(super) unsafe fn quantize_tile_avx512(t: QuantTile<'_>) {
     assert!(
         rows <= MAX_MR,
         "quantize_tile_avx512: at most {MAX_MR} rows per tile"
+    );
+    assert!(
+        layout != ALayout::Groups16,
+        "quantize_tile_avx512: A is shifted u8, not AVX2's signed i16 groups"
     );
     let mut inv = [0.0f32; MAX_MR];
     for ((row, s), inv) in xs.chunks_exact(k).zip(scales.iter_mut()).zip(&mut inv) {
@@ -201,23 +198,26 @@ pub(super) unsafe fn quantize_tile_avx512(t: QuantTile<'_>) {
             );
         }
         for (i, row) in rows.iter().enumerate() {
-            scatter_tail(dst, row, keep, body, inv[i], mr, i);
+            scatter_tail(dst, row, keep, body, inv[i], mr, i, ALayout::Groups);
         }
         return;
     }
     // AMX's row-major tile, a partial tile or another mr: a row at a time, straight into its row
     // (Rows), or through a row buffer scattered into the groups.
     let row_bytes = k.div_ceil(4) * 4;
-    let mut row_q = match layout {
-        ALayout::Groups | ALayout::Groups16 => vec![0u8; row_bytes],
-        ALayout::Rows => Vec::new(),
+    let rows_layout = layout == ALayout::Rows;
+    let mut row_q = if rows_layout {
+        Vec::new()
+    } else {
+        vec![0u8; row_bytes]
     };
     let stride = dst.len() / mr;
     for (i, row) in xs.chunks_exact(k).enumerate() {
         let vinv = _mm512_set1_ps(inv[i]);
-        let out = match layout {
-            ALayout::Groups | ALayout::Groups16 => &mut row_q[..],
-            ALayout::Rows => &mut dst[i * stride..][..row_bytes],
+        let out = if rows_layout {
+            &mut dst[i * stride..][..row_bytes]
+        } else {
+            &mut row_q[..]
         };
         for c in (0..body).step_by(16) {
             _mm_storeu_si128(out.as_mut_ptr().add(c).cast(), quant16(row, c, vinv));
@@ -228,14 +228,16 @@ pub(super) unsafe fn quantize_tile_avx512(t: QuantTile<'_>) {
         }
         // As the generic body: the padding of the last group of 4 as 0.
         out[k..].fill(0);
-        if layout != ALayout::Rows {
+        if !rows_layout {
             store_row(dst, &row_q, mr, i, layout);
         }
     }
 }
 
-/// Columns `from..` of row `i` (the part past the 16-column steps), with the K padding as 0, into
-/// the (K/4, mr, 4) tile `dst`, one byte at a time (`from` is a multiple of 4).
+/// Columns `from..` of row `i` (the part past the vector steps), with the K padding as 0, into
+/// the (K/4, mr, 4) tile `dst`, one value at a time (`from` is a multiple of 4): as the x86
+/// quantizers store A, u8 = q + 128 in `Groups` (AVX-512's), i16 in `Groups16` (AVX2's).
+#[allow(clippy::too_many_arguments)]
 fn scatter_tail(
     dst: &mut [u8],
     row: &[f32],
@@ -244,13 +246,21 @@ fn scatter_tail(
     inv: f32,
     mr: usize,
     i: usize,
+    layout: ALayout,
 ) {
     for c in from..row.len().div_ceil(4) * 4 {
-        let q = match row.get(c) {
-            Some(&v) => (quantize_one(v * keep.get(c).copied().unwrap_or(1.0), inv) as u8) ^ 0x80,
-            None => 0,
-        };
-        dst[((c / 4) * mr + i) * 4 + c % 4] = q;
+        let q = row
+            .get(c)
+            .map(|&v| quantize_one(v * keep.get(c).copied().unwrap_or(1.0), inv));
+        let at = (c / 4) * mr + i;
+        match layout {
+            ALayout::Groups => dst[at * 4 + c % 4] = q.map_or(0, |q| (q as u8) ^ 0x80),
+            ALayout::Groups16 => {
+                let at = at * 8 + (c % 4) * 2;
+                dst[at..at + 2].copy_from_slice(&i16::from(q.unwrap_or(0)).to_le_bytes());
+            }
+            ALayout::Rows => unreachable!("row-major tiles are quantized in place"),
+        }
     }
 }
 

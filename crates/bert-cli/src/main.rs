@@ -116,10 +116,11 @@ pub struct DtypeArgs {
     /// (weights and each product's input rounded to bf16, f32 sums, as PyTorch's bf16 autocast:
     /// about twice f32's products with AVX512-BF16, more on Intel AMX; elsewhere emulated on the
     /// f32 kernels with bf16 weights, half f32's memory, about f32's speed on large batches and
-    /// faster on a few tokens, with a note on stderr) or `int8` (weights quantized per output channel at load, activations
-    /// per row at run time: faster, within the accuracy bounds of docs/quantization.md).
-    /// Embeddings, LayerNorm, softmax and heads stay f32; attention's products too, except that
-    /// bf16 and int8 run them in bf16 on Intel AMX for sequences over 16 tokens.
+    /// faster on a few tokens, with a note on stderr) or `int8` (weights quantized per output
+    /// channel at load, activations per row at run time: faster, within the accuracy bounds of
+    /// docs/quantization.md). Embeddings, LayerNorm, softmax and heads stay f32; attention's
+    /// products too, except that bf16 and int8 run them in bf16 for sequences over 16 tokens where
+    /// the CPU has Intel AMX-BF16 or AVX512-BF16 (AMD Zen 4 and 5).
     #[arg(long, value_name = "DTYPE", default_value = "f32")]
     pub dtype: bert::Dtype,
 }

@@ -20,7 +20,8 @@
 //!   --ours 6x2/kc256/mc96,4x3/kc384   extra variants of our kernel: RxV tile, kcN, mcN, ncN, nopf, tN tasks per
 //!                         thread, otN the same for products of one row block, fN min task flops,
 //!                         sN one-row-tile products' L1 prefetch distance in floats (0: off), sbN
-//!                         the packed weights held from which they write C through scratch tiles
+//!                         the packed weights held from which they write C through scratch tiles,
+//!                         st0 / st1 products of several row tiles streamed from there (off / on)
 //! ```
 //! Every candidate computes `y = x W^T + b` with W (N, K) row-major as PyTorch stores it. docs/gemm.md
 //! has the results.
@@ -378,6 +379,8 @@ fn variant(isa: Isa, spec: &str) -> GemmOptions {
             o.prefetch = false;
         } else if let Some(v) = part.strip_prefix("sb") {
             o.stream_scratch_bytes = v.parse().unwrap();
+        } else if let Some(v) = part.strip_prefix("st") {
+            o.stream_tiles = v == "1";
         } else if let Some(v) = part.strip_prefix('s') {
             o.stream_ahead = v.parse().unwrap();
         } else if let Some(v) = part.strip_prefix("ot") {

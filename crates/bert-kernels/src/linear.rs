@@ -79,6 +79,10 @@ pub struct GemmOptions {
     /// weights then stream from memory, not from the last-level cache), those products write C
     /// to per-thread scratch tiles, copied into the output once per column chunk, not in place.
     pub stream_scratch_bytes: usize,
+    /// Products of one row block of several row tiles stream too while the weights come from
+    /// memory (see `stream_scratch_bytes`): the first tile's prefetches are the stream, the
+    /// others read each panel from cache.
+    pub stream_tiles: bool,
 }
 
 impl GemmOptions {
@@ -89,10 +93,13 @@ impl GemmOptions {
             Isa::Avx2 => (6, 2, 768, 72, 768),
             Isa::Avx512 => (12, 2, 768, 48, 768),
         };
-        // 2 KB and 128 MiB: measured on an Intel Xeon (docs/gemm.md, "W1: the stores"). AVX2's
-        // target, Zen 3, was not there to measure: it keeps the L2 prefetch.
-        let stream_ahead = if isa == Isa::Avx512 { 512 } else { 0 };
+        // 2 KB and 128 MiB: measured on an Intel Xeon (docs/gemm.md, "W1: the stores"); AVX2's
+        // on Zen 4 with the AVX2 kernels forced, as Zen 3 runs them ("W1 on AVX2").
+        let stream_ahead = if isa == Isa::Scalar { 0 } else { 512 };
         let stream_scratch_bytes = 128 << 20;
+        // AVX2's 6-row tiles cut W1's 8 rows in two; AVX-512's 12 hold them (its products of
+        // 13-48 rows, bert-base's W3U, streamed took 1.015x the time).
+        let stream_tiles = isa == Isa::Avx2;
         GemmOptions {
             isa,
             mr,
@@ -106,6 +113,7 @@ impl GemmOptions {
             prefetch: true,
             stream_ahead,
             stream_scratch_bytes,
+            stream_tiles,
         }
     }
 
@@ -526,14 +534,18 @@ pub(crate) fn test_blockings(shapes: &[(Isa, usize, usize)]) -> Vec<GemmOptions>
             ..base
         };
         out.push(small);
-        // One-row-tile products' other paths (see `stream_ahead`): not streamed, streamed with C
-        // in place, streamed through scratch tiles (the weights the tests hold are few).
+        // One-row-block products' other paths (see `stream_ahead`): not streamed, streamed with
+        // C in place, streamed through scratch tiles (the weights the tests hold are few), the
+        // last two with several row tiles or one.
         for (stream_ahead, stream_scratch_bytes) in [(0, 0), (512, usize::MAX), (512, 0)] {
-            out.push(GemmOptions {
-                stream_ahead,
-                stream_scratch_bytes,
-                ..small
-            });
+            for stream_tiles in [false, true] {
+                out.push(GemmOptions {
+                    stream_ahead,
+                    stream_scratch_bytes,
+                    stream_tiles,
+                    ..small
+                });
+            }
         }
     }
     out

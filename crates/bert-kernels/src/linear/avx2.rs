@@ -52,13 +52,16 @@ pub(super) unsafe fn kernel_half<const MR: usize, const NV: usize, const B: u8>(
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 unsafe fn kernel_body<const MR: usize, const NV: usize, const B: u8, const DIRECT: bool>(t: &Tile) {
-    // C is written (and, for later K blocks, read) at the end: start fetching it now.
-    for i in 0..MR {
-        let c = t.c.add(i * t.ldc);
-        for v in 0..NV {
-            _mm_prefetch::<_MM_HINT_T0>(c.add(v * LANES) as *const i8);
+    // C is written (and, for later K blocks, read) at the end: start fetching it now. Not when
+    // streaming (`pf_l1`): these prefetches' misses compete with the stream's.
+    if !t.pf_l1 {
+        for i in 0..MR {
+            let c = t.c.add(i * t.ldc);
+            for v in 0..NV {
+                _mm_prefetch::<_MM_HINT_T0>(c.add(v * LANES) as *const i8);
+            }
+            _mm_prefetch::<_MM_HINT_T0>(c.add(NV * LANES - 1) as *const i8);
         }
-        _mm_prefetch::<_MM_HINT_T0>(c.add(NV * LANES - 1) as *const i8);
     }
     let mut acc = [[_mm256_setzero_ps(); NV]; MR];
     let (mut a, mut b, mut pf) = (t.a, t.b, t.pf);
@@ -69,8 +72,17 @@ unsafe fn kernel_body<const MR: usize, const NV: usize, const B: u8, const DIREC
         NV * LANES / 2
     };
     for _ in 0..t.kc {
-        for line in (0..step).step_by(16) {
-            _mm_prefetch::<_MM_HINT_T0>(pf.wrapping_add(line) as *const i8);
+        // As the AVX-512 kernels: the next panel into L2 (a T0 prefetch of the whole 48 KB
+        // panel evicted the one being read from Zen's 32 KB L1); a streaming product's `pf`, 2
+        // KB ahead in the panel being read, into L1 (docs/gemm.md, "W1 on AVX2").
+        if DIRECT && t.pf_l1 {
+            for line in (0..step).step_by(16) {
+                _mm_prefetch::<_MM_HINT_T0>(pf.wrapping_add(line) as *const i8);
+            }
+        } else {
+            for line in (0..step).step_by(16) {
+                _mm_prefetch::<_MM_HINT_T1>(pf.wrapping_add(line) as *const i8);
+            }
         }
         pf = pf.wrapping_add(step);
         let mut bv = [_mm256_setzero_ps(); NV];

@@ -554,16 +554,21 @@ impl<T: Elem> Gemm<'_, T> {
         // per-thread scratch tiles, copied into `y` once a column chunk is done: stores into `y`
         // between the panels made bert-base's W1 1.1x slower, while with the weights in cache
         // the copy costs more than it saves (docs/gemm.md, "W1: the stores"). Training's `y +=`
-        // keeps C in place.
+        // keeps C in place. With `stream_tiles`, weights from memory stream in products of
+        // several row tiles too (AVX2's W1: 8 rows are two tiles of 4, each panel read twice):
+        // the first tile's prefetches are the stream, the second reads the panel from cache
+        // (docs/gemm.md, "W1 on AVX2").
         let ahead = self.opts.stream_ahead;
-        let stream = ahead > 0 && self.direct.is_some() && tiles.len() == 1;
-        let scratch = stream
-            && !self.how.accumulate
-            && crate::hugepages::held_bytes() >= self.opts.stream_scratch_bytes;
+        let from_memory = crate::hugepages::held_bytes() >= self.opts.stream_scratch_bytes;
+        let several = self.opts.stream_tiles && from_memory;
+        let stream = ahead > 0 && self.direct.is_some() && (tiles.len() == 1 || several);
+        let scratch = stream && !self.how.accumulate && from_memory;
+        // The row block's rows: the scratch holds all of them, panel after panel.
+        let block = (tiles[0].0, tiles.iter().map(|t| t.1).sum::<usize>());
         let mut ctiles = Vec::new();
         if scratch {
             ctiles = C_TILES.take();
-            ctiles.resize(chunk.min(cols.1 - cols.0) * tiles[0].1 * nr, 0.0);
+            ctiles.resize(chunk.min(cols.1 - cols.0) * block.1 * nr, 0.0);
         }
         A_PACK.with_borrow_mut(|apack| {
             B_WIDE.with_borrow_mut(|wide| {
@@ -617,7 +622,8 @@ impl<T: Elem> Gemm<'_, T> {
                                     },
                                     pf_l1: stream,
                                     out: scratch.then(|| {
-                                        (ctiles[(p - p0) * rows.1 * nr..].as_mut_ptr(), nr)
+                                        let at = ((p - p0) * block.1 + rows.0 - block.0) * nr;
+                                        (ctiles[at..].as_mut_ptr(), nr)
                                     }),
                                     kc,
                                     kernels,
@@ -631,7 +637,7 @@ impl<T: Elem> Gemm<'_, T> {
                         }
                     }
                     if scratch {
-                        self.copy_out(&ctiles, tiles[0], (p0, p1));
+                        self.copy_out(&ctiles, block, (p0, p1));
                     }
                 }
             })

@@ -7,6 +7,7 @@
 
 use std::arch::x86_64::*;
 
+use super::avx512::{prefetch_b_row, prefetch_block};
 use super::driver::{Tile, TileEpi, B_BF16, B_F32};
 use crate::vexp::avx2::{exp, exp2};
 use crate::Activation;
@@ -55,13 +56,7 @@ unsafe fn kernel_body<const MR: usize, const NV: usize, const B: u8, const DIREC
     // C is written (and, for later K blocks, read) at the end: start fetching it now. Not when
     // streaming (`pf_l1`): these prefetches' misses compete with the stream's.
     if !t.pf_l1 {
-        for i in 0..MR {
-            let c = t.c.add(i * t.ldc);
-            for v in 0..NV {
-                _mm_prefetch::<_MM_HINT_T0>(c.add(v * LANES) as *const i8);
-            }
-            _mm_prefetch::<_MM_HINT_T0>(c.add(NV * LANES - 1) as *const i8);
-        }
+        prefetch_block(t.c, t.ldc, MR, NV * LANES);
     }
     let mut acc = [[_mm256_setzero_ps(); NV]; MR];
     let (mut a, mut b, mut pf) = (t.a, t.b, t.pf);
@@ -72,18 +67,7 @@ unsafe fn kernel_body<const MR: usize, const NV: usize, const B: u8, const DIREC
         NV * LANES / 2
     };
     for _ in 0..t.kc {
-        // As the AVX-512 kernels: the next panel into L2 (a T0 prefetch of the whole 48 KB
-        // panel evicted the one being read from Zen's 32 KB L1); a streaming product's `pf`, 2
-        // KB ahead in the panel being read, into L1 (docs/gemm.md, "W1 on AVX2").
-        if DIRECT && t.pf_l1 {
-            for line in (0..step).step_by(16) {
-                _mm_prefetch::<_MM_HINT_T0>(pf.wrapping_add(line) as *const i8);
-            }
-        } else {
-            for line in (0..step).step_by(16) {
-                _mm_prefetch::<_MM_HINT_T1>(pf.wrapping_add(line) as *const i8);
-            }
-        }
+        prefetch_b_row(pf, step, DIRECT && t.pf_l1);
         pf = pf.wrapping_add(step);
         let mut bv = [_mm256_setzero_ps(); NV];
         for (v, bv) in bv.iter_mut().enumerate() {

@@ -154,19 +154,7 @@ unsafe fn kernel_body<const MR: usize, const NV: usize, const B: u8, const DIREC
         NV * LANES / 2
     };
     for _ in 0..t.kc {
-        // The next panel goes into L2, not L1: it is a panel ahead (48-96 KB, as much as L1
-        // holds), and a T0 prefetch holds one of L1's few miss buffers until its line arrives
-        // (at W1 that capped bert-base at 22 GB/s of weights on an Intel Xeon; T1: 0.88x the
-        // time). A streaming product's `pf` is 2 KB ahead in the panel being read: into L1.
-        if DIRECT && t.pf_l1 {
-            for line in (0..step).step_by(16) {
-                _mm_prefetch::<_MM_HINT_T0>(pf.wrapping_add(line) as *const i8);
-            }
-        } else {
-            for line in (0..step).step_by(16) {
-                _mm_prefetch::<_MM_HINT_T1>(pf.wrapping_add(line) as *const i8);
-            }
-        }
+        prefetch_b_row(pf, step, DIRECT && t.pf_l1);
         pf = pf.wrapping_add(step);
         let mut bv = [_mm512_setzero_ps(); NV];
         for (v, bv) in bv.iter_mut().enumerate() {
@@ -197,6 +185,29 @@ unsafe fn kernel_body<const MR: usize, const NV: usize, const B: u8, const DIREC
 #[inline]
 unsafe fn prefetch_c<const MR: usize, const NV: usize>(t: &Tile) {
     prefetch_block(t.c, t.ldc, MR, NV * LANES);
+}
+
+/// Prefetches the `floats` floats at `pf`, every 64-byte line: one k step's row of a B panel, for
+/// the f32 and 16-bit-B kernels of both x86 paths. Into L1 (T0) when `l1`: a streaming product's
+/// `pf`, 2 KB ahead in the panel being read. Else into L2 (T1): the next panel, a panel ahead
+/// (48-96 KB, as much as L1 holds), where a T0 prefetch holds one of L1's few miss buffers until
+/// its line arrives (at W1 that capped bert-base at 22 GB/s of weights on an Intel Xeon; T1:
+/// 0.88x the time) and, on AVX2's 32 KB L1 (Zen), evicted the panel being read (docs/gemm.md,
+/// "W1 on AVX2").
+///
+/// # Safety
+/// None: prefetches do not fault (`pf` is only offset, with wrapping arithmetic).
+#[inline(always)]
+pub(super) unsafe fn prefetch_b_row(pf: *const f32, floats: usize, l1: bool) {
+    if l1 {
+        for line in (0..floats).step_by(16) {
+            _mm_prefetch::<_MM_HINT_T0>(pf.wrapping_add(line) as *const i8);
+        }
+    } else {
+        for line in (0..floats).step_by(16) {
+            _mm_prefetch::<_MM_HINT_T1>(pf.wrapping_add(line) as *const i8);
+        }
+    }
 }
 
 /// Prefetches (T0) `rows` rows of `floats` floats, `ld` apart, from `c`: every 64-byte line, the
